@@ -1,0 +1,1 @@
+"""Learned codecs: architecture registry, bitstream format, latent decoding, training."""

@@ -1,0 +1,62 @@
+"""Codec checkpoints: a trained model plus the resolved params that produced it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from compressai.models import CompressionModel
+
+from taskcodec import __version__, io
+from taskcodec.codecs.registry import build_codec, zoo_codec
+from taskcodec.errors import UserError
+
+KIND = "taskcodec-codec"
+
+
+def save_codec(path: Path, model: CompressionModel, arch: str, N: int, M: int, lmbda: float,
+               params: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Write ``model`` (after ``update()``) with everything needed to rebuild and audit it."""
+    io.save_checkpoint(path, {
+        "kind": KIND, "taskcodec_version": __version__, "arch": arch, "N": N, "M": M, "lmbda": lmbda,
+        "params": params, "metrics": metrics, "state_dict": model.state_dict(),
+    })
+
+
+def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch: str | None = None) -> tuple[CompressionModel, dict[str, Any]]:
+    """Rebuild the model stored at ``path``; returns (model in eval mode, checkpoint metadata)."""
+    payload = io.load_checkpoint(path, map_location="cpu")
+    if payload.get("kind") != KIND:
+        raise UserError(f"{path} is not a taskcodec codec checkpoint (kind {payload.get('kind')!r})")
+    if expect_arch is not None and payload["arch"] != expect_arch:
+        raise UserError(
+            f"checkpoint {path} holds a {payload['arch']} model, but {expect_arch} was asked for; "
+            "point to a checkpoint of that architecture"
+        )
+    model = build_codec(payload["arch"], payload["N"], payload["M"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise UserError(f"checkpoint {path} does not fit {payload['arch']} N={payload['N']} M={payload['M']}: {err}") from None
+    meta = {key: value for key, value in payload.items() if key != "state_dict"}
+    return model.to(device).eval(), meta
+
+
+def initial_weights(model: CompressionModel, init: str | None, arch: str) -> None:
+    """Load ``init`` weights into ``model``: a taskcodec checkpoint path or ``zoo:<arch>:<quality>``."""
+    if init is None:
+        return
+    if init.startswith("zoo:"):
+        _, zoo_arch, quality = init.split(":")
+        if zoo_arch != arch:
+            raise UserError(f"codec.train.init '{init}' is a {zoo_arch} model, but this job trains {arch}")
+        source = zoo_codec(zoo_arch, int(quality))
+        state = source.state_dict()
+    else:
+        source, _ = load_codec(init, expect_arch=arch)
+        state = source.state_dict()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(f"codec.train.init '{init}' does not fit this job's channel sizes: {err}") from None

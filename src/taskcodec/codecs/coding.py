@@ -1,0 +1,132 @@
+"""Real entropy coding of image batches, and decoding back to latents and pixels.
+
+Encoding pads each batch (replicate padding, right and bottom) to a multiple of
+:data:`~taskcodec.codecs.registry.PAD_MULTIPLE`, runs CompressAI's
+``model.compress`` (rANS), and records each image's original size so decoding
+can crop. Decoding goes through a per-architecture *latent decoder* that
+returns the decoded latents ŷ and, for hyperprior models, the scales σ̂ that
+the decoder derives from the hyperlatent; compressed-domain models train on
+these (Gupta et al., "Learning-Based Compression for Machines").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from compressai.models import CompressionModel, FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+
+from taskcodec.codecs.bitstream import CorruptBitstream, ImageBitstream
+from taskcodec.codecs.registry import PAD_MULTIPLE
+
+
+@dataclass
+class DecodedBatch:
+    """Decoder-side tensors for a batch of same-sized images."""
+
+    x_hat: torch.Tensor  # B×3×H×W in [0, 1], cropped to the original size
+    y_hat: torch.Tensor | None  # B×M×h×w decoded latents (None when the architecture has no latent decoder)
+    scales_hat: torch.Tensor | None  # B×M×h×w σ̂ from the hyperprior (None for factorized priors)
+
+
+LatentDecoder = Callable[[CompressionModel, list[list[bytes]], tuple[int, int]], tuple[torch.Tensor, torch.Tensor | None]]
+
+#: model class → (downsampling of the first coded latent, decoder of ŷ and σ̂)
+LATENT_DECODERS: dict[type, tuple[int, LatentDecoder]] = {}
+
+
+def register_latent_decoder(model_class: type, latent_divisor: int):
+    def decorator(fn: LatentDecoder) -> LatentDecoder:
+        LATENT_DECODERS[model_class] = (latent_divisor, fn)
+        return fn
+
+    return decorator
+
+
+@register_latent_decoder(FactorizedPrior, 16)
+def _decode_factorized(model, strings, shape):
+    return model.entropy_bottleneck.decompress(strings[0], shape), None
+
+
+@register_latent_decoder(ScaleHyperprior, 64)
+def _decode_scale_hyperprior(model, strings, shape):
+    z_hat = model.entropy_bottleneck.decompress(strings[1], shape)
+    scales_hat = model.h_s(z_hat)
+    indexes = model.gaussian_conditional.build_indexes(scales_hat)
+    y_hat = model.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
+    return y_hat, scales_hat
+
+
+@register_latent_decoder(MeanScaleHyperprior, 64)
+def _decode_mean_scale_hyperprior(model, strings, shape):
+    z_hat = model.entropy_bottleneck.decompress(strings[1], shape)
+    scales_hat, means_hat = model.h_s(z_hat).chunk(2, 1)
+    indexes = model.gaussian_conditional.build_indexes(scales_hat)
+    y_hat = model.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means=means_hat)
+    return y_hat, scales_hat
+
+
+def _latent_decoder(model: CompressionModel) -> tuple[int, LatentDecoder | None]:
+    """The most specific registered decoder for ``model``'s class (MRO order)."""
+    for cls in type(model).__mro__:
+        if cls in LATENT_DECODERS:
+            return LATENT_DECODERS[cls]
+    return PAD_MULTIPLE, None
+
+
+def pad(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Replicate-pad right and bottom so height and width are multiples of ``multiple``."""
+    height, width = x.shape[-2:]
+    pad_h = (multiple - height % multiple) % multiple
+    pad_w = (multiple - width % multiple) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+@torch.no_grad()
+def estimated_bits(model: CompressionModel, x: torch.Tensor) -> torch.Tensor:
+    """Per-image bits estimated from the eval-mode likelihoods of the padded batch."""
+    out = model(pad(x))
+    return sum(
+        -torch.log2(likelihoods).flatten(1).sum(dim=1) for likelihoods in out["likelihoods"].values()
+    )
+
+
+@torch.no_grad()
+def encode_batch(model: CompressionModel, x: torch.Tensor) -> list[ImageBitstream]:
+    """Entropy-code a batch of same-sized images (B×3×H×W in [0, 1])."""
+    height, width = x.shape[-2:]
+    strings = model.compress(pad(x))["strings"]
+    return [
+        ImageBitstream(height, width, [per_model[i] for per_model in strings]) for i in range(x.shape[0])
+    ]
+
+
+@torch.no_grad()
+def decode_batch(model: CompressionModel, bitstreams: list[ImageBitstream]) -> DecodedBatch:
+    """Decode same-sized bitstreams to pixels and, where supported, ŷ and σ̂."""
+    height, width = bitstreams[0].height, bitstreams[0].width
+    if any((b.height, b.width) != (height, width) for b in bitstreams):
+        raise ValueError("decode_batch needs bitstreams of one image size")
+    counts = {len(b.strings) for b in bitstreams}
+    divisor, decoder = _latent_decoder(model)
+    padded_h = math.ceil(height / PAD_MULTIPLE) * PAD_MULTIPLE
+    padded_w = math.ceil(width / PAD_MULTIPLE) * PAD_MULTIPLE
+    shape = (padded_h // divisor, padded_w // divisor)
+    strings = [[b.strings[k] for b in bitstreams] for k in range(counts.pop())]
+    try:
+        if decoder is None:
+            x_hat, y_hat, scales_hat = model.decompress(strings, shape)["x_hat"], None, None
+        else:
+            y_hat, scales_hat = decoder(model, strings, shape)
+            x_hat = model.g_s(y_hat).clamp_(0, 1)
+    except (AssertionError, IndexError, RuntimeError, ValueError) as err:
+        raise CorruptBitstream(
+            f"a bitstream does not decode with this {type(model).__name__} model ({err}); "
+            "it is corrupt or was written by another model"
+        ) from None
+    return DecodedBatch(x_hat[..., :height, :width], y_hat, scales_hat)

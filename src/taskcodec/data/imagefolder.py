@@ -1,0 +1,127 @@
+"""Datasets read from a folder of image files.
+
+``prepare.dataset: imagefolder`` reads either ``root/<class>/**/*.<ext>``
+(labeled; labels are the sorted class folder names) or images directly in
+``root`` (unlabeled, label -1). Hidden files and folders are skipped; files
+whose extension is not in :data:`IMAGE_EXTENSIONS` are ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from taskcodec.data.images import IMAGE_EXTENSIONS, load_rgb8
+from taskcodec.data.registry import UNLABELED, Sample, register_dataset, require_param
+from taskcodec.errors import UserError
+
+_EXTENSION_LIST = "/".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a non-hidden file with an image extension (any case)."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _visible_entries(folder: Path) -> list[Path]:
+    return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+
+
+def _images_below(folder: Path) -> list[Path]:
+    """Image files in ``folder`` and its non-hidden subfolders, sorted by relative path."""
+    found = []
+    for current, subfolders, files in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found.extend(path for path in (Path(current) / name for name in files) if is_image_file(path))
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def _check_folder(root: Path) -> None:
+    if not root.exists():
+        raise UserError(f"image folder {root} does not exist; fix the path")
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; point to a folder of images")
+
+
+def folder_images(root: str | os.PathLike) -> list[Path]:
+    """All image files below ``root`` (flat or nested, recursive), sorted; for extra evaluation sets."""
+    root = Path(root)
+    _check_folder(root)
+    images = _images_below(root)
+    if not images:
+        raise UserError(f"image folder {root} contains no images ({_EXTENSION_LIST}); add some or fix the path")
+    return images
+
+
+def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Return ``(classes, [(path, label), ...])`` for a labeled or flat folder of images.
+
+    Labeled: no images at the top level, one folder per class. Flat: images
+    at the top level only, labels are -1. Anything else is a UserError.
+    """
+    root = Path(root)
+    _check_folder(root)
+    entries = _visible_entries(root)
+    top_images = [entry for entry in entries if is_image_file(entry)]
+    class_folders = {entry.name: _images_below(entry) for entry in entries if entry.is_dir()}
+    nonempty_folders = sorted(name for name, images in class_folders.items() if images)
+    if top_images and nonempty_folders:
+        raise UserError(
+            f"image folder {root} mixes images at its top level with image subfolders "
+            f"({', '.join(nonempty_folders[:5])}); put every image in a class folder (labeled) "
+            f"or all of them at the top level (unlabeled)"
+        )
+    if top_images:
+        return [], [(path, UNLABELED) for path in top_images]
+    if not nonempty_folders:
+        raise UserError(f"image folder {root} contains no images ({_EXTENSION_LIST}); add some or fix the path")
+    empty_folders = sorted(set(class_folders) - set(nonempty_folders))
+    if empty_folders:
+        raise UserError(
+            f"class folder(s) {', '.join(str(root / name) for name in empty_folders)} contain no images; "
+            f"add images or remove the folder(s)"
+        )
+    classes = sorted(class_folders)
+    return classes, [(path, label) for label, name in enumerate(classes) for path in class_folders[name]]
+
+
+def _safe_name(text: str) -> str:
+    """``text`` reduced to characters that are safe in a file name, at most 40 of them."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "image"
+
+
+@register_dataset("imagefolder")
+@dataclass(frozen=True)
+class ImageFolderDataset:
+    """``prepare.dataset: imagefolder``: the images under ``prepare.root``."""
+
+    root: Path
+    classes: list[str]
+    files: list[tuple[Path, int]]  # (image path, label), in a fixed order
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "ImageFolderDataset":
+        root = require_param(params, "root")
+        if root is None or root == "":
+            raise UserError(
+                "prepare.root is null but prepare.dataset is imagefolder; set prepare.root to a folder of images"
+            )
+        if not isinstance(root, str):
+            raise UserError(f"prepare.root is {root!r}; set it to the path of a folder of images")
+        resolved = (Path.cwd() / Path(root).expanduser()).resolve()
+        classes, files = scan_image_folder(resolved)
+        return cls(root=resolved, classes=classes, files=files)
+
+    def samples(self) -> Iterator[Sample]:
+        for index, (path, label) in enumerate(self.files):
+            relative = path.relative_to(self.root)
+            yield Sample(
+                image_id=f"{index:06d}_{_safe_name(relative.with_suffix('').as_posix())}",
+                label=label,
+                source=str(path),
+                load=functools.partial(load_rgb8, path),
+            )

@@ -1,0 +1,113 @@
+"""Reading image files as 8-bit RGB arrays and cropping them to a square.
+
+Every dataset goes through :func:`load_rgb8` so odd files (grayscale,
+alpha, palette, 16-bit, CMYK, float TIFF, rotated by EXIF) all arrive as
+the same ``HxWx3`` ``uint8`` array, and a file that cannot be used raises
+an :class:`UnusableImageError` that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from taskcodec.errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA", "P")  # P: alpha from its transparency entry, if any
+
+
+class UnusableImageError(UserError):
+    """An image file that cannot be used, with its path and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, advice: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.advice = advice
+        super().__init__(f"image {self.path} {reason}; {advice}")
+
+
+def load_rgb8(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file fully and return it as an ``HxWx3`` ``uint8`` RGB array.
+
+    EXIF orientation is applied; alpha is composited onto white; 16-bit
+    and float data are scaled (not clipped) to 8 bits.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UnusableImageError(path, "does not exist", "fix the path or rerun the stage that lists it")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return _to_rgb8(upright)
+    except Exception as err:  # Pillow raises many types for corrupt, truncated or foreign files
+        detail = " ".join(str(err).split())
+        raise UnusableImageError(
+            path, f"cannot be decoded ({type(err).__name__}: {detail})", "remove or replace the file"
+        ) from None
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    """Convert a decoded Pillow image of any mode to ``uint8`` RGB."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(img).astype(np.float64)
+        return _gray_to_rgb(np.clip(np.rint(gray / 257.0), 0, 255).astype(np.uint8))
+    if img.mode == "F":
+        return _gray_to_rgb(_float_to_uint8(np.asarray(img, dtype=np.float64)))
+    if img.mode in _ALPHA_MODES:
+        return _composite_on_white(np.asarray(img.convert("RGBA")))
+    return np.asarray(img.convert("RGB")).copy()
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _float_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale float pixels to 8 bits: [0, 1] data by 255, [0, 255] as is, wider data as 16-bit."""
+    finite = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(finite.max(initial=0.0))
+    scale = 255.0 if peak <= 1.0 else 1.0 if peak <= 255.0 else 1.0 / 257.0
+    return np.clip(np.rint(finite * scale), 0, 255).astype(np.uint8)
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    rgb = rgba[:, :, :3].astype(np.uint32)
+    alpha = rgba[:, :, 3:].astype(np.uint32)
+    return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def resize_center_crop(
+    img: np.ndarray, size: int, path: str | os.PathLike | None = None
+) -> np.ndarray:
+    """Resize so the shorter side is ``size`` (never upscaling), then crop the centre square.
+
+    ``path`` only names the image in the error raised when it is too small.
+    """
+    height, width = img.shape[:2]
+    shorter = min(height, width)
+    if shorter < size:
+        raise UnusableImageError(
+            path if path is not None else "(array)",
+            f"is {width}x{height} pixels, smaller than prepare.image_size={size} on its shorter side",
+            "set a smaller prepare.image_size or remove the file",
+        )
+    if shorter != size:
+        if width <= height:
+            new_width, new_height = size, max(size, round(height * size / width))
+        else:
+            new_width, new_height = max(size, round(width * size / height)), size
+        resized = Image.fromarray(img).resize(
+            (new_width, new_height), Image.Resampling.LANCZOS, reducing_gap=3.0
+        )
+        img = np.asarray(resized)
+        height, width = new_height, new_width
+    top = (height - size) // 2
+    left = (width - size) // 2
+    return np.ascontiguousarray(img[top : top + size, left : left + size])

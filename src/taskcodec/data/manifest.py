@@ -1,0 +1,134 @@
+"""Train/val/test splits and the manifest CSV that lists a prepared dataset.
+
+The manifest has one row per image with exactly :data:`MANIFEST_COLUMNS`;
+``path`` is relative to the manifest's folder, ``label`` is -1 and
+``class_name`` is ``''`` for unlabeled images.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from taskcodec.errors import UserError
+from taskcodec.io import atomic_path
+
+SPLITS = ("train", "val", "test")
+MANIFEST_COLUMNS = ("image_id", "path", "label", "class_name", "split", "source", "orig_width", "orig_height")
+
+
+def check_split_fractions(fractions: Mapping[str, Any]) -> dict[str, float]:
+    """Validate ``prepare.split``: exactly train/val/test, each > 0, summing to 1 (within 1e-6)."""
+    if not isinstance(fractions, Mapping) or set(fractions) != set(SPLITS):
+        raise UserError(f"prepare.split is {fractions!r}; give fractions for exactly {', '.join(SPLITS)}")
+    values = {}
+    for name in SPLITS:
+        value = fractions[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+            raise UserError(f"prepare.split.{name} is {value!r}; set it to a fraction between 0 and 1 (exclusive)")
+        values[name] = float(value)
+    total = sum(values.values())
+    if abs(total - 1.0) > 1e-6:
+        raise UserError(f"prepare.split fractions sum to {total:g}, not 1; adjust train/val/test")
+    return values
+
+
+def split_sizes(num_images: int, fractions: Mapping[str, float]) -> dict[str, int]:
+    """How many images each split gets: largest-remainder rounding, every split at least one."""
+    if num_images < len(SPLITS):
+        raise UserError(
+            f"the dataset has {num_images} image(s) but train/val/test need at least one each; add images"
+        )
+    exact = {name: num_images * fractions[name] for name in SPLITS}
+    sizes = {name: math.floor(exact[name]) for name in SPLITS}
+    by_remainder = sorted(SPLITS, key=lambda name: (-(exact[name] - sizes[name]), SPLITS.index(name)))
+    for name in by_remainder[: num_images - sum(sizes.values())]:
+        sizes[name] += 1
+    for name in SPLITS:
+        if sizes[name] == 0:
+            largest = max(SPLITS, key=lambda other: sizes[other])
+            sizes[largest] -= 1
+            sizes[name] = 1
+    return sizes
+
+
+def assign_splits(labels: Sequence[int], fractions: Mapping[str, Any], seed: int) -> list[str]:
+    """The split of each image, stratified by label and reproducible from ``seed``.
+
+    Each class's images are shuffled and spread evenly over [0, 1); all
+    images are ordered by that position and cut into train, val and test.
+    Every prefix of that order holds the classes in proportion, so each
+    split does too (to within one image per class), and the split sizes are
+    exact.
+    """
+    sizes = split_sizes(len(labels), check_split_fractions(fractions))
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, dtype=np.int64)
+    position = np.empty(len(labels), dtype=np.float64)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        offset = rng.uniform()
+        position[members] = (np.arange(len(members)) + offset) / len(members)
+    tie_break = rng.permutation(len(labels))
+    order = np.lexsort((tie_break, position))
+    splits = np.empty(len(labels), dtype=object)
+    start = 0
+    for name in SPLITS:
+        splits[order[start : start + sizes[name]]] = name
+        start += sizes[name]
+    return splits.tolist()
+
+
+def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write manifest rows (mappings with exactly :data:`MANIFEST_COLUMNS`) as CSV, atomically."""
+    rows = list(rows)
+    for row in rows:
+        if set(row) != set(MANIFEST_COLUMNS):
+            raise ValueError(f"manifest row has keys {sorted(row)}, expected {list(MANIFEST_COLUMNS)}")
+    frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a manifest written by :func:`write_manifest`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"manifest {path} does not exist; run the prepare stage first")
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype={"image_id": str, "path": str, "class_name": str, "split": str, "source": str},
+            keep_default_na=False,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"manifest {path} cannot be parsed ({err}); delete it and rerun prepare") from None
+    missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
+    if missing:
+        raise UserError(f"manifest {path} lacks column(s) {', '.join(missing)}; delete it and rerun prepare")
+    frame = frame[list(MANIFEST_COLUMNS)]
+    try:
+        return frame.astype({"label": "int64", "orig_width": "int64", "orig_height": "int64"})
+    except ValueError as err:
+        raise UserError(f"manifest {path} has a non-integer label or size ({err}); delete it and rerun prepare") from None
+
+
+def split_images(manifest_path: str | os.PathLike, split: str) -> list[tuple[str, Path, int]]:
+    """``(image_id, absolute image path, label)`` for every image of ``split`` in the manifest."""
+    if split not in SPLITS:
+        raise UserError(f"split {split!r} is unknown; use one of {', '.join(SPLITS)}")
+    manifest_path = Path(manifest_path).resolve()
+    frame = read_manifest(manifest_path)
+    rows = frame[frame["split"] == split]
+    if rows.empty:
+        raise UserError(f"manifest {manifest_path} has no {split} images; rerun prepare with a larger dataset")
+    folder = manifest_path.parent
+    return [
+        (image_id, folder / relative, int(label))
+        for image_id, relative, label in zip(rows["image_id"], rows["path"], rows["label"])
+    ]

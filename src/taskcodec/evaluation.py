@@ -1,0 +1,30 @@
+"""Per-image rate and quality measurements shared by the learned and classical evaluations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from taskcodec.metrics import ms_ssim_uint8, psnr
+
+#: columns of every per_image.csv written by the evaluation stages
+ROW_FIELDS = ["family", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
+              "psnr", "ms_ssim"]
+
+
+def measure(original: np.ndarray, reconstruction: np.ndarray, n_bytes: int) -> dict[str, float]:
+    """Actual bpp from ``n_bytes`` and PSNR / MS-SSIM of an 8-bit reconstruction."""
+    if original.shape != reconstruction.shape:
+        raise ValueError(f"reconstruction {reconstruction.shape} does not match original {original.shape}")
+    height, width = original.shape[:2]
+    return {"height": height, "width": width, "bytes": n_bytes, "bpp": 8 * n_bytes / (height * width),
+            "psnr": psnr(original, reconstruction), "ms_ssim": ms_ssim_uint8(original, reconstruction)}
+
+
+def save_reconstruction(folder: Path, name: str, image: np.ndarray) -> None:
+    """Save an 8-bit reconstruction as PNG (lossless) under ``folder``."""
+    path = folder / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)

@@ -1,0 +1,1 @@
+"""Tables, plots and figures that summarise an evaluation."""

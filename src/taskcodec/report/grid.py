@@ -1,0 +1,41 @@
+"""A grid of reconstructions of one image at similar bitrates (cf. seed 000, Figure 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from taskcodec import io  # noqa: E402
+
+
+def closest_points(per_image: pd.DataFrame, image_id: str, target_bpp: float) -> pd.DataFrame:
+    """For every codec curve, the row of ``image_id`` whose bpp is closest to ``target_bpp``."""
+    rows = per_image[per_image["image_id"] == image_id]
+    picked = rows.loc[(rows["bpp"] - target_bpp).abs().groupby(rows["codec"]).idxmin()]
+    return picked.sort_values(["family", "bpp"], ascending=[False, True])
+
+
+def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], title: str, path: Path) -> None:
+    """Original plus one panel per (caption, reconstruction PNG), saved atomically as PNG."""
+    count = len(panels) + 1
+    columns = min(count, 4)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    images = [("original", original)] + [(caption, np.asarray(Image.open(file))) for caption, file in panels]
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (caption, image) in zip(axes.flat, images):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""One command-line module per pipeline stage (``python -m taskcodec.stages.<stage>``)."""

@@ -1,0 +1,144 @@
+"""Stage: entropy-code a dataset with a trained codec and cache bitstreams and latents.
+
+``python -m taskcodec.stages.cache_latents --params '<cache as JSON>' --model model.pt
+(--manifest manifest.csv --split train | --folder DIR) --out results/cache/<codec>/<dataset>``
+
+The output folder (written atomically) holds:
+
+- ``shard-NNNNN.tcbs``: the real rANS bitstreams (see :mod:`taskcodec.codecs.bitstream`);
+- ``shard-NNNNN.pt``: decoded latents ŷ, scales σ̂ and labels, decoded from those bitstreams
+  (omitted with ``--no-latents``, or for architectures without a latent decoder);
+- ``index.csv``: one row per image with its actual bpp (from the bytes) and estimated bpp
+  (from the likelihoods);
+- ``cache.json``: totals and the decode check: the stored bitstreams of the first
+  ``decode_check`` images are read back from disk, decompressed, and compared with the
+  model's forward reconstruction.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from taskcodec import io
+from taskcodec.codecs.bitstream import ImageBitstream, ShardWriter, read_shard
+from taskcodec.codecs.checkpoint import load_codec
+from taskcodec.codecs.coding import decode_batch, encode_batch, estimated_bits, pad
+from taskcodec.data.images import load_rgb8
+from taskcodec.data.tensors import to_float, to_uint8
+from taskcodec.device import resolve_device
+from taskcodec.errors import UserError
+from taskcodec.stages.cli import threads_argument, dataset_arguments, dataset_images, params_argument, run
+
+BATCH_SIZE = 32
+#: largest allowed |decoded − forward| reconstruction difference in the decode check (float, [0, 1] scale)
+DECODE_TOLERANCE = 1e-3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.cache_latents", description=__doc__.splitlines()[0])
+    params_argument(parser)
+    threads_argument(parser)
+    parser.add_argument("--model", type=Path, required=True)
+    dataset_arguments(parser)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--no-latents", dest="latents", action="store_false", help="store bitstreams only")
+    return parser
+
+
+def _batches(records: list[tuple[str, Path, int]], shard_size: int):
+    """Yield (shard number, batches of same-sized (id, path, label, image)); one shard in memory at a time."""
+    for shard, start in enumerate(range(0, len(records), shard_size)):
+        by_size: dict[tuple[int, ...], list] = defaultdict(list)
+        for image_id, path, label in records[start : start + shard_size]:
+            image = load_rgb8(path)
+            by_size[image.shape].append((image_id, path, label, image))
+        yield shard, [group[i : i + BATCH_SIZE] for group in by_size.values() for i in range(0, len(group), BATCH_SIZE)]
+
+
+def _decode_check(model, out_dir: Path, rows: list[dict], count: int, device) -> dict:
+    """Decompress stored bitstreams from disk and compare with the forward reconstruction."""
+    wanted = {row["image_id"]: row for row in (rows if count < 0 else rows[:count])}
+    max_diff, max_levels, checked = 0.0, 0, 0
+    for shard_path in sorted(out_dir.glob("shard-*.tcbs")):
+        for image_id, data in read_shard(shard_path):
+            if image_id not in wanted:
+                continue
+            bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
+            decoded = decode_batch(model, [bitstream]).x_hat
+            x = to_float(torch.from_numpy(load_rgb8(wanted[image_id]["path"])).permute(2, 0, 1)[None], device)
+            with torch.no_grad():
+                forward = model(pad(x))["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)
+            max_diff = max(max_diff, (decoded - forward).abs().max().item())
+            levels = np.abs(to_uint8(decoded).astype(int) - to_uint8(forward).astype(int)).max()
+            max_levels = max(max_levels, int(levels))
+            checked += 1
+    if max_diff > DECODE_TOLERANCE:
+        raise RuntimeError(
+            f"decode check failed in {out_dir}: decompressed reconstructions differ from the forward pass "
+            f"by up to {max_diff:.3g} (tolerance {DECODE_TOLERANCE}); the entropy coder tables are out of date"
+        )
+    return {"images": checked, "max_abs_diff": max_diff, "max_8bit_level_diff": max_levels}
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    params = args.params
+    torch.set_num_threads(args.threads)
+    device = resolve_device(params["device"])
+    model, meta = load_codec(args.model, device)
+    records = dataset_images(args)
+    rows: list[dict] = []
+    with io.atomic_dir(args.out) as tmp:
+        latents_written = False
+        for shard, batches in _batches(records, params["shard_size"]):
+            latents = defaultdict(list)
+            with ShardWriter(tmp / f"shard-{shard:05d}.tcbs") as writer:
+                for batch in batches:
+                    x = to_float(torch.from_numpy(np.stack([item[3] for item in batch])).permute(0, 3, 1, 2), device)
+                    bitstreams = encode_batch(model, x)
+                    bits = estimated_bits(model, x).tolist()
+                    payloads = [b.to_bytes() for b in bitstreams]
+                    decoded = decode_batch(model, [ImageBitstream.from_bytes(p) for p in payloads])
+                    for (image_id, path, label, image), payload, est in zip(batch, payloads, bits):
+                        writer.write(image_id, payload)
+                        pixels = image.shape[0] * image.shape[1]
+                        rows.append({"image_id": image_id, "path": str(path), "label": label,
+                                     "height": image.shape[0], "width": image.shape[1], "bytes": len(payload),
+                                     "bpp": 8 * len(payload) / pixels, "bpp_estimated": est / pixels,
+                                     "shard": shard})
+                    if args.latents and decoded.y_hat is not None:
+                        if latents["y_hat"] and latents["y_hat"][0].shape[1:] != decoded.y_hat.shape[1:]:
+                            raise UserError(f"{args.out}: cached latents need images of one size; use --no-latents")
+                        latents["image_ids"] += [item[0] for item in batch]
+                        latents["labels"].append(torch.tensor([item[2] for item in batch]))
+                        latents["y_hat"].append(decoded.y_hat.cpu())
+                        if decoded.scales_hat is not None:
+                            latents["scales_hat"].append(decoded.scales_hat.cpu())
+            if latents:
+                torch.save({key: value if key == "image_ids" else torch.cat(value) for key, value in latents.items()},
+                           tmp / f"shard-{shard:05d}.pt")
+                latents_written = True
+        if not rows:
+            raise UserError(f"no images to cache for {args.out}")
+        check = _decode_check(model, tmp, rows, params["decode_check"], device)
+        index = pd.DataFrame(rows)
+        index.to_csv(tmp / "index.csv", index=False)
+        io.write_json(tmp / "cache.json", {
+            "model": str(args.model), "model_sha256": io.file_sha256(args.model), "codec": meta["arch"],
+            "N": meta["N"], "M": meta["M"], "lmbda": meta["lmbda"], "images": len(rows),
+            "latents": latents_written, "bpp_mean": float(index["bpp"].mean()),
+            "bpp_estimated_mean": float(index["bpp_estimated"].mean()), "decode_check": check,
+            "params": params,
+        })
+    return args.out
+
+
+if __name__ == "__main__":
+    run(main)

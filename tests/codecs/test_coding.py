@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from taskcodec.codecs.bitstream import CorruptBitstream, ImageBitstream
+from taskcodec.codecs.coding import decode_batch, encode_batch, estimated_bits, pad
+from taskcodec.codecs.registry import CODECS, build_codec
+from taskcodec.errors import UserError
+
+
+def tiny_model(arch, N=8, M=12):
+    torch.manual_seed(0)
+    model = build_codec(arch, N, M).eval()
+    model.update(force=True)
+    return model
+
+
+def test_registry_has_the_required_architectures():
+    assert {"bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"} <= set(CODECS)
+    with pytest.raises(UserError, match="unknown codec architecture 'nope'"):
+        build_codec("nope", 8, 8)
+
+
+def test_pad_replicates_to_multiple():
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    padded = pad(x, 4)
+    assert padded.shape == (2, 3, 8, 8)
+    assert torch.equal(padded[..., :5, :7], x)
+    assert torch.equal(padded[..., 7, :7], x[..., 4, :])
+
+
+@pytest.mark.parametrize(
+    "arch, has_scales, divisor",
+    [("bmshj2018-factorized", False, 16), ("bmshj2018-hyperprior", True, 16), ("mbt2018-mean", True, 16)],
+)
+def test_round_trip_through_real_bitstreams(arch, has_scales, divisor):
+    model = tiny_model(arch)
+    x = torch.rand(3, 3, 40, 56)
+    bitstreams = encode_batch(model, x)
+    assert len(bitstreams) == 3 and all((b.height, b.width) == (40, 56) for b in bitstreams)
+    # serialise and parse, as the cache does
+    decoded = decode_batch(model, [ImageBitstream.from_bytes(b.to_bytes()) for b in bitstreams])
+    assert decoded.x_hat.shape == (3, 3, 40, 56)
+    assert decoded.y_hat.shape == (3, 12, 64 // divisor, 64 // divisor)
+    assert (decoded.scales_hat is not None) == has_scales
+    if has_scales:
+        assert decoded.scales_hat.shape == decoded.y_hat.shape
+        assert torch.isfinite(decoded.scales_hat).all()
+    with torch.no_grad():
+        forward = model(pad(x))["x_hat"][..., :40, :56].clamp(0, 1)
+    assert (decoded.x_hat - forward).abs().max() < 1e-4
+    assert estimated_bits(model, x).shape == (3,)
+
+
+def test_decoding_with_the_wrong_model_is_a_clear_error():
+    factorized = tiny_model("bmshj2018-factorized")
+    hyperprior = tiny_model("bmshj2018-hyperprior")
+    bitstreams = encode_batch(factorized, torch.rand(1, 3, 64, 64))
+    with pytest.raises(CorruptBitstream, match="does not decode"):
+        decode_batch(hyperprior, bitstreams)

@@ -1,0 +1,106 @@
+import copy
+
+import pytest
+import torch
+
+from taskcodec.codecs import training
+from taskcodec.codecs.coding import encode_batch, estimated_bits
+from taskcodec.codecs.registry import build_codec
+from taskcodec.data.tensors import to_float
+
+PARAMS = {
+    "distortion": "mse", "steps": 24, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
+    "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 12,
+    "checkpoint_every": 8, "init": None, "seed": 0, "device": "cpu", "threads": 1,
+}
+
+
+def smooth_images(count, size, seed=0):
+    """Smooth random colour fields: compressible, like downsampled photos."""
+    generator = torch.Generator().manual_seed(seed)
+    low = torch.rand(count, 3, size // 8, size // 8, generator=generator)
+    images = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def run(tmp_path, params, images, name="run"):
+    torch.manual_seed(0)
+    model = build_codec("bmshj2018-hyperprior", 8, 12)
+    state = training.train_codec(model, 0.01, params, images[:12], images[12:], torch.device("cpu"),
+                                 tmp_path / f"{name}-resume.pt", tmp_path / f"{name}-log.csv")
+    return model, state
+
+
+def test_learning_rate_schedule():
+    assert training.learning_rate(PARAMS, 0.0) == 1e-3
+    assert training.learning_rate(PARAMS, 0.85) == pytest.approx(5e-4)
+
+
+def test_training_lowers_the_loss_and_writes_a_log(tmp_path):
+    images = smooth_images(16, 64)
+    params = {**PARAMS, "steps": 60, "val_every": 30}
+    model, state = run(tmp_path, params, images)
+    val = [row for row in state.history if row["split"] == "val"]
+    assert [row["step"] for row in val] == [30, 60]
+    train_losses = [row["loss"] for row in state.history if row["split"] == "train"]
+    assert sum(train_losses[-10:]) < sum(train_losses[:10])
+    assert (tmp_path / "run-log.csv").read_text().startswith("step,split,loss")
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    images = smooth_images(16, 64)
+    reference, _ = run(tmp_path, PARAMS, images, "reference")
+
+    real_patches = training.random_patches
+    calls = {"n": 0}
+
+    def dying_patches(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 13:  # killed after step 13; the last checkpoint is at step 8
+            raise KeyboardInterrupt
+        return real_patches(*args, **kwargs)
+
+    monkeypatch.setattr(training, "random_patches", dying_patches)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, PARAMS, images, "killed")
+    assert torch.load(tmp_path / "killed-resume.pt", weights_only=False)["step"] == 8
+    calls["n"] = 0
+    monkeypatch.setattr(training, "random_patches", counting(real_patches, calls))
+    resumed, state = run(tmp_path, PARAMS, images, "killed")
+    assert calls["n"] == PARAMS["steps"] - 8  # only the steps after the checkpoint were trained again
+    assert state.step == PARAMS["steps"]
+    for key, value in reference.state_dict().items():
+        # same data order and noise as the uninterrupted run; Adam state restored from the checkpoint
+        assert torch.allclose(value, resumed.state_dict()[key], rtol=1e-3, atol=1e-4), key
+
+
+def counting(fn, calls):
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def test_resume_checkpoint_of_other_params_is_ignored(tmp_path):
+    images = smooth_images(16, 64)
+    run(tmp_path, {**PARAMS, "steps": 8}, images, "a")
+    # a stale resume file from different params must not be picked up
+    stale = tmp_path / "a-resume.pt"
+    assert stale.exists()
+    _, state = run(tmp_path, {**PARAMS, "steps": 4, "checkpoint_every": 100}, images, "a")
+    assert state.step == 4
+
+
+def test_actual_bpp_matches_estimated_bpp_on_a_trained_model(tmp_path):
+    images = smooth_images(20, 64, seed=1)
+    params = {**PARAMS, "steps": 150, "patch_size": 64, "val_every": 150, "checkpoint_every": 1000}
+    torch.manual_seed(0)
+    model = build_codec("bmshj2018-hyperprior", 16, 24)
+    training.train_codec(model, 0.01, params, images[:16], images[16:], torch.device("cpu"),
+                         tmp_path / "resume.pt", tmp_path / "log.csv")
+    # larger test images, so the few bytes of header and rANS flush per string are a small share
+    x = to_float(smooth_images(4, 256, seed=2), torch.device("cpu"))
+    actual_bits = sum(8 * len(b.to_bytes()) for b in encode_batch(model, x))
+    estimate = estimated_bits(model, x).sum().item()
+    assert actual_bits == pytest.approx(estimate, rel=0.05)

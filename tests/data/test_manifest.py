@@ -1,0 +1,105 @@
+"""Splits and the manifest CSV."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taskcodec.data.manifest import (
+    MANIFEST_COLUMNS,
+    assign_splits,
+    read_manifest,
+    split_images,
+    split_sizes,
+    write_manifest,
+)
+from taskcodec.errors import UserError
+
+FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def test_split_is_deterministic_and_seeded():
+    labels = [i % 4 for i in range(40)]
+    assert assign_splits(labels, FRACTIONS, seed=3) == assign_splits(labels, FRACTIONS, seed=3)
+    assert assign_splits(labels, FRACTIONS, seed=3) != assign_splits(labels, FRACTIONS, seed=4)
+
+
+def test_split_is_stratified():
+    labels = np.repeat(np.arange(6), 50)
+    splits = np.array(assign_splits(labels.tolist(), FRACTIONS, seed=0))
+    assert (splits == "train").sum() == 240 and (splits == "val").sum() == 30 and (splits == "test").sum() == 30
+    for label in range(6):
+        mine = splits[labels == label]
+        assert abs((mine == "train").sum() - 40) <= 1
+        assert abs((mine == "val").sum() - 5) <= 1
+        assert abs((mine == "test").sum() - 5) <= 1
+
+
+def test_unequal_classes_are_stratified():
+    labels = [0] * 100 + [1] * 20
+    splits = np.array(assign_splits(labels, FRACTIONS, seed=1))
+    minority = splits[100:]
+    assert abs((minority == "train").sum() - 16) <= 1 and abs((minority == "val").sum() - 2) <= 1
+
+
+def test_unlabeled_split():
+    splits = assign_splits([-1] * 10, FRACTIONS, seed=0)
+    assert sorted(splits) == sorted(["train"] * 8 + ["val"] + ["test"])
+
+
+def test_every_split_non_empty_with_three_images():
+    assert sorted(assign_splits([-1, -1, -1], FRACTIONS, seed=0)) == ["test", "train", "val"]
+    assert split_sizes(4, FRACTIONS) == {"train": 2, "val": 1, "test": 1}
+
+
+def test_too_few_images():
+    with pytest.raises(UserError, match="at least one each"):
+        assign_splits([0, 1], FRACTIONS, seed=0)
+
+
+@pytest.mark.parametrize(
+    "fractions",
+    [{"train": 0.8, "val": 0.1, "test": 0.2}, {"train": 0.9, "val": 0.1, "test": 0.0}, {"train": 0.9, "val": 0.1}],
+)
+def test_bad_fractions(fractions):
+    with pytest.raises(UserError, match="prepare.split"):
+        assign_splits([0] * 10, fractions, seed=0)
+
+
+def _row(image_id, split, label=0, class_name="cat"):
+    return {
+        "image_id": image_id,
+        "path": f"images/{split}/{image_id}.png",
+        "label": label,
+        "class_name": class_name,
+        "split": split,
+        "source": "somewhere",
+        "orig_width": 10,
+        "orig_height": 12,
+    }
+
+
+def test_manifest_round_trip(tmp_path):
+    rows = [_row("000001", "train"), _row("b", "test", label=-1, class_name="")]
+    write_manifest(tmp_path / "manifest.csv", rows)
+    frame = read_manifest(tmp_path / "manifest.csv")
+    assert tuple(frame.columns) == MANIFEST_COLUMNS
+    assert frame["image_id"].tolist() == ["000001", "b"]
+    assert frame["label"].tolist() == [0, -1] and frame["label"].dtype == np.int64
+    assert frame["class_name"].tolist() == ["cat", ""]
+
+
+def test_split_images(tmp_path):
+    write_manifest(tmp_path / "manifest.csv", [_row("a", "train"), _row("b", "val", label=1)])
+    assert split_images(tmp_path / "manifest.csv", "val") == [("b", tmp_path.resolve() / "images/val/b.png", 1)]
+    with pytest.raises(UserError, match="no test images"):
+        split_images(tmp_path / "manifest.csv", "test")
+    with pytest.raises(UserError, match="unknown"):
+        split_images(tmp_path / "manifest.csv", "holdout")
+
+
+def test_read_manifest_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        read_manifest(tmp_path / "missing.csv")
+    pd.DataFrame({"image_id": ["a"], "path": ["x.png"]}).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(UserError, match="lacks column"):
+        read_manifest(tmp_path / "short.csv")

@@ -1,0 +1,21 @@
+# Stage 3: train one codec per (architecture, N, M, lambda) of the sweep on rate + lambda * distortion.
+
+
+rule train_codec:
+    input:
+        prepared=RESULTS + "/prepared",
+    output:
+        model=RESULTS + "/codecs/" + CODEC + "/model.pt",
+        metrics=RESULTS + "/codecs/" + CODEC + "/metrics.json",
+        train_log=RESULTS + "/codecs/" + CODEC + "/train_log.csv",
+    params:
+        section=as_json(config["codec"]["train"]),
+    threads: config["codec"]["train"]["threads"]
+    log:
+        RESULTS + "/logs/train_codec/" + CODEC + ".log",
+    benchmark:
+        RESULTS + "/benchmarks/train_codec/" + CODEC + ".tsv"
+    shell:
+        "python -m taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
+        " --arch {wildcards.arch} --N {wildcards.N} --M {wildcards.M} --lmbda {wildcards.lmbda}"
+        " --manifest {input.prepared}/manifest.csv --out {output.model} > {log} 2>&1"

@@ -1,0 +1,87 @@
+# Helpers shared by the rule files: params validation, sweep expansion, paths.
+# No rules here.
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from taskcodec.errors import UserError
+from taskcodec.params import validate_params
+
+try:
+    validate_params(config, Path(workflow.current_basedir).parent / "schemas" / "params.schema.yaml")
+except UserError as err:
+    raise WorkflowError(str(err)) from None
+
+# Stage commands run with the interpreter Snakemake runs under (the project's .venv).
+shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
+
+RESULTS = config["results_dir"]
+SPLITS = ("train", "val", "test")
+EXTRA_DATASETS = config["evaluate"]["extra_datasets"]
+CLASSICAL_CODECS = list(config["evaluate"]["classical"])
+CODEC = "{arch}/N{N}-M{M}/lmbda{lmbda}"  # a codec of the sweep, as a path
+
+for name, folder in EXTRA_DATASETS.items():
+    if not Path(folder).is_dir():
+        raise WorkflowError(f"params.yaml: evaluate.extra_datasets.{name} = {folder} is not a folder; fix the path or remove the entry")
+if config["prepare"]["dataset"] == "imagefolder" and not Path(config["prepare"]["root"]).is_dir():
+    raise WorkflowError(f"params.yaml: prepare.root = {config['prepare']['root']} is not a folder; point it at your images")
+
+wildcard_constraints:
+    arch="[A-Za-z0-9_-]+",
+    N=r"\d+",
+    M=r"\d+",
+    lmbda=r"[0-9.eE+-]+",
+    dataset="[A-Za-z0-9_-]+",
+    codec="[A-Za-z0-9_-]+",
+
+
+def as_json(section):
+    """A params section as a JSON string for a stage's --params."""
+    return json.dumps(section, sort_keys=True)
+
+
+def codec_points():
+    """Every (arch, N, M, lmbda) of the sweep, as wildcard dicts."""
+    sweep = config["codec"]["sweep"]
+    return [
+        {"arch": model["arch"], "N": model["N"], "M": model["M"], "lmbda": format(lmbda, "g")}
+        for model in sweep["models"]
+        for lmbda in sweep["lmbdas"]
+    ]
+
+
+def per_codec(template, **fields):
+    """``template`` formatted for every codec of the sweep (with extra ``fields``)."""
+    return [template.format(**point, **fields) for point in codec_points()]
+
+
+def eval_datasets():
+    return ["test"] + list(EXTRA_DATASETS)
+
+
+def dataset_inputs(wildcards):
+    """Inputs that define a dataset's images: the prepared data, or an extra folder's files."""
+    if wildcards.dataset in SPLITS:
+        return {"prepared": RESULTS + "/prepared"}
+    folder = Path(EXTRA_DATASETS[wildcards.dataset])
+    return {"images": sorted(str(p) for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))}
+
+
+def dataset_args(wildcards):
+    """The stage arguments selecting a dataset's images."""
+    if wildcards.dataset in SPLITS:
+        return f"--manifest {shlex.quote(RESULTS + '/prepared/manifest.csv')} --split {wildcards.dataset}"
+    return f"--folder {shlex.quote(EXTRA_DATASETS[wildcards.dataset])}"
+
+
+def cache_outputs():
+    return [path for split in config["cache"]["splits"] for path in per_codec(RESULTS + "/cache/" + CODEC + "/{split}", split=split)]
+
+
+def report_outputs():
+    return expand(RESULTS + "/report/{dataset}", dataset=eval_datasets())
