@@ -27,7 +27,7 @@ from taskcodec.codecs.registry import PAD_MULTIPLE
 class DecodedBatch:
     """Decoder-side tensors for a batch of same-sized images."""
 
-    x_hat: torch.Tensor  # B×3×H×W in [0, 1], cropped to the original size
+    x_hat: torch.Tensor | None  # B×3×H×W in [0, 1], cropped to the original size (None if not asked for)
     y_hat: torch.Tensor | None  # B×M×h×w decoded latents (None when the architecture has no latent decoder)
     scales_hat: torch.Tensor | None  # B×M×h×w σ̂ from the hyperprior (None for factorized priors)
 
@@ -107,8 +107,8 @@ def encode_batch(model: CompressionModel, x: torch.Tensor) -> list[ImageBitstrea
 
 
 @torch.no_grad()
-def decode_batch(model: CompressionModel, bitstreams: list[ImageBitstream]) -> DecodedBatch:
-    """Decode same-sized bitstreams to pixels and, where supported, ŷ and σ̂."""
+def decode_batch(model: CompressionModel, bitstreams: list[ImageBitstream], pixels: bool = True) -> DecodedBatch:
+    """Decode same-sized bitstreams to ŷ and σ̂ (where supported) and, if ``pixels``, the image."""
     height, width = bitstreams[0].height, bitstreams[0].width
     if any((b.height, b.width) != (height, width) for b in bitstreams):
         raise ValueError("decode_batch needs bitstreams of one image size")
@@ -123,10 +123,10 @@ def decode_batch(model: CompressionModel, bitstreams: list[ImageBitstream]) -> D
             x_hat, y_hat, scales_hat = model.decompress(strings, shape)["x_hat"], None, None
         else:
             y_hat, scales_hat = decoder(model, strings, shape)
-            x_hat = model.g_s(y_hat).clamp_(0, 1)
+            x_hat = model.g_s(y_hat).clamp_(0, 1) if pixels else None
     except (AssertionError, IndexError, RuntimeError, ValueError) as err:
         raise CorruptBitstream(
             f"a bitstream does not decode with this {type(model).__name__} model ({err}); "
             "it is corrupt or was written by another model"
         ) from None
-    return DecodedBatch(x_hat[..., :height, :width], y_hat, scales_hat)
+    return DecodedBatch(None if x_hat is None else x_hat[..., :height, :width], y_hat, scales_hat)

@@ -173,7 +173,7 @@ def train_codec(
             "elapsed_s": state.elapsed_s,
         })
         progress_bar.update(1)
-        progress_bar.set_postfix(bpp=f"{losses['bpp_loss'].item():.3f}", psnr=f"{state.history[-1]['psnr']:.2f}")
+        progress_bar.set_postfix(bpp=f"{losses['bpp_loss'].item():.3f}", psnr=f"{state.history[-1]['psnr']:.2f}", refresh=False)
         if state.step % params["val_every"] == 0:
             record_validation()
         if state.step % params["checkpoint_every"] == 0:

@@ -27,7 +27,7 @@ def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], ti
     count = len(panels) + 1
     columns = min(count, 4)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.5 * rows), squeeze=False)
     images = [("original", original)] + [(caption, np.asarray(Image.open(file))) for caption, file in panels]
     for ax in axes.flat:
         ax.axis("off")

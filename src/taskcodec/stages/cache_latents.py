@@ -53,17 +53,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _batches(records: list[tuple[str, Path, int]], shard_size: int):
-    """Yield (shard number, batches of same-sized (id, path, label, image)); one shard in memory at a time."""
+    """Yield (shard number, batches of same-sized (position, id, path, label, image)); one shard in memory at a time."""
     for shard, start in enumerate(range(0, len(records), shard_size)):
         by_size: dict[tuple[int, ...], list] = defaultdict(list)
-        for image_id, path, label in records[start : start + shard_size]:
+        for position, (image_id, path, label) in enumerate(records[start : start + shard_size], start):
             image = load_rgb8(path)
-            by_size[image.shape].append((image_id, path, label, image))
+            by_size[image.shape].append((position, image_id, path, label, image))
         yield shard, [group[i : i + BATCH_SIZE] for group in by_size.values() for i in range(0, len(group), BATCH_SIZE)]
+
+
+def _cache_shard(model, batches, writer: ShardWriter, shard: int, keep_latents: bool, device) -> tuple[list[dict], dict]:
+    """Code one shard's batches into ``writer``; return its index rows and (if kept) its decoded latents."""
+    rows, latents = [], defaultdict(list)
+    for batch in batches:
+        x = to_float(torch.from_numpy(np.stack([item[4] for item in batch])).permute(0, 3, 1, 2), device)
+        payloads = [b.to_bytes() for b in encode_batch(model, x)]
+        bits = estimated_bits(model, x).tolist()
+        for (position, image_id, path, label, image), payload, est in zip(batch, payloads, bits):
+            writer.write(image_id, payload)
+            pixels = image.shape[0] * image.shape[1]
+            rows.append({"position": position, "image_id": image_id, "path": str(path), "label": label,
+                         "height": image.shape[0], "width": image.shape[1], "bytes": len(payload),
+                         "bpp": 8 * len(payload) / pixels, "bpp_estimated": est / pixels, "shard": shard})
+        if not keep_latents:
+            continue
+        # latents come from the serialized bytes, exactly as a receiver would decode them
+        decoded = decode_batch(model, [ImageBitstream.from_bytes(p) for p in payloads], pixels=False)
+        if decoded.y_hat is None:
+            continue
+        if latents["y_hat"] and latents["y_hat"][0].shape[1:] != decoded.y_hat.shape[1:]:
+            raise UserError(f"{writer.path.parent}: cached latents need images of one size; use --no-latents")
+        latents["image_ids"] += [item[1] for item in batch]
+        latents["labels"].append(torch.tensor([item[3] for item in batch]))
+        latents["y_hat"].append(decoded.y_hat.cpu())
+        if decoded.scales_hat is not None:
+            latents["scales_hat"].append(decoded.scales_hat.cpu())
+    return rows, {key: value if key == "image_ids" else torch.cat(value) for key, value in latents.items()}
 
 
 def _decode_check(model, out_dir: Path, rows: list[dict], count: int, device) -> dict:
     """Decompress stored bitstreams from disk and compare with the forward reconstruction."""
+    rows = sorted(rows, key=lambda row: row["position"])
     wanted = {row["image_id"]: row for row in (rows if count < 0 else rows[:count])}
     max_diff, max_levels, checked = 0.0, 0, 0
     for shard_path in sorted(out_dir.glob("shard-*.tcbs")):
@@ -98,37 +128,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     with io.atomic_dir(args.out) as tmp:
         latents_written = False
         for shard, batches in _batches(records, params["shard_size"]):
-            latents = defaultdict(list)
             with ShardWriter(tmp / f"shard-{shard:05d}.tcbs") as writer:
-                for batch in batches:
-                    x = to_float(torch.from_numpy(np.stack([item[3] for item in batch])).permute(0, 3, 1, 2), device)
-                    bitstreams = encode_batch(model, x)
-                    bits = estimated_bits(model, x).tolist()
-                    payloads = [b.to_bytes() for b in bitstreams]
-                    decoded = decode_batch(model, [ImageBitstream.from_bytes(p) for p in payloads])
-                    for (image_id, path, label, image), payload, est in zip(batch, payloads, bits):
-                        writer.write(image_id, payload)
-                        pixels = image.shape[0] * image.shape[1]
-                        rows.append({"image_id": image_id, "path": str(path), "label": label,
-                                     "height": image.shape[0], "width": image.shape[1], "bytes": len(payload),
-                                     "bpp": 8 * len(payload) / pixels, "bpp_estimated": est / pixels,
-                                     "shard": shard})
-                    if args.latents and decoded.y_hat is not None:
-                        if latents["y_hat"] and latents["y_hat"][0].shape[1:] != decoded.y_hat.shape[1:]:
-                            raise UserError(f"{args.out}: cached latents need images of one size; use --no-latents")
-                        latents["image_ids"] += [item[0] for item in batch]
-                        latents["labels"].append(torch.tensor([item[2] for item in batch]))
-                        latents["y_hat"].append(decoded.y_hat.cpu())
-                        if decoded.scales_hat is not None:
-                            latents["scales_hat"].append(decoded.scales_hat.cpu())
+                shard_rows, latents = _cache_shard(model, batches, writer, shard, args.latents, device)
+            rows += shard_rows
             if latents:
-                torch.save({key: value if key == "image_ids" else torch.cat(value) for key, value in latents.items()},
-                           tmp / f"shard-{shard:05d}.pt")
+                torch.save(latents, tmp / f"shard-{shard:05d}.pt")
                 latents_written = True
         if not rows:
             raise UserError(f"no images to cache for {args.out}")
         check = _decode_check(model, tmp, rows, params["decode_check"], device)
-        index = pd.DataFrame(rows)
+        index = pd.DataFrame(rows).sort_values("position")
         index.to_csv(tmp / "index.csv", index=False)
         io.write_json(tmp / "cache.json", {
             "model": str(args.model), "model_sha256": io.file_sha256(args.model), "codec": meta["arch"],

@@ -1,0 +1,142 @@
+"""train_codec -> cache_latents -> evaluate_codec / evaluate_classical -> report, through their main()."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from taskcodec.codecs.bitstream import read_shard
+from taskcodec.codecs.checkpoint import load_codec
+from taskcodec.errors import UserError
+from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, prepare, report, train_codec
+
+TRAIN = {
+    "distortion": "mse", "steps": 30, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
+    "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 15,
+    "checkpoint_every": 10, "init": None, "seed": 0, "device": "cpu", "threads": 1,
+}
+CACHE = {"shard_size": 5, "decode_check": -1, "device": "cpu"}
+REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    params = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+              "seed": 0, "builtin": {"num_images": 30, "canvas_size": 72, "classes": ["circle", "square", "ring"],
+                                     "object_scale": [0.3, 0.7]}}
+    prepare.main(["--params", json.dumps(params), "--out", str(root / "prepared")])
+    models = {}
+    for lmbda in (0.002, 0.02):
+        out = root / f"codec-{lmbda}" / "model.pt"
+        train_codec.main(["--params", json.dumps(TRAIN), "--arch", "bmshj2018-hyperprior", "--N", "8", "--M", "12",
+                          "--lmbda", str(lmbda), "--manifest", str(root / "prepared" / "manifest.csv"), "--out", str(out)])
+        models[lmbda] = out
+    return root, models
+
+
+def _cache(root, model, split, out):
+    return cache_latents.main(["--params", json.dumps(CACHE), "--model", str(model), "--manifest",
+                               str(root / "prepared" / "manifest.csv"), "--split", split, "--out", str(out)])
+
+
+def test_train_codec_outputs(workspace):
+    root, models = workspace
+    model, meta = load_codec(models[0.002])
+    assert meta["params"] == TRAIN and meta["arch"] == "bmshj2018-hyperprior" and meta["lmbda"] == 0.002
+    metrics = json.loads((models[0.002].parent / "metrics.json").read_text())
+    assert metrics["steps"] == 30 and metrics["val"]["step"] == 30
+    assert not (models[0.002].parent / "resume.pt").exists()
+    log = pd.read_csv(models[0.002].parent / "train_log.csv")
+    assert (log["split"] == "train").sum() == 30
+
+
+def test_cache_writes_real_bitstreams_and_latents(workspace, tmp_path):
+    root, models = workspace
+    out = _cache(root, models[0.002], "train", tmp_path / "train")
+    index = pd.read_csv(out / "index.csv")
+    assert len(index) == 18
+    stored = {key: data for shard in sorted(out.glob("shard-*.tcbs")) for key, data in read_shard(shard)}
+    assert set(stored) == set(index["image_id"])
+    for row in index.itertuples():
+        assert row.bytes == len(stored[row.image_id])
+        assert row.bpp == pytest.approx(8 * row.bytes / (64 * 64))
+    latents = [torch.load(p) for p in sorted(out.glob("shard-*.pt"))]
+    assert len(latents) == 4  # 18 images in shards of 5
+    assert latents[0]["y_hat"].shape == (5, 12, 4, 4) and latents[0]["scales_hat"].shape == (5, 12, 4, 4)
+    assert sum(len(shard["image_ids"]) for shard in latents) == 18
+    # decoded latents are integers for a scale hyperprior (no means)
+    assert torch.equal(latents[0]["y_hat"], latents[0]["y_hat"].round())
+    summary = json.loads((out / "cache.json").read_text())
+    assert summary["decode_check"]["images"] == 18 and summary["decode_check"]["max_abs_diff"] < 1e-3
+
+
+def test_evaluate_and_report(workspace, tmp_path):
+    root, models = workspace
+    manifest = str(root / "prepared" / "manifest.csv")
+    evals = []
+    for lmbda, model in models.items():
+        cache = _cache(root, model, "test", tmp_path / f"cache-{lmbda}")
+        out = tmp_path / f"eval-{lmbda}"
+        evaluate_codec.main(["--params", json.dumps({"device": "cpu", "save_reconstructions": 2}), "--model",
+                             str(model), "--cache", str(cache), "--codec-id", "hyper/N8-M12", "--out", str(out)])
+        table = pd.read_csv(out / "per_image.csv")
+        assert len(table) == 6 and (table["point"] == lmbda).all()
+        assert table["psnr"].between(5, 60).all() and table["ms_ssim"].between(0, 1).all()
+        assert len(list((out / "recon").glob("*.png"))) == 2
+        evals.append(out)
+    for codec in ("jpeg", "webp"):
+        out = tmp_path / f"eval-{codec}"
+        evaluate_classical.main(["--params", json.dumps({"qualities": [10, 50, 90], "save_reconstructions": 1}),
+                                 "--codec", codec, "--manifest", manifest, "--split", "test", "--out", str(out)])
+        table = pd.read_csv(out / "per_image.csv")
+        assert len(table) == 18
+        by_quality = table.groupby("point")["bpp"].mean()
+        assert by_quality[10] < by_quality[90]
+        evals.append(out)
+    out = tmp_path / "report"
+    report.main(["--params", json.dumps(REPORT), "--dataset", "test", "--eval", *map(str, evals), "--manifest",
+                 manifest, "--split", "test", "--out", str(out)])
+    points = pd.read_csv(out / "rd_points.csv")
+    assert set(points["codec"]) == {"hyper/N8-M12", "jpeg", "webp"} and len(points) == 8
+    assert (points["image_size"] == "64×64").all()
+    bd = pd.read_csv(out / "bd_rate.csv")
+    assert set(zip(bd["codec"], bd["anchor"])) == {("hyper/N8-M12", "jpeg"), ("hyper/N8-M12", "webp")}
+    for name in ("rd_psnr.png", "rd_ms_ssim.png", "recon_grid.png", "README.md", "rd_points.md", "bd_rate.md"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_corrupt_bitstream_is_a_clear_error(workspace, tmp_path):
+    root, models = workspace
+    cache = _cache(root, models[0.002], "val", tmp_path / "cache")
+    shard = sorted(cache.glob("shard-*.tcbs"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="checksum"):
+        evaluate_codec.main(["--params", json.dumps({"device": "cpu", "save_reconstructions": 0}), "--model",
+                             str(models[0.002]), "--cache", str(cache), "--codec-id", "x", "--out", str(tmp_path / "e")])
+    assert not (tmp_path / "e").exists()  # nothing that looks complete
+
+
+def test_init_from_a_checkpoint_of_another_architecture_names_the_path(workspace, tmp_path):
+    root, models = workspace
+    params = {**TRAIN, "init": str(models[0.002])}
+    with pytest.raises(UserError, match=f"checkpoint {models[0.002]} holds a bmshj2018-hyperprior model"):
+        train_codec.main(["--params", json.dumps(params), "--arch", "bmshj2018-factorized", "--N", "8", "--M", "12",
+                          "--lmbda", "0.01", "--manifest", str(root / "prepared" / "manifest.csv"),
+                          "--out", str(tmp_path / "model.pt")])
+
+
+def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params", json.dumps({"device": "cpu", "save_reconstructions": 0}), "--model", str(tmp_path / "no.pt"),
+         "--cache", str(tmp_path), "--codec-id", "x", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: checkpoint")
+    assert "Traceback" not in result.stderr
