@@ -24,4 +24,6 @@ rule all:
 
 
 onsuccess:
+    for codec, dataset, reason in skipped_classical_codecs():
+        print(f"taskcodec: skipped {codec} on {dataset}: {reason}")
     print(f"\ntaskcodec: results are in {Path(RESULTS).resolve()}/report/<dataset>/ (README.md, tables, plots)")

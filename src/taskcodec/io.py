@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from taskcodec.errors import UserError
 
 
@@ -78,12 +76,16 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Save a checkpoint dict atomically (``torch.save`` to a temporary name, then rename)."""
+    import torch  # imported here so stages without checkpoints start without loading torch
+
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, with a clear error if it is unusable."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; train it first or fix the path")

@@ -60,6 +60,16 @@ def test_encoding_is_deterministic(codec):
     assert codec.encode(image, 50) == codec.encode(image, 50)
 
 
+def test_default_batch_methods_equal_single_calls_in_order(codec):
+    images = [synthetic_image(64, 64), synthetic_image(33, 47), synthetic_image(48, 20), synthetic_image(64, 64)[::-1]]
+    batch = codec.encode_many(images, 50)
+    assert batch == [codec.encode(image, 50) for image in images]
+    decoded = codec.decode_many(batch)
+    assert [image.shape for image in decoded] == [image.shape for image in images]
+    for data, image in zip(batch, decoded):
+        np.testing.assert_array_equal(image, codec.decode(data))
+
+
 def test_bad_inputs_are_rejected(codec):
     from taskcodec.errors import UserError
 

@@ -140,3 +140,16 @@ def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: checkpoint")
     assert "Traceback" not in result.stderr
+
+
+def test_missing_codec_tool_is_skipped_with_the_reason(workspace, tmp_path, monkeypatch):
+    from taskcodec.baselines.hevc import HevcCodec
+
+    root, _ = workspace
+    monkeypatch.setattr(HevcCodec, "unavailable_reason", classmethod(lambda cls: "ffmpeg is not installed"))
+    out = tmp_path / "hevc"
+    evaluate_classical.main(["--params", json.dumps({"qualities": [30], "save_reconstructions": 1}), "--codec", "hevc",
+                             "--manifest", str(root / "prepared" / "manifest.csv"), "--split", "test", "--out", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "skipped" and summary["reason"] == "ffmpeg is not installed"
+    assert pd.read_csv(out / "per_image.csv").empty

@@ -85,3 +85,13 @@ def cache_outputs():
 
 def report_outputs():
     return expand(RESULTS + "/report/{dataset}", dataset=eval_datasets())
+
+
+def skipped_classical_codecs():
+    """(codec, dataset, reason) of classical evaluations that were skipped because a tool is missing."""
+    skipped = []
+    for summary_path in sorted(Path(RESULTS, "eval", "classical").glob("*/*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        if summary["status"] == "skipped":
+            skipped.append((summary["codec"], summary_path.parent.name, summary["reason"]))
+    return skipped

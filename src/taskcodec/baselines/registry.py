@@ -23,6 +23,11 @@ class ClassicalCodec(ABC):
     :attr:`name` from :func:`register_classical`.
     The bytes returned by :meth:`encode` are everything a decoder needs
     (headers included) and are what bits per pixel are measured from.
+
+    :meth:`encode_many` and :meth:`decode_many` code a list of images in one
+    call; their defaults loop over :meth:`encode` and :meth:`decode`, and a
+    codec whose cost is dominated by starting an external tool overrides
+    them to start it once per batch.
     """
 
     name: str
@@ -43,6 +48,23 @@ class ClassicalCodec(ABC):
     @abstractmethod
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress bytes from :meth:`encode` back to an HxWx3 uint8 RGB image."""
+
+    def encode_many(self, images: list[np.ndarray], quality: int) -> list[bytes]:
+        """Compress each image at one quality; element ``i`` belongs to ``images[i]``.
+
+        Every element is the complete standalone bitstream of its image,
+        headers included: :meth:`decode` accepts it alone, and it has the size
+        of what :meth:`encode` returns for that image, so bits per pixel
+        measured from it are honest. The default returns exactly the bytes of
+        :meth:`encode`; an override may differ from them only in header fields
+        that change neither the size nor the decoded image, and documents
+        which. Images may differ in size.
+        """
+        return [self.encode(image, quality) for image in images]
+
+    def decode_many(self, data: list[bytes]) -> list[np.ndarray]:
+        """Decompress each bitstream from :meth:`encode` or :meth:`encode_many`, in order."""
+        return [self.decode(item) for item in data]
 
     def check_input(self, image: np.ndarray, quality: int) -> None:
         """Reject anything but an HxWx3 uint8 image and an in-range integer quality."""
