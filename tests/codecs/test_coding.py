@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from taskcodec.codecs.bitstream import CorruptBitstream, ImageBitstream
-from taskcodec.codecs.coding import decode_batch, encode_batch, estimated_bits, pad
+from taskcodec.codecs.coding import decode_images, encode_images, estimated_bits, pad
 from taskcodec.codecs.registry import CODECS, build_codec
 from taskcodec.errors import UserError
 
@@ -35,10 +35,10 @@ def test_pad_replicates_to_multiple():
 def test_round_trip_through_real_bitstreams(arch, has_scales, divisor):
     model = tiny_model(arch)
     x = torch.rand(3, 3, 40, 56)
-    bitstreams = encode_batch(model, x)
+    bitstreams = encode_images(model, x)
     assert len(bitstreams) == 3 and all((b.height, b.width) == (40, 56) for b in bitstreams)
     # serialise and parse, as the cache does
-    decoded = decode_batch(model, [ImageBitstream.from_bytes(b.to_bytes()) for b in bitstreams])
+    decoded = decode_images(model, [ImageBitstream.from_bytes(b.to_bytes()) for b in bitstreams])
     assert decoded.x_hat.shape == (3, 3, 40, 56)
     assert decoded.y_hat.shape == (3, 12, 64 // divisor, 64 // divisor)
     assert (decoded.scales_hat is not None) == has_scales
@@ -54,6 +54,15 @@ def test_round_trip_through_real_bitstreams(arch, has_scales, divisor):
 def test_decoding_with_the_wrong_model_is_a_clear_error():
     factorized = tiny_model("bmshj2018-factorized")
     hyperprior = tiny_model("bmshj2018-hyperprior")
-    bitstreams = encode_batch(factorized, torch.rand(1, 3, 64, 64))
+    bitstreams = encode_images(factorized, torch.rand(1, 3, 64, 64))
     with pytest.raises(CorruptBitstream, match="does not decode"):
-        decode_batch(hyperprior, bitstreams)
+        decode_images(hyperprior, bitstreams)
+
+
+def test_a_bitstream_does_not_depend_on_the_other_images_of_the_batch():
+    model = tiny_model("bmshj2018-hyperprior")
+    x = torch.rand(4, 3, 64, 64)
+    together = encode_images(model, x)
+    alone = encode_images(model, x[2:3])
+    assert together[2] == alone[0]
+    assert torch.equal(decode_images(model, together).x_hat[2:3], decode_images(model, alone).x_hat)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from taskcodec.codecs import training
-from taskcodec.codecs.coding import encode_batch, estimated_bits
+from taskcodec.codecs.coding import encode_images, estimated_bits
 from taskcodec.codecs.registry import build_codec
 from taskcodec.data.tensors import to_float
 
@@ -101,6 +101,6 @@ def test_actual_bpp_matches_estimated_bpp_on_a_trained_model(tmp_path):
                          tmp_path / "resume.pt", tmp_path / "log.csv")
     # larger test images, so the few bytes of header and rANS flush per string are a small share
     x = to_float(smooth_images(4, 256, seed=2), torch.device("cpu"))
-    actual_bits = sum(8 * len(b.to_bytes()) for b in encode_batch(model, x))
+    actual_bits = sum(8 * len(b.to_bytes()) for b in encode_images(model, x))
     estimate = estimated_bits(model, x).sum().item()
     assert actual_bits == pytest.approx(estimate, rel=0.05)

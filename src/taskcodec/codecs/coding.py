@@ -1,8 +1,8 @@
 """Real entropy coding of image batches, and decoding back to latents and pixels.
 
-Encoding pads each batch (replicate padding, right and bottom) to a multiple of
+Encoding pads each image (replicate padding, right and bottom) to a multiple of
 :data:`~taskcodec.codecs.registry.PAD_MULTIPLE`, runs CompressAI's
-``model.compress`` (rANS), and records each image's original size so decoding
+``model.compress`` (rANS) on it alone, and records its original size so decoding
 can crop. Decoding goes through a per-architecture *latent decoder* that
 returns the decoded latents ŷ and, for hyperprior models, the scales σ̂ that
 the decoder derives from the hyperlatent; compressed-domain models train on
@@ -97,36 +97,45 @@ def estimated_bits(model: CompressionModel, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_batch(model: CompressionModel, x: torch.Tensor) -> list[ImageBitstream]:
-    """Entropy-code a batch of same-sized images (B×3×H×W in [0, 1])."""
+def encode_images(model: CompressionModel, x: torch.Tensor) -> list[ImageBitstream]:
+    """Entropy-code each image of a same-sized batch (B×3×H×W in [0, 1]) on its own.
+
+    Images are coded one at a time, as a receiver decodes them: CompressAI picks each
+    latent's CDF from the hyper-decoder's scales, and their float rounding can change
+    with the batch an image shares, which would make a bitstream undecodable alone.
+    """
     height, width = x.shape[-2:]
-    strings = model.compress(pad(x))["strings"]
-    return [
-        ImageBitstream(height, width, [per_model[i] for per_model in strings]) for i in range(x.shape[0])
-    ]
+    bitstreams = []
+    for image in pad(x).split(1):
+        strings = model.compress(image)["strings"]
+        bitstreams.append(ImageBitstream(height, width, [per_model[0] for per_model in strings]))
+    return bitstreams
 
 
 @torch.no_grad()
-def decode_batch(model: CompressionModel, bitstreams: list[ImageBitstream], pixels: bool = True) -> DecodedBatch:
-    """Decode same-sized bitstreams to ŷ and σ̂ (where supported) and, if ``pixels``, the image."""
+def decode_images(model: CompressionModel, bitstreams: list[ImageBitstream], pixels: bool = True) -> DecodedBatch:
+    """Decode same-sized bitstreams, one at a time, to ŷ and σ̂ (where supported) and, if ``pixels``, images."""
     height, width = bitstreams[0].height, bitstreams[0].width
     if any((b.height, b.width) != (height, width) for b in bitstreams):
-        raise ValueError("decode_batch needs bitstreams of one image size")
-    counts = {len(b.strings) for b in bitstreams}
+        raise ValueError("decode_images needs bitstreams of one image size")
     divisor, decoder = _latent_decoder(model)
     padded_h = math.ceil(height / PAD_MULTIPLE) * PAD_MULTIPLE
     padded_w = math.ceil(width / PAD_MULTIPLE) * PAD_MULTIPLE
     shape = (padded_h // divisor, padded_w // divisor)
-    strings = [[b.strings[k] for b in bitstreams] for k in range(counts.pop())]
+    decoded = [_decode_one(model, bitstream.strings, shape, decoder, pixels) for bitstream in bitstreams]
+    x_hat, y_hat, scales_hat = (None if parts[0] is None else torch.cat(parts) for parts in zip(*decoded))
+    return DecodedBatch(None if x_hat is None else x_hat[..., :height, :width], y_hat, scales_hat)
+
+
+def _decode_one(model, strings: list[bytes], shape, decoder, pixels: bool):
+    strings = [[string] for string in strings]
     try:
         if decoder is None:
-            x_hat, y_hat, scales_hat = model.decompress(strings, shape)["x_hat"], None, None
-        else:
-            y_hat, scales_hat = decoder(model, strings, shape)
-            x_hat = model.g_s(y_hat).clamp_(0, 1) if pixels else None
+            return model.decompress(strings, shape)["x_hat"], None, None
+        y_hat, scales_hat = decoder(model, strings, shape)
+        return (model.g_s(y_hat).clamp_(0, 1) if pixels else None), y_hat, scales_hat
     except (AssertionError, IndexError, RuntimeError, ValueError) as err:
         raise CorruptBitstream(
             f"a bitstream does not decode with this {type(model).__name__} model ({err}); "
             "it is corrupt or was written by another model"
         ) from None
-    return DecodedBatch(None if x_hat is None else x_hat[..., :height, :width], y_hat, scales_hat)

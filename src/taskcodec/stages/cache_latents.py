@@ -29,7 +29,7 @@ import torch
 from taskcodec import io
 from taskcodec.codecs.bitstream import ImageBitstream, ShardWriter, read_shard
 from taskcodec.codecs.checkpoint import load_codec
-from taskcodec.codecs.coding import decode_batch, encode_batch, estimated_bits, pad
+from taskcodec.codecs.coding import decode_images, encode_images, estimated_bits, pad
 from taskcodec.data.images import load_rgb8
 from taskcodec.data.tensors import to_float, to_uint8
 from taskcodec.device import resolve_device
@@ -67,7 +67,7 @@ def _cache_shard(model, batches, writer: ShardWriter, shard: int, keep_latents: 
     rows, latents = [], defaultdict(list)
     for batch in batches:
         x = to_float(torch.from_numpy(np.stack([item[4] for item in batch])).permute(0, 3, 1, 2), device)
-        payloads = [b.to_bytes() for b in encode_batch(model, x)]
+        payloads = [b.to_bytes() for b in encode_images(model, x)]
         bits = estimated_bits(model, x).tolist()
         for (position, image_id, path, label, image), payload, est in zip(batch, payloads, bits):
             writer.write(image_id, payload)
@@ -78,7 +78,7 @@ def _cache_shard(model, batches, writer: ShardWriter, shard: int, keep_latents: 
         if not keep_latents:
             continue
         # latents come from the serialized bytes, exactly as a receiver would decode them
-        decoded = decode_batch(model, [ImageBitstream.from_bytes(p) for p in payloads], pixels=False)
+        decoded = decode_images(model, [ImageBitstream.from_bytes(p) for p in payloads], pixels=False)
         if decoded.y_hat is None:
             continue
         if latents["y_hat"] and latents["y_hat"][0].shape[1:] != decoded.y_hat.shape[1:]:
@@ -101,7 +101,7 @@ def _decode_check(model, out_dir: Path, rows: list[dict], count: int, device) ->
             if image_id not in wanted:
                 continue
             bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
-            decoded = decode_batch(model, [bitstream]).x_hat
+            decoded = decode_images(model, [bitstream]).x_hat
             x = to_float(torch.from_numpy(load_rgb8(wanted[image_id]["path"])).permute(2, 0, 1)[None], device)
             with torch.no_grad():
                 forward = model(pad(x))["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)

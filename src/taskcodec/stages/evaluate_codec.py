@@ -21,7 +21,7 @@ import torch
 from taskcodec import io
 from taskcodec.codecs.bitstream import ImageBitstream, read_shard
 from taskcodec.codecs.checkpoint import load_codec
-from taskcodec.codecs.coding import decode_batch
+from taskcodec.codecs.coding import decode_images
 from taskcodec.data.images import load_rgb8
 from taskcodec.data.tensors import to_uint8
 from taskcodec.device import resolve_device
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         for shard_path in sorted(args.cache.glob("shard-*.tcbs")):
             for image_id, data in read_shard(shard_path):
                 bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
-                reconstruction = to_uint8(decode_batch(model, [bitstream]).x_hat)[0]
+                reconstruction = to_uint8(decode_images(model, [bitstream]).x_hat)[0]
                 original = load_rgb8(index.loc[image_id, "path"])
                 rows.append({"family": "learned", "codec": args.codec_id, "point": meta["lmbda"],
                              "image_id": image_id, "bpp_estimated": index.loc[image_id, "bpp_estimated"],
