@@ -20,8 +20,8 @@ def images_to_tensor(paths: list[Path]) -> torch.Tensor:
 
 
 def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 N×3×H×W → float in [0, 1] on ``device``."""
-    return images.to(device=device, dtype=torch.float32) / 255.0
+    """uint8 N×3×H×W → contiguous float in [0, 1] on ``device`` (one memory layout, so coding is repeatable)."""
+    return images.to(device=device, dtype=torch.float32).contiguous() / 255.0
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
