@@ -104,3 +104,12 @@ def test_actual_bpp_matches_estimated_bpp_on_a_trained_model(tmp_path):
     actual_bits = sum(8 * len(b.to_bytes()) for b in encode_images(model, x))
     estimate = estimated_bits(model, x).sum().item()
     assert actual_bits == pytest.approx(estimate, rel=0.05)
+
+
+def test_time_budget_stops_training(tmp_path):
+    images = smooth_images(16, 64)
+    params = {**PARAMS, "steps": 10**6, "time_budget_s": 0.5, "val_every": 10**6, "checkpoint_every": 10**6}
+    _, state = run(tmp_path, params, images)
+    assert 0 < state.step < 10**6
+    assert state.elapsed_s >= 0.5
+    assert state.history[-1]["split"] == "val"
