@@ -67,3 +67,20 @@ def test_imagefolder_needs_a_root(params):
     params["prepare"]["dataset"] = "imagefolder"
     with pytest.raises(UserError, match="prepare.root is null"):
         validate_params(params, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["codec"]["train"].update(patch_size=128), "patch_size 128 is larger than prepare.image_size 64"),
+        (lambda p: p["codec"]["train"].update(init="zoo:x"), "is not of the form zoo:<arch>:<quality 1-8>"),
+        (lambda p: p["evaluate"]["report"].update(grid_image=4), "grid_image 4 needs a saved reconstruction"),
+        (lambda p: p["evaluate"]["report"].update(references={"kodak": "x"}), "references.kodak names no evaluated"),
+        (lambda p: p["evaluate"]["classical"]["hevc"].update(qualities=[60]), "hevc.qualities.0 = 60 is invalid"),
+        (lambda p: p["prepare"]["split"].update(train=0.9, val=0.1, test=0), "prepare.split.test = 0 is invalid"),
+    ],
+)
+def test_cross_checks_name_the_keys(params, edit, message):
+    edit(params)
+    with pytest.raises(UserError, match=message.replace(".", r"\.").replace("(", r"\(").replace("+", r"\+")):
+        validate_params(params, SCHEMA)

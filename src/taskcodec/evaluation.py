@@ -5,13 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from taskcodec.metrics import ms_ssim_uint8, psnr
+from taskcodec.data.images import load_rgb8
+from taskcodec.errors import UserError
+from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr
 
 #: columns of every per_image.csv written by the evaluation stages
 ROW_FIELDS = ["family", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
               "psnr", "ms_ssim"]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a per-image CSV written by a stage; image ids stay strings ("0801" is not 801)."""
+    return pd.read_csv(path, dtype={"image_id": str}, keep_default_na=False, na_values=[""])
+
+
+def load_original(path: Path) -> np.ndarray:
+    """An evaluation image as 8-bit RGB; one too small for MS-SSIM is an error naming it."""
+    image = load_rgb8(path)
+    height, width = image.shape[:2]
+    try:
+        ms_ssim_scales(height, width)
+    except ValueError:
+        raise UserError(f"image {path} is {width}×{height}, too small to evaluate (MS-SSIM needs at least "
+                        "11 pixels per side); remove it from the dataset") from None
+    return image
 
 
 def measure(original: np.ndarray, reconstruction: np.ndarray, n_bytes: int) -> dict[str, float]:

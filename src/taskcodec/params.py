@@ -7,6 +7,7 @@ key, what is wrong, and (for a mistyped key) the closest valid key.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,19 @@ def validate_params(params: Any, schema_path: str | Path, source: str = "params.
         raise UserError(f"{source}: prepare.builtin.object_scale {scale} must be [low, high] with low <= high")
     if params["prepare"]["dataset"] == "imagefolder" and not params["prepare"]["root"]:
         raise UserError(f"{source}: prepare.dataset is imagefolder but prepare.root is null; set it to your image folder")
+    train, image_size = params["codec"]["train"], params["prepare"]["image_size"]
+    if train["patch_size"] > image_size:
+        raise UserError(f"{source}: codec.train.patch_size {train['patch_size']} is larger than prepare.image_size "
+                        f"{image_size}; make it at most {image_size}")
+    init = train["init"]
+    if init is not None and init.startswith("zoo:") and not re.fullmatch(r"zoo:[A-Za-z0-9_-]+:[1-8]", init):
+        raise UserError(f"{source}: codec.train.init '{init}' is not of the form zoo:<arch>:<quality 1-8>")
+    evaluate = params["evaluate"]
+    if evaluate["report"]["grid_image"] >= evaluate["save_reconstructions"]:
+        raise UserError(f"{source}: evaluate.report.grid_image {evaluate['report']['grid_image']} needs a saved "
+                        f"reconstruction; raise evaluate.save_reconstructions above it")
+    datasets = {"test", *evaluate["extra_datasets"]}
+    for name in evaluate["report"]["references"]:
+        if name not in datasets:
+            raise UserError(f"{source}: evaluate.report.references.{name} names no evaluated dataset "
+                            f"({', '.join(sorted(datasets))})")

@@ -66,3 +66,14 @@ def test_a_bitstream_does_not_depend_on_the_other_images_of_the_batch():
     alone = encode_images(model, x[2:3])
     assert together[2] == alone[0]
     assert torch.equal(decode_images(model, together).x_hat[2:3], decode_images(model, alone).x_hat)
+
+
+@pytest.mark.parametrize("arch", sorted(CODECS))
+def test_every_architecture_decodes_like_compressai(arch):
+    model = tiny_model(arch)
+    x = torch.rand(1, 3, 64, 64)
+    decoded = decode_images(model, encode_images(model, x))
+    with torch.no_grad():
+        compressed = model.compress(x)
+        reference = model.decompress(compressed["strings"], compressed["shape"])["x_hat"]
+    assert torch.allclose(decoded.x_hat, reference, atol=1e-5)

@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from taskcodec.codecs.bitstream import read_shard
 from taskcodec.codecs.checkpoint import load_codec
@@ -153,3 +154,46 @@ def test_missing_codec_tool_is_skipped_with_the_reason(workspace, tmp_path, monk
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "skipped" and summary["reason"] == "ffmpeg is not installed"
     assert pd.read_csv(out / "per_image.csv").empty
+
+
+def _write_images(folder, names, size=(70, 90)):
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for name in names:
+        pixels = (torch.rand(size[0], size[1], 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / name)
+
+
+def test_extra_folder_with_numeric_image_names(workspace, tmp_path):
+    root, models = workspace
+    folder = tmp_path / "extra"
+    _write_images(folder, ["0801.png", "0802.png"])
+    cache = cache_latents.main(["--params", json.dumps(CACHE), "--model", str(models[0.002]), "--folder", str(folder),
+                                "--no-latents", "--out", str(tmp_path / "cache")])
+    learned = tmp_path / "learned"
+    evaluate_codec.main(["--params", json.dumps({"device": "cpu", "save_reconstructions": 1}), "--model",
+                         str(models[0.002]), "--cache", str(cache), "--codec-id", "hyper", "--out", str(learned)])
+    classical = tmp_path / "jpeg"
+    evaluate_classical.main(["--params", json.dumps({"qualities": [20, 80], "save_reconstructions": 1}), "--codec",
+                             "jpeg", "--folder", str(folder), "--out", str(classical)])
+    out = tmp_path / "report"
+    report.main(["--params", json.dumps(REPORT), "--dataset", "extra", "--eval", str(learned), str(classical),
+                 "--folder", str(folder), "--out", str(out)])
+    table = pd.read_csv(learned / "per_image.csv", dtype={"image_id": str})
+    assert list(table["image_id"]) == ["0801", "0802"]
+    assert (learned / "recon" / "0801.png").is_file()
+    assert (out / "recon_grid.png").stat().st_size > 0
+
+
+def test_colliding_and_tiny_images_are_named(workspace, tmp_path):
+    root, models = workspace
+    folder = tmp_path / "collide"
+    _write_images(folder, ["a.png", "a.jpg"])
+    with pytest.raises(UserError, match="would both be named 'a'"):
+        evaluate_classical.main(["--params", json.dumps({"qualities": [50], "save_reconstructions": 0}), "--codec",
+                                 "jpeg", "--folder", str(folder), "--out", str(tmp_path / "out")])
+    tiny = tmp_path / "tiny"
+    _write_images(tiny, ["small.png"], size=(8, 8))
+    with pytest.raises(UserError, match="small.png is 8×8, too small to evaluate"):
+        evaluate_classical.main(["--params", json.dumps({"qualities": [50], "save_reconstructions": 0}), "--codec",
+                                 "jpeg", "--folder", str(tiny), "--out", str(tmp_path / "out2")])

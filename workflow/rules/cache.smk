@@ -17,4 +17,4 @@ rule cache_latents:
         RESULTS + "/benchmarks/cache_latents/" + CODEC + "/{dataset}.tsv"
     shell:
         "python -m taskcodec.stages.cache_latents --params {params.section:q} --threads {threads}"
-        " --model {input.model} {params.source} {params.latents} --out {output} > {log} 2>&1"
+        " --model {input.model:q} {params.source} {params.latents} --out {output:q} > {log:q} 2>&1"

@@ -18,4 +18,4 @@ rule train_codec:
     shell:
         "python -m taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
         " --arch {wildcards.arch} --N {wildcards.N} --M {wildcards.M} --lmbda {wildcards.lmbda}"
-        " --manifest {input.prepared}/manifest.csv --out {output.model} > {log} 2>&1"
+        " --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"

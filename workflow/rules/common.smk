@@ -8,6 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
 from taskcodec.params import validate_params
 
@@ -68,8 +69,15 @@ def dataset_inputs(wildcards):
     """Inputs that define a dataset's images: the prepared data, or an extra folder's files."""
     if wildcards.dataset in SPLITS:
         return {"prepared": RESULTS + "/prepared"}
-    folder = Path(EXTRA_DATASETS[wildcards.dataset])
-    return {"images": sorted(str(p) for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))}
+    return {"images": folder_files(EXTRA_DATASETS[wildcards.dataset])}
+
+
+def folder_files(folder):
+    """The image files of a dataset folder, as the stages list them (so other files never trigger reruns)."""
+    try:
+        return [str(path) for path in folder_images(folder)]
+    except UserError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def dataset_args(wildcards):
@@ -90,8 +98,9 @@ def report_outputs():
 def skipped_classical_codecs():
     """(codec, dataset, reason) of classical evaluations that were skipped because a tool is missing."""
     skipped = []
-    for summary_path in sorted(Path(RESULTS, "eval", "classical").glob("*/*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        if summary["status"] == "skipped":
-            skipped.append((summary["codec"], summary_path.parent.name, summary["reason"]))
+    for codec in CLASSICAL_CODECS:
+        for dataset in eval_datasets():
+            summary = json.loads(Path(RESULTS, "eval", "classical", codec, dataset, "summary.json").read_text())
+            if summary["status"] == "skipped":
+                skipped.append((codec, dataset, summary["reason"]))
     return skipped

@@ -15,8 +15,8 @@ rule evaluate_codec:
         RESULTS + "/benchmarks/evaluate_codec/" + CODEC + "/{dataset}.tsv"
     shell:
         "python -m taskcodec.stages.evaluate_codec --params {params.section:q} --threads {threads}"
-        " --model {input.model} --cache {input.cache} --codec-id {wildcards.arch}/N{wildcards.N}-M{wildcards.M}"
-        " --out {output} > {log} 2>&1"
+        " --model {input.model:q} --cache {input.cache:q} --codec-id {wildcards.arch}/N{wildcards.N}-M{wildcards.M}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_classical:
@@ -35,4 +35,4 @@ rule evaluate_classical:
         RESULTS + "/benchmarks/evaluate_classical/{codec}/{dataset}.tsv"
     shell:
         "python -m taskcodec.stages.evaluate_classical --params {params.section:q} --threads {threads}"
-        " --codec {wildcards.codec} {params.source} --out {output} > {log} 2>&1"
+        " --codec {wildcards.codec} {params.source} --out {output:q} > {log:q} 2>&1"

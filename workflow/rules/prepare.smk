@@ -4,9 +4,7 @@
 rule prepare:
     input:
         # an image folder's files, so that changed data reruns prepare
-        images=lambda wc: sorted(str(p) for p in Path(config["prepare"]["root"]).rglob("*") if p.is_file())
-        if config["prepare"]["dataset"] == "imagefolder"
-        else [],
+        images=lambda wc: folder_files(config["prepare"]["root"]) if config["prepare"]["dataset"] == "imagefolder" else [],
     output:
         directory(RESULTS + "/prepared"),
     params:
@@ -16,4 +14,4 @@ rule prepare:
     benchmark:
         RESULTS + "/benchmarks/prepare.tsv"
     shell:
-        "python -m taskcodec.stages.prepare --params {params.section:q} --out {output} > {log} 2>&1"
+        "python -m taskcodec.stages.prepare --params {params.section:q} --out {output:q} > {log:q} 2>&1"

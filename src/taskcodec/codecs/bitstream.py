@@ -133,7 +133,7 @@ def read_shard(path: str | Path) -> Iterator[tuple[str, bytes]]:
     advice = "delete its cache folder and rerun the cache stage"
     with open(path, "rb") as stream:
         header = stream.read(len(SHARD_MAGIC) + 1)
-        if header[:4] != SHARD_MAGIC:
+        if len(header) < len(SHARD_MAGIC) + 1 or header[:4] != SHARD_MAGIC:
             raise CorruptBitstream(f"{path} is not a taskcodec bitstream shard; {advice}")
         if header[4] != SHARD_VERSION:
             raise CorruptBitstream(f"{path} has shard version {header[4]}, expected {SHARD_VERSION}; {advice}")

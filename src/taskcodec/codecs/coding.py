@@ -17,7 +17,13 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from compressai.models import CompressionModel, FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from compressai.models import (
+    CompressionModel,
+    FactorizedPrior,
+    JointAutoregressiveHierarchicalPriors,
+    MeanScaleHyperprior,
+    ScaleHyperprior,
+)
 
 from taskcodec.codecs.bitstream import CorruptBitstream, ImageBitstream
 from taskcodec.codecs.registry import PAD_MULTIPLE
@@ -34,8 +40,13 @@ class DecodedBatch:
 
 LatentDecoder = Callable[[CompressionModel, list[list[bytes]], tuple[int, int]], tuple[torch.Tensor, torch.Tensor | None]]
 
-#: model class → (downsampling of the first coded latent, decoder of ŷ and σ̂)
-LATENT_DECODERS: dict[type, tuple[int, LatentDecoder]] = {}
+#: model class → (downsampling of the latent whose shape the decoder needs, decoder of ŷ and σ̂).
+#: A decoder of None means "pixels only, through the model's own ``decompress``": the autoregressive
+#: models (mbt2018, cheng2020-*) decode ŷ sequentially inside it. Looked up along the class's MRO,
+#: so the autoregressive entry must shadow MeanScaleHyperprior, which they subclass.
+LATENT_DECODERS: dict[type, tuple[int, LatentDecoder | None]] = {
+    JointAutoregressiveHierarchicalPriors: (64, None),
+}
 
 
 def register_latent_decoder(model_class: type, latent_divisor: int):

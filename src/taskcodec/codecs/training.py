@@ -95,12 +95,14 @@ def train_codec(
     device: torch.device,
     resume_path: Path,
     log_path: Path,
+    data_id: str = "",
 ) -> TrainState:
     """Train ``model`` in place for ``params["steps"]`` steps or until ``time_budget_s`` seconds of training.
 
     Every ``checkpoint_every`` steps the full state (weights, optimizers, RNG
     states, history) goes to ``resume_path``; a rerun with the same params
-    continues from there. The per-step log is written to ``log_path`` (CSV).
+    continues from there — only if it was written for the same params, λ and ``data_id``
+    (a fingerprint of the training data). The per-step log is written to ``log_path`` (CSV).
     """
     if params["patch_size"] % PAD_MULTIPLE:
         raise ValueError(f"patch_size {params['patch_size']} must be a multiple of {PAD_MULTIPLE}")
@@ -116,10 +118,10 @@ def train_codec(
     generator = torch.Generator().manual_seed(params["seed"])
     torch.manual_seed(params["seed"])
     state = TrainState()
-    fingerprint = params_fingerprint({"lmbda": lmbda, **params})
+    fingerprint = params_fingerprint({"lmbda": lmbda, "data": data_id, **params})
 
     if resume_path.is_file():
-        saved = io.load_checkpoint(resume_path, map_location=device)
+        saved = io.load_checkpoint(resume_path, map_location="cpu")  # RNG states must stay on the CPU
         if saved.get("fingerprint") == fingerprint:
             model.load_state_dict(saved["state_dict"])
             optimizers["net"].load_state_dict(saved["optimizer"])

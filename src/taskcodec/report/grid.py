@@ -28,7 +28,10 @@ def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], ti
     columns = min(count, 4)
     rows = -(-count // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.5 * rows), squeeze=False)
-    images = [("original", original)] + [(caption, np.asarray(Image.open(file))) for caption, file in panels]
+    images = [("original", original)]
+    for caption, file in panels:
+        with Image.open(file) as image:
+            images.append((caption, np.asarray(image.convert("RGB"))))
     for ax in axes.flat:
         ax.axis("off")
     for ax, (caption, image) in zip(axes.flat, images):

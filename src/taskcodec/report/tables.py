@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from taskcodec.metrics import bd_rate
+from taskcodec.errors import UserError
+from taskcodec.metrics import bd_quality, bd_rate
 
 
 def size_label(heights: pd.Series, widths: pd.Series) -> str:
@@ -33,32 +34,43 @@ def ms_ssim_db(values: np.ndarray | pd.Series) -> np.ndarray:
 
 
 def load_reference_curves(folder: Path) -> pd.DataFrame:
-    """CompressAI-format result JSONs (``{"name", "results": {"bpp", "psnr-rgb", "ms-ssim-rgb"}}``) as points."""
+    """CompressAI-format result JSONs (``{"name", "results": {"bpp", "psnr-rgb", "ms-ssim-rgb"}}``) as points.
+
+    Curves are labelled by file name, since several files may share a ``name`` (e.g. CPU and GPU runs).
+    """
     rows = []
     for path in sorted(folder.glob("*.json")):
-        data = json.loads(path.read_text())
-        results = data["results"]
-        for i, bpp in enumerate(results["bpp"]):
-            rows.append({"family": "reference", "codec": f"{data['name']} (published)", "point": i, "bpp": bpp,
-                         "psnr": results["psnr-rgb"][i], "ms_ssim": results.get("ms-ssim-rgb", [math.nan] * (i + 1))[i]})
+        try:
+            results = json.loads(path.read_text())["results"]
+            bpp, psnr = results["bpp"], results["psnr-rgb"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise UserError(f"reference curve {path} is not a CompressAI result file ({err}); fix or remove it") from None
+        ms_ssim = results.get("ms-ssim-rgb", [math.nan] * len(bpp))
+        for i, rate in enumerate(bpp):
+            rows.append({"family": "reference", "codec": f"{path.stem} (published)", "point": i, "bpp": rate,
+                         "psnr": psnr[i], "ms_ssim": ms_ssim[i]})
     return pd.DataFrame(rows)
 
 
 def bd_rate_table(points: pd.DataFrame, method: str) -> pd.DataFrame:
-    """BD-rate (%) of every learned curve against every classical curve, on PSNR and on MS-SSIM (dB)."""
+    """BD-rate (%) on PSNR and on MS-SSIM (dB), and BD-PSNR (dB), of every learned curve against every classical one."""
     rows = []
     learned = points[points["family"] == "learned"]
     anchors = points[points["family"] == "classical"]
+    measures = (("bd_rate_psnr", bd_rate, "psnr", np.asarray), ("bd_rate_ms_ssim", bd_rate, "ms_ssim", ms_ssim_db),
+                ("bd_psnr_db", bd_quality, "psnr", np.asarray))
     for test_name, test in learned.groupby("codec"):
         for anchor_name, anchor in anchors.groupby("codec"):
-            row = {"codec": test_name, "anchor": anchor_name}
-            for metric, transform in (("psnr", np.asarray), ("ms_ssim", ms_ssim_db)):
+            row = {"codec": test_name, "anchor": anchor_name, "note": ""}
+            for column, function, metric, transform in measures:
                 try:
-                    row[f"bd_rate_{metric}"] = bd_rate(anchor["bpp"].to_numpy(), transform(anchor[metric]),
-                                                       test["bpp"].to_numpy(), transform(test[metric]), method=method)
+                    row[column] = function(anchor["bpp"].to_numpy(), transform(anchor[metric]),
+                                           test["bpp"].to_numpy(), transform(test[metric]), method=method)
                 except ValueError as err:
-                    row[f"bd_rate_{metric}"] = math.nan
+                    row[column] = math.nan
                     row["note"] = str(err)
+            if not row["note"] and math.isnan(row["bd_rate_psnr"]):
+                row["note"] = "PSNR ranges do not overlap"
             rows.append(row)
-    columns = ["codec", "anchor", "bd_rate_psnr", "bd_rate_ms_ssim", "note"]
+    columns = ["codec", "anchor", "bd_rate_psnr", "bd_rate_ms_ssim", "bd_psnr_db", "note"]
     return pd.DataFrame(rows).reindex(columns=columns)

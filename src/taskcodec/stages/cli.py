@@ -69,4 +69,11 @@ def dataset_images(args: argparse.Namespace) -> list[tuple[str, Path, int]]:
             raise UserError("--manifest needs --split (train, val or test)")
         return split_images(args.manifest, args.split)
     root = args.folder
-    return [(str(path.relative_to(root).with_suffix("")), path, -1) for path in folder_images(root)]
+    records, seen = [], {}
+    for path in folder_images(root):
+        image_id = str(path.relative_to(root).with_suffix(""))
+        if image_id in seen:
+            raise UserError(f"{seen[image_id]} and {path} would both be named '{image_id}'; rename one of them")
+        seen[image_id] = path
+        records.append((image_id, path, -1))
+    return records

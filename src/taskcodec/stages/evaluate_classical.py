@@ -25,8 +25,7 @@ from tqdm import tqdm
 
 from taskcodec import io
 from taskcodec.baselines.registry import get_classical
-from taskcodec.data.images import load_rgb8
-from taskcodec.evaluation import ROW_FIELDS, measure, save_reconstruction
+from taskcodec.evaluation import ROW_FIELDS, load_original, measure, save_reconstruction
 from taskcodec.stages.cli import threads_argument, dataset_arguments, dataset_images, params_argument, run
 
 CHUNK_IMAGES = 256
@@ -54,7 +53,7 @@ def image_chunks(records: list[tuple[str, Path, int]]) -> Iterator[list[tuple[in
     chunk: list[tuple[int, str, np.ndarray]] = []
     pixels = 0
     for position, (image_id, path, _) in enumerate(records):
-        image = load_rgb8(path)
+        image = load_original(path)
         size = image.shape[0] * image.shape[1]
         if chunk and (len(chunk) == CHUNK_IMAGES or pixels + size > CHUNK_PIXELS):
             yield chunk

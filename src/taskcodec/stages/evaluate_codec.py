@@ -22,10 +22,9 @@ from taskcodec import io
 from taskcodec.codecs.bitstream import ImageBitstream, read_shard
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images
-from taskcodec.data.images import load_rgb8
 from taskcodec.data.tensors import to_uint8
 from taskcodec.device import resolve_device
-from taskcodec.evaluation import ROW_FIELDS, measure, save_reconstruction
+from taskcodec.evaluation import ROW_FIELDS, load_original, measure, read_table, save_reconstruction
 from taskcodec.stages.cli import threads_argument, params_argument, run
 
 
@@ -45,20 +44,23 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     torch.set_num_threads(args.threads)
     model, meta = load_codec(args.model, resolve_device(params["device"]))
-    index = pd.read_csv(args.cache / "index.csv").set_index("image_id")
+    index = read_table(args.cache / "index.csv").set_index("image_id")
+    # the first images in dataset order, as the classical evaluation saves them, so the report can pair them
+    saved = set(index.sort_values("position").index[: params["save_reconstructions"]])
     rows = []
     with io.atomic_dir(args.out) as tmp:
         for shard_path in sorted(args.cache.glob("shard-*.tcbs")):
             for image_id, data in read_shard(shard_path):
                 bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
                 reconstruction = to_uint8(decode_images(model, [bitstream]).x_hat)[0]
-                original = load_rgb8(index.loc[image_id, "path"])
-                rows.append({"family": "learned", "codec": args.codec_id, "point": meta["lmbda"],
+                original = load_original(index.loc[image_id, "path"])
+                rows.append({"position": index.loc[image_id, "position"], "family": "learned",
+                             "codec": args.codec_id, "point": meta["lmbda"],
                              "image_id": image_id, "bpp_estimated": index.loc[image_id, "bpp_estimated"],
                              **measure(original, reconstruction, len(data))})
-                if len(rows) <= params["save_reconstructions"]:
+                if image_id in saved:
                     save_reconstruction(tmp / "recon", image_id, reconstruction)
-        table = pd.DataFrame(rows, columns=ROW_FIELDS)
+        table = pd.DataFrame(sorted(rows, key=lambda row: row["position"]), columns=ROW_FIELDS)
         table.to_csv(tmp / "per_image.csv", index=False)
         io.write_json(tmp / "summary.json", {
             "status": "ok", "codec": args.codec_id, "point": meta["lmbda"], "images": len(table), "bpp": float(table["bpp"].mean()),

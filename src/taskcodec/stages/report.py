@@ -21,6 +21,7 @@ import pandas as pd
 from taskcodec import io
 from taskcodec.data.images import load_rgb8
 from taskcodec.errors import UserError
+from taskcodec.evaluation import read_table
 from taskcodec.report.grid import closest_points, reconstruction_grid
 from taskcodec.report.plots import rd_plot
 from taskcodec.report.tables import bd_rate_table, load_reference_curves, rd_points
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     summaries = [io.read_json(folder / "summary.json") for folder in args.eval]
     skipped = [s for s in summaries if s["status"] == "skipped"]
-    per_image = pd.concat([pd.read_csv(folder / "per_image.csv") for folder in args.eval], ignore_index=True)
+    per_image = pd.concat([read_table(folder / "per_image.csv") for folder in args.eval], ignore_index=True)
     per_image = per_image.dropna(subset=["bpp"])
     if per_image.empty:
         raise UserError(f"no measurements to report for dataset '{args.dataset}'")
@@ -82,9 +83,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 recon = recon_folders[(row["codec"], row["point"])] / f"{image_id}.png"
             else:
                 recon = recon_folders[(row["codec"], None)] / f"{image_id}_q{int(row['point'])}.png"
-            if recon.is_file():
-                caption = f"{row['codec']} @ {row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB"
-                panels.append((caption, recon))
+            if not recon.is_file():
+                raise UserError(f"reconstruction {recon} is missing; evaluate.report.grid_image must be below "
+                                "evaluate.save_reconstructions")
+            caption = f"{row['codec']} @ {row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB"
+            panels.append((caption, recon))
         reconstruction_grid(load_rgb8(image_path), panels,
                             f"{args.dataset}/{image_id} ({size}) near {target:.3f} bpp", tmp / "recon_grid.png")
         lines = [f"# Rate–distortion report: {args.dataset}", "",

@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     out_dir = args.out.parent
     resume_path = out_dir / "resume.pt"
     state = train_codec(model, args.lmbda, params, train_images, val_images, device, resume_path,
-                        out_dir / "train_log.csv")
+                        out_dir / "train_log.csv", data_id=io.file_sha256(args.manifest))
     final = {key: value for key, value in state.history[-1].items() if key not in ("split", "aux_loss", "lr")}
     metrics = {"arch": args.arch, "N": args.N, "M": args.M, "lmbda": args.lmbda, "steps": state.step,
                "train_seconds": state.elapsed_s, "val": final, "device": str(device)}
