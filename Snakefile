@@ -26,7 +26,16 @@ rule all:
         report_outputs(),
 
 
+onstart:
+    start_pipeline_run(config, sys.argv[1:])
+
+
+onerror:
+    end_pipeline_run("FAILED")
+
+
 onsuccess:
+    end_pipeline_run("FINISHED")
     for codec, dataset, reason in skipped_classical_codecs():
         print(f"taskcodec: skipped {codec} on {dataset}: {reason}")
     print(f"\ntaskcodec: results are in {Path(RESULTS).resolve()}/report/<dataset>/ (README.md, tables, plots)")

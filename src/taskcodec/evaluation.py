@@ -14,7 +14,7 @@ from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr
 
 #: columns of every per_image.csv written by the evaluation stages
 ROW_FIELDS = ["family", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
-              "psnr", "ms_ssim"]
+              "psnr", "ms_ssim", "run_id"]
 
 
 def read_table(path: Path) -> pd.DataFrame:

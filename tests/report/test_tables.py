@@ -12,11 +12,12 @@ def test_rd_points_average_per_codec_point_with_image_size():
     per_image = pd.DataFrame({
         "family": ["classical"] * 4, "codec": ["jpeg"] * 4, "point": [10, 10, 50, 50], "image_id": ["a", "b"] * 2,
         "height": [64, 32, 64, 32], "width": [64, 48, 64, 48], "bpp": [1.0, 3.0, 2.0, 4.0],
-        "bpp_estimated": [math.nan] * 4, "psnr": [30.0, 32.0, 34.0, 36.0], "ms_ssim": [0.9] * 4,
+        "bpp_estimated": [math.nan] * 4, "psnr": [30.0, 32.0, 34.0, 36.0], "ms_ssim": [0.9] * 4, "run_id": ["r1"] * 4,
     })
     points = rd_points(per_image)
     assert list(points["bpp"]) == [2.0, 3.0] and list(points["psnr"]) == [31.0, 35.0]
     assert set(points["image_size"]) == {"48×32, 64×64"}
+    assert list(points["run_id"]) == ["r1", "r1"]
 
 
 def test_bd_rate_table_pairs_learned_with_classical():

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "results_dir": "results",
+    "tracking": {"uri": None, "experiment": "taskcodec-tests"},
     "prepare": {
         "dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
         "seed": 0,

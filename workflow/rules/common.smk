@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
 from taskcodec.params import validate_params
+from taskcodec.tracking import end_pipeline_run, start_pipeline_run
 
 try:
     validate_params(config, Path(workflow.current_basedir).parent / "schemas" / "params.schema.yaml")

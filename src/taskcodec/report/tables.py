@@ -20,10 +20,11 @@ def size_label(heights: pd.Series, widths: pd.Series) -> str:
 
 
 def rd_points(per_image: pd.DataFrame) -> pd.DataFrame:
-    """One row per codec point: mean bpp, estimated bpp, PSNR and MS-SSIM over images, with image size."""
+    """One row per codec point: mean bpp, estimated bpp, PSNR and MS-SSIM over images, image size, and the
+    MLflow run id of the evaluation job that measured it."""
     grouped = per_image.groupby(["family", "codec", "point"], sort=True)
     points = grouped.agg(images=("image_id", "count"), bpp=("bpp", "mean"), bpp_estimated=("bpp_estimated", "mean"),
-                         psnr=("psnr", "mean"), ms_ssim=("ms_ssim", "mean")).reset_index()
+                         psnr=("psnr", "mean"), ms_ssim=("ms_ssim", "mean"), run_id=("run_id", "first")).reset_index()
     points["image_size"] = [size_label(group["height"], group["width"]) for _, group in grouped]
     return points
 

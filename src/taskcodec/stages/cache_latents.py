@@ -34,7 +34,8 @@ from taskcodec.data.images import load_rgb8
 from taskcodec.data.tensors import to_float, to_uint8
 from taskcodec.device import resolve_device
 from taskcodec.errors import UserError
-from taskcodec.stages.cli import threads_argument, dataset_arguments, dataset_images, params_argument, run
+from taskcodec.stages.cli import dataset_arguments, dataset_images, dataset_name, params_argument, run, threads_argument
+from taskcodec.tracking import stage_run
 
 BATCH_SIZE = 32
 #: largest allowed |decoded − forward| reconstruction difference in the decode check (float, [0, 1] scale)
@@ -124,28 +125,35 @@ def main(argv: Sequence[str] | None = None) -> Path:
     device = resolve_device(params["device"])
     model, meta = load_codec(args.model, device)
     records = dataset_images(args)
-    rows: list[dict] = []
-    with io.atomic_dir(args.out) as tmp:
-        latents_written = False
-        for shard, batches in _batches(records, params["shard_size"]):
-            with ShardWriter(tmp / f"shard-{shard:05d}.tcbs") as writer:
-                shard_rows, latents = _cache_shard(model, batches, writer, shard, args.latents, device)
-            rows += shard_rows
-            if latents:
-                torch.save(latents, tmp / f"shard-{shard:05d}.pt")
-                latents_written = True
-        if not rows:
-            raise UserError(f"no images to cache for {args.out}")
-        check = _decode_check(model, tmp, rows, params["decode_check"], device)
-        index = pd.DataFrame(rows).sort_values("position")
-        index.to_csv(tmp / "index.csv", index=False)
-        io.write_json(tmp / "cache.json", {
-            "model": str(args.model), "model_sha256": io.file_sha256(args.model), "codec": meta["arch"],
-            "N": meta["N"], "M": meta["M"], "lmbda": meta["lmbda"], "images": len(rows),
-            "latents": latents_written, "bpp_mean": float(index["bpp"].mean()),
-            "bpp_estimated_mean": float(index["bpp_estimated"].mean()), "decode_check": check,
-            "params": params,
-        })
+    wildcards = {key: meta[key] for key in ("arch", "N", "M", "lmbda")} | {"dataset": dataset_name(args)}
+    with stage_run("cache_latents", wildcards, params, inputs={"model": args.model}) as tracked:
+        tracked.set_tags({"device": device})
+        rows: list[dict] = []
+        with io.atomic_dir(args.out) as tmp:
+            latents_written = False
+            for shard, batches in _batches(records, params["shard_size"]):
+                with ShardWriter(tmp / f"shard-{shard:05d}.tcbs") as writer:
+                    shard_rows, latents = _cache_shard(model, batches, writer, shard, args.latents, device)
+                rows += shard_rows
+                if latents:
+                    torch.save(latents, tmp / f"shard-{shard:05d}.pt")
+                    latents_written = True
+            if not rows:
+                raise UserError(f"no images to cache for {args.out}")
+            check = _decode_check(model, tmp, rows, params["decode_check"], device)
+            index = pd.DataFrame(rows).sort_values("position").assign(run_id=tracked.run_id)
+            index.to_csv(tmp / "index.csv", index=False)
+            io.write_json(tmp / "cache.json", {
+                "model": str(args.model), "model_sha256": io.file_digest(args.model), "codec": meta["arch"],
+                "N": meta["N"], "M": meta["M"], "lmbda": meta["lmbda"], "images": len(rows),
+                "latents": latents_written, "bpp_mean": float(index["bpp"].mean()),
+                "bpp_estimated_mean": float(index["bpp_estimated"].mean()), "decode_check": check,
+                "params": params, "run_id": tracked.run_id,
+            })
+        tracked.log_metrics({"images": len(index), "bpp_mean": float(index["bpp"].mean()),
+                             "bpp_estimated_mean": float(index["bpp_estimated"].mean()),
+                             "decode_check_max_abs_diff": check["max_abs_diff"]})
+        tracked.log_artifact(args.out / "cache.json")
     return args.out
 
 

@@ -62,6 +62,11 @@ def dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="split of the manifest: train, val or test")
 
 
+def dataset_name(args: argparse.Namespace) -> str:
+    """The dataset of :func:`dataset_arguments`: the split, or the folder's name."""
+    return args.split if args.manifest is not None else args.folder.name
+
+
 def dataset_images(args: argparse.Namespace) -> list[tuple[str, Path, int]]:
     """(image id, path, label) for the images named by :func:`dataset_arguments`."""
     if args.manifest is not None:

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from taskcodec import io
 from taskcodec.baselines.registry import get_classical
 from taskcodec.evaluation import ROW_FIELDS, load_original, measure, save_reconstruction
-from taskcodec.stages.cli import threads_argument, dataset_arguments, dataset_images, params_argument, run
+from taskcodec.stages.cli import dataset_arguments, dataset_images, dataset_name, params_argument, run, threads_argument
+from taskcodec.tracking import stage_run
 
 CHUNK_IMAGES = 256
 """Most images loaded and coded together."""
@@ -64,42 +65,54 @@ def image_chunks(records: list[tuple[str, Path, int]]) -> Iterator[list[tuple[in
         yield chunk
 
 
+def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, name: str) -> list[dict]:
+    """Per-image rows for every quality of the sweep, ordered by image then quality."""
+    rows = []
+    qualities = params["qualities"]
+    with tqdm(total=len(records) * len(qualities), desc=name, unit="codings", mininterval=5.0) as progress:
+        for chunk in image_chunks(records):
+            originals = [image for _, _, image in chunk]
+            chunk_rows: list[list[dict]] = [[] for _ in chunk]  # per image, in quality order
+            for quality in qualities:
+                encoded = codec.encode_many(originals, quality)
+                reconstructions = codec.decode_many(encoded)
+                for (position, image_id, original), data, reconstruction, image_rows in zip(
+                    chunk, encoded, reconstructions, chunk_rows, strict=True
+                ):
+                    image_rows.append({"family": "classical", "codec": name, "point": quality, "image_id": image_id,
+                                       "bpp_estimated": float("nan"), "run_id": run_id,
+                                       **measure(original, reconstruction, len(data))})
+                    if position < params["save_reconstructions"]:
+                        save_reconstruction(recon_dir, f"{image_id}_q{quality}", reconstruction)
+                progress.update(len(chunk))
+            rows.extend(row for image_rows in chunk_rows for row in image_rows)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
     torch.set_num_threads(args.threads)
     codec = get_classical(args.codec)
     records = dataset_images(args)
-    rows = []
-    with io.atomic_dir(args.out) as tmp:
+    wildcards = {"codec": args.codec, "dataset": dataset_name(args)}
+    with stage_run("evaluate_classical", wildcards, params) as tracked, io.atomic_dir(args.out) as tmp:
         reason = codec.unavailable_reason()
         if reason is None:
-            qualities = params["qualities"]
-            with tqdm(total=len(records) * len(qualities), desc=args.codec, unit="codings", mininterval=5.0) as progress:
-                for chunk in image_chunks(records):
-                    originals = [image for _, _, image in chunk]
-                    chunk_rows: list[list[dict]] = [[] for _ in chunk]  # per image, in quality order
-                    for quality in qualities:
-                        encoded = codec.encode_many(originals, quality)
-                        reconstructions = codec.decode_many(encoded)
-                        for (position, image_id, original), data, reconstruction, image_rows in zip(
-                            chunk, encoded, reconstructions, chunk_rows, strict=True
-                        ):
-                            image_rows.append({"family": "classical", "codec": args.codec, "point": quality,
-                                               "image_id": image_id, "bpp_estimated": float("nan"),
-                                               **measure(original, reconstruction, len(data))})
-                            if position < params["save_reconstructions"]:
-                                save_reconstruction(tmp / "recon", f"{image_id}_q{quality}", reconstruction)
-                        progress.update(len(chunk))
-                    rows.extend(row for image_rows in chunk_rows for row in image_rows)
+            rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec)
         else:
+            rows = []
             print(f"skipping {args.codec}: {reason}")
         table = pd.DataFrame(rows, columns=ROW_FIELDS)
         table.to_csv(tmp / "per_image.csv", index=False)
         io.write_json(tmp / "summary.json", {
             "status": "ok" if reason is None else "skipped", "reason": reason, "codec": args.codec,
-            "quality_knob": codec.quality_knob, "images": len(records), "params": params,
+            "quality_knob": codec.quality_knob, "images": len(records), "params": params, "run_id": tracked.run_id,
         })
+        tracked.set_tags({"status": "ok" if reason is None else f"skipped: {reason}"})
+        for quality, values in table.groupby("point")[["bpp", "psnr", "ms_ssim"]].mean().iterrows():
+            tracked.log_metrics(values.to_dict(), step=int(quality))
+        tracked.log_artifact(tmp / "per_image.csv")
     return args.out
 
 

@@ -25,7 +25,8 @@ from taskcodec.codecs.coding import decode_images
 from taskcodec.data.tensors import to_uint8
 from taskcodec.device import resolve_device
 from taskcodec.evaluation import ROW_FIELDS, load_original, measure, read_table, save_reconstruction
-from taskcodec.stages.cli import threads_argument, params_argument, run
+from taskcodec.stages.cli import params_argument, run, threads_argument
+from taskcodec.tracking import stage_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,26 +48,29 @@ def main(argv: Sequence[str] | None = None) -> Path:
     index = read_table(args.cache / "index.csv").set_index("image_id")
     # the first images in dataset order, as the classical evaluation saves them, so the report can pair them
     saved = set(index.sort_values("position").index[: params["save_reconstructions"]])
-    rows = []
-    with io.atomic_dir(args.out) as tmp:
+    wildcards = {"codec": args.codec_id, "lmbda": meta["lmbda"], "dataset": args.cache.name}
+    with stage_run("evaluate_codec", wildcards, params, inputs={"model": args.model}) as tracked, \
+            io.atomic_dir(args.out) as tmp:
+        rows = []
         for shard_path in sorted(args.cache.glob("shard-*.tcbs")):
             for image_id, data in read_shard(shard_path):
                 bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
                 reconstruction = to_uint8(decode_images(model, [bitstream]).x_hat)[0]
                 original = load_original(index.loc[image_id, "path"])
                 rows.append({"position": index.loc[image_id, "position"], "family": "learned",
-                             "codec": args.codec_id, "point": meta["lmbda"],
-                             "image_id": image_id, "bpp_estimated": index.loc[image_id, "bpp_estimated"],
+                             "codec": args.codec_id, "point": meta["lmbda"], "image_id": image_id,
+                             "bpp_estimated": index.loc[image_id, "bpp_estimated"], "run_id": tracked.run_id,
                              **measure(original, reconstruction, len(data))})
                 if image_id in saved:
                     save_reconstruction(tmp / "recon", image_id, reconstruction)
         table = pd.DataFrame(sorted(rows, key=lambda row: row["position"]), columns=ROW_FIELDS)
         table.to_csv(tmp / "per_image.csv", index=False)
-        io.write_json(tmp / "summary.json", {
-            "status": "ok", "codec": args.codec_id, "point": meta["lmbda"], "images": len(table), "bpp": float(table["bpp"].mean()),
-            "bpp_estimated": float(table["bpp_estimated"].mean()), "psnr": float(table["psnr"].mean()),
-            "ms_ssim": float(table["ms_ssim"].mean()), "params": params,
-        })
+        means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim")}
+        io.write_json(tmp / "summary.json", {"status": "ok", "codec": args.codec_id, "point": meta["lmbda"],
+                                             "images": len(table), **means, "params": params,
+                                             "run_id": tracked.run_id})
+        tracked.log_metrics(means)
+        tracked.log_artifact(tmp / "per_image.csv")
     return args.out
 
 

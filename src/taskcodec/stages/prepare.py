@@ -26,6 +26,7 @@ from taskcodec.data.manifest import SPLITS, assign_splits, write_manifest
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
 from taskcodec.errors import UserError
 from taskcodec.io import atomic_dir
+from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import params_argument, run
 
 _LISTED_PROBLEMS = 10  # unusable images named in the error; the rest are only counted
@@ -43,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
-    return prepare(args.params, args.out)
+    with stage_run("prepare", {}, args.params) as tracked:
+        out = prepare(args.params, args.out)
+        summary = json.loads((out / "prepare.json").read_text())
+        tracked.log_metrics({"num_images": summary["num_images"],
+                             **{f"images_{split}": count for split, count in summary["split_counts"].items()}})
+        for name in ("manifest.csv", "prepare.json", "classes.json"):
+            tracked.log_artifact(out / name)
+    return out
 
 
 def prepare(params: Mapping[str, Any], out: Path) -> Path:

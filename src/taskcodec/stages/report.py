@@ -25,6 +25,7 @@ from taskcodec.evaluation import read_table
 from taskcodec.report.grid import closest_points, reconstruction_grid
 from taskcodec.report.plots import rd_plot
 from taskcodec.report.tables import bd_rate_table, load_reference_curves, rd_points
+from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import dataset_arguments, dataset_images, params_argument, run
 
 
@@ -69,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     size = f"{image_rows['width'].iloc[0]}×{image_rows['height'].iloc[0]}"
     recon_folders = {(s["codec"], s.get("point")): folder / "recon" for folder, s in zip(args.eval, summaries)}
 
-    with io.atomic_dir(args.out) as tmp:
+    with stage_run("report", {"dataset": args.dataset}, params) as tracked, io.atomic_dir(args.out) as tmp:
+        bd["run_id"] = tracked.run_id
         points.to_csv(tmp / "rd_points.csv", index=False)
         (tmp / "rd_points.md").write_text(_markdown(points))
         bd.to_csv(tmp / "bd_rate.csv", index=False)
@@ -98,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         if skipped:
             lines += ["## Skipped codecs", ""] + [f"- {s['codec']}: {s['reason']}" for s in skipped] + [""]
         (tmp / "README.md").write_text("\n".join(lines))
+        for row in bd.itertuples():
+            tracked.log_metrics({f"{column}/{row.codec}/vs/{row.anchor}": getattr(row, column)
+                                 for column in ("bd_rate_psnr", "bd_rate_ms_ssim", "bd_psnr_db")
+                                 if getattr(row, column) == getattr(row, column)})  # skip NaN
+        for path in sorted(tmp.iterdir()):
+            tracked.log_artifact(path)
     return args.out
 
 

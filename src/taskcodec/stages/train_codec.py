@@ -23,6 +23,7 @@ from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import split_images
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.device import resolve_device
+from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import threads_argument, params_argument, run
 
 
@@ -47,19 +48,29 @@ def main(argv: Sequence[str] | None = None) -> Path:
     train_images = images_to_tensor([path for _, path, _ in split_images(args.manifest, "train")])
     val_images = images_to_tensor([path for _, path, _ in split_images(args.manifest, "val")])
 
-    torch.manual_seed(params["seed"])
-    model = build_codec(args.arch, args.N, args.M)
-    initial_weights(model, params["init"], args.arch)
-    out_dir = args.out.parent
-    resume_path = out_dir / "resume.pt"
-    state = train_codec(model, args.lmbda, params, train_images, val_images, device, resume_path,
-                        out_dir / "train_log.csv", data_id=io.file_sha256(args.manifest))
-    final = {key: value for key, value in state.history[-1].items() if key not in ("split", "aux_loss", "lr")}
-    metrics = {"arch": args.arch, "N": args.N, "M": args.M, "lmbda": args.lmbda, "steps": state.step,
-               "train_seconds": state.elapsed_s, "val": final, "device": str(device)}
-    save_codec(args.out, model.cpu(), args.arch, args.N, args.M, args.lmbda, params, metrics)
-    io.write_json(out_dir / "metrics.json", metrics)
-    resume_path.unlink(missing_ok=True)
+    wildcards = {"arch": args.arch, "N": args.N, "M": args.M, "lmbda": args.lmbda}
+    with stage_run("train_codec", wildcards, params, inputs={"manifest": args.manifest}) as tracked:
+        tracked.set_tags({"device": device})
+        torch.manual_seed(params["seed"])
+        model = build_codec(args.arch, args.N, args.M)
+        initial_weights(model, params["init"], args.arch)
+        out_dir = args.out.parent
+        resume_path = out_dir / "resume.pt"
+        state = train_codec(model, args.lmbda, params, train_images, val_images, device, resume_path,
+                            out_dir / "train_log.csv", data_id=io.file_digest(args.manifest))
+        final = {key: value for key, value in state.history[-1].items() if key not in ("split", "aux_loss", "lr")}
+        metrics = {"arch": args.arch, "N": args.N, "M": args.M, "lmbda": args.lmbda, "steps": state.step,
+                   "train_seconds": state.elapsed_s, "val": final, "device": str(device), "run_id": tracked.run_id}
+        save_codec(args.out, model.cpu(), args.arch, args.N, args.M, args.lmbda, params, metrics)
+        io.write_json(out_dir / "metrics.json", metrics)
+        resume_path.unlink(missing_ok=True)
+        for split in ("train", "val"):
+            tracked.log_history([row for row in state.history if row["split"] == split], f"{split}/")
+        tracked.log_metrics({"steps": state.step, "train_seconds": state.elapsed_s,
+                             **{f"final_val_{key}": value for key, value in final.items() if key != "step"}})
+        tracked.log_artifact(out_dir / "train_log.csv")
+        tracked.log_artifact(out_dir / "metrics.json")
+        tracked.log_file_reference("checkpoint", args.out)
     return args.out
 
 
