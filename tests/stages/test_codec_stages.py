@@ -197,3 +197,17 @@ def test_colliding_and_tiny_images_are_named(workspace, tmp_path):
     with pytest.raises(UserError, match="small.png is 8×8, too small to evaluate"):
         evaluate_classical.main(["--params", json.dumps({"qualities": [50], "save_reconstructions": 0}), "--codec",
                                  "jpeg", "--folder", str(tiny), "--out", str(tmp_path / "out2")])
+
+
+def test_same_params_and_seed_give_identical_bitstreams(workspace, tmp_path):
+    root, models = workspace
+    manifest = str(root / "prepared" / "manifest.csv")
+    again = tmp_path / "again" / "model.pt"
+    train_codec.main(["--params", json.dumps(TRAIN), "--arch", "bmshj2018-hyperprior", "--N", "8", "--M", "12",
+                      "--lmbda", "0.002", "--manifest", manifest, "--out", str(again)])
+    first = _cache(root, models[0.002], "test", tmp_path / "first")
+    second = _cache(root, again, "test", tmp_path / "second")
+    shards = sorted(path.name for path in first.glob("shard-*.tcbs"))
+    assert shards and shards == sorted(path.name for path in second.glob("shard-*.tcbs"))
+    for name in shards:
+        assert (first / name).read_bytes() == (second / name).read_bytes()
