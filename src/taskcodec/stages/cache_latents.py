@@ -143,16 +143,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
             check = _decode_check(model, tmp, rows, params["decode_check"], device)
             index = pd.DataFrame(rows).sort_values("position").assign(run_id=tracked.run_id)
             index.to_csv(tmp / "index.csv", index=False)
+            totals = {"images": len(index), "bpp_mean": float(index["bpp"].mean()),
+                      "bpp_estimated_mean": float(index["bpp_estimated"].mean())}
             io.write_json(tmp / "cache.json", {
                 "model": str(args.model), "model_sha256": io.file_digest(args.model), "codec": meta["arch"],
-                "N": meta["N"], "M": meta["M"], "lmbda": meta["lmbda"], "images": len(rows),
-                "latents": latents_written, "bpp_mean": float(index["bpp"].mean()),
-                "bpp_estimated_mean": float(index["bpp_estimated"].mean()), "decode_check": check,
-                "params": params, "run_id": tracked.run_id,
+                "N": meta["N"], "M": meta["M"], "lmbda": meta["lmbda"], **totals, "latents": latents_written,
+                "decode_check": check, "params": params, "run_id": tracked.run_id,
             })
-        tracked.log_metrics({"images": len(index), "bpp_mean": float(index["bpp"].mean()),
-                             "bpp_estimated_mean": float(index["bpp_estimated"].mean()),
-                             "decode_check_max_abs_diff": check["max_abs_diff"]})
+        tracked.log_metrics({**totals, "decode_check_max_abs_diff": check["max_abs_diff"]})
         tracked.log_artifact(args.out / "cache.json")
     return args.out
 

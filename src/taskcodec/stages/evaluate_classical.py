@@ -105,11 +105,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
             print(f"skipping {args.codec}: {reason}")
         table = pd.DataFrame(rows, columns=ROW_FIELDS)
         table.to_csv(tmp / "per_image.csv", index=False)
+        status = "ok" if reason is None else "skipped"
         io.write_json(tmp / "summary.json", {
-            "status": "ok" if reason is None else "skipped", "reason": reason, "codec": args.codec,
+            "status": status, "reason": reason, "codec": args.codec,
             "quality_knob": codec.quality_knob, "images": len(records), "params": params, "run_id": tracked.run_id,
         })
-        tracked.set_tags({"status": "ok" if reason is None else f"skipped: {reason}"})
+        tracked.set_tags({"status": status, "skip_reason": reason or ""})
         for quality, values in table.groupby("point")[["bpp", "psnr", "ms_ssim"]].mean().iterrows():
             tracked.log_metrics(values.to_dict(), step=int(quality))
         tracked.log_artifact(tmp / "per_image.csv")
