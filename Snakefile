@@ -1,7 +1,11 @@
 # taskcodec: learned image compression for humans and machines.
 #
-#   prepare -> train_codec (one job per architecture x lambda) -> cache_latents (per split)
-#           -> evaluate_codec / evaluate_classical (per dataset) -> report (per dataset)
+#   prepare -> saliency, train_task -> extract_features
+#           -> train_codec (one job per architecture x lambda) -> cache_latents (per split)
+#           -> finetune_codec (per codec x tau, through the frozen task model) -> cache/evaluate_finetuned
+#           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
+#           -> evaluate_codec / evaluate_classical (per dataset) -> report (per dataset), report_task
+#           -> summarize (DVC metrics and plots)
 #
 # Run with:  snakemake --profile workflow/profiles/local
 # Parameters: params.yaml (validated against workflow/schemas/params.schema.yaml before any job).
@@ -14,9 +18,13 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
+include: "workflow/rules/saliency.smk"
+include: "workflow/rules/task.smk"
 include: "workflow/rules/codec.smk"
 include: "workflow/rules/cache.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/latent.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -24,6 +32,14 @@ rule all:
     input:
         cache_outputs(),
         report_outputs(),
+        RESULTS + "/summary/metrics.json",
+        [RESULTS + "/task/features"] if MACHINE else [],
+
+
+# DVC-versioned artifacts only: `snakemake --touch versioned` marks them up to date after a DVC restore.
+rule versioned:
+    input:
+        versioned_outputs(),
 
 
 onstart:

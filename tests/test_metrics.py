@@ -7,7 +7,7 @@ import pytest
 import pytorch_msssim
 import torch
 
-from taskcodec.metrics import bd_quality, bd_rate, ms_ssim, ms_ssim_scales, ms_ssim_uint8, psnr, psnr_batch
+from taskcodec.metrics import bd_quality, bd_rate, ms_ssim, ms_ssim_scales, ms_ssim_uint8, psnr, psnr_batch, region_psnr
 
 METHODS = ["pchip", "cubic"]
 
@@ -197,3 +197,24 @@ def test_psnr_batch_matches_psnr_per_image():
     for i in range(3):
         expected = psnr(x[i].numpy(), y[i].numpy(), data_range=1.0)
         assert values[i].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_region_psnr_inside_and_outside_a_mask():
+    reference = np.zeros((4, 4, 3), dtype=np.uint8)
+    test = reference.copy()
+    test[:2] = 10  # error 10 in the top half
+    test[2:] = 1  # error 1 in the bottom half
+    saliency = np.zeros((4, 4))
+    saliency[:2] = 0.9
+    inside, outside = region_psnr(reference, test, saliency >= 0.5)
+    assert inside == pytest.approx(10 * math.log10(255**2 / 100))
+    assert outside == pytest.approx(10 * math.log10(255**2 / 1))
+    assert region_psnr(reference, reference, saliency >= 0.5) == (math.inf, math.inf)
+
+
+def test_region_psnr_of_an_empty_region_is_nan():
+    reference = np.zeros((4, 4), dtype=np.uint8)
+    inside, outside = region_psnr(reference, reference + 5, np.ones((4, 4), dtype=bool))
+    assert outside != outside and inside == pytest.approx(psnr(reference, reference + 5))
+    with pytest.raises(ValueError, match="H×W mask"):
+        region_psnr(reference, reference, np.ones((3, 4), dtype=bool))

@@ -1,4 +1,9 @@
-"""Per-image rate and quality measurements shared by the learned and classical evaluations."""
+"""Per-image rate and quality measurements shared by the learned and classical evaluations.
+
+Beside rate, PSNR and MS-SSIM, images of a prepared (labeled) split get the
+machine-side measures of :class:`TaskMeasures`: the frozen task model's
+prediction on the reconstruction and PSNR inside and outside the salient region.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ from PIL import Image
 
 from taskcodec.data.images import load_rgb8
 from taskcodec.errors import UserError
-from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr
+from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr, region_psnr
 
-#: columns of every per_image.csv written by the evaluation stages
+#: columns of every per_image.csv written by the evaluation stages (task columns empty without a task model)
 ROW_FIELDS = ["family", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
-              "psnr", "ms_ssim", "run_id"]
+              "psnr", "ms_ssim", "label", "pred", "top1", "top5", "psnr_salient", "psnr_background", "run_id"]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -48,3 +53,34 @@ def save_reconstruction(folder: Path, name: str, image: np.ndarray) -> None:
     path = folder / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
+
+
+class TaskMeasures:
+    """Task accuracy of a reconstruction through the frozen task model, and PSNR inside / outside the salient
+    region (saliency ≥ ``threshold``, maps of the saliency stage), for images of a prepared split."""
+
+    def __init__(self, task_model: Path | None, saliency: Path | None, threshold: float, device):
+        import torch
+
+        from taskcodec.tasks.checkpoint import load_task_model
+
+        self._torch = torch
+        self.device = device
+        self.model = load_task_model(task_model, device)[0] if task_model is not None else None
+        self.maps = Path(saliency) / "maps" if saliency is not None else None
+        self.threshold = threshold
+
+    def measure(self, image_id: str, label: int, original: np.ndarray, reconstruction: np.ndarray) -> dict:
+        row = {}
+        if self.model is not None:
+            torch = self._torch
+            x = torch.from_numpy(reconstruction).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255.0
+            with torch.no_grad():
+                ranked = self.model(x)[0].argsort(descending=True).tolist()
+            row.update(label=label, pred=ranked[0], top1=float(ranked[0] == label),
+                       top5=float(label in ranked[:5]) if len(ranked) >= 5 else np.nan)
+        if self.maps is not None:
+            saliency = np.asarray(Image.open(self.maps / f"{image_id}.png"), dtype=np.float32) / 255.0
+            row["psnr_salient"], row["psnr_background"] = region_psnr(original, reconstruction,
+                                                                      saliency >= self.threshold)
+        return row

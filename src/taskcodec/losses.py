@@ -6,6 +6,12 @@
 (``compressai/losses/rate_distortion.py``): R in bits per pixel, D = 255²·MSE
 or 1 − MS-SSIM. It differs from CompressAI's class in using an MS-SSIM whose
 number of scales adapts to the patch size, so 64×64 training patches work.
+
+The MSE distortion can be weighted per pixel (seed 003, saliency-guided
+compression): with weights ``w`` (B×1×H×W) it is the weighted mean
+``Σ w·(x̂ − x)² / Σ w`` over pixels and channels, so ``w ≡ 1`` is the plain
+MSE. :func:`saliency_weights` makes ``w = floor + (1 − floor)·saliency`` so
+that the background still counts when ``floor > 0``.
 """
 
 from __future__ import annotations
@@ -17,16 +23,25 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from taskcodec.codecs.coding import pad
 from taskcodec.errors import UserError
 from taskcodec.metrics import ms_ssim
 
 
-def _mse_distortion(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _mse_distortion(x_hat: torch.Tensor, x: torch.Tensor,
+                    weights: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     mse = F.mse_loss(x_hat, x)
-    return 255.0**2 * mse, {"mse_loss": mse}
+    if weights is None:
+        return 255.0**2 * mse, {"mse_loss": mse}
+    weighted = weighted_mse(x_hat, x, weights)
+    return 255.0**2 * weighted, {"mse_loss": mse.detach(), "weighted_mse": weighted}
 
 
-def _ms_ssim_distortion(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _ms_ssim_distortion(x_hat: torch.Tensor, x: torch.Tensor,
+                        weights: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    if weights is not None:
+        raise UserError("per-pixel (saliency) weights work with distortion mse only; "
+                        "set saliency_floor to null or distortion to mse")
     value = ms_ssim(x_hat, x, data_range=1.0)
     return 1.0 - value, {"ms_ssim": value, "mse_loss": F.mse_loss(x_hat.detach(), x)}
 
@@ -35,13 +50,35 @@ def _ms_ssim_distortion(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Ten
 DISTORTIONS: dict[str, Callable] = {"mse": _mse_distortion, "ms-ssim": _ms_ssim_distortion}
 
 
+def weighted_mse(x_hat: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``Σ w·(x̂ − x)² / Σ w`` with B×1×H×W weights shared by the channels of B×C×H×W images."""
+    if weights.dim() != 4 or weights.shape[1] != 1 or weights.shape[-2:] != x.shape[-2:] \
+            or weights.shape[0] != x.shape[0]:
+        raise ValueError(f"weights must be B×1×H×W for images {tuple(x.shape)}, got {tuple(weights.shape)}")
+    weights = weights.to(x.dtype)
+    total = weights.sum() * x.shape[1]
+    return (weights * (x_hat - x).pow(2)).sum() / total.clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def saliency_weights(saliency: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per-pixel distortion weights ``floor + (1 − floor)·s`` from uint8 (0–255) or float ([0, 1]) maps."""
+    if not 0.0 <= floor <= 1.0:
+        raise UserError(f"saliency_floor is {floor!r}; set it between 0 and 1, or to null for plain MSE")
+    s = saliency.float() / 255.0 if saliency.dtype == torch.uint8 else saliency
+    return floor + (1.0 - floor) * s
+
+
 def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
     """Estimated rate −Σ log₂ p over all entropy models, per pixel."""
     return sum(torch.log(lk).sum() for lk in likelihoods.values()) / (-math.log(2) * num_pixels)
 
 
 class RateDistortionLoss(nn.Module):
-    """``loss = bpp + λ · D``; ``forward`` returns a dict with ``loss``, ``bpp_loss`` and the distortion terms."""
+    """``loss = bpp + λ · D``; ``forward`` returns a dict with ``loss``, ``bpp_loss``, ``distortion`` and its terms.
+
+    ``forward(output, target, weights)`` with B×1×H×W ``weights`` weights the
+    MSE per pixel (see the module docstring); ``mse_loss`` stays the plain MSE.
+    """
 
     def __init__(self, lmbda: float, distortion: str = "mse"):
         super().__init__()
@@ -50,8 +87,42 @@ class RateDistortionLoss(nn.Module):
         self.lmbda = lmbda
         self.distortion = DISTORTIONS[distortion]
 
-    def forward(self, output: dict, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, output: dict, target: torch.Tensor,
+                weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         batch, _, height, width = target.shape
         bpp = bits_per_pixel(output["likelihoods"], batch * height * width)
-        distortion, terms = self.distortion(output["x_hat"], target)
+        distortion, terms = self.distortion(output["x_hat"], target, weights)
         return {"loss": bpp + self.lmbda * distortion, "bpp_loss": bpp, "distortion": distortion, **terms}
+
+
+class TaskAwareLoss(nn.Module):
+    """``loss = R + τ·λ·D + w·CE(task(x̂), labels)``, the joint objective of seed 000 (there with a VQA loss).
+
+    Uselis, Ghosh and Inuganti, "Where's Waldo?: Visual Question Answering on
+    Extreme Lossy Compressed Images using a Variational Approach with Scale
+    Hyperprior": a scale-hyperprior codec is trained through a frozen task
+    network applied to its reconstruction, with τ weighting the distortion.
+    Here R and D are exactly :class:`RateDistortionLoss` at λ' = τ·λ, so τ = 1,
+    w = 0 is the pretraining loss. ``task_model`` maps float images in [0, 1]
+    to logits; it is only read (the caller freezes it), gradients flow through
+    it into the codec. ``forward(output, x, labels, weights)`` takes the
+    codec's output on ``pad(x)`` (:func:`taskcodec.codecs.coding.pad`; a no-op
+    when the sides are multiples of 64): R and D are measured on the padded
+    image as the coder sees it, the task model gets the reconstruction cropped
+    to ``x``'s size and clamped to [0, 1], as a decoded image is.
+    """
+
+    def __init__(self, lmbda: float, tau: float, task_model: nn.Module, task_weight: float, distortion: str = "mse"):
+        super().__init__()
+        self.rate_distortion = RateDistortionLoss(tau * lmbda, distortion)
+        self.task_model = task_model
+        self.task_weight = task_weight
+
+    def forward(self, output: dict, x: torch.Tensor, labels: torch.Tensor,
+                weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        losses = self.rate_distortion(output, pad(x), None if weights is None else pad(weights))
+        logits = self.task_model(output["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1))
+        task_loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        return {**losses, "loss": losses["loss"] + self.task_weight * task_loss, "rd_loss": losses["loss"],
+                "task_loss": task_loss, "accuracy": accuracy.detach()}

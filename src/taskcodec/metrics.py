@@ -1,6 +1,8 @@
 """Image quality metrics and Bjøntegaard rate–distortion comparisons.
 
-* PSNR: peak signal-to-noise ratio, ``10·log10(data_range² / MSE)``.
+* PSNR: peak signal-to-noise ratio, ``10·log10(data_range² / MSE)``; also
+  inside and outside a region such as a salient one (saliency ≥ threshold,
+  cf. seed 003), :func:`region_psnr`.
 * MS-SSIM: multi-scale structural similarity, Z. Wang, E. P. Simoncelli and
   A. C. Bovik, "Multiscale structural similarity for image quality
   assessment", Asilomar Conference on Signals, Systems and Computers, 2003.
@@ -42,6 +44,29 @@ def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0) -> 
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(data_range * data_range / mse)
+
+
+def region_psnr(reference: np.ndarray, test: np.ndarray, mask: np.ndarray,
+                data_range: float = 255.0) -> tuple[float, float]:
+    """PSNR in dB over the pixels where ``mask`` is true and over the rest, as (inside, outside).
+
+    ``reference`` and ``test`` are H×W or H×W×C; ``mask`` is H×W (e.g.
+    ``saliency >= threshold``), all channels of a pixel count. An empty region
+    gives ``math.nan``; a region without error gives ``math.inf``.
+    """
+    if reference.shape != test.shape or mask.shape != reference.shape[:2]:
+        raise ValueError(f"region PSNR needs same-shape images and an H×W mask, got {reference.shape}, "
+                         f"{test.shape} and {mask.shape}")
+    diff = reference.astype(np.float64) - test.astype(np.float64)
+    squared = (diff * diff).reshape(mask.shape + (-1,))
+    results = []
+    for region in (mask.astype(bool), ~mask.astype(bool)):
+        if not region.any():
+            results.append(math.nan)
+            continue
+        mse = float(squared[region].mean())
+        results.append(math.inf if mse == 0.0 else 10.0 * math.log10(data_range * data_range / mse))
+    return results[0], results[1]
 
 
 def psnr_batch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

@@ -7,7 +7,9 @@ server), else from params ``tracking.uri``, else ``sqlite:///<project>/mlflow.db
 creates the parent run with :func:`start_pipeline_run` — which also creates the
 database, so parallel jobs never race to initialise it — and passes its id to
 the jobs in the environment (:data:`PARENT_ENV`), never through rule params.
-A stage run by hand, without a parent, records a top-level run.
+A stage run by hand, without a parent, records a top-level run. The parent run
+keeps the exact resolved config as its artifact ``params.yaml`` (the flattened
+params are for browsing), from which :mod:`taskcodec.reproduce` reruns it.
 
 Large checkpoints are not copied into MLflow (DVC versions them): their path
 and SHA-256 are logged as tags.
@@ -20,14 +22,22 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+import yaml
 
 from taskcodec.io import file_digest
 
 PARENT_ENV = "TASKCODEC_MLFLOW_PARENT_RUN_ID"
 URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+#: set by taskcodec.reproduce: the run a pipeline invocation reproduces, tagged ``REPRODUCES_TAG``
+REPRODUCES_ENV = "TASKCODEC_REPRODUCES"
+REPRODUCES_TAG = "taskcodec.reproduces"
+#: the parent run's artifact holding the exact resolved config
+PARAMS_ARTIFACT = "params.yaml"
 DEFAULT_EXPERIMENT = "taskcodec"
 #: MLflow's limit on metrics per log_batch call
 BATCH_SIZE = 1000
@@ -72,7 +82,12 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def start_pipeline_run(params: dict[str, Any], command: list[str]) -> str:
-    """Create the parent run of a pipeline invocation and export its id (and the URI) to the jobs."""
+    """Create the parent run of a pipeline invocation and export its id (and the URI) to the jobs.
+
+    The run gets the flattened params, and ``params`` itself as the artifact
+    :data:`PARAMS_ARTIFACT`; it is tagged :data:`REPRODUCES_TAG` when
+    :data:`REPRODUCES_ENV` is set.
+    """
     os.environ[URI_ENV] = resolve_uri(params["tracking"]["uri"])
     os.environ.setdefault(EXPERIMENT_ENV, params["tracking"]["experiment"])
     mlflow = _mlflow()
@@ -80,8 +95,14 @@ def start_pipeline_run(params: dict[str, Any], command: list[str]) -> str:
     experiment = mlflow.get_experiment_by_name(os.environ[EXPERIMENT_ENV])
     tags = {"taskcodec.kind": "pipeline", "host": socket.gethostname(), "command": " ".join(command)[:5000],
             **git_state()}
+    if os.environ.get(REPRODUCES_ENV):
+        tags[REPRODUCES_TAG] = os.environ[REPRODUCES_ENV]
     run = client.create_run(experiment.experiment_id, run_name="pipeline", tags=tags)
     client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v[:6000]) for k, v in flatten(params).items()])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / PARAMS_ARTIFACT
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        client.log_artifact(run.info.run_id, str(path))
     os.environ[PARENT_ENV] = run.info.run_id
     return run.info.run_id
 

@@ -1,4 +1,3 @@
-import copy
 
 import pytest
 import torch
@@ -7,11 +6,12 @@ from taskcodec.codecs import training
 from taskcodec.codecs.coding import encode_images, estimated_bits
 from taskcodec.codecs.registry import build_codec
 from taskcodec.data.tensors import to_float
+from taskcodec.errors import UserError
 
 PARAMS = {
     "distortion": "mse", "steps": 24, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
     "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 12,
-    "checkpoint_every": 8, "init": None, "seed": 0, "device": "cpu", "threads": 1,
+    "checkpoint_every": 8, "init": None, "seed": 0, "device": "cpu", "threads": 1, "saliency_floor": None,
 }
 
 
@@ -113,3 +113,52 @@ def test_time_budget_stops_training(tmp_path):
     assert 0 < state.step < 10**6
     assert state.elapsed_s >= 0.5
     assert state.history[-1]["split"] == "val"
+
+
+def test_patches_cut_image_and_map_at_the_same_place():
+    images = smooth_images(3, 64)
+    maps = images[:, :1].clone()  # a "map" equal to the red channel shows where each crop came from
+    batch = training.random_patches(training.with_maps(images, maps), 8, 32, torch.Generator().manual_seed(1))
+    assert batch.shape == (8, 4, 32, 32)
+    assert torch.equal(batch[:, 3], batch[:, 0])
+    x, weights = training.split_maps(batch, torch.device("cpu"), 0.25)
+    assert x.shape == (8, 3, 32, 32) and weights.shape == (8, 1, 32, 32)
+    assert torch.allclose(weights, 0.25 + 0.75 * batch[:, :1].float() / 255)
+
+
+def _saliency_run(tmp_path, images, maps, floor, name):
+    torch.manual_seed(0)
+    model = build_codec("bmshj2018-hyperprior", 8, 12)
+    params = {**PARAMS, "steps": 6, "val_every": 6, "checkpoint_every": 100, "saliency_floor": floor}
+    state = training.train_codec(model, 0.01, params, images[:12], images[12:], torch.device("cpu"),
+                                 tmp_path / f"{name}-resume.pt", tmp_path / f"{name}-log.csv",
+                                 train_saliency=maps[:12], val_saliency=maps[12:])
+    return model, state
+
+
+def test_training_uses_the_saliency_maps(tmp_path):
+    images = smooth_images(16, 64)
+    half = torch.zeros(16, 1, 64, 64, dtype=torch.uint8)
+    half[..., :32] = 255
+    plain, plain_state = run(tmp_path, {**PARAMS, "steps": 6, "val_every": 6, "checkpoint_every": 100}, images, "plain")
+    floor_one, _ = _saliency_run(tmp_path, images, half, 1.0, "one")  # w ≡ 1: plain MSE
+    weighted, weighted_state = _saliency_run(tmp_path, images, half, 0.0, "zero")
+    for key, value in plain.state_dict().items():
+        assert torch.allclose(value, floor_one.state_dict()[key], atol=1e-5), key
+    assert any(not torch.allclose(value, weighted.state_dict()[key], atol=1e-5)
+               for key, value in plain.state_dict().items())
+    # validation weights the distortion too: only the left half counts, so the loss differs while the MSE is plain
+    val_plain, val_weighted = plain_state.history[-1], weighted_state.history[-1]
+    assert val_weighted["split"] == "val" and val_weighted["loss"] != pytest.approx(val_plain["loss"])
+
+
+def test_saliency_floor_without_maps_or_with_ms_ssim_is_a_clear_error(tmp_path):
+    images = smooth_images(16, 64)
+    with pytest.raises(UserError, match="codec.train.saliency_floor is 0.2, but no saliency maps were given"):
+        run(tmp_path, {**PARAMS, "saliency_floor": 0.2}, images)
+    maps = torch.zeros(16, 1, 64, 64, dtype=torch.uint8)
+    with pytest.raises(UserError, match="distortion mse only, not ms-ssim"):
+        training.train_codec(build_codec("bmshj2018-hyperprior", 8, 12), 0.01,
+                             {**PARAMS, "distortion": "ms-ssim", "saliency_floor": 0.2}, images[:12], images[12:],
+                             torch.device("cpu"), tmp_path / "r.pt", tmp_path / "l.csv", train_saliency=maps[:12],
+                             val_saliency=maps[12:])

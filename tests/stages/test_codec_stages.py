@@ -17,10 +17,12 @@ from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, 
 TRAIN = {
     "distortion": "mse", "steps": 30, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
     "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 15,
-    "checkpoint_every": 10, "init": None, "seed": 0, "device": "cpu", "threads": 1,
+    "checkpoint_every": 10, "init": None, "seed": 0, "device": "cpu", "threads": 1, "saliency_floor": None,
 }
 CACHE = {"shard_size": 5, "decode_check": -1, "device": "cpu"}
 REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
+
+EVAL = {"device": "cpu", "saliency_threshold": 0.5}  # the evaluate params both evaluation stages read
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_evaluate_and_report(workspace, tmp_path):
     for lmbda, model in models.items():
         cache = _cache(root, model, "test", tmp_path / f"cache-{lmbda}")
         out = tmp_path / f"eval-{lmbda}"
-        evaluate_codec.main(["--params", json.dumps({"device": "cpu", "save_reconstructions": 2}), "--model",
+        evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 2}), "--model",
                              str(model), "--cache", str(cache), "--codec-id", "hyper/N8-M12", "--out", str(out)])
         table = pd.read_csv(out / "per_image.csv")
         assert len(table) == 6 and (table["point"] == lmbda).all()
@@ -91,7 +93,7 @@ def test_evaluate_and_report(workspace, tmp_path):
         evals.append(out)
     for codec in ("jpeg", "webp"):
         out = tmp_path / f"eval-{codec}"
-        evaluate_classical.main(["--params", json.dumps({"qualities": [10, 50, 90], "save_reconstructions": 1}),
+        evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [10, 50, 90], "save_reconstructions": 1}),
                                  "--codec", codec, "--manifest", manifest, "--split", "test", "--out", str(out)])
         table = pd.read_csv(out / "per_image.csv")
         assert len(table) == 18
@@ -118,7 +120,7 @@ def test_corrupt_bitstream_is_a_clear_error(workspace, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     shard.write_bytes(bytes(raw))
     with pytest.raises(UserError, match="checksum"):
-        evaluate_codec.main(["--params", json.dumps({"device": "cpu", "save_reconstructions": 0}), "--model",
+        evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 0}), "--model",
                              str(models[0.002]), "--cache", str(cache), "--codec-id", "x", "--out", str(tmp_path / "e")])
     assert not (tmp_path / "e").exists()  # nothing that looks complete
 
@@ -134,7 +136,7 @@ def test_init_from_a_checkpoint_of_another_architecture_names_the_path(workspace
 
 def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params", json.dumps({"device": "cpu", "save_reconstructions": 0}), "--model", str(tmp_path / "no.pt"),
+        [sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params", json.dumps({**EVAL, "save_reconstructions": 0}), "--model", str(tmp_path / "no.pt"),
          "--cache", str(tmp_path), "--codec-id", "x", "--out", str(tmp_path / "out")],
         capture_output=True, text=True,
     )
@@ -149,7 +151,7 @@ def test_missing_codec_tool_is_skipped_with_the_reason(workspace, tmp_path, monk
     root, _ = workspace
     monkeypatch.setattr(HevcCodec, "unavailable_reason", classmethod(lambda cls: "ffmpeg is not installed"))
     out = tmp_path / "hevc"
-    evaluate_classical.main(["--params", json.dumps({"qualities": [30], "save_reconstructions": 1}), "--codec", "hevc",
+    evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [30], "save_reconstructions": 1}), "--codec", "hevc",
                              "--manifest", str(root / "prepared" / "manifest.csv"), "--split", "test", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "skipped" and summary["reason"] == "ffmpeg is not installed"
@@ -171,10 +173,10 @@ def test_extra_folder_with_numeric_image_names(workspace, tmp_path):
     cache = cache_latents.main(["--params", json.dumps(CACHE), "--model", str(models[0.002]), "--folder", str(folder),
                                 "--no-latents", "--out", str(tmp_path / "cache")])
     learned = tmp_path / "learned"
-    evaluate_codec.main(["--params", json.dumps({"device": "cpu", "save_reconstructions": 1}), "--model",
+    evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 1}), "--model",
                          str(models[0.002]), "--cache", str(cache), "--codec-id", "hyper", "--out", str(learned)])
     classical = tmp_path / "jpeg"
-    evaluate_classical.main(["--params", json.dumps({"qualities": [20, 80], "save_reconstructions": 1}), "--codec",
+    evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [20, 80], "save_reconstructions": 1}), "--codec",
                              "jpeg", "--folder", str(folder), "--out", str(classical)])
     out = tmp_path / "report"
     report.main(["--params", json.dumps(REPORT), "--dataset", "extra", "--eval", str(learned), str(classical),
@@ -190,12 +192,12 @@ def test_colliding_and_tiny_images_are_named(workspace, tmp_path):
     folder = tmp_path / "collide"
     _write_images(folder, ["a.png", "a.jpg"])
     with pytest.raises(UserError, match="would both be named 'a'"):
-        evaluate_classical.main(["--params", json.dumps({"qualities": [50], "save_reconstructions": 0}), "--codec",
+        evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [50], "save_reconstructions": 0}), "--codec",
                                  "jpeg", "--folder", str(folder), "--out", str(tmp_path / "out")])
     tiny = tmp_path / "tiny"
     _write_images(tiny, ["small.png"], size=(8, 8))
     with pytest.raises(UserError, match="small.png is 8×8, too small to evaluate"):
-        evaluate_classical.main(["--params", json.dumps({"qualities": [50], "save_reconstructions": 0}), "--codec",
+        evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [50], "save_reconstructions": 0}), "--codec",
                                  "jpeg", "--folder", str(tiny), "--out", str(tmp_path / "out2")])
 
 

@@ -2,6 +2,7 @@
 
 import copy
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,31 @@ TINY = {
         "sweep": {"models": [{"arch": "bmshj2018-hyperprior", "N": 8, "M": 12}], "lmbdas": [0.003, 0.03]},
         "train": {"distortion": "mse", "steps": 12, "batch_size": 4, "patch_size": 64, "lr": 0.001,
                   "aux_lr": 0.001, "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
-                  "time_budget_s": None, "val_every": 6, "checkpoint_every": 6, "init": None, "seed": 0,
+                  "saliency_floor": None, "time_budget_s": None, "val_every": 6, "checkpoint_every": 6, "init": None, "seed": 0,
+                  "device": "auto", "threads": 1},
+    },
+    "saliency": {"method": "spectral-residual", "working_width": 64, "blur_sigma": 2.5, "grid_images": 4},
+    "task": {
+        "enabled": True,
+        "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 2, "weights": None},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005,
+                  "crop_padding": 4, "time_budget_s": None, "checkpoint_every": 1, "seed": 0, "device": "auto",
+                  "threads": 1},
+        "features": {"layer": "stage2", "batch_size": 16, "device": "auto"},
+    },
+    "finetune": {
+        "sweep": {"lmbdas": [0.003], "taus": [1.0]},
+        "train": {"steps": 4, "batch_size": 4, "lr": 0.0001, "aux_lr": 0.001, "clip_max_norm": 1.0, "task_weight": 1.0,
+                  "saliency_floor": 0.2, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,
+                  "device": "auto", "threads": 1, "lr_drop_at": [0.8], "lr_gamma": 0.3},
+    },
+    "latent_classifier": {
+        "model": {"arch": "cresnet", "width": 4, "blocks": [1, 1, 1]},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.005,
+                  "crop_padding": 1, "time_budget_s": None, "checkpoint_every": 1, "seed": 0, "device": "auto",
+                  "threads": 1},
+        "joint": {"enabled": True, "epochs": 1, "batch_size": 8, "lr": 0.0001, "aux_lr": 0.001, "rate_weight": 1.0,
+                  "crop_padding": 4, "clip_max_norm": 1.0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0,
                   "device": "auto", "threads": 1},
     },
     "cache": {"splits": ["train", "val", "test"], "shard_size": 8, "decode_check": 4, "device": "auto"},
@@ -34,6 +59,7 @@ TINY = {
         "extra_datasets": {"extra": "extra_images"},
         "save_reconstructions": 2,
         "device": "auto",
+        "saliency_threshold": 0.5,
         "classical": {"jpeg": {"qualities": [10, 50, 90]}, "webp": {"qualities": [10, 50, 90]}},
         "report": {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}},
     },
@@ -46,12 +72,7 @@ class Project:
     def __init__(self, path: Path):
         self.path = path
         self.params = copy.deepcopy(TINY)
-        folder = path / "extra_images"
-        folder.mkdir()
-        rng = np.random.default_rng(0)
-        for name, (h, w) in {"a": (70, 90), "b": (90, 70)}.items():
-            low = rng.integers(0, 256, (h // 10 + 1, w // 10 + 1, 3), dtype=np.uint8)
-            Image.fromarray(low).resize((w, h), Image.BICUBIC).save(folder / f"{name}.png")
+        write_extra_images(path / "extra_images", seed=0)
         self.write_params()
 
     def write_params(self) -> None:
@@ -82,3 +103,61 @@ def pipeline_run(tmp_path_factory):
     result = project.snakemake()
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return project, result
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    """A fresh copy of the tiny config (one per test module)."""
+    return copy.deepcopy(TINY)
+
+
+def write_extra_images(folder: Path, seed: int) -> None:
+    """Two small images of different shapes (an extra evaluation dataset)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, (h, w) in {"a": (70, 90), "b": (90, 70)}.items():
+        low = rng.integers(0, 256, (h // 10 + 1, w // 10 + 1, 3), dtype=np.uint8)
+        Image.fromarray(low).resize((w, h), Image.BICUBIC).save(folder / f"{name}.png")
+
+
+def checked(repo: Path, *command: str, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def make_git_dvc_project(repo: Path, params: dict) -> Path:
+    """The project's files (what git would commit) in a fresh, committed git + DVC repository at ``repo``, with
+    ``params`` and an extra dataset ``data/extra`` versioned with ``dvc add``; ``.venv`` links to the project's."""
+    listed = checked(ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file() and not name.startswith(".dvc/"):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    params["evaluate"]["extra_datasets"] = {"extra": "data/extra"}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_extra_images(repo / "data" / "extra", seed=0)
+    dvc = str(ROOT / ".venv" / "bin" / "dvc")
+    checked(repo, "git", "init", "-q")
+    checked(repo, "git", "config", "user.email", "tests@taskcodec")
+    checked(repo, "git", "config", "user.name", "taskcodec tests")
+    checked(repo, dvc, "init", "-q")
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")  # the project's local default remote
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    checked(repo, dvc, "add", "-q", "data/extra")
+    checked(repo, "git", "add", "-A")
+    checked(repo, "git", "commit", "-q", "-m", "tiny project")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def git_dvc_project():
+    """:func:`make_git_dvc_project`, for tests that need the project under git and DVC."""
+    return make_git_dvc_project
+
+
+@pytest.fixture(scope="session")
+def extra_images():
+    """:func:`write_extra_images`."""
+    return write_extra_images

@@ -11,7 +11,8 @@ def test_report_parameter_reruns_only_reports(pipeline_run):
     project.params["evaluate"]["report"]["grid_image"] = 1
     project.write_params()
     try:
-        assert project.planned_jobs() == {"report": 2}
+        # the rate-distortion reports and the rate-accuracy report share evaluate.report
+        assert project.planned_jobs() == {"report": 2, "report_task": 1, "summarize": 1}
     finally:
         project.params["evaluate"]["report"]["grid_image"] = 0
         project.write_params()
@@ -22,7 +23,7 @@ def test_classical_quality_sweep_reruns_that_codec_and_reports(pipeline_run):
     project.params["evaluate"]["classical"]["jpeg"]["qualities"] = [20, 60]
     project.write_params()
     try:
-        assert project.planned_jobs() == {"evaluate_classical": 2, "report": 2}
+        assert project.planned_jobs() == {"evaluate_classical": 2, "report": 2, "report_task": 1, "summarize": 1}
     finally:
         project.params["evaluate"]["classical"]["jpeg"]["qualities"] = [10, 50, 90]
         project.write_params()
@@ -33,8 +34,11 @@ def test_new_lambda_trains_only_the_new_codec(pipeline_run):
     project.params["codec"]["sweep"]["lmbdas"].append(0.01)
     project.write_params()
     try:
-        # one new codec: train, cache 3 splits + extra, evaluate test + extra; reports change inputs
-        assert project.planned_jobs() == {"train_codec": 1, "cache_latents": 4, "evaluate_codec": 2, "report": 2}
+        # one new codec: train, cache 3 splits + extra, evaluate test + extra, its latent classifiers (it is not
+        # among finetune.sweep.lmbdas); reports change inputs
+        assert project.planned_jobs() == {"train_codec": 1, "cache_latents": 4, "evaluate_codec": 2,
+                                          "train_latent_classifier": 1, "train_joint_classifier": 1, "report": 2,
+                                          "report_task": 1, "summarize": 1}
     finally:
         project.params["codec"]["sweep"]["lmbdas"].pop()
         project.write_params()
@@ -45,7 +49,9 @@ def test_training_parameter_retrains_everything_downstream(pipeline_run):
     project.params["codec"]["train"]["steps"] = 13
     project.write_params()
     try:
-        assert project.planned_jobs() == {"train_codec": 2, "cache_latents": 8, "evaluate_codec": 4, "report": 2}
+        assert project.planned_jobs() == {"train_codec": 2, "cache_latents": 8, "evaluate_codec": 4, "finetune_codec": 1,
+                                          "cache_finetuned": 1, "evaluate_finetuned": 1, "train_latent_classifier": 2,
+                                          "train_joint_classifier": 2, "report": 2, "report_task": 1, "summarize": 1}
     finally:
         project.params["codec"]["train"]["steps"] = 12
         project.write_params()

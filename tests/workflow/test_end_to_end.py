@@ -27,6 +27,8 @@ def test_pipeline_produces_reports(pipeline_run):
     extra_cache = results / "cache" / "bmshj2018-hyperprior" / "N8-M12" / "lmbda0.003" / "extra"
     assert json.loads((extra_cache / "cache.json").read_text())["latents"] is False
     assert (results / "logs" / "prepare.log").exists()
+    assert (results / "saliency" / "grid.png").stat().st_size > 0
+    assert {path.name for path in (results / "task" / "features").iterdir()} >= {"train.pt", "val.pt", "test.pt"}
     assert (results / "benchmarks" / "prepare.tsv").exists()
 
 
@@ -40,12 +42,35 @@ def test_mlflow_has_one_parent_with_a_child_per_job(pipeline_run, mlflow_store):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     rules = sorted(run.data.tags["rule"] for run in children)
-    # prepare 1, train 2, cache 2 codecs x 4 datasets, evaluate 2 x 2 learned + 2 x 2 classical, report 2
-    assert rules == sorted(["prepare"] + ["train_codec"] * 2 + ["cache_latents"] * 8 + ["evaluate_codec"] * 4
-                           + ["evaluate_classical"] * 4 + ["report"] * 2)
+    # prepare, saliency, task model + features; train 2, cache 2 codecs x 4 datasets + the fine-tuned codec's test
+    # split, evaluate 2 x 2 learned + 1 fine-tuned + 2 x 2 classical; 2 latent and 2 joint classifiers; reports
+    assert rules == sorted(["prepare", "saliency", "train_task", "extract_features", "finetune_codec", "report_task",
+                            "summarize", "cache_finetuned", "evaluate_finetuned"] + ["train_codec"] * 2
+                           + ["cache_latents"] * 8 + ["evaluate_codec"] * 4
+                           + ["evaluate_classical"] * 4 + ["report"] * 2 + ["train_latent_classifier"] * 2
+                           + ["train_joint_classifier"] * 2)
     assert all(run.data.metrics for run in children)
     assert all(run.info.status == "FINISHED" for run in children)
     # every results table row names the run it came from
     points = pd.read_csv(project.path / "results" / "report" / "test" / "rd_points.csv")
     child_ids = {run.info.run_id for run in children}
     assert set(points["run_id"]) <= child_ids
+
+
+def test_machine_branch_produces_rate_accuracy_tables(pipeline_run):
+    project, _ = pipeline_run
+    report = project.path / "results" / "report" / "machine" / "test"
+    points = pd.read_csv(report / "rate_accuracy.csv")
+    assert set(points["kind"]) == {"classical", "pretrained", "task-tuned", "latent", "joint"}
+    assert points["bpp"].gt(0).all() and points["top1"].between(0, 1).all()
+    decoded = points[points["kind"].isin(["classical", "pretrained", "task-tuned"])]
+    assert decoded["psnr_salient"].notna().all() and decoded["psnr_background"].notna().all()
+    assert len(pd.read_csv(report / "bd_rate_accuracy.csv")) == 4 * 2  # 4 learned curves x 2 classical anchors
+    tradeoff = pd.read_csv(report / "tradeoff.csv")
+    assert {"bpp", "psnr", "mse", "top1"} <= set(tradeoff.columns) and "task-tuned" in set(tradeoff["kind"])
+    for name in ("rate_accuracy_top1.png", "qualitative.png", "README.md"):
+        assert (report / name).stat().st_size > 0
+    summary = json.loads((project.path / "results" / "summary" / "metrics.json").read_text())
+    assert 0 <= summary["machine"]["uncompressed_top1"] <= 1
+    per_image = pd.read_csv(project.path / "results" / "eval" / "classical" / "jpeg" / "test" / "per_image.csv")
+    assert per_image["label"].notna().all() and per_image["top1"].isin([0.0, 1.0]).all()

@@ -16,5 +16,5 @@ rule cache_latents:
     benchmark:
         RESULTS + "/benchmarks/cache_latents/" + CODEC + "/{dataset}.tsv"
     shell:
-        "python -m taskcodec.stages.cache_latents --params {params.section:q} --threads {threads}"
+        "python -m taskcodec.stages.cache_latents --params {params.section:q} --threads {threads} --rule {rule}"
         " --model {input.model:q} {params.source} {params.latents} --out {output:q} > {log:q} 2>&1"

@@ -3,6 +3,7 @@
 
 rule train_codec:
     input:
+        unpack(lambda wc: saliency_input(config["codec"]["train"]["saliency_floor"])),
         prepared=RESULTS + "/prepared",
     output:
         model=RESULTS + "/codecs/" + CODEC + "/model.pt",
@@ -10,6 +11,7 @@ rule train_codec:
         train_log=RESULTS + "/codecs/" + CODEC + "/train_log.csv",
     params:
         section=as_json(config["codec"]["train"]),
+        saliency=saliency_args(config["codec"]["train"]["saliency_floor"]),
     threads: config["codec"]["train"]["threads"]
     log:
         RESULTS + "/logs/train_codec/" + CODEC + ".log",
@@ -18,4 +20,4 @@ rule train_codec:
     shell:
         "python -m taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
         " --arch {wildcards.arch} --N {wildcards.N} --M {wildcards.M} --lmbda {wildcards.lmbda}"
-        " --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
+        " --manifest {input.prepared:q}/manifest.csv {params.saliency} --out {output.model:q} > {log:q} 2>&1"

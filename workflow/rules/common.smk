@@ -26,6 +26,10 @@ SPLITS = ("train", "val", "test")
 EXTRA_DATASETS = config["evaluate"]["extra_datasets"]
 CLASSICAL_CODECS = list(config["evaluate"]["classical"])
 CODEC = "{arch}/N{N}-M{M}/lmbda{lmbda}"  # a codec of the sweep, as a path
+TUNED = CODEC + "/tau{tau}"  # a task-fine-tuned codec
+TASK_MODEL = RESULTS + "/task/model.pt"
+MACHINE = config["task"]["enabled"]  # the machine branch (needs a labeled dataset)
+MACHINE_REPORT = RESULTS + "/report/machine/test"
 
 for name, folder in EXTRA_DATASETS.items():
     if not Path(folder).is_dir():
@@ -38,6 +42,7 @@ wildcard_constraints:
     N=r"\d+",
     M=r"\d+",
     lmbda=r"[0-9.eE+-]+",
+    tau=r"[0-9.eE+-]+",
     dataset="[A-Za-z0-9_-]+",
     codec="[A-Za-z0-9_-]+",
 
@@ -62,6 +67,29 @@ def per_codec(template, **fields):
     return [template.format(**point, **fields) for point in codec_points()]
 
 
+def finetune_points():
+    """Every (arch, N, M, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus."""
+    sweep = config["finetune"]["sweep"]
+    return [
+        {**point, "tau": format(tau, "g")}
+        for point in codec_points()
+        if float(point["lmbda"]) in sweep["lmbdas"]
+        for tau in sweep["taus"]
+    ]
+
+
+def task_measure_inputs(wildcards):
+    """Task model and saliency maps for evaluating a prepared split (extra folders have no labels)."""
+    if wildcards.dataset not in SPLITS:
+        return {}
+    return {"task_model": TASK_MODEL, "saliency": RESULTS + "/saliency"} if MACHINE else {"saliency": RESULTS + "/saliency"}
+
+
+def task_measure_args(wildcards):
+    """The stage arguments matching :func:`task_measure_inputs`."""
+    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(path)}" for name, path in task_measure_inputs(wildcards).items())
+
+
 def eval_datasets():
     return ["test"] + list(EXTRA_DATASETS)
 
@@ -81,6 +109,16 @@ def folder_files(folder):
         raise WorkflowError(str(err)) from None
 
 
+def saliency_input(floor):
+    """The saliency maps as a named input of a training rule whose ``saliency_floor`` is set (else none)."""
+    return {} if floor is None else {"saliency": RESULTS + "/saliency"}
+
+
+def saliency_args(floor):
+    """The ``--saliency`` argument matching :func:`saliency_input`."""
+    return "" if floor is None else f"--saliency {shlex.quote(RESULTS + '/saliency')}"
+
+
 def dataset_args(wildcards):
     """The stage arguments selecting a dataset's images."""
     if wildcards.dataset in SPLITS:
@@ -92,16 +130,28 @@ def cache_outputs():
     return [path for split in config["cache"]["splits"] for path in per_codec(RESULTS + "/cache/" + CODEC + "/{split}", split=split)]
 
 
+def versioned_outputs():
+    """Checkpoints and data that DVC versions (dvc.yaml outs) and whose inputs it versions too; the target
+    of ``snakemake --touch versioned`` after a DVC restore (scripts/dvc_restore.sh)."""
+    outputs = [RESULTS + "/saliency"] + per_codec(RESULTS + "/codecs/" + CODEC + "/model.pt")
+    if MACHINE:
+        outputs += [TASK_MODEL] + [RESULTS + "/finetuned/" + TUNED.format(**point) + "/model.pt"
+                                   for point in finetune_points()]
+    return outputs
+
+
 def report_outputs():
     return expand(RESULTS + "/report/{dataset}", dataset=eval_datasets())
 
 
 def skipped_classical_codecs():
-    """(codec, dataset, reason) of classical evaluations that were skipped because a tool is missing."""
+    """(codec, dataset, reason) of classical evaluations that were skipped because a tool is missing
+    (among those that exist: a run of some targets only, or with --touch, has not made them all)."""
     skipped = []
     for codec in CLASSICAL_CODECS:
         for dataset in eval_datasets():
-            summary = json.loads(Path(RESULTS, "eval", "classical", codec, dataset, "summary.json").read_text())
+            path = Path(RESULTS, "eval", "classical", codec, dataset, "summary.json")
+            summary = json.loads(path.read_text()) if path.is_file() else {"status": "missing"}
             if summary["status"] == "skipped":
                 skipped.append((codec, dataset, summary["reason"]))
     return skipped

@@ -1,4 +1,4 @@
-"""A grid of reconstructions of one image at similar bitrates (cf. seed 000, Figure 1)."""
+"""Image grids: reconstructions of one image at similar bitrates (cf. seed 000, Figure 1) and saliency maps."""
 
 from __future__ import annotations
 
@@ -37,6 +37,24 @@ def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], ti
     for ax, (caption, image) in zip(axes.flat, images):
         ax.imshow(image, interpolation="nearest")
         ax.set_title(caption, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def saliency_grid(images: list[np.ndarray], maps: list[np.ndarray], captions: list[str], title: str,
+                  path: Path) -> None:
+    """Each image (H×W×3 uint8) above its saliency map (H×W in [0, 1]), saved atomically as PNG."""
+    columns = len(images)
+    fig, axes = plt.subplots(2, columns, figsize=(2 * columns, 4.4), squeeze=False)
+    for column, (image, saliency, caption) in enumerate(zip(images, maps, captions)):
+        axes[0, column].imshow(image, interpolation="nearest")
+        axes[0, column].set_title(caption, fontsize=7)
+        axes[1, column].imshow(saliency, cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
+    for ax in axes.flat:
+        ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with io.atomic_path(path) as tmp:

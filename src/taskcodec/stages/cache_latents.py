@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.cache_latents", description=__doc__.splitlines()[0])
     params_argument(parser)
     threads_argument(parser)
+    parser.add_argument("--rule", default="cache_latents", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--model", type=Path, required=True)
     dataset_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
@@ -126,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     model, meta = load_codec(args.model, device)
     records = dataset_images(args)
     wildcards = {key: meta[key] for key in ("arch", "N", "M", "lmbda")} | {"dataset": dataset_name(args)}
-    with stage_run("cache_latents", wildcards, params, inputs={"model": args.model}) as tracked:
+    if "tau" in meta["params"]:  # a task-fine-tuned codec (finetune_codec)
+        wildcards["tau"] = meta["params"]["tau"]
+    with stage_run(args.rule, wildcards, params, inputs={"model": args.model}) as tracked:
         tracked.set_tags({"device": device})
         rows: list[dict] = []
         with io.atomic_dir(args.out) as tmp:

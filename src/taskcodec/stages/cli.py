@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from taskcodec import io
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.data.manifest import split_images
 from taskcodec.errors import UserError
@@ -54,6 +55,12 @@ def run(main: Callable[[Sequence[str] | None], Any]) -> None:
         sys.exit(2)
 
 
+def task_measure_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--task-model`` and ``--saliency``: machine-side measures for a prepared (labeled) split."""
+    parser.add_argument("--task-model", type=Path, help="task model.pt: top-1/top-5 of every reconstruction")
+    parser.add_argument("--saliency", type=Path, help="saliency stage folder: PSNR inside/outside salient regions")
+
+
 def dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the image source: ``--manifest M --split S`` (prepared data) or ``--folder F`` (extra dataset)."""
     group = parser.add_mutually_exclusive_group(required=True)
@@ -82,3 +89,28 @@ def dataset_images(args: argparse.Namespace) -> list[tuple[str, Path, int]]:
         seen[image_id] = path
         records.append((image_id, path, -1))
     return records
+
+
+def final_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last validation row of a training history, without its bookkeeping fields."""
+    return {key: value for key, value in history[-1].items() if key not in ("split", "aux_loss", "lr")}
+
+
+def finish_training(tracked: Any, history: list[dict[str, Any]], steps: int, seconds: float, checkpoint: Path,
+                    metrics: dict[str, Any]) -> None:
+    """After a saved ``checkpoint``: write ``metrics.json`` beside it, drop its ``resume.pt``, and log the run.
+
+    The stage run gets the curves per split, the final validation metrics,
+    ``train_log.csv`` (expected beside the checkpoint), ``metrics.json`` and
+    the checkpoint's path and hash.
+    """
+    io.write_json(checkpoint.parent / "metrics.json", metrics)
+    (checkpoint.parent / "resume.pt").unlink(missing_ok=True)
+    for split in ("train", "val"):
+        tracked.log_history([row for row in history if row["split"] == split], f"{split}/")
+    final = final_validation(history)
+    tracked.log_metrics({"steps": steps, "train_seconds": seconds,
+                         **{f"final_val_{key}": value for key, value in final.items() if key != "step"}})
+    tracked.log_artifact(checkpoint.parent / "train_log.csv")
+    tracked.log_artifact(checkpoint.parent / "metrics.json")
+    tracked.log_file_reference("checkpoint", checkpoint)

@@ -10,6 +10,8 @@ call, so codecs that run an external tool start it once per chunk and
 quality rather than once per image. A codec whose tool is not
 installed writes an empty ``per_image.csv`` and a ``summary.json`` with
 ``status: skipped`` and the reason, so the run reports what it skipped and why.
+With ``--task-model`` / ``--saliency`` (prepared splits) every reconstruction is
+also classified by the frozen task model and split into salient/background PSNR.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from tqdm import tqdm
 
 from taskcodec import io
 from taskcodec.baselines.registry import get_classical
-from taskcodec.evaluation import ROW_FIELDS, load_original, measure, save_reconstruction
-from taskcodec.stages.cli import dataset_arguments, dataset_images, dataset_name, params_argument, run, threads_argument
+from taskcodec.device import resolve_device
+from taskcodec.evaluation import ROW_FIELDS, TaskMeasures, load_original, measure, save_reconstruction
+from taskcodec.stages.cli import (dataset_arguments, dataset_images, dataset_name, params_argument, run,
+                                  task_measure_arguments, threads_argument)
 from taskcodec.tracking import stage_run
 
 CHUNK_IMAGES = 256
@@ -41,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     threads_argument(parser)
     parser.add_argument("--codec", required=True)
     dataset_arguments(parser)
+    task_measure_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -65,9 +70,11 @@ def image_chunks(records: list[tuple[str, Path, int]]) -> Iterator[list[tuple[in
         yield chunk
 
 
-def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, name: str) -> list[dict]:
+def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, name: str,
+                  task: TaskMeasures) -> list[dict]:
     """Per-image rows for every quality of the sweep, ordered by image then quality."""
     rows = []
+    labels = {image_id: label for image_id, _, label in records}
     qualities = params["qualities"]
     with tqdm(total=len(records) * len(qualities), desc=name, unit="codings", mininterval=5.0) as progress:
         for chunk in image_chunks(records):
@@ -79,7 +86,8 @@ def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, na
                 for (position, image_id, original), data, reconstruction, image_rows in zip(
                     chunk, encoded, reconstructions, chunk_rows, strict=True
                 ):
-                    image_rows.append({"family": "classical", "codec": name, "point": quality, "image_id": image_id,
+                    image_rows.append({**task.measure(image_id, labels[image_id], original, reconstruction),
+                                       "family": "classical", "codec": name, "point": quality, "image_id": image_id,
                                        "bpp_estimated": float("nan"), "run_id": run_id,
                                        **measure(original, reconstruction, len(data))})
                     if position < params["save_reconstructions"]:
@@ -99,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     with stage_run("evaluate_classical", wildcards, params) as tracked, io.atomic_dir(args.out) as tmp:
         reason = codec.unavailable_reason()
         if reason is None:
-            rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec)
+            task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"],
+                                resolve_device(params["device"]))
+            rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec, task)
         else:
             rows = []
             print(f"skipping {args.codec}: {reason}")
@@ -111,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "quality_knob": codec.quality_knob, "images": len(records), "params": params, "run_id": tracked.run_id,
         })
         tracked.set_tags({"status": status, "skip_reason": reason or ""})
-        for quality, values in table.groupby("point")[["bpp", "psnr", "ms_ssim"]].mean().iterrows():
-            tracked.log_metrics(values.to_dict(), step=int(quality))
+        measured = ["bpp", "psnr", "ms_ssim", "top1", "top5", "psnr_salient", "psnr_background"]
+        for quality, values in table.groupby("point")[measured].mean().iterrows():
+            tracked.log_metrics(values.dropna().to_dict(), step=int(quality))
         tracked.log_artifact(tmp / "per_image.csv")
     return args.out
 

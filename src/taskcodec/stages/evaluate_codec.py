@@ -6,7 +6,9 @@
 Every bitstream of the cache is read back from disk and decompressed; bpp is
 counted from its bytes, PSNR and MS-SSIM on the 8-bit reconstruction against
 the original image. Writes ``per_image.csv``, ``summary.json`` and the first
-``save_reconstructions`` reconstructions under ``recon/``.
+``save_reconstructions`` reconstructions under ``recon/``. With ``--task-model``
+and ``--saliency`` (prepared splits) the rows also hold the task model's
+prediction on the reconstruction and PSNR inside/outside the salient region.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images
 from taskcodec.data.tensors import to_uint8
 from taskcodec.device import resolve_device
-from taskcodec.evaluation import ROW_FIELDS, load_original, measure, read_table, save_reconstruction
-from taskcodec.stages.cli import params_argument, run, threads_argument
+from taskcodec.evaluation import ROW_FIELDS, TaskMeasures, load_original, measure, read_table, save_reconstruction
+from taskcodec.stages.cli import params_argument, run, task_measure_arguments, threads_argument
 from taskcodec.tracking import stage_run
 
 
@@ -33,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.evaluate_codec", description=__doc__.splitlines()[0])
     params_argument(parser)
     threads_argument(parser)
+    parser.add_argument("--rule", default="evaluate_codec", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--codec-id", required=True, help="name of this codec point in tables")
+    task_measure_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -44,12 +48,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
     torch.set_num_threads(args.threads)
-    model, meta = load_codec(args.model, resolve_device(params["device"]))
+    device = resolve_device(params["device"])
+    model, meta = load_codec(args.model, device)
+    task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"], device)
     index = read_table(args.cache / "index.csv").set_index("image_id")
     # the first images in dataset order, as the classical evaluation saves them, so the report can pair them
     saved = set(index.sort_values("position").index[: params["save_reconstructions"]])
     wildcards = {"codec": args.codec_id, "lmbda": meta["lmbda"], "dataset": args.cache.name}
-    with stage_run("evaluate_codec", wildcards, params, inputs={"model": args.model}) as tracked, \
+    with stage_run(args.rule, wildcards, params, inputs={"model": args.model}) as tracked, \
             io.atomic_dir(args.out) as tmp:
         rows = []
         for shard_path in sorted(args.cache.glob("shard-*.tcbs")):
@@ -57,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
                 reconstruction = to_uint8(decode_images(model, [bitstream]).x_hat)[0]
                 original = load_original(index.loc[image_id, "path"])
-                rows.append({"position": index.loc[image_id, "position"], "family": "learned",
+                rows.append({**task.measure(image_id, int(index.loc[image_id, "label"]), original, reconstruction),"position": index.loc[image_id, "position"], "family": "learned",
                              "codec": args.codec_id, "point": meta["lmbda"], "image_id": image_id,
                              "bpp_estimated": index.loc[image_id, "bpp_estimated"], "run_id": tracked.run_id,
                              **measure(original, reconstruction, len(data))})
@@ -65,11 +71,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
                     save_reconstruction(tmp / "recon", image_id, reconstruction)
         table = pd.DataFrame(sorted(rows, key=lambda row: row["position"]), columns=ROW_FIELDS)
         table.to_csv(tmp / "per_image.csv", index=False)
-        means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim")}
+        means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim", "top1", "top5",
+                                                           "psnr_salient", "psnr_background")}
         io.write_json(tmp / "summary.json", {"status": "ok", "codec": args.codec_id, "point": meta["lmbda"],
                                              "images": len(table), **means, "params": params,
                                              "run_id": tracked.run_id})
-        tracked.log_metrics(means)
+        tracked.log_metrics({key: value for key, value in means.items() if value == value})  # NaN: not measured
         tracked.log_artifact(tmp / "per_image.csv")
     return args.out
 

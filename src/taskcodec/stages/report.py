@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         if skipped:
             lines += ["## Skipped codecs", ""] + [f"- {s['codec']}: {s['reason']}" for s in skipped] + [""]
         (tmp / "README.md").write_text("\n".join(lines))
+        tracked.log_metrics({"points": len(points), "images": len(records)})
         for row in bd.itertuples():
             tracked.log_metrics({f"{column}/{row.codec}/vs/{row.anchor}": getattr(row, column)
                                  for column in ("bd_rate_psnr", "bd_rate_ms_ssim", "bd_psnr_db")

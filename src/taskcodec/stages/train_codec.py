@@ -1,7 +1,11 @@
 """Stage: train one learned codec on rate + λ·distortion.
 
 ``python -m taskcodec.stages.train_codec --params '<codec.train as JSON>' --arch bmshj2018-hyperprior
---N 64 --M 96 --lmbda 0.0067 --manifest results/prepared/manifest.csv --out results/codecs/.../model.pt``
+--N 64 --M 96 --lmbda 0.0067 --manifest results/prepared/manifest.csv [--saliency results/saliency]
+--out results/codecs/.../model.pt``
+
+With ``saliency_floor`` set in the params, ``--saliency`` (the saliency stage's
+folder) supplies the maps that weight the MSE (seed 003).
 
 Writes ``model.pt`` (weights after ``update()``, with the resolved params),
 ``train_log.csv`` and ``metrics.json`` beside it. A ``resume.pt`` next to
@@ -23,8 +27,9 @@ from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import split_images
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.device import resolve_device
+from taskcodec.saliency import saliency_inputs
 from taskcodec.tracking import stage_run
-from taskcodec.stages.cli import threads_argument, params_argument, run
+from taskcodec.stages.cli import final_validation, params_argument, finish_training, run, threads_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--M", type=int, required=True)
     parser.add_argument("--lmbda", type=float, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--saliency", type=Path, help="saliency stage folder (needed when saliency_floor is set)")
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
 
@@ -45,32 +51,28 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     torch.set_num_threads(args.threads)
     device = resolve_device(params["device"])
-    train_images = images_to_tensor([path for _, path, _ in split_images(args.manifest, "train")])
-    val_images = images_to_tensor([path for _, path, _ in split_images(args.manifest, "val")])
+    train_records = split_images(args.manifest, "train")
+    val_records = split_images(args.manifest, "val")
+    train_images = images_to_tensor([path for _, path, _ in train_records])
+    val_images = images_to_tensor([path for _, path, _ in val_records])
+    maps, saliency_id, inputs = saliency_inputs(args.saliency, params["saliency_floor"], [train_records, val_records],
+                                                tuple(train_images.shape[-2:]))
 
     wildcards = {"arch": args.arch, "N": args.N, "M": args.M, "lmbda": args.lmbda}
-    with stage_run("train_codec", wildcards, params, inputs={"manifest": args.manifest}) as tracked:
+    with stage_run("train_codec", wildcards, params, inputs={"manifest": args.manifest, **inputs}) as tracked:
         tracked.set_tags({"device": device})
         torch.manual_seed(params["seed"])
         model = build_codec(args.arch, args.N, args.M)
         initial_weights(model, params["init"], args.arch)
-        out_dir = args.out.parent
-        resume_path = out_dir / "resume.pt"
-        state = train_codec(model, args.lmbda, params, train_images, val_images, device, resume_path,
-                            out_dir / "train_log.csv", data_id=io.file_digest(args.manifest))
-        final = {key: value for key, value in state.history[-1].items() if key not in ("split", "aux_loss", "lr")}
+        state = train_codec(model, args.lmbda, params, train_images, val_images, device,
+                            args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
+                            data_id=io.file_digest(args.manifest) + saliency_id,
+                            train_saliency=maps[0], val_saliency=maps[1])
+        final = final_validation(state.history)
         metrics = {"arch": args.arch, "N": args.N, "M": args.M, "lmbda": args.lmbda, "steps": state.step,
                    "train_seconds": state.elapsed_s, "val": final, "device": str(device), "run_id": tracked.run_id}
         save_codec(args.out, model.cpu(), args.arch, args.N, args.M, args.lmbda, params, metrics)
-        io.write_json(out_dir / "metrics.json", metrics)
-        resume_path.unlink(missing_ok=True)
-        for split in ("train", "val"):
-            tracked.log_history([row for row in state.history if row["split"] == split], f"{split}/")
-        tracked.log_metrics({"steps": state.step, "train_seconds": state.elapsed_s,
-                             **{f"final_val_{key}": value for key, value in final.items() if key != "step"}})
-        tracked.log_artifact(out_dir / "train_log.csv")
-        tracked.log_artifact(out_dir / "metrics.json")
-        tracked.log_file_reference("checkpoint", args.out)
+        finish_training(tracked, state.history, state.step, state.elapsed_s, args.out, metrics)
     return args.out
 
 

@@ -1,0 +1,105 @@
+"""Joint fine-tuning of a pretrained codec through a frozen task model (seed 000).
+
+Uselis, Ghosh and Inuganti, "Where's Waldo?: Visual Question Answering on
+Extreme Lossy Compressed Images using a Variational Approach with Scale
+Hyperprior", train a scale-hyperprior codec with ``L = R + τ·D + L_task``,
+the task network frozen and its gradients flowing into the codec. Here the
+codec starts from a rate–distortion model trained at λ and minimises
+``R + τ·λ·D + w·CE(task(x̂), label)`` (:class:`~taskcodec.losses.TaskAwareLoss`),
+so τ = 1, w = 0 continues pretraining; D may be saliency-weighted (seed 003).
+Whole images go through the codec (with random horizontal flips), since the
+task model classifies whole images. Optimizers, schedule, clipping, resume
+and time budget are those of :func:`taskcodec.codecs.training.optimize`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from compressai.models import CompressionModel
+from torch import nn
+
+from taskcodec.codecs.coding import pad
+from taskcodec.codecs.training import (
+    TrainState,
+    check_saliency,
+    logged_terms,
+    optimize,
+    params_fingerprint,
+    random_windows,
+    split_maps,
+    validate,
+    with_maps,
+)
+from taskcodec.losses import TaskAwareLoss
+
+LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accuracy", "aux_loss", "lr", "elapsed_s"]
+
+
+def freeze(task_model: nn.Module) -> nn.Module:
+    """Eval mode (fixed batch-norm statistics) and no parameter gradients: the task model is only read."""
+    return task_model.eval().requires_grad_(False)
+
+
+def finetune_codec(
+    model: CompressionModel,
+    lmbda: float,
+    tau: float,
+    task_model: nn.Module,
+    params: dict[str, Any],
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    device: torch.device,
+    resume_path: Path,
+    log_path: Path,
+    data_id: str = "",
+    train_saliency: torch.Tensor | None = None,
+    val_saliency: torch.Tensor | None = None,
+) -> TrainState:
+    """Fine-tune ``model`` (trained at ``lmbda``) in place on ``R + τ·λ·D + w·CE`` with ``task_model`` frozen.
+
+    ``train_images``/``val_images`` are uint8 N×3×H×W with int64 labels;
+    ``params`` is the ``finetune`` section (``task_weight`` is w). With
+    ``saliency_floor`` set, the aligned uint8 maps N×1×H×W weight the MSE.
+    The resume fingerprint covers params, λ, τ and ``data_id`` (fingerprints of
+    the data, the pretrained codec and the task model).
+    """
+    height, width = train_images.shape[-2:]
+    if height != width:
+        raise ValueError(f"fine-tuning needs square images (prepare makes them), got {width}×{height}")
+    check_saliency(params, "mse", train_saliency, "finetune")
+    floor = params["saliency_floor"]
+    train_source = with_maps(train_images, train_saliency if floor is not None else None)
+    val_source = with_maps(val_images, val_saliency if floor is not None else None)
+    task_model = freeze(task_model.to(device))
+    criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"])
+    train_labels, val_labels = train_labels.to(device), val_labels.to(device)
+    generator = torch.Generator().manual_seed(params["seed"])
+    torch.manual_seed(params["seed"])
+
+    def objective(labels: torch.Tensor):
+        def terms(output: dict, x: torch.Tensor, weights: torch.Tensor | None, rows) -> dict[str, torch.Tensor]:
+            losses = criterion(output, x, labels[rows], weights)
+            return {"loss": losses["loss"], "bpp": losses["bpp_loss"], "mse": losses["mse_loss"],
+                    "task_loss": losses["task_loss"], "accuracy": losses["accuracy"]}
+
+        return terms
+
+    train_objective = objective(train_labels)
+
+    def train_step() -> tuple[torch.Tensor, dict[str, float]]:
+        index, batch = random_windows(train_source, params["batch_size"], height, generator)
+        x, weights = split_maps(batch, device, floor)
+        terms = train_objective(model(pad(x)), x, weights, index.to(device))
+        return terms["loss"], logged_terms(terms)
+
+    def evaluate() -> dict[str, float]:
+        return validate(model, objective(val_labels), val_source, device, params["batch_size"], floor)
+
+    fingerprint = params_fingerprint({"lmbda": lmbda, "tau": tau, "data": data_id, **params})
+    return optimize(model, params, fingerprint, generator, train_step, evaluate, device, resume_path, log_path,
+                    LOG_FIELDS, f"finetune λ={lmbda:g} τ={tau:g}")

@@ -1,0 +1,103 @@
+"""Stage: the pipeline's headline numbers in one place, for DVC metrics and plots.
+
+``python -m taskcodec.stages.summarize --report results/report/test results/report/kodak
+--metrics results/summary/metrics.json --rate-distortion results/summary/rate_distortion.csv``
+
+``metrics.json`` holds, per evaluation dataset, every learned codec point's
+bpp, PSNR and MS-SSIM and every BD-rate against the classical anchors (null
+where the curves do not overlap); ``dvc metrics show/diff`` read it.
+``rate_distortion.csv`` holds the test split's points of every codec (one
+``series`` per curve) for ``dvc plots show``. With ``--machine`` (the
+rate–accuracy report), ``metrics.json`` also holds the uncompressed and every
+point's top-1 accuracy and the BD-rates at equal accuracy, and
+``rate_accuracy.csv`` the rate–accuracy points (empty without the machine branch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from taskcodec import io
+from taskcodec.errors import UserError
+from taskcodec.evaluation import read_table
+from taskcodec.stages.cli import run
+from taskcodec.tracking import stage_run
+
+PLOTTED_DATASET = "test"
+RD_COLUMNS = ["series", "family", "point", "bpp", "psnr", "ms_ssim", "image_size"]
+RA_COLUMNS = ["series", "kind", "point", "bpp", "top1", "top5", "psnr", "image_size"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.summarize", description=__doc__.splitlines()[0])
+    parser.add_argument("--report", type=Path, nargs="+", required=True, help="report folders, one per dataset")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json to write")
+    parser.add_argument("--rate-distortion", type=Path, required=True, help="rate_distortion.csv to write")
+    parser.add_argument("--machine", type=Path, help="rate–accuracy report folder (machine branch)")
+    parser.add_argument("--rate-accuracy", type=Path, required=True, help="rate_accuracy.csv to write")
+    return parser
+
+
+def _number(value: Any) -> float | None:
+    """A float for JSON, with NaN as null."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def dataset_metrics(points: pd.DataFrame, bd: pd.DataFrame) -> dict[str, Any]:
+    """Learned points and BD-rates of one dataset's report as nested dicts."""
+    learned = points[points["family"] == "learned"]
+    return {
+        "learned": {f"{row.codec}@lmbda{row.point:g}": {"bpp": _number(row.bpp), "psnr": _number(row.psnr),
+                                                         "ms_ssim": _number(row.ms_ssim)}
+                    for row in learned.itertuples()},
+        "bd_rate_psnr": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_psnr) for row in bd.itertuples()},
+        "bd_rate_ms_ssim": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_ms_ssim) for row in bd.itertuples()},
+    }
+
+
+def machine_metrics(points: pd.DataFrame, bd: pd.DataFrame, uncompressed_top1: float) -> dict[str, Any]:
+    """Top-1 of every rate–accuracy point and the BD-rates at equal accuracy, as nested dicts."""
+    return {
+        "uncompressed_top1": uncompressed_top1,
+        "points": {f"{row.codec}@{row.point:g}": {"bpp": _number(row.bpp), "top1": _number(row.top1)}
+                   for row in points.itertuples()},
+        "bd_rate_top1": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_top1) for row in bd.itertuples()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    folders = {folder.name: folder for folder in args.report}
+    if PLOTTED_DATASET not in folders:
+        raise UserError(f"summarize needs the '{PLOTTED_DATASET}' report among --report {' '.join(map(str, args.report))}")
+    summary = {name: dataset_metrics(read_table(folder / "rd_points.csv"), read_table(folder / "bd_rate.csv"))
+               for name, folder in folders.items()}
+    curves = read_table(folders[PLOTTED_DATASET] / "rd_points.csv")
+    accuracy = pd.DataFrame(columns=RA_COLUMNS)
+    if args.machine is not None:
+        points = read_table(args.machine / "rate_accuracy.csv")
+        task = io.read_json(args.machine / "summary.json")
+        summary["machine"] = machine_metrics(points, read_table(args.machine / "bd_rate_accuracy.csv"),
+                                             task["uncompressed_top1"])
+        accuracy = points.assign(series=points["codec"]).reindex(columns=RA_COLUMNS)
+    with stage_run("summarize", {}, {"datasets": sorted(summary)}) as tracked:
+        io.write_json(args.metrics, summary)
+        with io.atomic_path(args.rate_distortion) as tmp:
+            curves.assign(series=curves["codec"]).reindex(columns=RD_COLUMNS).to_csv(tmp, index=False)
+        with io.atomic_path(args.rate_accuracy) as tmp:
+            accuracy.to_csv(tmp, index=False)
+        tracked.log_metrics({"datasets": len(folders), "rate_distortion_points": len(curves),
+                             "rate_accuracy_points": len(accuracy)})
+        for path in (args.metrics, args.rate_distortion, args.rate_accuracy):
+            tracked.log_artifact(path)
+    return args.metrics
+
+
+if __name__ == "__main__":
+    run(main)

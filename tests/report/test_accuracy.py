@@ -1,0 +1,65 @@
+"""Rate–accuracy tables from per-image task measurements and classifier metrics."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
+                                       top_predictions)
+
+
+def per_image(codec: str, points: dict[float, tuple[float, list[float]]]) -> pd.DataFrame:
+    """Rows for images at each point: (bpp, per-image top-1 hits)."""
+    rows = []
+    for point, (bpp, hits) in points.items():
+        for i, hit in enumerate(hits):
+            rows.append({"codec": codec, "point": point, "image_id": f"{i:03d}", "height": 64, "width": 64,
+                         "bpp": bpp, "top1": hit, "top5": 1.0, "psnr": 30.0, "psnr_salient": 28.0,
+                         "psnr_background": 31.0, "run_id": "r"})
+    return pd.DataFrame(rows)
+
+
+def test_decoded_points_average_hits_per_point():
+    points = decoded_points(per_image("jpeg", {10: (0.5, [1, 0, 0, 0]), 50: (1.0, [1, 1, 0, 0])}), "classical")
+    assert list(points["top1"]) == [0.25, 0.5] and list(points["images"]) == [4, 4]
+    assert points["mse"].iloc[0] == pytest.approx(255.0**2 * 1e-3)
+    assert set(points["image_size"]) == {"64×64"} and set(points["kind"]) == {"classical"}
+
+
+def test_bd_rate_at_equal_accuracy_of_a_curve_needing_half_the_bits():
+    rates = np.array([0.2, 0.4, 0.8, 1.6])
+    accuracy = np.array([0.4, 0.6, 0.75, 0.85])
+    anchor = pd.DataFrame({"kind": "classical", "codec": "avif", "point": range(4), "bpp": rates, "top1": accuracy})
+    test = pd.DataFrame({"kind": "task-tuned", "codec": "tuned", "point": range(4), "bpp": rates / 2, "top1": accuracy})
+    table = bd_rate_accuracy(pd.concat([anchor, test]), "pchip")
+    assert table["bd_rate_top1"].iloc[0] == pytest.approx(-50.0, abs=1e-6)
+    needed = bits_for_accuracy(pd.concat([anchor, test]), 0.7).set_index("codec")["bpp"]
+    assert needed["avif"] == 0.8 and needed["tuned"] == 0.4
+
+
+def test_non_overlapping_accuracy_ranges_give_nan_with_a_note():
+    anchor = pd.DataFrame({"kind": "classical", "codec": "jpeg", "point": range(3), "bpp": [1, 2, 3],
+                           "top1": [0.1, 0.2, 0.3]})
+    test = pd.DataFrame({"kind": "latent", "codec": "c", "point": range(3), "bpp": [1, 2, 3], "top1": [0.6, 0.7, 0.8]})
+    row = bd_rate_accuracy(pd.concat([anchor, test]), "pchip").iloc[0]
+    assert math.isnan(row["bd_rate_top1"]) and row["note"]
+
+
+def test_classifier_points_from_metrics():
+    latent = {"codec": "bmshj2018-hyperprior", "N": 8, "M": 12, "lmbda": 0.01, "images": {"train": 5, "test": 3},
+              "bpp": 0.4, "test_top1": 0.5, "test_top5": None, "run_id": "x"}
+    joint = {"arch": "bmshj2018-hyperprior", "N": 8, "M": 12, "lmbda": 0.01, "test_images": 3, "bpp": 0.38,
+             "test_top1": 0.6, "test_top5": 0.9, "run_id": "y"}
+    points = pd.concat([classifier_points([latent], "latent", "64×64"), classifier_points([joint], "joint", "64×64")])
+    assert list(points["images"]) == [3, 3] and math.isnan(points["top5"].iloc[0]) and points["top5"].iloc[1] == 0.9
+    assert list(points["codec"]) == ["bmshj2018-hyperprior/N8-M12 latent cResNet",
+                                     "bmshj2018-hyperprior/N8-M12 joint cResNet"]
+
+
+def test_top_predictions_lists_the_most_probable_classes():
+    text = top_predictions(np.array([0.0, 3.0, 1.0, -2.0]), ["a", "b", "c", "d"])
+    lines = text.splitlines()
+    assert [line.split()[0] for line in lines] == ["b", "c", "a"]
+    assert lines[0].endswith("84%")

@@ -1,0 +1,72 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from taskcodec.errors import UserError
+from taskcodec.tasks.evaluation import classification_metrics, predict_logits
+from taskcodec.tasks.latent_training import read_latent_cache, same_codec, train_latent_classifier
+
+MODEL = {"arch": "cresnet", "width": 8, "blocks": [1, 1, 1]}
+TRAIN = {"epochs": 12, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+         "crop_padding": 0, "time_budget_s": None, "checkpoint_every": 100, "seed": 0}
+
+
+def write_cache(folder, count, classes=3, seed=0, labels=None, sha="abc"):
+    """A latent cache like cache_latents writes, whose class is the channel with a raised mean."""
+    folder.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(count) % classes if labels is None else torch.tensor(labels)
+    y_hat = torch.randn(count, 6, 4, 4, generator=generator).mul(2).round()
+    y_hat[torch.arange(count), labels.clamp_min(0)] += 3
+    scales_hat = torch.rand(count, 6, 4, 4, generator=generator) + 0.5
+    ids = [f"{seed}-{i}" for i in range(count)]
+    half = count // 2
+    for shard, part in enumerate((slice(0, half), slice(half, count))):
+        torch.save({"image_ids": ids[part], "labels": labels[part].tolist(), "y_hat": y_hat[part],
+                    "scales_hat": scales_hat[part]}, folder / f"shard-{shard:05d}.pt")
+    pd.DataFrame({"image_id": ids, "label": labels.tolist(), "bpp": 0.5, "bpp_estimated": 0.45}).to_csv(
+        folder / "index.csv", index=False)
+    (folder / "cache.json").write_text(json.dumps({"model": "m.pt", "model_sha256": sha, "codec": "bmshj2018-hyperprior",
+                                                   "N": 8, "M": 6, "lmbda": 0.01}))
+    return folder
+
+
+def test_reads_every_shard_in_order(tmp_path):
+    latents = read_latent_cache(write_cache(tmp_path / "c", 10))
+    assert latents.image_ids == [f"0-{i}" for i in range(10)]
+    assert latents.y_hat.shape == (10, 6, 4, 4) and latents.labels.dtype == torch.int64
+    assert latents.index["bpp"].mean() == 0.5
+
+
+def test_unlabeled_cache_needs_a_labeled_dataset(tmp_path):
+    folder = write_cache(tmp_path / "c", 4, labels=[-1, -1, -1, -1])
+    with pytest.raises(UserError, match="the task needs a labeled dataset \\(class subfolders"):
+        read_latent_cache(folder)
+
+
+def test_cache_without_latents_or_scales_is_explained(tmp_path):
+    folder = write_cache(tmp_path / "c", 4)
+    for shard in folder.glob("shard-*.pt"):
+        shard.unlink()
+    with pytest.raises(UserError, match="without --no-latents"):
+        read_latent_cache(folder)
+
+
+def test_caches_of_different_codecs_are_refused(tmp_path):
+    a, b = read_latent_cache(write_cache(tmp_path / "a", 4)), read_latent_cache(write_cache(tmp_path / "b", 4, sha="x"))
+    with pytest.raises(UserError, match="different codecs"):
+        same_codec({"train": a, "val": b})
+
+
+def test_latent_classifier_learns_a_separable_problem(tmp_path):
+    train = read_latent_cache(write_cache(tmp_path / "train", 96, seed=0))
+    val = read_latent_cache(write_cache(tmp_path / "val", 30, seed=1))
+    test = read_latent_cache(write_cache(tmp_path / "test", 60, seed=2))
+    torch.manual_seed(0)
+    model, state = train_latent_classifier(MODEL, TRAIN, train, val, 3, torch.device("cpu"), tmp_path / "resume.pt",
+                                           tmp_path / "log.csv")
+    logits = predict_logits(model, (test.y_hat, test.scales_hat), 32, torch.device("cpu"))
+    assert classification_metrics(logits, test.labels)["top1"] >= 0.95
+    assert state.epoch == 12
