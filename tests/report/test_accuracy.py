@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
+from taskcodec.report.accuracy import (accuracy_envelope, bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
                                        top_predictions)
 
 
@@ -63,3 +63,15 @@ def test_top_predictions_lists_the_most_probable_classes():
     lines = text.splitlines()
     assert [line.split()[0] for line in lines] == ["b", "c", "a"]
     assert lines[0].endswith("84%")
+
+
+def test_envelope_keeps_only_points_that_raise_accuracy():
+    curve = pd.DataFrame({"bpp": [0.5, 1.0, 1.5, 2.0, 3.0], "top1": [0.6, 0.88, 0.88, 0.86, 0.9]})
+    assert list(accuracy_envelope(curve)["bpp"]) == [0.5, 1.0, 3.0]
+
+
+def test_saturated_anchor_still_gives_a_bd_rate():
+    anchor = pd.DataFrame({"kind": "classical", "codec": "hevc", "point": range(5), "bpp": [0.4, 0.7, 1.1, 1.7, 2.5],
+                           "top1": [0.70, 0.80, 0.84, 0.88, 0.88]})
+    test = anchor.assign(kind="pretrained", codec="learned", bpp=anchor["bpp"] * 0.8)
+    assert bd_rate_accuracy(pd.concat([anchor, test]), "pchip")["bd_rate_top1"].iloc[0] == pytest.approx(-20.0)

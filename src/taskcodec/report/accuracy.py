@@ -52,14 +52,29 @@ def classifier_points(metrics: list[dict], kind: str, image_size: str) -> pd.Dat
     return pd.DataFrame(rows).reindex(columns=POINT_COLUMNS)
 
 
+def accuracy_envelope(curve: pd.DataFrame) -> pd.DataFrame:
+    """The points of a rate–accuracy curve that beat every cheaper point (accuracy strictly rising with bpp).
+
+    Accuracy saturates and is noisy (a test split of N images has only N + 1 values), so a curve often
+    repeats or loses accuracy at a higher rate; the bits needed for an accuracy are those of its
+    cheapest point reaching it, which is what BD-rate at equal accuracy then interpolates.
+    """
+    curve = curve.sort_values("bpp")
+    best = curve["top1"].cummax().shift(fill_value=-np.inf)
+    return curve[curve["top1"] > best]
+
+
 def bd_rate_accuracy(points: pd.DataFrame, method: str) -> pd.DataFrame:
     """BD-rate (%) at equal top-1 accuracy of every learned curve against every classical one:
-    the bits saved (negative) for the same accuracy, over the accuracy range both curves cover."""
+    the bits saved (negative) for the same accuracy, over the accuracy range both curves cover
+    (on each curve's :func:`accuracy_envelope`)."""
     rows = []
     anchors = points[points["kind"] == "classical"]
     tests = points[points["kind"] != "classical"]
     for (kind, test_name), test in tests.groupby(["kind", "codec"], sort=False):
+        test = accuracy_envelope(test)
         for anchor_name, anchor in anchors.groupby("codec"):
+            anchor = accuracy_envelope(anchor)
             row = {"kind": kind, "codec": test_name, "anchor": anchor_name, "note": ""}
             try:
                 row["bd_rate_top1"] = bd_rate(anchor["bpp"].to_numpy(), 100 * anchor["top1"].to_numpy(),
