@@ -63,7 +63,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
     monkeypatch.setattr(training, "random_patches", dying_patches)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, PARAMS, images, "killed")
-    assert torch.load(tmp_path / "killed-resume.pt", weights_only=False)["step"] == 8
+    assert torch.load(tmp_path / "killed-resume.pt", weights_only=False)["progress"].step == 8
     calls["n"] = 0
     monkeypatch.setattr(training, "random_patches", counting(real_patches, calls))
     resumed, state = run(tmp_path, PARAMS, images, "killed")

@@ -58,7 +58,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
     monkeypatch.setattr(training, "random_crop_flip", dying)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, PARAMS, "killed")
-    assert torch.load(tmp_path / "killed-resume.pt", weights_only=False)["state"].epoch == 1
+    assert torch.load(tmp_path / "killed-resume.pt", weights_only=False)["progress"].epoch == 1
     calls["n"] = -100
     resumed, state = run(tmp_path, PARAMS, "killed")
     assert calls["n"] == -100 + 8 and state.epoch == 3  # only epochs 2 and 3 were trained again

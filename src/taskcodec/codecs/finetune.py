@@ -27,13 +27,13 @@ from taskcodec.codecs.training import (
     check_saliency,
     logged_terms,
     optimize,
-    params_fingerprint,
     random_windows,
     split_maps,
     validate,
     with_maps,
 )
 from taskcodec.losses import TaskAwareLoss
+from taskcodec.resume import params_fingerprint
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accuracy", "aux_loss", "lr", "elapsed_s"]
 

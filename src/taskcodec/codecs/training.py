@@ -12,8 +12,6 @@ for the rate–distortion loss, optionally saliency-weighted (seed 003).
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,13 +30,9 @@ from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
 from taskcodec.losses import RateDistortionLoss, saliency_weights
 from taskcodec.metrics import psnr_batch
+from taskcodec.resume import load_resume, params_fingerprint, save_resume
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "aux_loss", "lr", "elapsed_s"]
-
-
-def params_fingerprint(params: dict[str, Any]) -> str:
-    """Stable hash of a params dict; a resume checkpoint is used only if it matches."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def learning_rate(params: dict[str, Any], progress: float) -> float:
@@ -177,25 +171,10 @@ def optimize(
     optimizers = net_aux_optimizer(
         model, {"net": {"type": "Adam", "lr": params["lr"]}, "aux": {"type": "Adam", "lr": params["aux_lr"]}}
     )
-    state = TrainState()
-    if resume_path.is_file():
-        saved = io.load_checkpoint(resume_path, map_location="cpu")  # RNG states must stay on the CPU
-        if saved.get("fingerprint") == fingerprint:
-            model.load_state_dict(saved["state_dict"])
-            optimizers["net"].load_state_dict(saved["optimizer"])
-            optimizers["aux"].load_state_dict(saved["aux_optimizer"])
-            generator.set_state(saved["generator_state"])
-            torch.set_rng_state(saved["torch_rng_state"])
-            state = TrainState(saved["step"], saved["elapsed_s"], saved["history"])
-            tqdm.write(f"resuming {resume_path} at step {state.step}")
-
-    def save_resume() -> None:
-        io.save_checkpoint(resume_path, {
-            "fingerprint": fingerprint, "state_dict": model.state_dict(),
-            "optimizer": optimizers["net"].state_dict(), "aux_optimizer": optimizers["aux"].state_dict(),
-            "generator_state": generator.get_state(), "torch_rng_state": torch.get_rng_state(),
-            "step": state.step, "elapsed_s": state.elapsed_s, "history": state.history,
-        })
+    stateful = {"model": model, "optimizer": optimizers["net"], "aux_optimizer": optimizers["aux"]}
+    state = load_resume(resume_path, fingerprint, stateful, generator) or TrainState()
+    if state.step:
+        tqdm.write(f"resuming {resume_path} at step {state.step}")
 
     def record_validation() -> None:
         model.eval()
@@ -235,7 +214,7 @@ def optimize(
         if state.step % params["val_every"] == 0:
             record_validation()
         if state.step % params["checkpoint_every"] == 0:
-            save_resume()
+            save_resume(resume_path, fingerprint, stateful, generator, state)
     progress_bar.close()
 
     if not state.history or state.history[-1]["split"] != "val":

@@ -32,12 +32,11 @@ from compressai.ops import quantize_ste
 from torch import nn
 from tqdm import tqdm
 
-from taskcodec import io
 from taskcodec.codecs.bitstream import ImageBitstream
 from taskcodec.codecs.coding import decode_images, encode_images, pad
-from taskcodec.codecs.training import params_fingerprint
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
+from taskcodec.resume import load_resume, params_fingerprint, save_resume
 from taskcodec.tasks.evaluation import classification_metrics, predict_logits
 from taskcodec.tasks.training import budget_clock, cosine_lr, random_crop_flip, write_log
 
@@ -148,18 +147,11 @@ def train_joint(codec: CompressionModel, classifier: nn.Module, params: dict[str
                                      lr=params["aux_lr"])
     generator = torch.Generator().manual_seed(params["seed"])
     torch.manual_seed(params["seed"])
-    state = JointState()
     fingerprint = params_fingerprint({"data": data_id, **params})
-    if resume_path.is_file():
-        saved = io.load_checkpoint(resume_path, map_location="cpu")
-        if saved.get("fingerprint") == fingerprint:
-            model.load_state_dict(saved["state_dict"])
-            optimizer.load_state_dict(saved["optimizer"])
-            aux_optimizer.load_state_dict(saved["aux_optimizer"])
-            generator.set_state(saved["generator_state"])
-            torch.set_rng_state(saved["torch_rng_state"])
-            state = saved["state"]
-            tqdm.write(f"resuming {resume_path} at epoch {state.epoch}")
+    stateful = {"model": model, "optimizer": optimizer, "aux_optimizer": aux_optimizer}
+    state = load_resume(resume_path, fingerprint, stateful, generator) or JointState()
+    if state.epoch:
+        tqdm.write(f"resuming {resume_path} at epoch {state.epoch}")
 
     batch_size = min(params["batch_size"], len(train_images))
     steps_per_epoch = len(train_images) // batch_size
@@ -215,11 +207,7 @@ def train_joint(codec: CompressionModel, classifier: nn.Module, params: dict[str
             state.best_epoch, state.best_val_loss = state.epoch, val["loss"]
             state.best_state = copy.deepcopy({key: value.detach().cpu() for key, value in model.state_dict().items()})
         if state.epoch % params["checkpoint_every"] == 0 and not out_of_time:
-            io.save_checkpoint(resume_path, {
-                "fingerprint": fingerprint, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "aux_optimizer": aux_optimizer.state_dict(), "generator_state": generator.get_state(),
-                "torch_rng_state": torch.get_rng_state(), "state": state,
-            })
+            save_resume(resume_path, fingerprint, stateful, generator, state)
     progress_bar.close()
     if state.best_state is not None:
         model.load_state_dict(state.best_state)

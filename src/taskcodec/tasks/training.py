@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from taskcodec import io
-from taskcodec.codecs.training import params_fingerprint
+from taskcodec.resume import load_resume, params_fingerprint, save_resume
 from taskcodec.tasks.evaluation import as_model_input, classification_metrics, predict_logits
 
 LOG_FIELDS = ["epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "elapsed_s"]
@@ -115,17 +115,11 @@ def train_classifier(
                                 nesterov=params["nesterov"], weight_decay=params["weight_decay"])
     generator = torch.Generator().manual_seed(params["seed"])
     torch.manual_seed(params["seed"])
-    state = TrainState()
     fingerprint = params_fingerprint({"data": data_id, **params})
-    if resume_path.is_file():
-        saved = io.load_checkpoint(resume_path, map_location="cpu")
-        if saved.get("fingerprint") == fingerprint:
-            model.load_state_dict(saved["state_dict"])
-            optimizer.load_state_dict(saved["optimizer"])
-            generator.set_state(saved["generator_state"])
-            torch.set_rng_state(saved["torch_rng_state"])
-            state = saved["state"]
-            tqdm.write(f"resuming {resume_path} at epoch {state.epoch}")
+    stateful = {"model": model, "optimizer": optimizer}
+    state = load_resume(resume_path, fingerprint, stateful, generator) or TrainState()
+    if state.epoch:
+        tqdm.write(f"resuming {resume_path} at epoch {state.epoch}")
 
     batch_size = min(params["batch_size"], len(train))
     steps_per_epoch = len(train) // batch_size
@@ -174,10 +168,7 @@ def train_classifier(
             state.best_epoch, state.best_val_top1 = state.epoch, val_metrics["top1"]
             state.best_state = copy.deepcopy({key: value.detach().cpu() for key, value in model.state_dict().items()})
         if state.epoch % params["checkpoint_every"] == 0 and not out_of_time:
-            io.save_checkpoint(resume_path, {
-                "fingerprint": fingerprint, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator_state": generator.get_state(), "torch_rng_state": torch.get_rng_state(), "state": state,
-            })
+            save_resume(resume_path, fingerprint, stateful, generator, state)
     progress_bar.close()
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
