@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from taskcodec.codecs.finetune import LOG_FIELDS, finetune_codec, freeze
+from taskcodec.codecs.finetune import LOG_FIELDS, finetune_codec
+from taskcodec.tasks.checkpoint import freeze
 from taskcodec.codecs.registry import build_codec
 from taskcodec.data.tensors import to_float
 from taskcodec.losses import RateDistortionLoss, TaskAwareLoss

@@ -34,13 +34,9 @@ from taskcodec.codecs.training import (
 )
 from taskcodec.losses import TaskAwareLoss
 from taskcodec.resume import params_fingerprint
+from taskcodec.tasks.checkpoint import freeze
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accuracy", "aux_loss", "lr", "elapsed_s"]
-
-
-def freeze(task_model: nn.Module) -> nn.Module:
-    """Eval mode (fixed batch-norm statistics) and no parameter gradients: the task model is only read."""
-    return task_model.eval().requires_grad_(False)
 
 
 def finetune_codec(

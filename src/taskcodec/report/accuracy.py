@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from taskcodec import io  # noqa: E402
@@ -106,6 +107,8 @@ def rate_accuracy_plot(points: pd.DataFrame, uncompressed: dict, metric: str, ti
     if uncompressed.get(metric) is not None:
         ax.axhline(100 * uncompressed[metric], color="black", linewidth=1, label="uncompressed")
     ax.set_xscale("log")
+    for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis_formatter(FormatStrFormatter("%g"))  # 0.3, 0.5, 1, 2 rather than 3×10⁻¹
     ax.set_xlabel("bits per pixel (actual, from file sizes; log scale)")
     ax.set_ylabel(f"{metric} accuracy (%)")
     ax.set_title(title)

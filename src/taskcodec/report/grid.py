@@ -38,7 +38,7 @@ def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], ti
         ax.imshow(image, interpolation="nearest")
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # keep the suptitle clear of multi-line captions
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

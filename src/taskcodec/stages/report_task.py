@@ -78,12 +78,12 @@ def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, li
     tuned_row = tuned[(tuned["codec"] == best[0]) & (tuned["point"] == best[1]) & (tuned["image_id"] == image_id)].iloc[0]
     candidates = human[human["image_id"] == image_id]
     human_row = candidates.loc[(candidates["bpp"] - tuned_row["bpp"]).abs().idxmin()]
+    summaries = {kind: [io.read_json(folder / "summary.json") for folder in folders[kind]]
+                 for kind in ("pretrained", "task-tuned")}
     panels = []
     for kind, row in (("pretrained", human_row), ("task-tuned", tuned_row)):
-        recon = next(folder / "recon" / f"{image_id}.png" for folder in folders[kind]
-                     if (folder / "summary.json").is_file()
-                     and io.read_json(folder / "summary.json")["codec"] == row["codec"]
-                     and float(io.read_json(folder / "summary.json")["point"]) == float(row["point"]))
+        recon = next(folder / "recon" / f"{image_id}.png" for folder, summary in zip(folders[kind], summaries[kind])
+                     if (summary["codec"], float(summary["point"])) == (row["codec"], float(row["point"])))
         caption = (f"{row['codec']} λ={row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.1f} dB\n"
                    + top_predictions(_logits(model, load_rgb8(recon)), names))
         panels.append((caption, recon))
