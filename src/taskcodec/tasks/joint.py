@@ -38,7 +38,7 @@ from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
 from taskcodec.resume import load_resume, params_fingerprint, save_resume
 from taskcodec.tasks.evaluation import classification_metrics, predict_logits
-from taskcodec.tasks.training import budget_clock, cosine_lr, random_crop_flip, write_log
+from taskcodec.tasks.training import random_crop_flip, run_epochs, write_log
 
 LOG_FIELDS = ["epoch", "step", "train_loss", "train_ce", "train_bpp", "train_top1", "val_loss", "val_ce", "val_bpp",
               "val_top1", "val_top5", "lr", "elapsed_s"]
@@ -153,62 +153,36 @@ def train_joint(codec: CompressionModel, classifier: nn.Module, params: dict[str
     if state.epoch:
         tqdm.write(f"resuming {resume_path} at epoch {state.epoch}")
 
-    batch_size = min(params["batch_size"], len(train_images))
-    steps_per_epoch = len(train_images) // batch_size
-    total_steps = params["epochs"] * steps_per_epoch
-    budget, clock = params["time_budget_s"], budget_clock(device)
-    progress_bar = tqdm(total=total_steps, initial=state.step, desc="joint", mininterval=5.0)
-    out_of_time = False
-    while state.epoch < params["epochs"] and not out_of_time:
-        order = torch.randperm(len(train_images), generator=generator)
-        sums, seen = {"loss": 0.0, "ce": 0.0, "bpp": 0.0, "correct": 0.0}, 0
-        for batch in range(steps_per_epoch):
-            if budget is not None and state.elapsed_s >= budget:
-                out_of_time = True
-                break
-            started = clock()
-            progress = state.step / total_steps if budget is None else max(state.step / total_steps, state.elapsed_s / budget)
-            lr = cosine_lr(params["lr"], progress)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            index = order[batch * batch_size : (batch + 1) * batch_size]
-            (x,) = random_crop_flip((to_float(train_images[index], device),), params["crop_padding"], generator)
-            labels = train_labels[index].to(device)
-            logits, bpp = model(x)
-            ce = F.cross_entropy(logits, labels)
-            loss = ce + params["rate_weight"] * bpp.mean()
-            optimizer.zero_grad()
-            loss.backward()
-            if params["clip_max_norm"] > 0:
-                torch.nn.utils.clip_grad_norm_(net_parameters, params["clip_max_norm"])
-            optimizer.step()
-            aux_loss = codec.aux_loss()
-            aux_optimizer.zero_grad()
-            aux_loss.backward()
-            aux_optimizer.step()
-            state.step += 1
-            state.elapsed_s += clock() - started
-            for key, value in (("loss", loss.item()), ("ce", ce.item()), ("bpp", bpp.mean().item()),
-                               ("correct", (logits.argmax(1) == labels).float().mean().item())):
-                sums[key] += value * len(index)
-            seen += len(index)
-            progress_bar.update(1)
-            progress_bar.set_postfix(ce=f"{ce.item():.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
-        if seen == 0:
-            break
-        state.epoch += 1
+    def train_batch(index: torch.Tensor) -> dict[str, float]:
+        (x,) = random_crop_flip((to_float(train_images[index], device),), params["crop_padding"], generator)
+        labels = train_labels[index].to(device)
+        logits, bpp = model(x)
+        ce = F.cross_entropy(logits, labels)
+        loss = ce + params["rate_weight"] * bpp.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        if params["clip_max_norm"] > 0:
+            torch.nn.utils.clip_grad_norm_(net_parameters, params["clip_max_norm"])
+        optimizer.step()
+        aux_loss = codec.aux_loss()
+        aux_optimizer.zero_grad()
+        aux_loss.backward()
+        aux_optimizer.step()
+        return {"loss": loss.item(), "ce": ce.item(), "bpp": bpp.mean().item(),
+                "top1": (logits.argmax(1) == labels).float().mean().item()}
+
+    def end_epoch(means: dict[str, float], lr: float) -> None:
         val = _validate(model, val_images, val_labels, params["rate_weight"], params["batch_size"], device)
         state.history.append({
-            "epoch": state.epoch, "step": state.step, "train_loss": sums["loss"] / seen, "train_ce": sums["ce"] / seen,
-            "train_bpp": sums["bpp"] / seen, "train_top1": sums["correct"] / seen,
+            "epoch": state.epoch, "step": state.step, **{f"train_{key}": value for key, value in means.items()},
             **{f"val_{key}": value for key, value in val.items()}, "lr": lr, "elapsed_s": state.elapsed_s,
         })
         if val["loss"] <= state.best_val_loss:
             state.best_epoch, state.best_val_loss = state.epoch, val["loss"]
             state.best_state = copy.deepcopy({key: value.detach().cpu() for key, value in model.state_dict().items()})
-        if state.epoch % params["checkpoint_every"] == 0 and not out_of_time:
-            save_resume(resume_path, fingerprint, stateful, generator, state)
-    progress_bar.close()
+
+    run_epochs(state, params, len(train_images), generator, device, optimizer, train_batch, end_epoch,
+               lambda: save_resume(resume_path, fingerprint, stateful, generator, state), "joint")
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     model.eval()

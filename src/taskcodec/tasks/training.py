@@ -90,6 +90,57 @@ def write_log(path: Path, history: list[dict[str, Any]], fields: list[str]) -> N
         writer.writerows(history)
 
 
+def run_epochs(state: Any, params: dict[str, Any], num_train: int, generator: torch.Generator, device: torch.device,
+               optimizer: torch.optim.Optimizer, train_batch: Callable[[torch.Tensor], dict[str, float]],
+               end_epoch: Callable[[dict[str, float], float], None], save: Callable[[], None], desc: str) -> None:
+    """The epoch loop shared by the classifier trainings: run the epochs left in ``state``.
+
+    Each epoch visits the ``num_train`` items in a random order (``generator``) in batches of
+    ``batch_size``, dropping a last partial batch. Before every batch the learning rate of ``optimizer``
+    follows :func:`cosine_lr` over the progress of training (in steps, or in the time budget when that
+    is further along); ``train_batch(index)`` trains on the items ``index`` and returns the batch's mean
+    logged terms. After every epoch ``end_epoch(epoch means of those terms, lr)`` validates and records,
+    and every ``checkpoint_every`` epochs ``save()`` writes the resume checkpoint. Training stops after
+    ``epochs`` or once ``time_budget_s`` seconds (:func:`budget_clock`) are spent; ``state`` counts
+    ``epoch``, ``step`` and ``elapsed_s``.
+    """
+    batch_size = min(params["batch_size"], num_train)
+    steps_per_epoch = num_train // batch_size
+    total_steps = params["epochs"] * steps_per_epoch
+    budget, clock = params["time_budget_s"], budget_clock(device)
+    progress_bar = tqdm(total=total_steps, initial=state.step, desc=desc, mininterval=5.0)
+    out_of_time = False
+    while state.epoch < params["epochs"] and not out_of_time:
+        order = torch.randperm(num_train, generator=generator)
+        sums: dict[str, float] = {}
+        seen = 0
+        for batch in range(steps_per_epoch):
+            if budget is not None and state.elapsed_s >= budget:
+                out_of_time = True
+                break
+            started = clock()
+            progress = state.step / total_steps if budget is None else max(state.step / total_steps, state.elapsed_s / budget)
+            lr = cosine_lr(params["lr"], progress)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            index = order[batch * batch_size : (batch + 1) * batch_size]
+            terms = train_batch(index)
+            state.step += 1
+            state.elapsed_s += clock() - started
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value * len(index)
+            seen += len(index)
+            progress_bar.update(1)
+            progress_bar.set_postfix({key: f"{value:.3f}" for key, value in terms.items()}, refresh=False)
+        if seen == 0:
+            break
+        state.epoch += 1
+        end_epoch({key: value / seen for key, value in sums.items()}, lr)
+        if state.epoch % params["checkpoint_every"] == 0 and not out_of_time:
+            save()
+    progress_bar.close()
+
+
 def train_classifier(
     model: nn.Module,
     params: dict[str, Any],
@@ -121,55 +172,29 @@ def train_classifier(
     if state.epoch:
         tqdm.write(f"resuming {resume_path} at epoch {state.epoch}")
 
-    batch_size = min(params["batch_size"], len(train))
-    steps_per_epoch = len(train) // batch_size
-    total_steps = params["epochs"] * steps_per_epoch
-    budget = params["time_budget_s"]
-    clock = budget_clock(device)
-    progress_bar = tqdm(total=total_steps, initial=state.step, desc=desc, mininterval=5.0)
-    out_of_time = False
-    while state.epoch < params["epochs"] and not out_of_time:
-        order = torch.randperm(len(train), generator=generator)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for batch in range(steps_per_epoch):
-            if budget is not None and state.elapsed_s >= budget:
-                out_of_time = True
-                break
-            started = clock()
-            progress = state.step / total_steps if budget is None else max(state.step / total_steps, state.elapsed_s / budget)
-            lr = cosine_lr(params["lr"], progress)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            index = order[batch * batch_size : (batch + 1) * batch_size]
-            inputs = random_crop_flip(tuple(as_model_input(t[index], device) for t in train.inputs),
-                                      params["crop_padding"], generator)
-            labels = train.labels[index].to(device)
-            logits = model(*inputs)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            state.step += 1
-            state.elapsed_s += clock() - started
-            loss_sum += loss.item() * len(index)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(index)
-            progress_bar.update(1)
-            progress_bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if seen == 0:
-            break
-        state.epoch += 1
+    def train_batch(index: torch.Tensor) -> dict[str, float]:
+        inputs = random_crop_flip(tuple(as_model_input(t[index], device) for t in train.inputs),
+                                  params["crop_padding"], generator)
+        labels = train.labels[index].to(device)
+        logits = model(*inputs)
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item(), "top1": (logits.argmax(1) == labels).float().mean().item()}
+
+    def end_epoch(means: dict[str, float], lr: float) -> None:
         val_metrics = classification_metrics(predict_logits(model, val.inputs, params["batch_size"], device), val.labels)
         state.history.append({
-            "epoch": state.epoch, "step": state.step, "train_loss": loss_sum / seen, "train_top1": correct / seen,
+            "epoch": state.epoch, "step": state.step, **{f"train_{key}": value for key, value in means.items()},
             **{f"val_{key}": value for key, value in val_metrics.items()}, "lr": lr, "elapsed_s": state.elapsed_s,
         })
         if val_metrics["top1"] >= state.best_val_top1:  # ties go to the later, more annealed epoch
             state.best_epoch, state.best_val_top1 = state.epoch, val_metrics["top1"]
             state.best_state = copy.deepcopy({key: value.detach().cpu() for key, value in model.state_dict().items()})
-        if state.epoch % params["checkpoint_every"] == 0 and not out_of_time:
-            save_resume(resume_path, fingerprint, stateful, generator, state)
-    progress_bar.close()
+
+    run_epochs(state, params, len(train), generator, device, optimizer, train_batch, end_epoch,
+               lambda: save_resume(resume_path, fingerprint, stateful, generator, state), desc)
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     model.eval()
