@@ -60,11 +60,8 @@ class TaskMeasures:
     region (saliency ≥ ``threshold``, maps of the saliency stage), for images of a prepared split."""
 
     def __init__(self, task_model: Path | None, saliency: Path | None, threshold: float, device):
-        import torch
+        from taskcodec.tasks.checkpoint import load_task_model  # torch only for the stages that classify
 
-        from taskcodec.tasks.checkpoint import load_task_model
-
-        self._torch = torch
         self.device = device
         self.model = load_task_model(task_model, device)[0] if task_model is not None else None
         self.maps = Path(saliency) / "maps" if saliency is not None else None
@@ -73,10 +70,9 @@ class TaskMeasures:
     def measure(self, image_id: str, label: int, original: np.ndarray, reconstruction: np.ndarray) -> dict:
         row = {}
         if self.model is not None:
-            torch = self._torch
-            x = torch.from_numpy(reconstruction).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255.0
-            with torch.no_grad():
-                ranked = self.model(x)[0].argsort(descending=True).tolist()
+            from taskcodec.tasks.evaluation import image_logits
+
+            ranked = image_logits(self.model, reconstruction, self.device).argsort(descending=True).tolist()
             row.update(label=label, pred=ranked[0], top1=float(ranked[0] == label),
                        top5=float(label in ranked[:5]) if len(ranked) >= 5 else np.nan)
         if self.maps is not None:

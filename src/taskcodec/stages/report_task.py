@@ -23,7 +23,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from taskcodec import io
 from taskcodec.data.images import load_rgb8
@@ -35,6 +34,7 @@ from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, clas
 from taskcodec.report.grid import reconstruction_grid
 from taskcodec.stages.cli import params_argument, run
 from taskcodec.tasks.checkpoint import load_task_model
+from taskcodec.tasks.evaluation import image_logits
 from taskcodec.tracking import stage_run
 
 #: how close to the uncompressed top-1 a codec must come in bits_for_accuracy.csv (the issue's target)
@@ -64,11 +64,6 @@ def _per_image(folders: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_id"])
 
 
-def _logits(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)[0].numpy()
-
-
 def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, list[Path]], model, names: list[str],
                        image_id: str, original: np.ndarray, path: Path) -> None:
     """Original, the pretrained and the task-fine-tuned reconstruction at similar bpp, each with the task model's
@@ -85,9 +80,9 @@ def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, li
         recon = next(folder / "recon" / f"{image_id}.png" for folder, summary in zip(folders[kind], summaries[kind])
                      if (summary["codec"], float(summary["point"])) == (row["codec"], float(row["point"])))
         caption = (f"{row['codec']} λ={row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.1f} dB\n"
-                   + top_predictions(_logits(model, load_rgb8(recon)), names))
+                   + top_predictions(image_logits(model, load_rgb8(recon)).numpy(), names))
         panels.append((caption, recon))
-    title = f"test/{image_id}: original → {top_predictions(_logits(model, original), names, 1)}"
+    title = f"test/{image_id}: original → {top_predictions(image_logits(model, original).numpy(), names, 1)}"
     reconstruction_grid(original, panels, title, path)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,3 +52,10 @@ def predict_logits(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, 
         chunks.append(model(*(as_model_input(t[start : start + batch_size], device) for t in inputs)).float().cpu())
     model.train(was_training)
     return torch.cat(chunks)
+
+
+@torch.no_grad()
+def image_logits(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Logits (on the CPU) of ``model`` for one 8-bit RGB image H×W×3, as a reconstruction is classified."""
+    x = to_float(torch.from_numpy(image).permute(2, 0, 1)[None], torch.device(device))
+    return model(x)[0].float().cpu()
