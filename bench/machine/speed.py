@@ -1,10 +1,14 @@
 """Compressed-domain speed: images/s of classifying from latents vs decoding then classifying.
 
 Run after the pipeline (``bash bench/machine/run.sh``). For every pretrained codec
-with a latent classifier, both receivers start from the same cached test
-bitstreams (so at the same bpp) and are timed side by side in one process
+with a latent classifier, both receivers start from the same bitstreams (so at the
+same bpp) and are timed side by side in one process
 (taskcodec.tasks.speed.compare_speed): entropy decoding to ŷ, σ̂ + cResNet, versus
-entropy decoding + synthesis g_s + the task model. Writes
+entropy decoding + synthesis g_s + the task model. First on the cached test
+bitstreams (the prepared image size), then, for each ``--sizes`` S, on photos of
+``--photos`` resized and centre-cropped to S×S and entropy-coded by the same codec:
+the entropy decoder has a fixed cost per image while g_s and the task model grow
+with the pixels, so the ratio depends on the image size. Writes
 ``bench/results/machine/speed.csv`` and prints it.
 """
 
@@ -13,20 +17,42 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from taskcodec import io
 from taskcodec.codecs.bitstream import ImageBitstream, read_shard
 from taskcodec.codecs.checkpoint import load_codec
+from taskcodec.codecs.coding import encode_images
+from taskcodec.data.images import IMAGE_EXTENSIONS, load_rgb8, resize_center_crop
+from taskcodec.data.tensors import to_float
 from taskcodec.tasks.checkpoint import load_latent_classifier, load_task_model
 from taskcodec.tasks.speed import compare_speed
+
+
+def cached_bitstreams(cache: Path) -> tuple[list[ImageBitstream], float]:
+    """The test split's stored bitstreams and their mean actual bpp."""
+    bitstreams = [ImageBitstream.from_bytes(data) for shard in sorted(cache.glob("shard-*.tcbs"))
+                  for _, data in read_shard(shard)]
+    return bitstreams, float(pd.read_csv(cache / "index.csv")["bpp"].mean())
+
+
+def photo_bitstreams(codec, folder: Path, size: int) -> tuple[list[ImageBitstream], float]:
+    """The photos of ``folder`` at ``size``×``size``, entropy-coded by ``codec``, and their mean bpp."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    arrays = np.stack([resize_center_crop(load_rgb8(path), size, path) for path in paths])
+    bitstreams = encode_images(codec, to_float(torch.from_numpy(arrays).permute(0, 3, 1, 2), torch.device("cpu")))
+    return bitstreams, sum(8 * len(b.to_bytes()) for b in bitstreams) / (len(bitstreams) * size * size)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--photos", type=Path, default=Path("../shared/data/photos"),
+                        help="folder of photos for the larger sizes (skipped when missing)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512])
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/machine/speed.csv"))
     args = parser.parse_args()
@@ -36,15 +62,19 @@ def main() -> None:
     rows = []
     for classifier_path in sorted((args.results / "latent").rglob("model.pt")):
         codec_dir = classifier_path.parent.relative_to(args.results / "latent")
-        codec, meta = load_codec(args.results / "codecs" / codec_dir / "model.pt", device)
+        codec, _ = load_codec(args.results / "codecs" / codec_dir / "model.pt", device)
+        codec.eval()
         classifier, _ = load_latent_classifier(classifier_path, device)
-        cache = args.results / "cache" / codec_dir / "test"
-        bitstreams = [ImageBitstream.from_bytes(data) for shard in sorted(cache.glob("shard-*.tcbs"))
-                      for _, data in read_shard(shard)]
-        index = pd.read_csv(cache / "index.csv")
-        speed = compare_speed(codec, classifier, task_model, bitstreams, args.batch_size, device)
-        rows.append({"codec": str(codec_dir), "bpp": float(index["bpp"].mean()),
-                     "image_size": f"{bitstreams[0].width}×{bitstreams[0].height}", **speed})
+        sources = {"test split": lambda: cached_bitstreams(args.results / "cache" / codec_dir / "test")}
+        if args.photos.is_dir():
+            sources.update({f"{args.photos.name} {size}²": lambda size=size: photo_bitstreams(codec, args.photos, size)
+                            for size in args.sizes})
+        for source, load in sources.items():
+            bitstreams, bpp = load()
+            speed = compare_speed(codec, classifier, task_model, bitstreams, args.batch_size, device)
+            rows.append({"codec": str(codec_dir), "images_from": source, "bpp": bpp,
+                         "image_size": f"{bitstreams[0].width}×{bitstreams[0].height}", **speed})
+            print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     with io.atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)

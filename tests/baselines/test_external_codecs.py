@@ -39,14 +39,14 @@ def codec(request):
 
 
 def test_registry_holds_every_codec_of_params_yaml():
-    assert set(CLASSICAL_CODECS) == {"jpeg", "webp", "avif", "hevc", "jpegxl"}
+    assert set(CLASSICAL_CODECS) == {"jpeg", "webp", "avif", "avif444", "hevc", "jpegxl"}
     for name, cls in CLASSICAL_CODECS.items():
         assert issubclass(cls, ClassicalCodec) and cls.name == name and cls.quality_knob
     assert {name for name, cls in CLASSICAL_CODECS.items() if not issubclass(cls, PillowCodec)} == set(SWEEPS)
 
 
 def test_unknown_codec_is_a_user_error_listing_known_names():
-    with pytest.raises(UserError, match="jpeg2000.*avif, hevc, jpeg, jpegxl, webp"):
+    with pytest.raises(UserError, match="jpeg2000.*avif, avif444, hevc, jpeg, jpegxl, webp"):
         get_classical("jpeg2000")
 
 

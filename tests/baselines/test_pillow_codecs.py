@@ -8,10 +8,10 @@ from taskcodec.baselines import get_classical
 from taskcodec.baselines.pillow_codecs import PillowCodec
 from taskcodec.metrics import psnr
 
-# name: (low quality, high quality, minimum PSNR in dB at high quality). All
-# three subsample chroma 4:2:0, which caps PSNR near 33-35 dB on the synthetic
+# name: (low quality, high quality, minimum PSNR in dB at high quality). The
+# first three subsample chroma 4:2:0, which caps PSNR near 33-35 dB on the synthetic
 # colour edges; a channel swap or misalignment would fall far below 31 dB.
-SWEEPS = {"jpeg": (5, 95, 31.0), "webp": (0, 90, 31.0), "avif": (5, 90, 31.0)}
+SWEEPS = {"jpeg": (5, 95, 31.0), "webp": (0, 90, 31.0), "avif": (5, 90, 31.0), "avif444": (5, 90, 31.0)}
 
 
 def synthetic_image(height: int, width: int) -> np.ndarray:
@@ -84,3 +84,12 @@ def test_unavailable_reason_when_pillow_lacks_the_plugin(monkeypatch, name):
     monkeypatch.setattr(features, "check", lambda feature: False)
     reason = get_classical(name).unavailable_reason()
     assert reason is not None and "Pillow" in reason and reason.endswith(".")
+
+
+def test_avif_444_keeps_the_chroma_that_420_averages_away():
+    image = synthetic_image(64, 64)
+    image[:, ::2, 0] = 255  # one-pixel red stripes: 4:2:0 chroma averages them out
+    subsampled, full = get_classical("avif"), get_classical("avif444")
+    if full.unavailable_reason() is not None:
+        pytest.skip(full.unavailable_reason())
+    assert psnr(image, full.decode(full.encode(image, 90))) > psnr(image, subsampled.decode(subsampled.encode(image, 90))) + 3

@@ -65,7 +65,7 @@ def test_a_bitstream_does_not_depend_on_the_other_images_of_the_batch():
     together = encode_images(model, x)
     alone = encode_images(model, x[2:3])
     assert together[2] == alone[0]
-    assert torch.equal(decode_images(model, together).x_hat[2:3], decode_images(model, alone).x_hat)
+    assert torch.equal(decode_images(model, together).y_hat[2:3], decode_images(model, alone).y_hat)
 
 
 @pytest.mark.parametrize("arch", sorted(CODECS))
@@ -77,3 +77,23 @@ def test_every_architecture_decodes_like_compressai(arch):
         compressed = model.compress(x)
         reference = model.decompress(compressed["strings"], compressed["shape"])["x_hat"]
     assert torch.allclose(decoded.x_hat, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-hyperprior", "mbt2018-mean"])
+def test_a_batch_decodes_to_the_latents_of_each_bitstream_alone(arch):
+    model = tiny_model(arch)
+    bitstreams = encode_images(model, torch.rand(5, 3, 64, 64))
+    together = decode_images(model, bitstreams)
+    for i, bitstream in enumerate(bitstreams):
+        alone = decode_images(model, [bitstream])
+        assert torch.equal(together.y_hat[i : i + 1], alone.y_hat)
+        assert torch.equal(together.scales_hat[i : i + 1], alone.scales_hat)
+        assert torch.allclose(together.x_hat[i : i + 1], alone.x_hat, atol=1e-6)
+
+
+def test_a_corrupt_bitstream_in_a_batch_is_named_by_its_position():
+    model = tiny_model("bmshj2018-hyperprior")
+    bitstreams = encode_images(model, torch.rand(3, 3, 64, 64))
+    wrong = encode_images(tiny_model("bmshj2018-factorized"), torch.rand(1, 3, 64, 64))[0]
+    with pytest.raises(CorruptBitstream, match=r"image 1 of the batch"):
+        decode_images(model, [bitstreams[0], wrong, bitstreams[2]])

@@ -10,7 +10,7 @@ from taskcodec.data.tensors import to_float
 from taskcodec.losses import RateDistortionLoss, TaskAwareLoss
 
 PARAMS = {
-    "steps": 6, "batch_size": 4, "lr": 1e-3, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0,
+    "steps": 6, "batch_size": 4, "lr": 1e-3, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
     "saliency_floor": None, "time_budget_s": None, "val_every": 3, "checkpoint_every": 100, "seed": 0,
     "device": "cpu", "threads": 1, "lr_drop_at": [0.8], "lr_gamma": 0.5,
 }

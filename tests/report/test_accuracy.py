@@ -35,8 +35,11 @@ def test_bd_rate_at_equal_accuracy_of_a_curve_needing_half_the_bits():
     test = pd.DataFrame({"kind": "task-tuned", "codec": "tuned", "point": range(4), "bpp": rates / 2, "top1": accuracy})
     table = bd_rate_accuracy(pd.concat([anchor, test]), "pchip")
     assert table["bd_rate_top1"].iloc[0] == pytest.approx(-50.0, abs=1e-6)
-    needed = bits_for_accuracy(pd.concat([anchor, test]), 0.7).set_index("codec")["bpp"]
-    assert needed["avif"] == 0.8 and needed["tuned"] == 0.4
+    needed = bits_for_accuracy(pd.concat([anchor, test]), 0.7).set_index("codec")
+    assert needed.loc["avif", "bpp"] == 0.8 and needed.loc["tuned", "bpp"] == 0.4
+    assert needed.loc["tuned", "share_of_avif"] == 0.5
+    unreached = bits_for_accuracy(pd.concat([anchor, test]), 0.9)
+    assert unreached["bpp"].isna().all() and not any(c.startswith("share_of_") for c in unreached.columns)
 
 
 def test_non_overlapping_accuracy_ranges_give_nan_with_a_note():

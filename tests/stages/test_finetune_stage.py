@@ -18,7 +18,7 @@ PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"trai
 TRAIN = {"distortion": "mse", "steps": 3, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
          "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 3,
          "checkpoint_every": 10, "init": None, "seed": 0, "device": "cpu", "threads": 1, "saliency_floor": None}
-FINETUNE = {"steps": 4, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0,
+FINETUNE = {"steps": 4, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
             "saliency_floor": 0.3, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,
             "device": "cpu", "threads": 1, "lr_drop_at": [0.75], "lr_gamma": 0.3}
 TASK = {"arch": "resnet-small", "widths": [4], "blocks": [1], "stem_stride": 1, "weights": None}

@@ -6,13 +6,19 @@ Encoding pads each image (replicate padding, right and bottom) to a multiple of
 can crop. Decoding goes through a per-architecture *latent decoder* that
 returns the decoded latents ŷ and, for hyperprior models, the scales σ̂ that
 the decoder derives from the hyperlatent; compressed-domain models train on
-these (Gupta et al., "Learning-Based Compression for Machines").
+these (Gupta et al., "Learning-Based Compression for Machines"). A latent
+decoder takes a whole batch of bitstreams in one CompressAI ``decompress``
+call per entropy model (its per-call cost, converting the CDF tables, is paid
+once per batch), while every value that selects a CDF (the hyper-decoder's σ̂)
+is computed image by image, exactly as the encoder computed it, so each
+bitstream still decodes alone and to the same latents.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -62,10 +68,15 @@ def _decode_factorized(model, strings, shape):
     return model.entropy_bottleneck.decompress(strings[0], shape), None
 
 
+def _per_image(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """``module`` applied to each image alone, as :func:`encode_images` applies it (bit-identical floats)."""
+    return torch.cat([module(image) for image in batch.split(1)])
+
+
 @register_latent_decoder(ScaleHyperprior, 64)
 def _decode_scale_hyperprior(model, strings, shape):
     z_hat = model.entropy_bottleneck.decompress(strings[1], shape)
-    scales_hat = model.h_s(z_hat)
+    scales_hat = _per_image(model.h_s, z_hat)
     indexes = model.gaussian_conditional.build_indexes(scales_hat)
     y_hat = model.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
     return y_hat, scales_hat
@@ -74,7 +85,7 @@ def _decode_scale_hyperprior(model, strings, shape):
 @register_latent_decoder(MeanScaleHyperprior, 64)
 def _decode_mean_scale_hyperprior(model, strings, shape):
     z_hat = model.entropy_bottleneck.decompress(strings[1], shape)
-    scales_hat, means_hat = model.h_s(z_hat).chunk(2, 1)
+    scales_hat, means_hat = _per_image(model.h_s, z_hat).chunk(2, 1)
     indexes = model.gaussian_conditional.build_indexes(scales_hat)
     y_hat = model.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means=means_hat)
     return y_hat, scales_hat
@@ -125,7 +136,12 @@ def encode_images(model: CompressionModel, x: torch.Tensor) -> list[ImageBitstre
 
 @torch.no_grad()
 def decode_images(model: CompressionModel, bitstreams: list[ImageBitstream], pixels: bool = True) -> DecodedBatch:
-    """Decode same-sized bitstreams, one at a time, to ŷ and σ̂ (where supported) and, if ``pixels``, images."""
+    """Decode same-sized bitstreams to ŷ and σ̂ (where supported) and, if ``pixels``, images.
+
+    Architectures with a latent decoder decode the batch together (see the module
+    docstring); the autoregressive ones decode one image at a time. A bitstream that
+    does not decode raises :class:`CorruptBitstream` naming its position in the batch.
+    """
     height, width = bitstreams[0].height, bitstreams[0].width
     if any((b.height, b.width) != (height, width) for b in bitstreams):
         raise ValueError("decode_images needs bitstreams of one image size")
@@ -133,20 +149,38 @@ def decode_images(model: CompressionModel, bitstreams: list[ImageBitstream], pix
     padded_h = math.ceil(height / PAD_MULTIPLE) * PAD_MULTIPLE
     padded_w = math.ceil(width / PAD_MULTIPLE) * PAD_MULTIPLE
     shape = (padded_h // divisor, padded_w // divisor)
-    decoded = [_decode_one(model, bitstream.strings, shape, decoder, pixels) for bitstream in bitstreams]
-    x_hat, y_hat, scales_hat = (None if parts[0] is None else torch.cat(parts) for parts in zip(*decoded))
-    return DecodedBatch(None if x_hat is None else x_hat[..., :height, :width], y_hat, scales_hat)
+    if decoder is None:
+        x_hat = torch.cat([_decoding(model, [b], partial(model.decompress, _strings([b]), shape))["x_hat"]
+                           for b in bitstreams])
+        return DecodedBatch(x_hat[..., :height, :width], None, None)
+    y_hat, scales_hat = _decoding(model, bitstreams, lambda: decoder(model, _strings(bitstreams), shape))
+    x_hat = model.g_s(y_hat).clamp_(0, 1)[..., :height, :width] if pixels else None
+    return DecodedBatch(x_hat, y_hat, scales_hat)
 
 
-def _decode_one(model, strings: list[bytes], shape, decoder, pixels: bool):
-    strings = [[string] for string in strings]
+def _strings(bitstreams: list[ImageBitstream]) -> list[list[bytes]]:
+    """CompressAI's layout: one list per entropy model, one string per image."""
+    return [list(per_model) for per_model in zip(*(b.strings for b in bitstreams))]
+
+
+def _decoding(model: CompressionModel, bitstreams: list[ImageBitstream], decode: Callable[[], object]):
+    """``decode()``, turning the entropy coder's failures into :class:`CorruptBitstream`."""
     try:
-        if decoder is None:
-            return model.decompress(strings, shape)["x_hat"], None, None
-        y_hat, scales_hat = decoder(model, strings, shape)
-        return (model.g_s(y_hat).clamp_(0, 1) if pixels else None), y_hat, scales_hat
+        return decode()
     except (AssertionError, IndexError, RuntimeError, ValueError) as err:
+        where = ""
+        if len(bitstreams) > 1:
+            bad = next((i for i, b in enumerate(bitstreams) if not _decodes(model, b)), None)
+            where = "" if bad is None else f" (image {bad} of the batch)"
         raise CorruptBitstream(
-            f"a bitstream does not decode with this {type(model).__name__} model ({err}); "
+            f"a bitstream{where} does not decode with this {type(model).__name__} model ({err}); "
             "it is corrupt or was written by another model"
         ) from None
+
+
+def _decodes(model: CompressionModel, bitstream: ImageBitstream) -> bool:
+    try:
+        decode_images(model, [bitstream], pixels=False)
+    except CorruptBitstream:
+        return False
+    return True

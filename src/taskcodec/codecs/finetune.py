@@ -7,8 +7,10 @@ the task network frozen and its gradients flowing into the codec. Here the
 codec starts from a rate–distortion model trained at λ and minimises
 ``R + τ·λ·D + w·CE(task(x̂), label)`` (:class:`~taskcodec.losses.TaskAwareLoss`),
 so τ = 1, w = 0 continues pretraining; D may be saliency-weighted (seed 003).
-Whole images go through the codec (with random horizontal flips), since the
-task model classifies whole images. Optimizers, schedule, clipping, resume
+Whole images go through the codec, since the task model classifies whole
+images, with random horizontal flips and translations by up to ``crop_padding``
+pixels (replicate padding, as the task model was trained), which keep the
+codec from fitting the task on the training images alone. Optimizers, schedule, clipping, resume
 and time budget are those of :func:`taskcodec.codecs.training.optimize`.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from compressai.models import CompressionModel
 from torch import nn
 
@@ -69,7 +72,9 @@ def finetune_codec(
         raise ValueError(f"fine-tuning needs square images (prepare makes them), got {width}×{height}")
     check_saliency(params, "mse", train_saliency, "finetune")
     floor = params["saliency_floor"]
+    padding = params["crop_padding"]
     train_source = with_maps(train_images, train_saliency if floor is not None else None)
+    train_source = F.pad(train_source, (padding,) * 4, mode="replicate") if padding else train_source
     val_source = with_maps(val_images, val_saliency if floor is not None else None)
     task_model = freeze(task_model.to(device))
     criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"])

@@ -89,13 +89,21 @@ def bd_rate_accuracy(points: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def bits_for_accuracy(points: pd.DataFrame, target: float) -> pd.DataFrame:
-    """For every curve, the lowest measured bpp whose top-1 reaches ``target`` (NaN if none does)."""
+    """For every curve, the lowest measured bpp whose top-1 reaches ``target`` (NaN if none does).
+
+    One column ``share_of_<codec>`` per classical codec that reaches the target: each
+    curve's bpp as a fraction of that codec's (0.1 = a tenth of its bits).
+    """
     rows = []
     for (kind, codec), curve in points.groupby(["kind", "codec"], sort=False):
         reached = curve[curve["top1"] >= target]
         rows.append({"kind": kind, "codec": codec, "target_top1": target,
                      "bpp": float(reached["bpp"].min()) if len(reached) else math.nan})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    anchors = table[(table["kind"] == "classical") & table["bpp"].notna()]
+    for anchor, anchor_bpp in zip(anchors["codec"], anchors["bpp"]):
+        table[f"share_of_{anchor}"] = table["bpp"] / anchor_bpp
+    return table
 
 
 def rate_accuracy_plot(points: pd.DataFrame, uncompressed: dict, metric: str, title: str, path: Path) -> None:
