@@ -36,8 +36,12 @@ def test_bd_rate_at_equal_accuracy_of_a_curve_needing_half_the_bits():
     table = bd_rate_accuracy(pd.concat([anchor, test]), "pchip")
     assert table["bd_rate_top1"].iloc[0] == pytest.approx(-50.0, abs=1e-6)
     needed = bits_for_accuracy(pd.concat([anchor, test]), 0.7).set_index("codec")
-    assert needed.loc["avif", "bpp"] == 0.8 and needed.loc["tuned", "bpp"] == 0.4
-    assert needed.loc["tuned", "share_of_avif"] == 0.5
+    # 0.7 lies two thirds of the way from 60 % (0.4 bpp) to 75 % (0.8 bpp), on a log-bpp axis
+    assert needed.loc["avif", "bpp"] == pytest.approx(0.4 * 2 ** (2 / 3))
+    assert needed.loc["avif", "measured_bpp"] == 0.8 and needed.loc["tuned", "measured_bpp"] == 0.4
+    assert needed.loc["tuned", "share_of_avif"] == pytest.approx(0.5)
+    first_point = bits_for_accuracy(pd.concat([anchor, test]), 0.3).set_index("codec")
+    assert first_point.loc["avif", "bpp"] == 0.2
     unreached = bits_for_accuracy(pd.concat([anchor, test]), 0.9)
     assert unreached["bpp"].isna().all() and not any(c.startswith("share_of_") for c in unreached.columns)
 

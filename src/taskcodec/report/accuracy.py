@@ -89,16 +89,27 @@ def bd_rate_accuracy(points: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def bits_for_accuracy(points: pd.DataFrame, target: float) -> pd.DataFrame:
-    """For every curve, the lowest measured bpp whose top-1 reaches ``target`` (NaN if none does).
+    """For every curve, the bpp at which its top-1 first reaches ``target`` (NaN if it never does).
 
-    One column ``share_of_<codec>`` per classical codec that reaches the target: each
-    curve's bpp as a fraction of that codec's (0.1 = a tenth of its bits).
+    Along the curve in order of bpp, the first measured point at or above ``target``; when a
+    point below it precedes that one, the crossing is interpolated between the two, linearly in
+    top-1 against log bpp (the axis of the rate–accuracy plots). ``measured_bpp`` is that first
+    point itself. One column ``share_of_<codec>`` per classical codec that reaches the target:
+    each curve's bpp as a fraction of that codec's (0.1 = a tenth of its bits).
     """
     rows = []
     for (kind, codec), curve in points.groupby(["kind", "codec"], sort=False):
-        reached = curve[curve["top1"] >= target]
-        rows.append({"kind": kind, "codec": codec, "target_top1": target,
-                     "bpp": float(reached["bpp"].min()) if len(reached) else math.nan})
+        curve = curve.sort_values("bpp")
+        bpp, top1 = curve["bpp"].to_numpy(float), curve["top1"].to_numpy(float)
+        reached = np.flatnonzero(top1 >= target)
+        crossing = measured = math.nan
+        if len(reached):
+            i = reached[0]
+            measured = crossing = bpp[i]
+            if i > 0 and top1[i] > top1[i - 1]:
+                fraction = (target - top1[i - 1]) / (top1[i] - top1[i - 1])
+                crossing = float(np.exp(np.log(bpp[i - 1]) + fraction * (np.log(bpp[i]) - np.log(bpp[i - 1]))))
+        rows.append({"kind": kind, "codec": codec, "target_top1": target, "bpp": crossing, "measured_bpp": measured})
     table = pd.DataFrame(rows)
     anchors = table[(table["kind"] == "classical") & table["bpp"].notna()]
     for anchor, anchor_bpp in zip(anchors["codec"], anchors["bpp"]):
