@@ -120,9 +120,11 @@ def bits_for_accuracy(points: pd.DataFrame, target: float) -> pd.DataFrame:
 def rate_accuracy_plot(points: pd.DataFrame, uncompressed: dict, metric: str, title: str, path: Path) -> None:
     """Top-1 (or top-5) against actual bpp, one line per curve, the uncompressed accuracy as a horizontal line."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for (kind, codec), curve in points.groupby(["kind", "codec"], sort=False):
+    colors = plt.get_cmap("tab20").colors  # more curves than the default cycle's 10 colours are common
+    for i, ((kind, codec), curve) in enumerate(points.groupby(["kind", "codec"], sort=False)):
         curve = curve.sort_values("bpp")
-        ax.plot(curve["bpp"], 100 * curve[metric], label=codec, linewidth=1.5, markersize=4, **STYLES[kind])
+        ax.plot(curve["bpp"], 100 * curve[metric], label=codec, linewidth=1.5, markersize=4,
+                color=colors[i % len(colors)], **STYLES[kind])
     if uncompressed.get(metric) is not None:
         ax.axhline(100 * uncompressed[metric], color="black", linewidth=1, label="uncompressed")
     ax.set_xscale("log")
