@@ -63,7 +63,6 @@ def main() -> None:
     for classifier_path in sorted((args.results / "latent").rglob("model.pt")):
         codec_dir = classifier_path.parent.relative_to(args.results / "latent")
         codec, _ = load_codec(args.results / "codecs" / codec_dir / "model.pt", device)
-        codec.eval()
         classifier, _ = load_latent_classifier(classifier_path, device)
         sources = {"test split": lambda: cached_bitstreams(args.results / "cache" / codec_dir / "test")}
         if args.photos.is_dir():

@@ -91,8 +91,9 @@ def test_a_batch_decodes_to_the_latents_of_each_bitstream_alone(arch):
         assert torch.allclose(together.x_hat[i : i + 1], alone.x_hat, atol=1e-6)
 
 
-def test_a_corrupt_bitstream_in_a_batch_is_named_by_its_position():
-    model = tiny_model("bmshj2018-hyperprior")
+@pytest.mark.parametrize("arch", ["bmshj2018-hyperprior", "mbt2018"])
+def test_a_corrupt_bitstream_in_a_batch_is_named_by_its_position(arch):
+    model = tiny_model(arch)
     bitstreams = encode_images(model, torch.rand(3, 3, 64, 64))
     wrong = encode_images(tiny_model("bmshj2018-factorized"), torch.rand(1, 3, 64, 64))[0]
     with pytest.raises(CorruptBitstream, match=r"image 1 of the batch"):

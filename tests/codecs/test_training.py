@@ -126,6 +126,20 @@ def test_patches_cut_image_and_map_at_the_same_place():
     assert torch.allclose(weights, 0.25 + 0.75 * batch[:, :1].float() / 255)
 
 
+def test_windows_of_a_translatable_source_shift_image_and_map_together():
+    images = smooth_images(2, 16)
+    maps = images[:, :1].clone()
+    source = training.translatable(training.with_maps(images, maps), 3)
+    assert source.shape == (2, 4, 22, 22) and torch.equal(source[:, :, 3:19, 3:19], training.with_maps(images, maps))
+    index, batch = training.random_windows(source, 64, 16, torch.Generator().manual_seed(0))
+    assert torch.equal(batch[:, 3], batch[:, 0])  # the map moved with its image
+    originals = images[index]
+    unshifted = [torch.equal(batch[i, :3], originals[i]) or torch.equal(batch[i, :3], originals[i].flip(-1))
+                 for i in range(len(batch))]
+    assert 0 < sum(unshifted) < len(batch)  # some windows are the image itself, most are translated
+    assert training.translatable(images, 0) is images
+
+
 def _saliency_run(tmp_path, images, maps, floor, name):
     torch.manual_seed(0)
     model = build_codec("bmshj2018-hyperprior", 8, 12)

@@ -43,7 +43,16 @@ def test_bd_rate_at_equal_accuracy_of_a_curve_needing_half_the_bits():
     first_point = bits_for_accuracy(pd.concat([anchor, test]), 0.3).set_index("codec")
     assert first_point.loc["avif", "bpp"] == 0.2
     unreached = bits_for_accuracy(pd.concat([anchor, test]), 0.9)
-    assert unreached["bpp"].isna().all() and not any(c.startswith("share_of_") for c in unreached.columns)
+    assert unreached["bpp"].isna().all() and unreached["share_of_avif"].isna().all()
+
+
+def test_a_point_exactly_on_the_target_reaches_it_despite_float_rounding():
+    uncompressed, margin = 15 / 300, 0.02
+    target = uncompressed - margin  # 0.030000000000000002 > 9 / 300 in floating point
+    assert 9 / 300 < target
+    curve = pd.DataFrame({"kind": "classical", "codec": "jpeg", "point": range(2), "bpp": [0.5, 1.0],
+                          "top1": [3 / 300, 9 / 300]})
+    assert bits_for_accuracy(curve, target)["measured_bpp"].iloc[0] == 1.0
 
 
 def test_non_overlapping_accuracy_ranges_give_nan_with_a_note():

@@ -8,10 +8,11 @@ returns the decoded latents ŷ and, for hyperprior models, the scales σ̂ that
 the decoder derives from the hyperlatent; compressed-domain models train on
 these (Gupta et al., "Learning-Based Compression for Machines"). A latent
 decoder takes a whole batch of bitstreams in one CompressAI ``decompress``
-call per entropy model (its per-call cost, converting the CDF tables, is paid
-once per batch), while every value that selects a CDF (the hyper-decoder's σ̂)
-is computed image by image, exactly as the encoder computed it, so each
-bitstream still decodes alone and to the same latents.
+call per entropy model (its per-call Python overhead: checks, index building,
+dequantisation, is paid once per batch; CompressAI still converts its CDF
+tables for every string), while every value that selects a CDF (the
+hyper-decoder's σ̂) is computed image by image, exactly as the encoder
+computed it, so each bitstream still decodes alone and to the same latents.
 """
 
 from __future__ import annotations
@@ -122,9 +123,10 @@ def estimated_bits(model: CompressionModel, x: torch.Tensor) -> torch.Tensor:
 def encode_images(model: CompressionModel, x: torch.Tensor) -> list[ImageBitstream]:
     """Entropy-code each image of a same-sized batch (B×3×H×W in [0, 1]) on its own.
 
-    Images are coded one at a time, as a receiver decodes them: CompressAI picks each
-    latent's CDF from the hyper-decoder's scales, and their float rounding can change
-    with the batch an image shares, which would make a bitstream undecodable alone.
+    Images are coded one at a time: CompressAI picks each latent's CDF from the
+    hyper-decoder's scales, and their float rounding can change with the batch an
+    image shares, which would make a bitstream undecodable alone (the decoder
+    recomputes those scales image by image too).
     """
     height, width = x.shape[-2:]
     bitstreams = []
@@ -150,8 +152,9 @@ def decode_images(model: CompressionModel, bitstreams: list[ImageBitstream], pix
     padded_w = math.ceil(width / PAD_MULTIPLE) * PAD_MULTIPLE
     shape = (padded_h // divisor, padded_w // divisor)
     if decoder is None:
-        x_hat = torch.cat([_decoding(model, [b], partial(model.decompress, _strings([b]), shape))["x_hat"]
-                           for b in bitstreams])
+        x_hat = torch.cat([_decoding(model, [b], partial(model.decompress, _strings([b]), shape),
+                                     position=i if len(bitstreams) > 1 else None)["x_hat"]
+                           for i, b in enumerate(bitstreams)])
         return DecodedBatch(x_hat[..., :height, :width], None, None)
     y_hat, scales_hat = _decoding(model, bitstreams, lambda: decoder(model, _strings(bitstreams), shape))
     x_hat = model.g_s(y_hat).clamp_(0, 1)[..., :height, :width] if pixels else None
@@ -163,15 +166,19 @@ def _strings(bitstreams: list[ImageBitstream]) -> list[list[bytes]]:
     return [list(per_model) for per_model in zip(*(b.strings for b in bitstreams))]
 
 
-def _decoding(model: CompressionModel, bitstreams: list[ImageBitstream], decode: Callable[[], object]):
-    """``decode()``, turning the entropy coder's failures into :class:`CorruptBitstream`."""
+def _decoding(model: CompressionModel, bitstreams: list[ImageBitstream], decode: Callable[[], object],
+              position: int | None = None):
+    """``decode()`` of ``bitstreams``, turning the entropy coder's failures into :class:`CorruptBitstream`.
+
+    The message names the failing bitstream's ``position`` in the caller's batch; when not
+    given and ``bitstreams`` holds several, it is found by decoding them one by one.
+    """
     try:
         return decode()
     except (AssertionError, IndexError, RuntimeError, ValueError) as err:
-        where = ""
-        if len(bitstreams) > 1:
-            bad = next((i for i, b in enumerate(bitstreams) if not _decodes(model, b)), None)
-            where = "" if bad is None else f" (image {bad} of the batch)"
+        if position is None and len(bitstreams) > 1:
+            position = next((i for i, b in enumerate(bitstreams) if not _decodes(model, b)), None)
+        where = "" if position is None else f" (image {position} of the batch)"
         raise CorruptBitstream(
             f"a bitstream{where} does not decode with this {type(model).__name__} model ({err}); "
             "it is corrupt or was written by another model"

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from compressai.models import CompressionModel
 from torch import nn
 
@@ -32,6 +31,7 @@ from taskcodec.codecs.training import (
     optimize,
     random_windows,
     split_maps,
+    translatable,
     validate,
     with_maps,
 )
@@ -72,9 +72,8 @@ def finetune_codec(
         raise ValueError(f"fine-tuning needs square images (prepare makes them), got {width}×{height}")
     check_saliency(params, "mse", train_saliency, "finetune")
     floor = params["saliency_floor"]
-    padding = params["crop_padding"]
-    train_source = with_maps(train_images, train_saliency if floor is not None else None)
-    train_source = F.pad(train_source, (padding,) * 4, mode="replicate") if padding else train_source
+    train_source = translatable(with_maps(train_images, train_saliency if floor is not None else None),
+                                params["crop_padding"])
     val_source = with_maps(val_images, val_saliency if floor is not None else None)
     task_model = freeze(task_model.to(device))
     criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from compressai.models import CompressionModel
 from compressai.optimizers import net_aux_optimizer
 from tqdm import tqdm
@@ -63,6 +64,15 @@ def random_windows(images: torch.Tensor, batch_size: int, patch: int,
 def random_patches(images: torch.Tensor, batch_size: int, patch: int, generator: torch.Generator) -> torch.Tensor:
     """The crops of :func:`random_windows`."""
     return random_windows(images, batch_size, patch, generator)[1]
+
+
+def translatable(images: torch.Tensor, padding: int) -> torch.Tensor:
+    """``images`` (with any stacked maps) replicate-padded by ``padding`` pixels on every side.
+
+    :func:`random_windows` of the original size then translate each image, and its maps
+    with it, by up to ±``padding`` pixels; ``padding`` 0 returns ``images`` as they are.
+    """
+    return F.pad(images, (padding,) * 4, mode="replicate") if padding else images
 
 
 def with_maps(images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:

@@ -27,6 +27,9 @@ from taskcodec.report.tables import size_label  # noqa: E402
 
 POINT_COLUMNS = ["kind", "codec", "point", "images", "bpp", "top1", "top5", "psnr", "mse", "psnr_salient",
                  "psnr_background", "image_size", "run_id"]
+#: slack when comparing an accuracy with a target computed in floating point (far below 1 / any test set's size)
+ACCURACY_TOLERANCE = 1e-9
+
 STYLES = {"classical": {"marker": "s", "linestyle": "--"}, "pretrained": {"marker": "o", "linestyle": "-"},
           "task-tuned": {"marker": "D", "linestyle": "-"}, "latent": {"marker": "^", "linestyle": "-."},
           "joint": {"marker": "v", "linestyle": "-."}}
@@ -94,24 +97,26 @@ def bits_for_accuracy(points: pd.DataFrame, target: float) -> pd.DataFrame:
     Along the curve in order of bpp, the first measured point at or above ``target``; when a
     point below it precedes that one, the crossing is interpolated between the two, linearly in
     top-1 against log bpp (the axis of the rate–accuracy plots). ``measured_bpp`` is that first
-    point itself. One column ``share_of_<codec>`` per classical codec that reaches the target:
-    each curve's bpp as a fraction of that codec's (0.1 = a tenth of its bits).
+    point itself. Accuracies are fractions of a finite test set, so a point exactly on the
+    target counts as reaching it even when ``target`` carries float rounding from its
+    subtraction. One column ``share_of_<codec>`` per classical codec: each curve's bpp as a
+    fraction of that codec's (0.1 = a tenth of its bits; NaN where either never reaches it).
     """
     rows = []
     for (kind, codec), curve in points.groupby(["kind", "codec"], sort=False):
         curve = curve.sort_values("bpp")
         bpp, top1 = curve["bpp"].to_numpy(float), curve["top1"].to_numpy(float)
-        reached = np.flatnonzero(top1 >= target)
+        reached = np.flatnonzero(top1 >= target - ACCURACY_TOLERANCE)
         crossing = measured = math.nan
         if len(reached):
             i = reached[0]
             measured = crossing = bpp[i]
-            if i > 0 and top1[i] > top1[i - 1]:
+            if i > 0 and top1[i] > top1[i - 1] and bpp[i - 1] > 0:
                 fraction = (target - top1[i - 1]) / (top1[i] - top1[i - 1])
                 crossing = float(np.exp(np.log(bpp[i - 1]) + fraction * (np.log(bpp[i]) - np.log(bpp[i - 1]))))
         rows.append({"kind": kind, "codec": codec, "target_top1": target, "bpp": crossing, "measured_bpp": measured})
     table = pd.DataFrame(rows)
-    anchors = table[(table["kind"] == "classical") & table["bpp"].notna()]
+    anchors = table[table["kind"] == "classical"]
     for anchor, anchor_bpp in zip(anchors["codec"], anchors["bpp"]):
         table[f"share_of_{anchor}"] = table["bpp"] / anchor_bpp
     return table
@@ -120,7 +125,8 @@ def bits_for_accuracy(points: pd.DataFrame, target: float) -> pd.DataFrame:
 def rate_accuracy_plot(points: pd.DataFrame, uncompressed: dict, metric: str, title: str, path: Path) -> None:
     """Top-1 (or top-5) against actual bpp, one line per curve, the uncompressed accuracy as a horizontal line."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = plt.get_cmap("tab20").colors  # more curves than the default cycle's 10 colours are common
+    # more curves than the default cycle's 10 colours are common: tab20's 10 dark hues first, then their light pairs
+    colors = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
     for i, ((kind, codec), curve) in enumerate(points.groupby(["kind", "codec"], sort=False)):
         curve = curve.sort_values("bpp")
         ax.plot(curve["bpp"], 100 * curve[metric], label=codec, linewidth=1.5, markersize=4,
