@@ -10,8 +10,9 @@ so τ = 1, w = 0 continues pretraining; D may be saliency-weighted (seed 003).
 Whole images go through the codec, since the task model classifies whole
 images, with random horizontal flips and translations by up to ``crop_padding``
 pixels (replicate padding, as the task model was trained), which keep the
-codec from fitting the task on the training images alone. Optimizers, schedule, clipping, resume
-and time budget are those of :func:`taskcodec.codecs.training.optimize`.
+codec from fitting the task on the training images alone. Optimizers,
+schedule, clipping, resume and time budget are those of
+:func:`taskcodec.codecs.training.optimize`.
 """
 
 from __future__ import annotations
