@@ -14,8 +14,9 @@ def params():
     return load_yaml(ROOT / "params.yaml")
 
 
-def test_shipped_params_are_valid(params):
-    validate_params(params, SCHEMA)
+@pytest.mark.parametrize("path", ["params.yaml", "bench/machine/params.yaml", "bench/kodak/params.yaml"])
+def test_shipped_params_are_valid(path):
+    validate_params(load_yaml(ROOT / path), SCHEMA, source=path)
 
 
 def test_mistyped_key_names_the_key_and_the_closest_valid_one(params):
