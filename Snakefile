@@ -4,7 +4,8 @@
 #           -> train_codec (one job per architecture x lambda) -> cache_latents (per split)
 #           -> finetune_codec (per codec x tau, through the frozen task model) -> cache/evaluate_finetuned
 #           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
-#           -> evaluate_codec / evaluate_classical (per dataset) -> report (per dataset), report_task
+#           -> evaluate_codec / evaluate_classical (per dataset; task accuracy and feature distortion on the
+#              test split) -> report (per dataset), report_task
 #           -> summarize (DVC metrics and plots)
 #
 # Run with:  snakemake --profile workflow/profiles/local
@@ -33,7 +34,6 @@ rule all:
         cache_outputs(),
         report_outputs(),
         RESULTS + "/summary/metrics.json",
-        [RESULTS + "/task/features"] if MACHINE else [],
 
 
 # DVC-versioned artifacts only: `snakemake --touch versioned` marks them up to date after a DVC restore.

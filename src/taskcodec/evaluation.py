@@ -2,7 +2,9 @@
 
 Beside rate, PSNR and MS-SSIM, images of a prepared (labeled) split get the
 machine-side measures of :class:`TaskMeasures`: the frozen task model's
-prediction on the reconstruction and PSNR inside and outside the salient region.
+prediction on the reconstruction, the distortion of its intermediate features
+against those cached for the original image (``extract_features``), and PSNR
+inside and outside the salient region.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr, region_psnr
 
 #: columns of every per_image.csv written by the evaluation stages (task columns empty without a task model)
 ROW_FIELDS = ["family", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
-              "psnr", "ms_ssim", "label", "pred", "top1", "top5", "psnr_salient", "psnr_background", "run_id"]
+              "psnr", "ms_ssim", "label", "pred", "top1", "top5", "feature_mse", "psnr_salient", "psnr_background",
+              "run_id"]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -56,16 +59,27 @@ def save_reconstruction(folder: Path, name: str, image: np.ndarray) -> None:
 
 
 class TaskMeasures:
-    """Task accuracy of a reconstruction through the frozen task model, and PSNR inside / outside the salient
-    region (saliency ≥ ``threshold``, maps of the saliency stage), for images of a prepared split."""
+    """Task accuracy of a reconstruction through the frozen task model, the mean squared difference of its
+    feature maps from the original image's (``features``: an ``extract_features`` file of the split), and PSNR
+    inside / outside the salient region (saliency ≥ ``threshold``, maps of the saliency stage), for images of
+    a prepared split."""
 
-    def __init__(self, task_model: Path | None, saliency: Path | None, threshold: float, device):
+    def __init__(self, task_model: Path | None, saliency: Path | None, threshold: float, device,
+                 features: Path | None = None):
         from taskcodec.tasks.checkpoint import load_task_model  # torch only for the stages that classify
 
         self.device = device
         self.model = load_task_model(task_model, device)[0] if task_model is not None else None
         self.maps = Path(saliency) / "maps" if saliency is not None else None
         self.threshold = threshold
+        self.features = None
+        if features is not None:
+            if self.model is None:
+                raise UserError(f"{features}: measuring feature distortion needs --task-model, the task model "
+                                "that extracted these features")
+            from taskcodec.tasks.features import CachedFeatures
+
+            self.features = CachedFeatures(features, self.model)
 
     def measure(self, image_id: str, label: int, original: np.ndarray, reconstruction: np.ndarray) -> dict:
         row = {}
@@ -75,6 +89,8 @@ class TaskMeasures:
             ranked = image_logits(self.model, reconstruction, self.device).argsort(descending=True).tolist()
             row.update(label=label, pred=ranked[0], top1=float(ranked[0] == label),
                        top5=float(label in ranked[:5]) if len(ranked) >= 5 else np.nan)
+            if self.features is not None:  # captured by the forward pass of image_logits
+                row["feature_mse"] = self.features.mse_of_last_forward(image_id)
         if self.maps is not None:
             saliency = np.asarray(Image.open(self.maps / f"{image_id}.png"), dtype=np.float32) / 255.0
             row["psnr_salient"], row["psnr_background"] = region_psnr(original, reconstruction,

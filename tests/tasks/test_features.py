@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from taskcodec.errors import UserError
-from taskcodec.tasks.features import extract_features
+from taskcodec.tasks.features import CachedFeatures, extract_features
 from taskcodec.tasks.models import build_task_model
 
 SMALL = {"arch": "resnet-small", "widths": [4, 8, 16], "blocks": [1, 1, 1], "stem_stride": 1, "weights": None}
@@ -21,3 +21,39 @@ def test_unknown_layer_lists_the_modules():
     with pytest.raises(UserError, match="'stage9' is not a module of the task model; use one of its modules, e.g. normalize, stem"):
         extract_features(build_task_model(SMALL, 3), torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "stage9", 1,
                          torch.device("cpu"))
+
+
+def _cached(tmp_path, model, images, ids):
+    path = tmp_path / "test.pt"
+    torch.save({"features": extract_features(model, images, "stage2", 4, torch.device("cpu")), "image_ids": ids,
+                "labels": torch.zeros(len(ids)), "layer": "stage2"}, path)
+    return path
+
+
+def test_cached_features_measure_the_distortion_of_a_reconstruction(tmp_path):
+    torch.manual_seed(0)
+    model = build_task_model(SMALL, 3).eval()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    cached = CachedFeatures(_cached(tmp_path, model, images, ["a", "b", "c"]), model)
+
+    def mse(image_id, image):
+        with torch.no_grad():
+            model(image[None].float() / 255)
+        return cached.mse_of_last_forward(image_id)
+
+    assert mse("b", images[1]) < 1e-10  # the original: the same features, up to float rounding
+    noise = torch.randn(images[1].shape)
+    errors = [mse("b", (images[1] + sigma * noise).clamp(0, 255).round()) for sigma in (2, 8, 32)]
+    assert 0 < errors[0] < errors[1] < errors[2]
+    assert mse("a", images[1]) > errors[0]  # another image's features are far
+
+
+def test_cached_features_name_a_missing_file_and_image(tmp_path):
+    model = build_task_model(SMALL, 3).eval()
+    with pytest.raises(UserError, match="task feature cache .*missing.pt is missing; run extract_features"):
+        CachedFeatures(tmp_path / "missing.pt", model)
+    cached = CachedFeatures(_cached(tmp_path, model, torch.zeros(1, 3, 32, 32, dtype=torch.uint8), ["a"]), model)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(UserError, match="has no image z; run extract_features again"):
+        cached.mse_of_last_forward("z")

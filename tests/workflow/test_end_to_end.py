@@ -65,9 +65,10 @@ def test_machine_branch_produces_rate_accuracy_tables(pipeline_run):
     assert points["bpp"].gt(0).all() and points["top1"].between(0, 1).all()
     decoded = points[points["kind"].isin(["classical", "pretrained", "task-tuned"])]
     assert decoded["psnr_salient"].notna().all() and decoded["psnr_background"].notna().all()
+    assert decoded["feature_mse"].gt(0).all()  # task features of every reconstruction against the cached originals'
     assert len(pd.read_csv(report / "bd_rate_accuracy.csv")) == 4 * 2  # 4 learned curves x 2 classical anchors
     tradeoff = pd.read_csv(report / "tradeoff.csv")
-    assert {"bpp", "psnr", "mse", "top1"} <= set(tradeoff.columns) and "task-tuned" in set(tradeoff["kind"])
+    assert {"bpp", "psnr", "mse", "feature_mse", "top1"} <= set(tradeoff.columns) and "task-tuned" in set(tradeoff["kind"])
     for name in ("rate_accuracy_top1.png", "qualitative.png", "README.md"):
         assert (report / name).stat().st_size > 0
     summary = json.loads((project.path / "results" / "summary" / "metrics.json").read_text())

@@ -79,10 +79,12 @@ def finetune_points():
 
 
 def task_measure_inputs(wildcards):
-    """Task model and saliency maps for evaluating a prepared split (extra folders have no labels)."""
+    """Task model, its cached features and the saliency maps for evaluating a prepared split (extra folders
+    have no labels)."""
     if wildcards.dataset not in SPLITS:
         return {}
-    return {"task_model": TASK_MODEL, "saliency": RESULTS + "/saliency"} if MACHINE else {"saliency": RESULTS + "/saliency"}
+    machine = {"task_model": TASK_MODEL, "features": RESULTS + "/task/features"} if MACHINE else {}
+    return {**machine, "saliency": RESULTS + "/saliency"}
 
 
 def task_measure_args(wildcards):

@@ -25,8 +25,8 @@ from taskcodec import io  # noqa: E402
 from taskcodec.metrics import bd_rate  # noqa: E402
 from taskcodec.report.tables import size_label  # noqa: E402
 
-POINT_COLUMNS = ["kind", "codec", "point", "images", "bpp", "top1", "top5", "psnr", "mse", "psnr_salient",
-                 "psnr_background", "image_size", "run_id"]
+POINT_COLUMNS = ["kind", "codec", "point", "images", "bpp", "top1", "top5", "psnr", "mse", "feature_mse",
+                 "psnr_salient", "psnr_background", "image_size", "run_id"]
 #: slack when comparing an accuracy with a target computed in floating point (far below 1 / any test set's size)
 ACCURACY_TOLERANCE = 1e-9
 
@@ -41,7 +41,7 @@ def decoded_points(per_image: pd.DataFrame, kind: str) -> pd.DataFrame:
     grouped = frame.groupby(["codec", "point"], sort=True)
     points = grouped.agg(images=("image_id", "count"), bpp=("bpp", "mean"), top1=("top1", "mean"),
                          top5=("top5", "mean"), psnr=("psnr", "mean"), mse=("mse", "mean"),
-                         psnr_salient=("psnr_salient", "mean"), psnr_background=("psnr_background", "mean"),
+                         feature_mse=("feature_mse", "mean"), psnr_salient=("psnr_salient", "mean"), psnr_background=("psnr_background", "mean"),
                          run_id=("run_id", "first")).reset_index()
     points["image_size"] = [size_label(group["height"], group["width"]) for _, group in grouped]
     return points.assign(kind=kind).reindex(columns=POINT_COLUMNS)

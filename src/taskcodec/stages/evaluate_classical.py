@@ -107,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     with stage_run("evaluate_classical", wildcards, params) as tracked, io.atomic_dir(args.out) as tmp:
         reason = codec.unavailable_reason()
         if reason is None:
+            features = args.features / f"{dataset_name(args)}.pt" if args.features else None
             task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"],
-                                resolve_device(params["device"]))
+                                resolve_device(params["device"]), features)
             rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec, task)
         else:
             rows = []
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "quality_knob": codec.quality_knob, "images": len(records), "params": params, "run_id": tracked.run_id,
         })
         tracked.set_tags({"status": status, "skip_reason": reason or ""})
-        measured = ["bpp", "psnr", "ms_ssim", "top1", "top5", "psnr_salient", "psnr_background"]
+        measured = ["bpp", "psnr", "ms_ssim", "top1", "top5", "feature_mse", "psnr_salient", "psnr_background"]
         for quality, values in table.groupby("point")[measured].mean().iterrows():
             tracked.log_metrics(values.dropna().to_dict(), step=int(quality))
         tracked.log_artifact(tmp / "per_image.csv")

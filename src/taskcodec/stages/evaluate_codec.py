@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     torch.set_num_threads(args.threads)
     device = resolve_device(params["device"])
     model, meta = load_codec(args.model, device)
-    task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"], device)
+    features = args.features / f"{args.cache.name}.pt" if args.features else None
+    task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"], device, features)
     index = read_table(args.cache / "index.csv").set_index("image_id")
     # the first images in dataset order, as the classical evaluation saves them, so the report can pair them
     saved = set(index.sort_values("position").index[: params["save_reconstructions"]])
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         table = pd.DataFrame(sorted(rows, key=lambda row: row["position"]), columns=ROW_FIELDS)
         table.to_csv(tmp / "per_image.csv", index=False)
         means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim", "top1", "top5",
-                                                           "psnr_salient", "psnr_background")}
+                                                           "feature_mse", "psnr_salient", "psnr_background")}
         io.write_json(tmp / "summary.json", {"status": "ok", "codec": args.codec_id, "point": meta["lmbda"],
                                              "images": len(table), **means, "params": params,
                                              "run_id": tracked.run_id})

@@ -10,8 +10,8 @@ codec point and compressed-domain classifier, with the uncompressed accuracy),
 ``rate_accuracy_top1.png`` (and top-5 with ≥ 5 classes), ``bd_rate_accuracy.csv``
 (bits saved at equal accuracy against each classical codec),
 ``bits_for_accuracy.csv`` (bpp each curve needs to come within 2 points of the
-uncompressed accuracy), ``tradeoff.csv`` (bpp, PSNR, MSE and accuracy of the
-task-fine-tuned codecs beside the pretrained ones: seed 000, Tables 1–2),
+uncompressed accuracy), ``tradeoff.csv`` (bpp, PSNR, MSE, feature MSE and accuracy
+of the task-fine-tuned codecs beside the pretrained ones: seed 000, Tables 1–2),
 ``qualitative.png`` (seed 000, Figure 4), ``summary.json`` (uncompressed accuracy) and a README.
 """
 
@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     bd = bd_rate_accuracy(points, params["bd_rate_method"])
     needed = bits_for_accuracy(points, uncompressed["top1"] - ACCURACY_MARGIN)
     tradeoff = points[points["kind"].isin(["pretrained", "task-tuned"])].reindex(
-        columns=["kind", "codec", "point", "bpp", "psnr", "mse", "top1", "top5", "psnr_salient", "psnr_background"])
+        columns=["kind", "codec", "point", "bpp", "psnr", "mse", "feature_mse", "top1", "top5", "psnr_salient",
+                 "psnr_background"])
     records = split_images(args.manifest, "test")
     image_id, image_path, _ = records[min(params["grid_image"], len(records) - 1)]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -40,3 +42,36 @@ def extract_features(model: nn.Module, images: torch.Tensor, layer: str, batch_s
     finally:
         handle.remove()
     return torch.cat(captured)
+
+
+class CachedFeatures:
+    """The cached feature maps of a split (an ``extract_features`` file), compared with those of the task model's
+    latest forward pass: a hook on the cached layer keeps that pass's output."""
+
+    def __init__(self, path: Path, model: nn.Module):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"task feature cache {self.path} is missing; run extract_features for this split first")
+        cached = torch.load(self.path, map_location="cpu")
+        self.features = cached["features"]
+        self.rows = {image_id: row for row, image_id in enumerate(cached["image_ids"])}
+        self.layer = cached["layer"]
+        self.latest: torch.Tensor | None = None
+        feature_module(model, self.layer).register_forward_hook(self._keep)
+
+    def _keep(self, _module, _inputs, output) -> None:
+        self.latest = output.detach().float().cpu()
+
+    def mse_of_last_forward(self, image_id: str) -> float:
+        """Mean squared difference between the latest forward pass's features (one image) and ``image_id``'s."""
+        if image_id not in self.rows:
+            raise UserError(f"task feature cache {self.path} has no image {image_id}; run extract_features again "
+                            "on the same prepared data")
+        if self.latest is None or self.latest.shape[0] != 1:
+            raise RuntimeError("mse_of_last_forward needs one forward pass of a single image first")
+        cached = self.features[self.rows[image_id]]
+        if self.latest.shape[1:] != cached.shape:
+            raise UserError(f"task feature cache {self.path} holds {tuple(cached.shape)} features per image, the "
+                            f"task model gives {tuple(self.latest.shape[1:])}: run extract_features again with this "
+                            "task model")
+        return float(((self.latest[0] - cached) ** 2).mean())

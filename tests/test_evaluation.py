@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+
+from taskcodec.errors import UserError
+from taskcodec.evaluation import TaskMeasures
+from taskcodec.tasks.checkpoint import save_task_model
+from taskcodec.tasks.features import extract_features
+from taskcodec.tasks.models import build_task_model
+
+SMALL = {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 1, "weights": None}
+
+
+@pytest.fixture
+def task_files(tmp_path):
+    torch.manual_seed(0)
+    model = build_task_model(SMALL, 3).eval()
+    save_task_model(tmp_path / "model.pt", model, SMALL, 3, ["a", "b", "c"], {}, {})
+    images = np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
+    features = extract_features(model, torch.from_numpy(images).permute(0, 3, 1, 2), "stage2", 2, torch.device("cpu"))
+    torch.save({"features": features, "image_ids": ["x", "y"], "labels": torch.tensor([0, 1]), "layer": "stage2"},
+               tmp_path / "test.pt")
+    return tmp_path, images
+
+
+def test_task_measures_add_the_feature_distortion_of_the_reconstruction(task_files):
+    folder, images = task_files
+    task = TaskMeasures(folder / "model.pt", None, 0.5, torch.device("cpu"), folder / "test.pt")
+    same = task.measure("x", 0, images[0], images[0])
+    assert same["feature_mse"] < 1e-10 and same["top1"] in (0.0, 1.0) and np.isnan(same["top5"])  # 3 classes
+    noisy = np.clip(images[0].astype(int) + np.random.default_rng(1).integers(-20, 21, images[0].shape), 0, 255)
+    assert task.measure("x", 0, images[0], noisy.astype(np.uint8))["feature_mse"] > 1e-4
+    assert "feature_mse" not in TaskMeasures(folder / "model.pt", None, 0.5, "cpu").measure("x", 0, images[0], images[0])
+
+
+def test_features_without_the_task_model_are_refused(task_files):
+    folder, _ = task_files
+    with pytest.raises(UserError, match="measuring feature distortion needs --task-model"):
+        TaskMeasures(None, None, 0.5, "cpu", folder / "test.pt")
