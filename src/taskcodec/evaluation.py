@@ -79,7 +79,7 @@ class TaskMeasures:
                                 "that extracted these features")
             from taskcodec.tasks.features import CachedFeatures
 
-            self.features = CachedFeatures(features, self.model)
+            self.features = CachedFeatures(features, self.model, task_model)
 
     def measure(self, image_id: str, label: int, original: np.ndarray, reconstruction: np.ndarray) -> dict:
         row = {}
@@ -89,7 +89,7 @@ class TaskMeasures:
             ranked = image_logits(self.model, reconstruction, self.device).argsort(descending=True).tolist()
             row.update(label=label, pred=ranked[0], top1=float(ranked[0] == label),
                        top5=float(label in ranked[:5]) if len(ranked) >= 5 else np.nan)
-            if self.features is not None:  # captured by the forward pass of image_logits
+            if self.features is not None:  # the features of image_logits' forward pass
                 row["feature_mse"] = self.features.mse_of_last_forward(image_id)
         if self.maps is not None:
             saliency = np.asarray(Image.open(self.maps / f"{image_id}.png"), dtype=np.float32) / 255.0

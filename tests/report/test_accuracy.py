@@ -24,7 +24,8 @@ def per_image(codec: str, points: dict[float, tuple[float, list[float]]]) -> pd.
 def test_decoded_points_average_hits_per_point():
     points = decoded_points(per_image("jpeg", {10: (0.5, [1, 0, 0, 0]), 50: (1.0, [1, 1, 0, 0])}), "classical")
     assert list(points["top1"]) == [0.25, 0.5] and list(points["images"]) == [4, 4]
-    assert points["mse"].iloc[0] == pytest.approx(255.0**2 * 1e-3) and points["feature_mse"].iloc[0] == pytest.approx(0.1)
+    assert points["mse"].iloc[0] == pytest.approx(255.0**2 * 1e-3)
+    assert points["feature_mse"].iloc[0] == pytest.approx(0.1)
     assert set(points["image_size"]) == {"64×64"} and set(points["kind"]) == {"classical"}
 
 

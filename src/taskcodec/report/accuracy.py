@@ -41,7 +41,8 @@ def decoded_points(per_image: pd.DataFrame, kind: str) -> pd.DataFrame:
     grouped = frame.groupby(["codec", "point"], sort=True)
     points = grouped.agg(images=("image_id", "count"), bpp=("bpp", "mean"), top1=("top1", "mean"),
                          top5=("top5", "mean"), psnr=("psnr", "mean"), mse=("mse", "mean"),
-                         feature_mse=("feature_mse", "mean"), psnr_salient=("psnr_salient", "mean"), psnr_background=("psnr_background", "mean"),
+                         feature_mse=("feature_mse", "mean"), psnr_salient=("psnr_salient", "mean"),
+                         psnr_background=("psnr_background", "mean"),
                          run_id=("run_id", "first")).reset_index()
     points["image_size"] = [size_label(group["height"], group["width"]) for _, group in grouped]
     return points.assign(kind=kind).reindex(columns=POINT_COLUMNS)

@@ -10,8 +10,10 @@ call, so codecs that run an external tool start it once per chunk and
 quality rather than once per image. A codec whose tool is not
 installed writes an empty ``per_image.csv`` and a ``summary.json`` with
 ``status: skipped`` and the reason, so the run reports what it skipped and why.
-With ``--task-model`` / ``--saliency`` (prepared splits) every reconstruction is
-also classified by the frozen task model and split into salient/background PSNR.
+With ``--task-model`` / ``--features`` / ``--saliency`` (prepared splits) every
+reconstruction is also classified by the frozen task model, its feature maps are
+compared with the original's cached ones, and its PSNR is split into salient and
+background regions.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@
 Every bitstream of the cache is read back from disk and decompressed; bpp is
 counted from its bytes, PSNR and MS-SSIM on the 8-bit reconstruction against
 the original image. Writes ``per_image.csv``, ``summary.json`` and the first
-``save_reconstructions`` reconstructions under ``recon/``. With ``--task-model``
-and ``--saliency`` (prepared splits) the rows also hold the task model's
-prediction on the reconstruction and PSNR inside/outside the salient region.
+``save_reconstructions`` reconstructions under ``recon/``. With ``--task-model``,
+``--features`` and ``--saliency`` (prepared splits) the rows also hold the task
+model's prediction on the reconstruction, the MSE of its feature maps against the
+original's cached ones, and PSNR inside/outside the salient region.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
                 reconstruction = to_uint8(decode_images(model, [bitstream]).x_hat)[0]
                 original = load_original(index.loc[image_id, "path"])
-                rows.append({**task.measure(image_id, int(index.loc[image_id, "label"]), original, reconstruction),"position": index.loc[image_id, "position"], "family": "learned",
+                rows.append({**task.measure(image_id, int(index.loc[image_id, "label"]), original, reconstruction),
+                             "position": index.loc[image_id, "position"], "family": "learned",
                              "codec": args.codec_id, "point": meta["lmbda"], "image_id": image_id,
                              "bpp_estimated": index.loc[image_id, "bpp_estimated"], "run_id": tracked.run_id,
                              **measure(original, reconstruction, len(data))})

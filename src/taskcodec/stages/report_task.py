@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "## Points", "", _markdown(points.drop(columns=["run_id"])),
             "## BD-rate at equal top-1 accuracy (%, negative = fewer bits than the anchor)", "", _markdown(bd),
             f"## Bits needed to reach top-1 ≥ uncompressed − {100 * ACCURACY_MARGIN:g} points", "", _markdown(needed),
-            "## Human/machine trade-off: PSNR and accuracy of the same codecs (seed 000, Tables 1–2)", "",
+            "## Human/machine trade-off: PSNR, feature MSE and accuracy of the same codecs (as seed 000, Tables 1–2)",
+            "",
             _markdown(tradeoff), *[f"![{metric}](rate_accuracy_{metric}.png)" for metric in plotted], "",
         ]
         if has_figure:

@@ -30,7 +30,7 @@ from taskcodec.tracking import stage_run
 
 PLOTTED_DATASET = "test"
 RD_COLUMNS = ["series", "family", "point", "bpp", "psnr", "ms_ssim", "image_size"]
-RA_COLUMNS = ["series", "kind", "point", "bpp", "top1", "top5", "psnr", "image_size"]
+RA_COLUMNS = ["series", "kind", "point", "bpp", "top1", "top5", "psnr", "feature_mse", "image_size"]
 
 
 def build_parser() -> argparse.ArgumentParser:

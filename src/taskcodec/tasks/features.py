@@ -45,33 +45,41 @@ def extract_features(model: nn.Module, images: torch.Tensor, layer: str, batch_s
 
 
 class CachedFeatures:
-    """The cached feature maps of a split (an ``extract_features`` file), compared with those of the task model's
-    latest forward pass: a hook on the cached layer keeps that pass's output."""
+    """The cached feature maps of a split (an ``extract_features`` file, from the task model at
+    ``task_model_path``), compared with those of the task model's next forward pass: a hook on the cached layer
+    keeps that pass's output until :meth:`mse_of_last_forward` reads it."""
 
-    def __init__(self, path: Path, model: nn.Module):
+    def __init__(self, path: Path, model: nn.Module, task_model_path: Path):
+        from taskcodec import io
+
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"task feature cache {self.path} is missing; run extract_features for this split first")
-        cached = torch.load(self.path, map_location="cpu")
+        record = io.read_json(self.path.parent / "features.json")
+        if record["task_model_sha256"] != io.file_digest(task_model_path):
+            raise UserError(f"task feature cache {self.path} was extracted with another task model than "
+                            f"{task_model_path}; run extract_features again with it")
+        cached = io.load_checkpoint(self.path)
         self.features = cached["features"]
-        self.rows = {image_id: row for row, image_id in enumerate(cached["image_ids"])}
-        self.layer = cached["layer"]
-        self.latest: torch.Tensor | None = None
-        feature_module(model, self.layer).register_forward_hook(self._keep)
+        self.row_of_image = {image_id: row for row, image_id in enumerate(cached["image_ids"])}
+        self.last_output: torch.Tensor | None = None
+        feature_module(model, cached["layer"]).register_forward_hook(self._capture_output)
 
-    def _keep(self, _module, _inputs, output) -> None:
-        self.latest = output.detach().float().cpu()
+    def _capture_output(self, _module, _inputs, output) -> None:
+        self.last_output = output.detach().float().cpu()
 
     def mse_of_last_forward(self, image_id: str) -> float:
-        """Mean squared difference between the latest forward pass's features (one image) and ``image_id``'s."""
-        if image_id not in self.rows:
+        """Mean squared difference between the features of the forward pass since the last call (one image)
+        and the cached features of ``image_id``."""
+        output, self.last_output = self.last_output, None
+        if output is None or output.shape[0] != 1:
+            raise RuntimeError("mse_of_last_forward needs one forward pass of a single image since its last call")
+        if image_id not in self.row_of_image:
             raise UserError(f"task feature cache {self.path} has no image {image_id}; run extract_features again "
                             "on the same prepared data")
-        if self.latest is None or self.latest.shape[0] != 1:
-            raise RuntimeError("mse_of_last_forward needs one forward pass of a single image first")
-        cached = self.features[self.rows[image_id]]
-        if self.latest.shape[1:] != cached.shape:
-            raise UserError(f"task feature cache {self.path} holds {tuple(cached.shape)} features per image, the "
-                            f"task model gives {tuple(self.latest.shape[1:])}: run extract_features again with this "
-                            "task model")
-        return float(((self.latest[0] - cached) ** 2).mean())
+        cached = self.features[self.row_of_image[image_id]]
+        if output.shape[1:] != cached.shape:
+            raise UserError(f"task feature cache {self.path} holds {tuple(cached.shape)} features for image "
+                            f"{image_id}, its reconstruction gives {tuple(output.shape[1:])}: the image size or "
+                            "the task model differs from the extraction; run extract_features again")
+        return float(((output[0] - cached) ** 2).mean())
