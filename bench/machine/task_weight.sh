@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Task-weight ablation on the study's pretrained codecs (bench/README.md, machine branch): fine-tunes the
+# λ 0.0009 and 0.0018 codecs of bench/results/machine at τ 0.1 once per task weight w given as an argument
+# (default: 1 3 30) into bench/results/machine-w<w>/, then prints bpp and top-1 of each on both splits.
+# Reuses the study's prepared data, task model, saliency maps and codecs (hard links), so run
+# bench/machine/run.sh first. Extra snakemake arguments are not taken.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+study=bench/results/machine
+[ -f "$study/task/model.pt" ] || { echo "no study results in $study: run bash bench/machine/run.sh first"; exit 1; }
+weights=("$@"); [ ${#weights[@]} -gt 0 ] || weights=(1 3 30)
+tuned=bmshj2018-hyperprior/N32-M48
+for w in "${weights[@]}"; do
+    out=bench/results/machine-w$w
+    mkdir -p "$out"
+    for part in prepared saliency task codecs; do [ -e "$out/$part" ] || cp -al "$study/$part" "$out/$part"; done
+    targets=()
+    for lmbda in 0.0009 0.0018; do
+        for split in test val; do targets+=("$out/eval/finetuned/$tuned/lmbda$lmbda/tau0.1/$split"); done
+    done
+    # a second config file overrides these keys of the study config (Snakemake merges them)
+    printf 'results_dir: %s\nfinetune:\n  sweep: {lmbdas: [0.0009, 0.0018], taus: [0.1]}\n  train: {task_weight: %s}\n' \
+        "$out" "$w" > "$out/overrides.yaml"
+    # the targets come before --configfile, which takes every path after it
+    bash scripts/pipeline.sh "${targets[@]}" --configfile bench/machine/params.yaml "$out/overrides.yaml"
+done
+.venv/bin/python - "${weights[@]}" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+print("w  lambda  split  bpp    top-1")
+for w in sys.argv[1:]:
+    for summary in sorted(Path(f"bench/results/machine-w{w}/eval/finetuned").rglob("summary.json")):
+        result = json.loads(summary.read_text())
+        lmbda, split = summary.parts[-4].removeprefix("lmbda"), summary.parts[-2]
+        print(f"{w:<3}{lmbda:<8}{split:<7}{result['bpp']:.3f}  {100 * result['top1']:.1f} %")
+PY
