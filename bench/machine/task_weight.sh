@@ -11,17 +11,18 @@ study=bench/results/machine
 weights=("$@"); [ ${#weights[@]} -gt 0 ] || weights=(1 3 30)
 tuned=bmshj2018-hyperprior/N32-M48  # the study's codec architecture and latent sizes
 lmbdas=(0.0009 0.0018)
+tau=0.1
 for w in "${weights[@]}"; do
     out=bench/results/machine-w$w
     mkdir -p "$out"
     for part in prepared saliency task codecs; do [ -e "$out/$part" ] || cp -al "$study/$part" "$out/$part"; done
     targets=()
     for lmbda in "${lmbdas[@]}"; do
-        for split in test val; do targets+=("$out/eval/finetuned/$tuned/lmbda$lmbda/tau0.1/$split"); done
+        for split in test val; do targets+=("$out/eval/finetuned/$tuned/lmbda$lmbda/tau$tau/$split"); done
     done
     # a second config file overrides these keys of the study config (Snakemake merges them)
-    printf 'results_dir: %s\nfinetune:\n  sweep: {lmbdas: [%s], taus: [0.1]}\n  train: {task_weight: %s}\n' \
-        "$out" "$(IFS=,; echo "${lmbdas[*]}")" "$w" > "$out/overrides.yaml"
+    printf 'results_dir: %s\nfinetune:\n  sweep: {lmbdas: [%s], taus: [%s]}\n  train: {task_weight: %s}\n' \
+        "$out" "$(IFS=,; echo "${lmbdas[*]}")" "$tau" "$w" > "$out/overrides.yaml"
     # the targets come before --configfile, which takes every path after it
     bash scripts/pipeline.sh "${targets[@]}" --configfile bench/machine/params.yaml "$out/overrides.yaml"
 done
