@@ -1,7 +1,7 @@
 # taskcodec: learned image compression for humans and machines.
 #
 #   prepare -> saliency, train_task -> extract_features
-#           -> train_codec (one job per architecture x lambda) -> cache_latents (per split)
+#           -> train_codec (one job per architecture and hyperparameters x lambda) -> cache_latents (per split)
 #           -> finetune_codec (per codec x tau, through the frozen task model) -> cache/evaluate_finetuned
 #           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
 #           -> evaluate_codec / evaluate_classical (per dataset; task accuracy and feature distortion on the
@@ -9,7 +9,9 @@
 #           -> summarize (DVC metrics and plots)
 #
 # Run with:  snakemake --profile workflow/profiles/local
-# Parameters: params.yaml (validated against workflow/schemas/params.schema.yaml before any job).
+# Parameters: params.yaml (validated against workflow/schemas/params.schema.yaml before any job). Its `resources`
+# section (device, threads, memory, time, GPUs per stage) reaches the rules as threads and resources, never as
+# params: changing it reruns nothing. Every rule names its software (conda: environment.yml).
 
 configfile: "params.yaml"
 
@@ -29,11 +31,20 @@ include: "workflow/rules/latent.smk"
 include: "workflow/rules/report.smk"
 
 
+# Cheap rules run where Snakemake runs, never submitted to a cluster.
+localrules:
+    all,
+    versioned,
+    report,
+    report_task,
+    summarize,
+
+
 rule all:
     input:
         cache_outputs(),
         report_outputs(),
-        RESULTS + "/summary/metrics.json",
+        results("summary", "metrics.json"),
 
 
 # DVC-versioned artifacts only: `snakemake --touch versioned` marks them up to date after a DVC restore.

@@ -7,8 +7,8 @@ from taskcodec.errors import UserError
 from taskcodec.losses import RateDistortionLoss, bits_per_pixel, saliency_weights
 
 
-def test_bits_per_pixel_counts_all_entropy_models():
-    likelihoods = {"y": torch.full((2, 4, 2, 2), 0.5), "z": torch.full((2, 4, 1, 1), 0.25)}
+def test_bits_per_pixel_counts_all_entropy_models_of_every_layer():
+    likelihoods = {"base": {"y": torch.full((2, 4, 2, 2), 0.5)}, "enhancement": {"z": torch.full((2, 4, 1, 1), 0.25)}}
     # y: 32 symbols x 1 bit, z: 8 symbols x 2 bits = 48 bits over 2 images of 4x4 pixels
     assert bits_per_pixel(likelihoods, 2 * 4 * 4).item() == pytest.approx(48 / 32)
 
@@ -16,7 +16,7 @@ def test_bits_per_pixel_counts_all_entropy_models():
 def test_mse_loss_is_rate_plus_lambda_times_scaled_mse():
     x = torch.zeros(1, 3, 8, 8)
     x_hat = torch.full_like(x, 0.1)
-    output = {"x_hat": x_hat, "likelihoods": {"y": torch.full((1, 1, 8, 8), 0.5)}}
+    output = {"x_hat": x_hat, "likelihoods": {"main": {"y": torch.full((1, 1, 8, 8), 0.5)}}}
     losses = RateDistortionLoss(lmbda=0.01)(output, x)
     assert losses["bpp_loss"].item() == pytest.approx(1.0)
     assert losses["mse_loss"].item() == pytest.approx(0.01)
@@ -26,7 +26,7 @@ def test_mse_loss_is_rate_plus_lambda_times_scaled_mse():
 def test_ms_ssim_loss_on_small_patches():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64)
-    output = {"x_hat": x.clone().requires_grad_(True), "likelihoods": {"y": torch.full((2, 1, 4, 4), 0.5)}}
+    output = {"x_hat": x.clone().requires_grad_(True), "likelihoods": {"main": {"y": torch.full((2, 1, 4, 4), 0.5)}}}
     losses = RateDistortionLoss(lmbda=1.0, distortion="ms-ssim")(output, x)
     assert losses["ms_ssim"].item() == pytest.approx(1.0, abs=1e-5)
     assert math.isfinite(losses["loss"].item())
@@ -41,7 +41,7 @@ def _rd_case(seed=0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(2, 3, 8, 8, generator=generator)
     x_hat = (x + 0.1 * torch.randn(2, 3, 8, 8, generator=generator)).requires_grad_(True)
-    return x, {"x_hat": x_hat, "likelihoods": {"y": torch.full((2, 1, 2, 2), 0.5)}}
+    return x, {"x_hat": x_hat, "likelihoods": {"main": {"y": torch.full((2, 1, 2, 2), 0.5)}}}
 
 
 def test_unit_weights_give_the_plain_mse_loss():
@@ -58,7 +58,7 @@ def test_with_floor_zero_background_errors_cost_nothing():
     saliency[..., :4, :] = 255  # top half salient
     x_hat = x.clone()
     x_hat[..., 4:, :] = 0.5  # error only in the background
-    output = {"x_hat": x_hat, "likelihoods": {"y": torch.full((1, 1, 2, 2), 0.5)}}
+    output = {"x_hat": x_hat, "likelihoods": {"main": {"y": torch.full((1, 1, 2, 2), 0.5)}}}
     losses = RateDistortionLoss(0.01)(output, x, saliency_weights(saliency, 0.0))
     assert losses["distortion"].item() == 0.0 and losses["mse_loss"].item() > 0
     floored = RateDistortionLoss(0.01)(output, x, saliency_weights(saliency, 0.2))

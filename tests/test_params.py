@@ -2,11 +2,24 @@ from pathlib import Path
 
 import pytest
 
+from taskcodec.codecs.registry import CODECS
 from taskcodec.errors import UserError
-from taskcodec.params import load_yaml, validate_params
+from taskcodec.params import check_section, codec_dirname, load_yaml, number_id, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+SCIENCE_SECTIONS = ["codec.train", "task.train", "task.features", "finetune.train", "latent_classifier.train",
+                    "latent_classifier.joint", "cache", "evaluate"]
+
+
+def escaped(message: str) -> str:
+    return message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)").replace("+", r"\+").replace("?", r"\?")
+
+
+def section_of(params: dict, dotted: str) -> dict:
+    for key in dotted.split("."):
+        params = params[key]
+    return params
 
 
 @pytest.fixture
@@ -16,7 +29,11 @@ def params():
 
 @pytest.mark.parametrize("path", ["params.yaml", "bench/machine/params.yaml", "bench/kodak/params.yaml"])
 def test_shipped_params_are_valid(path):
-    validate_params(load_yaml(ROOT / path), SCHEMA, source=path)
+    params = load_yaml(ROOT / path)
+    validate_params(params, SCHEMA, source=path)
+    assert params["task"]["name"] == "classification"
+    for dotted in SCIENCE_SECTIONS:  # run settings live in `resources` only
+        assert not {"device", "threads"} & set(section_of(params, dotted)), (path, dotted)
 
 
 def test_mistyped_key_names_the_key_and_the_closest_valid_one(params):
@@ -32,6 +49,13 @@ def test_mistyped_top_level_section(params):
         validate_params(params, SCHEMA)
 
 
+@pytest.mark.parametrize("dotted", SCIENCE_SECTIONS)
+def test_run_settings_in_a_science_section_are_unknown_keys(params, dotted):
+    section_of(params, dotted)["threads"] = 4
+    with pytest.raises(UserError, match=escaped(f"unknown key '{dotted}.threads'")):
+        validate_params(params, SCHEMA)
+
+
 @pytest.mark.parametrize(
     "path, value, message",
     [
@@ -39,7 +63,10 @@ def test_mistyped_top_level_section(params):
         (("codec", "train", "distortion"), "l1", "codec.train.distortion = 'l1' is not allowed"),
         (("prepare", "image_size"), 4, "prepare.image_size = 4 is invalid"),
         (("codec", "sweep", "lmbdas"), [0.01, -1], "codec.sweep.lmbdas.1 = -1 is invalid"),
-        (("cache", "device"), "tpu", "cache.device = 'tpu' is invalid"),
+        (("resources", "device"), "tpu", "resources.device = 'tpu' is invalid"),
+        (("resources", "train_codec", "gpu"), -1, "resources.train_codec.gpu = -1 is invalid"),
+        (("resources", "cache_latents", "threads"), 0, "resources.cache_latents.threads = 0 is invalid"),
+        (("task", "name"), 3, "task.name = 3 has the wrong type"),
     ],
 )
 def test_bad_values_name_the_key(params, path, value, message):
@@ -47,7 +74,13 @@ def test_bad_values_name_the_key(params, path, value, message):
     for key in path[:-1]:
         section = section[key]
     section[path[-1]] = value
-    with pytest.raises(UserError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(UserError, match=escaped(message)):
+        validate_params(params, SCHEMA)
+
+
+def test_every_stage_job_needs_its_resources(params):
+    del params["resources"]["evaluate_codec"]["runtime"]
+    with pytest.raises(UserError, match="resources.evaluate_codec is missing a required key: 'runtime'"):
         validate_params(params, SCHEMA)
 
 
@@ -82,5 +115,186 @@ def test_imagefolder_needs_a_root(params):
 )
 def test_cross_checks_name_the_keys(params, edit, message):
     edit(params)
-    with pytest.raises(UserError, match=message.replace(".", r"\.").replace("(", r"\(").replace("+", r"\+")):
+    with pytest.raises(UserError, match=escaped(message)):
         validate_params(params, SCHEMA)
+
+
+# ------------------------------------------------------------------ the codec sweep against the registry
+
+
+def test_the_schema_keeps_no_list_of_architectures():
+    assert not any(arch in SCHEMA.read_text() for arch in CODECS)
+
+
+def test_unknown_architecture_suggests_the_closest(params):
+    params["codec"]["sweep"]["models"][0]["arch"] = "bmshj2018-hyperprio"
+    with pytest.raises(UserError) as err:
+        validate_params(params, SCHEMA)
+    message = str(err.value)
+    assert "codec.sweep.models.0.arch = 'bmshj2018-hyperprio' is not a registered codec architecture" in message
+    assert "(did you mean 'bmshj2018-hyperprior'?)" in message and "\n" not in message
+
+
+def test_hyperparameter_the_architecture_does_not_take_is_an_error(params):
+    params["codec"]["sweep"]["models"].append({"arch": "cheng2020-anchor", "N": 32, "M": 48})
+    with pytest.raises(UserError, match=escaped("codec.sweep.models.1.M: cheng2020-anchor takes no hyperparameter "
+                                                "'M' (its hyperparameters: N); remove it")):
+        validate_params(params, SCHEMA)
+
+
+def test_required_hyperparameter_is_named(params):
+    params["codec"]["sweep"]["models"] = [{"arch": "bmshj2018-factorized", "N": 32}]
+    with pytest.raises(UserError, match=escaped("codec.sweep.models.0 (bmshj2018-factorized) is missing the "
+                                                "hyperparameter 'M'")):
+        validate_params(params, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"arch": "bmshj2018-hyperprior", "N": "32", "M": 48}, "codec.sweep.models.0.N = '32' has the wrong type"),
+        ({"arch": "bmshj2018-hyperprior", "N": 32.5, "M": 48}, "codec.sweep.models.0.N = 32.5 has the wrong type"),
+        ({"arch": "bmshj2018-hyperprior", "N": 32, "M/2": 48},
+         "codec.sweep.models.0 has the key 'M/2', which is not a name"),
+        ({"N": 32, "M": 48}, "codec.sweep.models.0 is missing a required key: 'arch'"),
+    ],
+)
+def test_sweep_entries_are_checked_by_the_schema(params, entry, message):
+    params["codec"]["sweep"]["models"] = [entry]
+    with pytest.raises(UserError, match=escaped(message)):
+        validate_params(params, SCHEMA)
+
+
+def test_an_entry_names_at_least_one_hyperparameter(params):
+    params["codec"]["sweep"]["models"] = [{"arch": "cheng2020-anchor"}]  # N has a default, but names the folder
+    with pytest.raises(UserError, match=escaped("codec.sweep.models.0 (cheng2020-anchor) gives no hyperparameter; "
+                                                "give at least one (its hyperparameters: N)")):
+        validate_params(params, SCHEMA)
+
+
+def test_the_same_codec_twice_is_an_error(params):
+    params["codec"]["sweep"]["models"].append({"arch": "bmshj2018-hyperprior", "M": 48, "N": 32})
+    with pytest.raises(UserError, match=escaped("codec.sweep.models.1 repeats codec.sweep.models.0")):
+        validate_params(params, SCHEMA)
+
+
+class ToyCodec:
+    """A registered codec with its own hyperparameter names (one required, one optional)."""
+
+    def __init__(self, channels, levels=2, **kwargs):
+        pass
+
+
+def test_any_registered_codec_takes_its_own_hyperparameters(params, monkeypatch):
+    monkeypatch.setitem(CODECS, "toy-codec", ToyCodec)
+    params["codec"]["sweep"]["models"] = [{"arch": "toy-codec", "levels": 3, "channels": 8},
+                                          {"arch": "toy-codec", "channels": 16}]
+    validate_params(params, SCHEMA)
+    params["codec"]["sweep"]["models"] = [{"arch": "toy-codec", "levels": 3}]
+    with pytest.raises(UserError, match="missing the hyperparameter 'channels'"):
+        validate_params(params, SCHEMA)
+    params["codec"]["sweep"]["models"] = [{"arch": "toy-codec", "channels": 3, "kwargs": 1}]
+    with pytest.raises(UserError, match="toy-codec takes no hyperparameter 'kwargs'"):
+        validate_params(params, SCHEMA)
+
+
+def test_codec_paths_keep_the_entry_order_and_full_precision():
+    assert codec_dirname({"arch": "bmshj2018-hyperprior", "N": 32, "M": 48}) == "N32-M48"
+    assert codec_dirname({"arch": "toy", "levels": 3, "channels": 8}) == "levels3-channels8"
+    assert number_id(0.00123456789) == "0.00123456789" and float(number_id(0.00123456789)) == 0.00123456789
+    assert number_id(0.0035) == "0.0035" and number_id(1) == "1.0" and number_id(1e-7) == "1e-07"
+    assert number_id(0.1 + 0.2) != number_id(0.3)  # format(x, "g") would give both paths "0.3"
+
+
+# ------------------------------------------------------------------ fine-tuning sweep, task registry
+
+
+def test_finetuned_lambdas_must_be_pretrained_ones(params):
+    params["finetune"]["sweep"]["lmbdas"] = [0.0035, 0.004]
+    with pytest.raises(UserError) as err:
+        validate_params(params, SCHEMA)
+    assert str(err.value) == ("params.yaml: finetune.sweep.lmbdas has 0.004, which is not in codec.sweep.lmbdas "
+                              "(0.0035, 0.025, 0.18); fine-tuning starts from a pretrained codec of the sweep, so use "
+                              "one of those or add 0.004 there")
+
+
+def test_unknown_task_suggests_the_closest(params):
+    params["task"]["name"] = "clasification"
+    with pytest.raises(UserError, match=escaped("task.name = 'clasification' is not a registered task "
+                                                "(did you mean 'classification'?)")):
+        validate_params(params, SCHEMA)
+
+
+# ------------------------------------------------------------------ one section, as a stage run by hand receives it
+
+
+def test_check_section_accepts_the_shipped_sections(params):
+    for dotted in SCIENCE_SECTIONS + ["prepare", "saliency", "task", "codec", "codec.sweep", "evaluate.report",
+                                      "evaluate.classical.jpeg", "latent_classifier.model", "task.model"]:
+        check_section(dotted, section_of(params, dotted), "--params")
+
+
+@pytest.mark.parametrize(
+    "dotted, edit, message",
+    [
+        ("codec.train", lambda s: s.update(stpes=s.pop("steps")),
+         "--params: unknown key 'codec.train.stpes' (did you mean 'steps'?); fix or remove it"),
+        ("codec.train", lambda s: s.update(threads=2), "--params: unknown key 'codec.train.threads'"),
+        ("codec.train", lambda s: s.update(steps="many"), "--params: codec.train.steps = 'many' has the wrong type"),
+        ("codec.train", lambda s: s.update(patch_size=0), "--params: codec.train.patch_size = 0 is invalid"),
+        ("codec.train", lambda s: s.pop("seed"), "--params: codec.train is missing a required key: 'seed'"),
+        ("codec.train", lambda s: s.update(init="zoo:x"), "--params: codec.train.init 'zoo:x' is not of the form"),
+        ("task.train", lambda s: s.update(momentum=2), "--params: task.train.momentum = 2 is invalid"),
+        ("evaluate.classical.hevc", lambda s: s.update(qualities=[60]),
+         "--params: evaluate.classical.hevc.qualities.0 = 60 is invalid"),
+        ("task", lambda s: s.update(name="vqa-typo"), "--params: task.name = 'vqa-typo' is not a registered task"),
+        ("codec.sweep", lambda s: s["models"][0].update(M=None),
+         "--params: codec.sweep.models.0.M = None has the wrong type"),
+    ],
+)
+def test_check_section_reports_like_full_validation(params, dotted, edit, message):
+    section = section_of(params, dotted)
+    edit(section)
+    with pytest.raises(UserError, match=escaped(message)):
+        check_section(dotted, section, "--params")
+
+
+def test_check_section_of_the_keys_a_stage_takes(params):
+    keys = ("save_reconstructions", "saliency_threshold")
+    given = {key: params["evaluate"][key] for key in keys}
+    check_section("evaluate", given, "--params", keys=keys)
+    with pytest.raises(UserError, match=escaped("unknown key 'evaluate.save_reconstruction' "
+                                                "(did you mean 'save_reconstructions'?)")):
+        check_section("evaluate", {"save_reconstruction": 4, "saliency_threshold": 0.5}, "--params", keys=keys)
+    with pytest.raises(UserError, match="unknown key 'evaluate.extra_datasets'"):
+        check_section("evaluate", {**given, "extra_datasets": {}}, "--params", keys=keys)
+    with pytest.raises(UserError, match="evaluate is missing a required key: 'saliency_threshold'"):
+        check_section("evaluate", {"save_reconstructions": 4}, "--params", keys=keys)
+
+
+def test_check_section_of_some_keys_still_checks_them_beyond_the_schema(params):
+    keys = ("name", "model", "train")
+    task = {key: params["task"][key] for key in keys}  # as train_task receives it
+    check_section("task", task, "--params", keys=keys)
+    task["name"] = "clasification"
+    with pytest.raises(UserError, match=escaped("task.name = 'clasification' is not a registered task (did you mean")):
+        check_section("task", task, "--params", keys=keys)
+
+
+def test_check_section_without_the_keys_a_rule_leaves_out(params):
+    given = {key: value for key, value in params["cache"].items() if key != "splits"}  # as the cache rule passes it
+    check_section("cache", given, "--params", omit=("splits",))
+    with pytest.raises(UserError, match="cache is missing a required key: 'splits'"):
+        check_section("cache", given, "--params")
+    with pytest.raises(UserError, match="unknown key 'cache.splits'"):
+        check_section("cache", params["cache"], "--params", omit=("splits",))
+    joint = {key: value for key, value in params["latent_classifier"]["joint"].items() if key != "enabled"}
+    check_section("latent_classifier.joint", joint, "--params", omit=("enabled",))
+    del joint["rate_weight"]
+    with pytest.raises(UserError, match="latent_classifier.joint is missing a required key: 'rate_weight'"):
+        check_section("latent_classifier.joint", joint, "--params", omit=("enabled",))
+
+
+def test_check_section_of_an_unknown_section_is_a_programming_error(params):
+    with pytest.raises(ValueError, match="no section 'codec.trian'"):
+        check_section("codec.trian", params["codec"]["train"], "--params")

@@ -4,7 +4,7 @@ import torch
 
 from taskcodec.errors import UserError
 from taskcodec.evaluation import TaskMeasures
-from taskcodec.io import file_digest, write_json
+from taskcodec.artifacts import file_digest, write_json
 from taskcodec.tasks.checkpoint import save_task_model
 from taskcodec.tasks.features import extract_features
 from taskcodec.tasks.models import build_task_model
@@ -16,7 +16,7 @@ SMALL = {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_strid
 def task_files(tmp_path):
     torch.manual_seed(0)
     model = build_task_model(SMALL, 3).eval()
-    save_task_model(tmp_path / "model.pt", model, SMALL, 3, ["a", "b", "c"], {}, {})
+    save_task_model(tmp_path / "model.pt", model, "classification", SMALL, 3, ["a", "b", "c"], {}, {})
     images = np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
     features = extract_features(model, torch.from_numpy(images).permute(0, 3, 1, 2), "stage2", 2, torch.device("cpu"))
     torch.save({"features": features, "image_ids": ["x", "y"], "labels": torch.tensor([0, 1]), "layer": "stage2"},
@@ -28,12 +28,12 @@ def task_files(tmp_path):
 def test_task_measures_add_the_feature_distortion_of_the_reconstruction(task_files):
     folder, images = task_files
     task = TaskMeasures(folder / "model.pt", None, 0.5, torch.device("cpu"), folder / "test.pt")
-    same = task.measure("x", 0, images[0], images[0])
+    same = task.measure("x", {"label": 0}, images[0], images[0])
     assert same["feature_mse"] < 1e-10 and np.isnan(same["top5"])  # top-5 needs at least 5 classes
     noisy = np.clip(images[0].astype(int) + np.random.default_rng(1).integers(-20, 21, images[0].shape), 0, 255)
-    assert task.measure("x", 0, images[0], noisy.astype(np.uint8))["feature_mse"] > 1e-4
+    assert task.measure("x", {"label": 0}, images[0], noisy.astype(np.uint8))["feature_mse"] > 1e-4
     without_features = TaskMeasures(folder / "model.pt", None, 0.5, "cpu")
-    assert "feature_mse" not in without_features.measure("x", 0, images[0], images[0])
+    assert "feature_mse" not in without_features.measure("x", {"label": 0}, images[0], images[0])
 
 
 def test_features_without_the_task_model_are_refused(task_files):

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from taskcodec import io
-from taskcodec.codecs.bitstream import ImageBitstream, read_shard
+from taskcodec import artifacts
+from taskcodec.codecs.bitstream import ImageBitstream
+from taskcodec.codecs.cache import read_bitstreams
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import encode_images
 from taskcodec.data.images import IMAGE_EXTENSIONS, load_rgb8, resize_center_crop
@@ -31,19 +32,21 @@ from taskcodec.tasks.checkpoint import load_latent_classifier, load_task_model
 from taskcodec.tasks.speed import compare_speed
 
 
-def cached_bitstreams(cache: Path) -> tuple[list[ImageBitstream], float]:
+def cached_bitstreams(cache: Path) -> tuple[list[dict[str, ImageBitstream]], float]:
     """The test split's stored bitstreams and their mean actual bpp."""
-    bitstreams = [ImageBitstream.from_bytes(data) for shard in sorted(cache.glob("shard-*.tcbs"))
-                  for _, data in read_shard(shard)]
+    layers = tuple(artifacts.read_json(cache / "cache.json")["layers"])
+    bitstreams = [{layer: ImageBitstream.from_bytes(data) for layer, data in parts.items()}
+                  for _, parts in read_bitstreams(cache, layers)]
     return bitstreams, float(pd.read_csv(cache / "index.csv")["bpp"].mean())
 
 
-def photo_bitstreams(codec, folder: Path, size: int) -> tuple[list[ImageBitstream], float]:
+def photo_bitstreams(codec, folder: Path, size: int) -> tuple[list[dict[str, ImageBitstream]], float]:
     """The photos of ``folder`` at ``size``×``size``, entropy-coded by ``codec``, and their mean bpp."""
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     arrays = np.stack([resize_center_crop(load_rgb8(path), size, path) for path in paths])
     bitstreams = encode_images(codec, to_float(torch.from_numpy(arrays).permute(0, 3, 1, 2), torch.device("cpu")))
-    return bitstreams, sum(8 * len(b.to_bytes()) for b in bitstreams) / (len(bitstreams) * size * size)
+    bits = sum(8 * len(bitstream.to_bytes()) for layered in bitstreams for bitstream in layered.values())
+    return bitstreams, bits / (len(bitstreams) * size * size)
 
 
 def main() -> None:
@@ -70,12 +73,13 @@ def main() -> None:
                             for size in args.sizes})
         for source, load in sources.items():
             bitstreams, bpp = load()
+            first = next(iter(bitstreams[0].values()))
             speed = compare_speed(codec, classifier, task_model, bitstreams, args.batch_size, device)
             rows.append({"codec": str(codec_dir), "images_from": source, "bpp": bpp,
-                         "image_size": f"{bitstreams[0].width}×{bitstreams[0].height}", **speed})
+                         "image_size": f"{first.width}×{first.height}", **speed})
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    with io.atomic_path(args.out) as tmp:
+    with artifacts.atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
     print(table.to_markdown(index=False, floatfmt=".4g"))
 

@@ -19,10 +19,19 @@ from taskcodec.data.images import load_rgb8
 from taskcodec.errors import UserError
 from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr, region_psnr
 
-#: columns of every per_image.csv written by the evaluation stages (task columns empty without a task model)
-ROW_FIELDS = ["family", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
-              "psnr", "ms_ssim", "label", "pred", "top1", "top5", "feature_mse", "psnr_salient", "psnr_background",
-              "run_id"]
+#: columns of every per_image.csv written by the evaluation stages, around the task's own columns
+#: (:attr:`TaskMeasures.columns`); ``kind`` is classical, pretrained or finetuned
+#: (:data:`taskcodec.report.tables.LEARNED_KINDS`)
+#: the keys of the ``evaluate`` section both evaluation stages read (beside a classical codec's sweep)
+EVALUATE_KEYS = ("save_reconstructions", "saliency_threshold")
+
+BASE_FIELDS = ["kind", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
+               "psnr", "ms_ssim"]
+
+
+def row_fields(task: "TaskMeasures") -> list[str]:
+    """The columns of a per_image.csv measured with ``task``."""
+    return BASE_FIELDS + task.columns + ["run_id"]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -59,17 +68,20 @@ def save_reconstruction(folder: Path, name: str, image: np.ndarray) -> None:
 
 
 class TaskMeasures:
-    """Task accuracy of a reconstruction through the frozen task model, the mean squared difference of its
-    feature maps from the original image's (``features``: an ``extract_features`` file of the split), and PSNR
-    inside / outside the salient region (saliency ≥ ``threshold``, maps of the saliency stage), for images of
-    a prepared split."""
+    """Machine-side measures of a reconstruction, for images of a prepared split: the frozen task model's
+    prediction and scores (the metrics its task declares, :mod:`taskcodec.tasks.registry`), the mean squared
+    difference of its feature maps from the original image's (``features``: an ``extract_features`` file of the
+    split), and PSNR inside / outside the salient region (saliency ≥ ``threshold``, maps of the saliency stage)."""
 
     def __init__(self, task_model: Path | None, saliency: Path | None, threshold: float, device,
                  features: Path | None = None):
         from taskcodec.tasks.checkpoint import load_task_model  # torch only for the stages that classify
 
         self.device = device
-        self.model = load_task_model(task_model, device)[0] if task_model is not None else None
+        self.model, self.task = None, None
+        if task_model is not None:
+            self.model, info = load_task_model(task_model, device)
+            self.task = info["task"]
         self.maps = Path(saliency) / "maps" if saliency is not None else None
         self.threshold = threshold
         self.features = None
@@ -80,16 +92,29 @@ class TaskMeasures:
             from taskcodec.tasks.features import CachedFeatures
 
             self.features = CachedFeatures(features, self.model, task_model)
+        self.columns = ((["label", "pred", *self.task.metric_names] if self.task else [])
+                        + (["feature_mse"] if self.features else [])
+                        + (["psnr_salient", "psnr_background"] if self.maps else []))
 
-    def measure(self, image_id: str, label: int, original: np.ndarray, reconstruction: np.ndarray) -> dict:
+    @property
+    def metrics(self) -> list[str]:
+        """The columns holding measurements (means are reported), not identities."""
+        return [column for column in self.columns if column not in ("label", "pred")]
+
+    def measure(self, image_id: str, sample: dict, original: np.ndarray, reconstruction: np.ndarray) -> dict:
+        """The measures of one reconstruction; ``sample`` holds the task's fields (e.g. its label)."""
         row = {}
         if self.model is not None:
-            from taskcodec.tasks.evaluation import image_logits
+            import torch
 
-            ranked = image_logits(self.model, reconstruction, self.device).argsort(descending=True).tolist()
-            row.update(label=label, pred=ranked[0], top1=float(ranked[0] == label),
-                       top5=float(label in ranked[:5]) if len(ranked) >= 5 else np.nan)
-            if self.features is not None:  # the features of image_logits' forward pass
+            from taskcodec.tasks.evaluation import image_outputs
+
+            target = torch.as_tensor([self.task.target(sample, original)])
+            outputs = image_outputs(self.model, reconstruction, self.device)[None]
+            scores = self.task.scores(outputs, target)
+            row.update(label=target.item(), pred=self.task.predictions(outputs).item(),
+                       **{name: float(value[0]) for name, value in scores.items()})
+            if self.features is not None:  # the features of image_outputs' forward pass
                 row["feature_mse"] = self.features.mse_of_last_forward(image_id)
         if self.maps is not None:
             saliency = np.asarray(Image.open(self.maps / f"{image_id}.png"), dtype=np.float32) / 255.0

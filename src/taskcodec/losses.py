@@ -68,9 +68,10 @@ def saliency_weights(saliency: torch.Tensor, floor: float) -> torch.Tensor:
     return floor + (1.0 - floor) * s
 
 
-def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
-    """Estimated rate −Σ log₂ p over all entropy models, per pixel."""
-    return sum(torch.log(lk).sum() for lk in likelihoods.values()) / (-math.log(2) * num_pixels)
+def bits_per_pixel(likelihoods: dict[str, dict[str, torch.Tensor]], num_pixels: int) -> torch.Tensor:
+    """Estimated rate −Σ log₂ p over every entropy model of every layer (``{layer: {name: p}}``), per pixel."""
+    return sum(torch.log(lk).sum() for per_layer in likelihoods.values() for lk in per_layer.values()) \
+        / (-math.log(2) * num_pixels)
 
 
 class RateDistortionLoss(nn.Module):
@@ -96,33 +97,41 @@ class RateDistortionLoss(nn.Module):
 
 
 class TaskAwareLoss(nn.Module):
-    """``loss = R + τ·λ·D + w·CE(task(x̂), labels)``, the joint objective of seed 000 (there with a VQA loss).
+    """``loss = R + τ·λ·D + w·L_task(task(x̂), targets)``, the joint objective of seed 000.
 
     Uselis, Ghosh and Inuganti, "Where's Waldo?: Visual Question Answering on
     Extreme Lossy Compressed Images using a Variational Approach with Scale
     Hyperprior": a scale-hyperprior codec is trained through a frozen task
-    network applied to its reconstruction, with τ weighting the distortion.
-    Here R and D are exactly :class:`RateDistortionLoss` at λ' = τ·λ, so τ = 1,
-    w = 0 is the pretraining loss. ``task_model`` maps float images in [0, 1]
-    to logits; it is only read (the caller freezes it), gradients flow through
-    it into the codec. ``forward(output, x, labels, weights)`` takes the
-    codec's output on ``pad(x)`` (:func:`taskcodec.codecs.coding.pad`; a no-op
-    when the sides are multiples of 64): R and D are measured on the padded
-    image as the coder sees it, the task model gets the reconstruction cropped
-    to ``x``'s size and clamped to [0, 1], as a decoded image is.
+    network applied to its reconstruction, with τ weighting the distortion
+    (there L_task is the VQA loss). Here R and D are exactly
+    :class:`RateDistortionLoss` at λ' = τ·λ, so τ = 1, w = 0 is the pretraining
+    loss, and L_task is the ``task``'s own loss (:mod:`taskcodec.tasks.registry`;
+    cross-entropy for classification). ``task_model`` maps float images in
+    [0, 1] to the task's outputs; it is only read (the caller freezes it),
+    gradients flow through it into the codec. ``forward(output, x, targets,
+    weights)`` takes the codec's output on ``pad(x, pad_multiple)``
+    (:func:`taskcodec.codecs.coding.pad` with the codec's ``pad_multiple``; a no-op
+    when the sides are multiples of it): R and D are measured on the padded image
+    as the coder sees it, the task model gets the reconstruction cropped to
+    ``x``'s size and clamped to [0, 1], as a decoded image is. ``accuracy`` is the
+    batch mean of the task's primary metric.
     """
 
-    def __init__(self, lmbda: float, tau: float, task_model: nn.Module, task_weight: float, distortion: str = "mse"):
+    def __init__(self, lmbda: float, tau: float, task_model: nn.Module, task_weight: float, task,
+                 distortion: str = "mse", pad_multiple: int = 64):
         super().__init__()
+        self.pad_multiple = pad_multiple
         self.rate_distortion = RateDistortionLoss(tau * lmbda, distortion)
         self.task_model = task_model
         self.task_weight = task_weight
+        self.task = task
 
-    def forward(self, output: dict, x: torch.Tensor, labels: torch.Tensor,
+    def forward(self, output: dict, x: torch.Tensor, targets: torch.Tensor,
                 weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        losses = self.rate_distortion(output, pad(x), None if weights is None else pad(weights))
-        logits = self.task_model(output["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1))
-        task_loss = F.cross_entropy(logits, labels)
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        multiple = self.pad_multiple
+        losses = self.rate_distortion(output, pad(x, multiple), None if weights is None else pad(weights, multiple))
+        outputs = self.task_model(output["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1))
+        task_loss = self.task.loss(outputs, targets)
+        accuracy = self.task.scores(outputs.detach(), targets)[self.task.primary_metric].float().mean()
         return {**losses, "loss": losses["loss"] + self.task_weight * task_loss, "rd_loss": losses["loss"],
-                "task_loss": task_loss, "accuracy": accuracy.detach()}
+                "task_loss": task_loss, "accuracy": accuracy}

@@ -1,7 +1,16 @@
 """Load and validate ``params.yaml`` against ``workflow/schemas/params.schema.yaml``.
 
-Validation runs before any job; a mistake is reported as one sentence naming the
-key, what is wrong, and (for a mistyped key) the closest valid key.
+Validation runs before any job (:func:`validate_params`, called by the Snakefile) and again in every
+stage run by hand (:func:`check_section` on the section the stage was given). A mistake is reported as
+one sentence naming the key, what is wrong, and (for a mistyped key) the closest valid key.
+
+Besides the schema, the checks here look at what a schema cannot hold: cross-section rules
+(``finetune.sweep.lmbdas`` ⊆ ``codec.sweep.lmbdas``, patch size ≤ image size), and the plug-in
+registries: a sweep entry's ``arch`` must be a registered codec and its other keys constructor
+parameters of that codec; ``task.name`` must be a registered task.
+
+:func:`codec_dirname` and :func:`number_id` say how a sweep entry and a λ or τ appear in paths and
+wildcards (``bmshj2018-hyperprior/N32-M48``, ``lmbda0.0035``).
 """
 
 from __future__ import annotations
@@ -9,12 +18,15 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import jsonschema
 import yaml
 
 from taskcodec.errors import UserError
+
+#: The schema in the project folder (src/taskcodec/params.py -> workflow/schemas/).
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -27,62 +39,234 @@ def load_yaml(path: str | Path) -> Any:
         raise UserError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
 
 
-def _key_path(path) -> str:
-    return ".".join(str(part) for part in path) or "(top level)"
+# ---------------------------------------------------------------------------------------------- paths
 
 
-def _describe(error: jsonschema.ValidationError, source: str) -> str:
-    where = _key_path(error.absolute_path)
+def number_id(value: float) -> str:
+    """A λ or τ as it appears in paths and wildcards: full precision (``repr``), so no two values share a path."""
+    return repr(float(value))
+
+
+def hyperparameters(entry: dict[str, Any]) -> dict[str, int]:
+    """The hyperparameters of a ``codec.sweep.models`` entry (every key but ``arch``), in the entry's order."""
+    return {key: value for key, value in entry.items() if key != "arch"}
+
+
+def codec_dirname(entry: dict[str, Any]) -> str:
+    """The folder of a sweep entry's hyperparameters: ``N32-M48`` for ``{arch: ..., N: 32, M: 48}`` (as
+    :func:`taskcodec.codecs.registry.hyper_label`, without importing the codecs)."""
+    return "-".join(f"{key}{value}" for key, value in hyperparameters(entry).items())
+
+
+# ---------------------------------------------------------------------------------------------- messages
+
+
+def _describe(error: jsonschema.ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
+    parts = [*prefix, *(str(part) for part in error.absolute_path)]
+    where = ".".join(parts) or "(top level)"
     if error.validator == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
         unexpected = sorted(set(error.instance) - set(known))
-        parts = []
+        described = []
         for key in unexpected:
-            full = f"{where}.{key}" if error.absolute_path else key
+            full = f"{where}.{key}" if parts else key
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(known)})"
-            parts.append(f"'{full}'{hint}")
-        return f"{source}: unknown key {', '.join(parts)}; fix or remove it"
+            described.append(f"'{full}'{hint}")
+        return f"{source}: unknown key {', '.join(described)}; fix or remove it"
     if error.validator == "required":
         return f"{source}: {where} is missing a required key: {error.message}; add it (see params.yaml in the repository)"
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return f"{source}: {where} = {error.instance!r} is not allowed; use one of {allowed}"
+    if "propertyNames" in error.schema_path:
+        return f"{source}: {where} has the key {error.instance!r}, which is not a name (letters, digits, _); rename it"
     if error.validator == "type":
         return f"{source}: {where} = {error.instance!r} has the wrong type; expected {error.validator_value}"
     return f"{source}: {where} = {error.instance!r} is invalid: {error.message}"
 
 
-def validate_params(params: Any, schema_path: str | Path, source: str = "params.yaml") -> None:
-    """Raise :class:`UserError` describing the first problem of ``params`` against the schema."""
-    schema = load_yaml(schema_path)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = list(validator.iter_errors(params))
-    if errors:
-        # a mistyped key explains the "required" error it causes, so report it first; then the deepest problem
-        error = min(errors, key=lambda e: (e.validator != "additionalProperties", -len(e.absolute_path)))
-        raise UserError(_describe(error, source))
-    split = params["prepare"]["split"]
+def _unknown_name(key: str, value: str, kind: str, known: Iterable[str], source: str) -> UserError:
+    known = sorted(known)
+    close = difflib.get_close_matches(value, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return UserError(f"{source}: {key} = {value!r} is not a registered {kind}{hint}; known: {', '.join(known)}")
+
+
+# ---------------------------------------------------------------------------------------------- registries
+
+
+def _check_codec_sweep(sweep: dict[str, Any], source: str, name: str) -> None:
+    from taskcodec.codecs.registry import CODECS, codec_hyperparameters  # imports CompressAI: seconds
+
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(sweep["models"]):
+        key = f"{name}.models.{index}"
+        arch = entry["arch"]
+        if arch not in CODECS:
+            raise _unknown_name(f"{key}.arch", arch, "codec architecture", CODECS, source)
+        required, optional = codec_hyperparameters(arch)
+        accepted = ", ".join(required + optional) or "none"
+        for hyper in hyperparameters(entry):
+            if hyper not in required and hyper not in optional:
+                raise UserError(f"{source}: {key}.{hyper}: {arch} takes no hyperparameter '{hyper}' "
+                                f"(its hyperparameters: {accepted}); remove it")
+        for hyper in required:
+            if hyper not in entry:
+                raise UserError(f"{source}: {key} ({arch}) is missing the hyperparameter '{hyper}' "
+                                f"(its hyperparameters: {accepted}); add it")
+        if not hyperparameters(entry):
+            raise UserError(f"{source}: {key} ({arch}) gives no hyperparameter; give at least one (its "
+                            f"hyperparameters: {accepted}): they name the codec's folder")
+        ident = f"{arch}/{'-'.join(f'{k}{v}' for k, v in sorted(hyperparameters(entry).items()))}"
+        if ident in seen:
+            raise UserError(f"{source}: {key} repeats {name}.models.{seen[ident]} ({arch}/{codec_dirname(entry)}); "
+                            f"remove one of them")
+        seen[ident] = index
+
+
+def _check_task(task: dict[str, Any], source: str, name: str) -> None:
+    from taskcodec.plugins import load_plugins
+    from taskcodec.tasks.registry import TASKS
+
+    load_plugins()
+    if task["name"] not in TASKS:
+        raise _unknown_name(f"{name}.name", task["name"], "task", TASKS, source)
+    check_value(TASKS[task["name"]].model_schema, task["model"], f"{name}.model", source)
+
+
+# ---------------------------------------------------------------------------------------------- section checks
+
+
+def _check_prepare(prepare: dict[str, Any], source: str, name: str) -> None:
+    split = prepare["split"]
     if abs(sum(split.values()) - 1.0) > 1e-6:
-        raise UserError(f"{source}: prepare.split fractions sum to {sum(split.values()):g}; make them sum to 1")
-    scale = params["prepare"]["builtin"]["object_scale"]
+        raise UserError(f"{source}: {name}.split fractions sum to {sum(split.values()):g}; make them sum to 1")
+    scale = prepare["builtin"]["object_scale"]
     if scale[0] > scale[1]:
-        raise UserError(f"{source}: prepare.builtin.object_scale {scale} must be [low, high] with low <= high")
-    if params["prepare"]["dataset"] == "imagefolder" and not params["prepare"]["root"]:
-        raise UserError(f"{source}: prepare.dataset is imagefolder but prepare.root is null; set it to your image folder")
+        raise UserError(f"{source}: {name}.builtin.object_scale {scale} must be [low, high] with low <= high")
+    if prepare["dataset"] == "imagefolder" and not prepare["root"]:
+        raise UserError(f"{source}: {name}.dataset is imagefolder but {name}.root is null; set it to your image folder")
+
+
+def _check_codec_train(train: dict[str, Any], source: str, name: str) -> None:
+    init = train["init"]
+    if init is not None and init.startswith("zoo:") and not re.fullmatch(r"zoo:[A-Za-z0-9_-]+:[1-8]", init):
+        raise UserError(f"{source}: {name}.init '{init}' is not of the form zoo:<arch>:<quality 1-8>")
+
+
+def _check_evaluate(evaluate: dict[str, Any], source: str, name: str) -> None:
+    if evaluate["report"]["grid_image"] >= evaluate["save_reconstructions"]:
+        raise UserError(f"{source}: {name}.report.grid_image {evaluate['report']['grid_image']} needs a saved "
+                        f"reconstruction; raise {name}.save_reconstructions above it")
+    datasets = {"test", *evaluate["extra_datasets"]}
+    for dataset in evaluate["report"]["references"]:
+        if dataset not in datasets:
+            raise UserError(f"{source}: {name}.report.references.{dataset} names no evaluated dataset "
+                            f"({', '.join(sorted(datasets))})")
+
+
+#: Checks of one section beyond its schema, by dotted section name (run by both entry points).
+SECTION_CHECKS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
+    "prepare": _check_prepare,
+    "codec.sweep": _check_codec_sweep,
+    "codec.train": _check_codec_train,
+    "task": _check_task,
+    "evaluate": _check_evaluate,
+}
+
+
+def _check_across_sections(params: dict[str, Any], source: str) -> None:
     train, image_size = params["codec"]["train"], params["prepare"]["image_size"]
     if train["patch_size"] > image_size:
         raise UserError(f"{source}: codec.train.patch_size {train['patch_size']} is larger than prepare.image_size "
                         f"{image_size}; make it at most {image_size}")
-    init = train["init"]
-    if init is not None and init.startswith("zoo:") and not re.fullmatch(r"zoo:[A-Za-z0-9_-]+:[1-8]", init):
-        raise UserError(f"{source}: codec.train.init '{init}' is not of the form zoo:<arch>:<quality 1-8>")
-    evaluate = params["evaluate"]
-    if evaluate["report"]["grid_image"] >= evaluate["save_reconstructions"]:
-        raise UserError(f"{source}: evaluate.report.grid_image {evaluate['report']['grid_image']} needs a saved "
-                        f"reconstruction; raise evaluate.save_reconstructions above it")
-    datasets = {"test", *evaluate["extra_datasets"]}
-    for name in evaluate["report"]["references"]:
-        if name not in datasets:
-            raise UserError(f"{source}: evaluate.report.references.{name} names no evaluated dataset "
-                            f"({', '.join(sorted(datasets))})")
+    pretrained = [float(value) for value in params["codec"]["sweep"]["lmbdas"]]
+    for value in params["finetune"]["sweep"]["lmbdas"]:
+        if float(value) not in pretrained:
+            raise UserError(f"{source}: finetune.sweep.lmbdas has {value!r}, which is not in codec.sweep.lmbdas "
+                            f"({', '.join(repr(v) for v in params['codec']['sweep']['lmbdas'])}); fine-tuning starts "
+                            f"from a pretrained codec of the sweep, so use one of those or add {value!r} there")
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def _subschema(schema: dict[str, Any], dotted_name: str) -> dict[str, Any]:
+    """The schema node of a dotted section name, with ``$ref`` resolved and the root's ``$defs`` kept."""
+    node = schema
+    for part in dotted_name.split(".") if dotted_name else []:
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        properties = node.get("properties", {})
+        if part not in properties:
+            raise ValueError(f"params.schema.yaml has no section '{dotted_name}'")
+        node = properties[part]
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return {**node, "$defs": schema.get("$defs", {})}
+
+
+def _first_error(schema: dict[str, Any], value: Any) -> jsonschema.ValidationError | None:
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    if not errors:
+        return None
+    # a mistyped key explains the "required" error it causes, so report it first; then the deepest problem
+    return min(errors, key=lambda e: (e.validator != "additionalProperties", -len(e.absolute_path)))
+
+
+def _run_section_checks(dotted_name: str, section: Any, source: str, partial: bool = False) -> None:
+    """The :data:`SECTION_CHECKS` of ``dotted_name`` and of the sections inside it (of a ``partial`` section: those
+    whose keys it holds)."""
+    for name, check in SECTION_CHECKS.items():
+        if dotted_name and name != dotted_name and not name.startswith(dotted_name + "."):
+            continue
+        inner = name[len(dotted_name) + 1:] if dotted_name else name
+        try:
+            value = section
+            for part in inner.split(".") if inner else []:
+                value = value[part]
+            check(value, source, name)
+        except KeyError:
+            if not partial:
+                raise
+
+
+def check_value(schema: dict[str, Any], value: Any, dotted_name: str, source: str) -> None:
+    """Validate ``value`` (found at ``dotted_name``) against a schema of its own, e.g. a task's ``model_schema``,
+    with the messages of :func:`validate_params`."""
+    error = _first_error(schema, value)
+    if error is not None:
+        raise UserError(_describe(error, source, tuple(dotted_name.split("."))))
+
+
+def check_section(dotted_name: str, section: Any, source: str = "--params", *, keys: Iterable[str] | None = None,
+                  omit: Iterable[str] = (), schema_path: str | Path = SCHEMA) -> None:
+    """Validate one section of params.yaml (e.g. ``"codec.train"``), as a stage receives it, against its part of
+    the schema, with the messages of :func:`validate_params` (keys named by their full dotted path).
+
+    ``keys``: the keys of the section the caller takes, when it takes only some of them (e.g. evaluate_codec
+    takes ``save_reconstructions`` and ``saliency_threshold`` of ``evaluate``); others are then unknown and these
+    are required. ``omit``: the same, given as the keys the caller leaves out (cache_latents: ``splits``). The
+    checks beyond the schema run on the keys given (e.g. ``task.name`` against the task registry).
+    """
+    schema = _subschema(load_yaml(schema_path), dotted_name)
+    omit = set(omit)
+    whole = keys is None and not omit
+    if not whole:
+        taken = [key for key in (schema["properties"] if keys is None else keys) if key not in omit]
+        schema["required"] = taken if keys is not None else [key for key in schema["required"] if key not in omit]
+        schema["properties"] = {key: schema["properties"][key] for key in taken}
+    error = _first_error(schema, section)
+    if error is not None:
+        raise UserError(_describe(error, source, tuple(dotted_name.split("."))))
+    _run_section_checks(dotted_name, section, source, partial=not whole)
+
+
+def validate_params(params: Any, schema_path: str | Path = SCHEMA, source: str = "params.yaml") -> None:
+    """Raise :class:`UserError` describing the first problem of ``params`` against the schema and the registries."""
+    error = _first_error(load_yaml(schema_path), params)
+    if error is not None:
+        raise UserError(_describe(error, source))
+    _run_section_checks("", params, source)
+    _check_across_sections(params, source)

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.errors import UserError
 
 KIND = "taskcodec-saliency"
@@ -81,13 +81,13 @@ def to_uint8(saliency: np.ndarray) -> np.ndarray:
 def save_maps(path: Path, image_ids: Sequence[str], splits: Sequence[str], maps: np.ndarray,
               params: dict[str, Any]) -> None:
     """Store uint8 maps N×H×W (manifest order) as one tensor N×1×H×W with their image ids and splits."""
-    io.save_checkpoint(path, {"kind": KIND, "image_ids": list(image_ids), "splits": list(splits),
+    artifacts.save_checkpoint(path, {"kind": KIND, "image_ids": list(image_ids), "splits": list(splits),
                               "maps": torch.from_numpy(np.ascontiguousarray(maps)).unsqueeze(1), "params": params})
 
 
 def load_maps(path: str | Path, id_lists: Sequence[Sequence[str]], size: tuple[int, int]) -> list[torch.Tensor]:
     """uint8 maps N×1×H×W for each list of image ids (in its order) from a file written by :func:`save_maps`."""
-    payload = io.load_checkpoint(path)
+    payload = artifacts.load_checkpoint(path)
     if payload.get("kind") != KIND:
         raise UserError(f"{path} is not a saliency file (kind {payload.get('kind')!r}); "
                         f"point to the saliency stage's folder holding {MAPS_FILE}")
@@ -119,4 +119,4 @@ def saliency_inputs(folder: Path | None, floor: float | None, splits: Sequence[S
                         "or set saliency_floor to null for plain MSE")
     path = Path(folder) / MAPS_FILE
     maps = load_maps(path, [[image_id for image_id, _, _ in records] for records in splits], size)
-    return maps, io.file_digest(path), {"saliency": path}
+    return maps, artifacts.file_digest(path), {"saliency": path}

@@ -13,6 +13,11 @@ params are for browsing), from which :mod:`taskcodec.reproduce` reruns it.
 
 Large checkpoints are not copied into MLflow (DVC versions them): their path
 and SHA-256 are logged as tags.
+
+Under SLURM every job's run is tagged with its job id (:data:`SLURM_TAG`), and a
+SQLite tracking store on a network filesystem (NFS, Lustre, GPFS, BeeGFS, CIFS…)
+gets a warning: SQLite's file locking is unreliable there and concurrent jobs can
+lose or corrupt runs; such clusters use a tracking server (``mlflow server``).
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from taskcodec.io import file_digest
+from taskcodec.artifacts import file_digest
 
 PARENT_ENV = "TASKCODEC_MLFLOW_PARENT_RUN_ID"
 URI_ENV = "MLFLOW_TRACKING_URI"
@@ -41,11 +48,89 @@ PARAMS_ARTIFACT = "params.yaml"
 DEFAULT_EXPERIMENT = "taskcodec"
 #: MLflow's limit on metrics per log_batch call
 BATCH_SIZE = 1000
+#: the tag holding the SLURM job id of a job's run (absent outside SLURM)
+SLURM_TAG = "slurm_job_id"
+#: filesystem types (``/proc/mounts``) on which SQLite must not be shared by concurrent jobs
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "smbfs", "ceph", "glusterfs",
+                       "panfs", "pvfs2", "orangefs", "afs", "wekafs", "9p", "fuse.sshfs", "fuse.ceph",
+                       "fuse.glusterfs", "fuse.beegfs", "fuse.gpfs")
+#: the mount table read to find a tracking store's filesystem
+MOUNTS = Path("/proc/self/mounts")
 
 
 def resolve_uri(configured: str | None = None) -> str:
     """``MLFLOW_TRACKING_URI``, else ``configured``, else a SQLite file in the working directory."""
     return os.environ.get(URI_ENV) or configured or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///…`` tracking URI (relative paths from the working directory), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path.startswith("/") else Path.cwd() / path
+
+
+def mount_type(folder: str, table: str) -> str | None:
+    """The filesystem type of the mount holding the absolute ``folder``, from a ``/proc/mounts``-style table."""
+    best, kind = "", None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = folder == point or folder.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):  # the last of equal mount points is the one in effect
+            best, kind = point, fields[2]
+    return kind
+
+
+def filesystem_type(path: Path, mounts: Path | None = None) -> str | None:
+    """The type of the filesystem holding ``path`` (its nearest existing folder), from :data:`MOUNTS`."""
+    folder = path.resolve()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return mount_type(str(folder), (mounts or MOUNTS).read_text())
+    except OSError:
+        return None
+
+
+def network_sqlite_warning(uri: str, mounts: Path | None = None) -> str | None:
+    """A warning when ``uri`` is a SQLite file on a network filesystem (see the module docstring), else None."""
+    path = sqlite_path(uri)
+    kind = filesystem_type(path, mounts) if path else None
+    if kind is None or kind.lower() not in NETWORK_FILESYSTEMS:
+        return None
+    return (f"taskcodec: the MLflow tracking store {path} is a SQLite file on a network filesystem ({kind}); "
+            "jobs running at once on several nodes can lose or corrupt runs there: run `mlflow server` on one host "
+            "and export MLFLOW_TRACKING_URI=http://<host>:<port> before starting the pipeline (README: Running on "
+            "a SLURM cluster)")
+
+
+def submits_to_slurm(command: list[str]) -> bool:
+    """Whether a Snakemake command line (``sys.argv[1:]``) runs its jobs with the slurm executor."""
+    for index, arg in enumerate(command):
+        value = command[index + 1] if index + 1 < len(command) else ""
+        if arg in ("--executor", "-e") and value == "slurm" or arg == "--executor=slurm":
+            return True
+        profile = value if arg == "--profile" else arg.split("=", 1)[1] if arg.startswith("--profile=") else None
+        if profile:
+            try:
+                settings = yaml.safe_load((Path(profile) / "config.yaml").read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(settings, dict) and settings.get("executor") == "slurm":
+                return True
+    return False
+
+
+def warn_network_sqlite(uri: str) -> None:
+    """Print :func:`network_sqlite_warning` to stderr (and as a Python warning) when it applies."""
+    message = network_sqlite_warning(uri)
+    if message:
+        print(message, file=sys.stderr, flush=True)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def _mlflow():
@@ -89,6 +174,8 @@ def start_pipeline_run(params: dict[str, Any], command: list[str]) -> str:
     :data:`REPRODUCES_ENV` is set.
     """
     os.environ[URI_ENV] = resolve_uri(params["tracking"]["uri"])
+    if submits_to_slurm(command) or os.environ.get("SLURM_JOB_ID"):
+        warn_network_sqlite(os.environ[URI_ENV])
     os.environ.setdefault(EXPERIMENT_ENV, params["tracking"]["experiment"])
     mlflow = _mlflow()
     client = mlflow.MlflowClient()
@@ -158,7 +245,10 @@ def stage_run(rule: str, wildcards: dict[str, Any], params: dict[str, Any],
     name = f"{rule}[{label}]" if label else rule
     parent = os.environ.get(PARENT_ENV)
     tags = {"rule": rule, "wildcards": json.dumps(wildcards, sort_keys=True), "host": socket.gethostname(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), **git_state()}
+            **git_state()}
+    if os.environ.get("SLURM_JOB_ID"):
+        tags[SLURM_TAG] = os.environ["SLURM_JOB_ID"]
+        warn_network_sqlite(resolve_uri())
     for key, path in (inputs or {}).items():
         tags[f"input.{key}.md5"] = file_digest(path, "md5")
     with mlflow.start_run(run_name=name, parent_run_id=parent, tags=tags) as run:

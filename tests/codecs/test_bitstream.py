@@ -42,7 +42,30 @@ def test_shard_round_trip(tmp_path):
     with ShardWriter(path) as writer:
         for key, data in records:
             writer.write(key, data)
+    assert list(read_shard(path)) == [(key, None, data) for key, data in records]
+
+
+def test_layered_shard_round_trip_names_each_layer(tmp_path):
+    path = tmp_path / "shard.tcbs"
+    records = [("a", "base", b"\x01"), ("a", "enhancement", b"\x02\x03"), ("b", "base", b"")]
+    with ShardWriter(path, layered=True) as writer:
+        for key, layer, data in records:
+            writer.write(key, data, layer)
     assert list(read_shard(path)) == records
+    with pytest.raises(ValueError, match="layer name"):
+        ShardWriter(tmp_path / "other.tcbs").write("a", b"x", "base")
+
+
+def test_a_corrupt_length_field_is_reported_without_allocating(tmp_path):
+    path = tmp_path / "shard.tcbs"
+    with ShardWriter(path) as writer:
+        writer.write("a", b"payload")
+    raw = path.read_bytes()
+    # the bitstream length varint follows the id; claim 2**36 bytes
+    corrupt = raw[:5] + raw[5:7] + bytes([0x80, 0x80, 0x80, 0x80, 0x80, 0x01]) + raw[8:]
+    path.write_bytes(corrupt)
+    with pytest.raises(CorruptBitstream, match="corrupt length field|truncated"):
+        list(read_shard(path))
 
 
 def test_shard_checksum_detects_corruption(tmp_path):

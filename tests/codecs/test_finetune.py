@@ -8,12 +8,16 @@ from taskcodec.tasks.checkpoint import freeze
 from taskcodec.codecs.registry import build_codec
 from taskcodec.data.tensors import to_float
 from taskcodec.losses import RateDistortionLoss, TaskAwareLoss
+from taskcodec.tasks.registry import build_task
 
 PARAMS = {
     "steps": 6, "batch_size": 4, "lr": 1e-3, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
     "saliency_floor": None, "time_budget_s": None, "val_every": 3, "checkpoint_every": 100, "seed": 0,
-    "device": "cpu", "threads": 1, "lr_drop_at": [0.8], "lr_gamma": 0.5,
+    "lr_drop_at": [0.8], "lr_gamma": 0.5,
 }
+
+
+TASK = build_task("classification", ["dark", "bright"])
 
 
 def tiny_classifier(num_classes=2):
@@ -33,7 +37,7 @@ def data(count=16):
 
 def codec():
     torch.manual_seed(0)
-    return build_codec("bmshj2018-hyperprior", 8, 12)
+    return build_codec("bmshj2018-hyperprior", {"N": 8, "M": 12})
 
 
 def test_tau_one_without_task_weight_is_the_rate_distortion_loss():
@@ -41,9 +45,9 @@ def test_tau_one_without_task_weight_is_the_rate_distortion_loss():
     x = to_float(images, torch.device("cpu"))
     output = codec()(x)
     rd = RateDistortionLoss(0.01)(output, x)
-    joint = TaskAwareLoss(0.01, 1.0, freeze(tiny_classifier()), 0.0)(output, x, labels)
+    joint = TaskAwareLoss(0.01, 1.0, freeze(tiny_classifier()), 0.0, TASK)(output, x, labels)
     assert joint["loss"].item() == rd["loss"].item()
-    weighted = TaskAwareLoss(0.01, 2.5, freeze(tiny_classifier()), 0.3)(output, x, labels)
+    weighted = TaskAwareLoss(0.01, 2.5, freeze(tiny_classifier()), 0.3, TASK)(output, x, labels)
     expected = rd["bpp_loss"] + 2.5 * 0.01 * rd["distortion"] + 0.3 * weighted["task_loss"]
     assert weighted["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
@@ -53,7 +57,7 @@ def test_task_gradients_reach_the_codec_through_the_frozen_task_model():
     x = to_float(images, torch.device("cpu"))
     model, task = codec(), freeze(tiny_classifier())
     # τ = 0: the synthesis transform gets gradients only through the task model
-    TaskAwareLoss(0.01, 0.0, task, 1.0)(model(x), x, labels)["loss"].backward()
+    TaskAwareLoss(0.01, 0.0, task, 1.0, TASK)(model(x), x, labels)["loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.g_s.parameters())
     assert all(p.grad is None for p in task.parameters())
 
@@ -63,7 +67,7 @@ def test_finetune_trains_the_codec_and_leaves_the_task_model_untouched(tmp_path)
     model, task = codec(), tiny_classifier()
     task_before = {key: value.clone() for key, value in task.state_dict().items()}
     codec_before = {key: value.clone() for key, value in model.state_dict().items()}
-    state = finetune_codec(model, 0.01, 1.0, task, PARAMS, images[:16], labels[:16], images[16:], labels[16:],
+    state = finetune_codec(model, 0.01, 1.0, task, TASK, PARAMS, images[:16], labels[:16], images[16:], labels[16:],
                            torch.device("cpu"), tmp_path / "resume.pt", tmp_path / "log.csv")
     assert not task.training and not any(p.requires_grad for p in task.parameters())
     for key, value in task.state_dict().items():  # weights and batch-norm statistics
@@ -82,10 +86,10 @@ def test_finetune_with_saliency_weights(tmp_path):
     maps = torch.zeros(20, 1, 64, 64, dtype=torch.uint8)
     maps[..., 16:48, 16:48] = 255
     params = {**PARAMS, "steps": 2, "val_every": 2, "saliency_floor": 0.3}
-    plain = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), {**params, "saliency_floor": None}, images[:16],
+    plain = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), TASK, {**params, "saliency_floor": None}, images[:16],
                            labels[:16], images[16:], labels[16:], torch.device("cpu"), tmp_path / "p.pt",
                            tmp_path / "p.csv")
-    weighted = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), params, images[:16], labels[:16], images[16:],
+    weighted = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), TASK, params, images[:16], labels[:16], images[16:],
                               labels[16:], torch.device("cpu"), tmp_path / "w.pt", tmp_path / "w.csv",
                               train_saliency=maps[:16], val_saliency=maps[16:])
     assert weighted.history[0]["mse"] == pytest.approx(plain.history[0]["mse"])  # same batch, plain MSE logged

@@ -58,9 +58,15 @@ def test_missing_not_a_folder_and_empty(tmp_path):
     (tmp_path / "file.png").write_bytes(b"x")
     with pytest.raises(UserError, match="not a folder"):
         scan_image_folder(tmp_path / "file.png")
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".git").mkdir(parents=True)
+    (tmp_path / "empty" / ".DS_Store").write_text("hidden")
+    with pytest.raises(UserError, match=r"empty is empty; add images \(png/jpg/jpeg/bmp/tif/tiff/webp\) or fix"):
+        scan_image_folder(tmp_path / "empty")
+    (tmp_path / "empty" / "sub").mkdir()
+    (tmp_path / "empty" / "sub" / "scan.heic").write_bytes(b"x")
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
-    with pytest.raises(UserError, match="no images"):
+    with pytest.raises(UserError, match=r"empty has no supported images \(png/.*\), only 2 other file\(s\) such as "
+                                        r"'readme\.txt'; convert them to PNG or fix the path"):
         scan_image_folder(tmp_path / "empty")
 
 
@@ -73,6 +79,12 @@ def test_dataset_from_params_resolves_relative_root(tmp_path, monkeypatch):
     assert sample.label == 0 and sample.image_id == "000000_cat-c"
     assert sample.source == str(tmp_path / "photos" / "cat" / "c.png")
     assert sample.load().shape == (6, 10, 3)
+
+
+def test_dataset_errors_name_prepare_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=rf"^prepare\.root: image folder {tmp_path}/photos does not exist; fix the path$"):
+        build_dataset({"dataset": "imagefolder", "root": "photos"})
 
 
 def test_dataset_needs_a_root():
@@ -95,5 +107,5 @@ def test_folder_images_is_recursive_and_sorted(tmp_path):
 def test_folder_images_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         folder_images(tmp_path / "missing")
-    with pytest.raises(UserError, match="no images"):
+    with pytest.raises(UserError, match="is empty"):
         folder_images(tmp_path)

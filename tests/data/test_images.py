@@ -11,19 +11,22 @@ from taskcodec.data.images import UnusableImageError, load_rgb8, resize_center_c
 from taskcodec.errors import UserError
 
 
-def _png16(path, pixels: np.ndarray) -> None:
-    """Write a 16-bit grayscale (HxW) or RGB (HxWx3) PNG by hand (Pillow cannot write 16-bit RGB)."""
-    height, width = pixels.shape[:2]
-    colour_type = 2 if pixels.ndim == 3 else 0
-    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
-
+def _png(path, width: int, height: int, bit_depth: int, colour_type: int, rows: bytes) -> None:
+    """Write a PNG by hand: its header fields and (filter byte + pixels) rows as given."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
     )
+
+
+def _png16(path, pixels: np.ndarray) -> None:
+    """Write a 16-bit grayscale (HxW) or RGB (HxWx3) PNG by hand (Pillow cannot write 16-bit RGB)."""
+    height, width = pixels.shape[:2]
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    _png(path, width, height, 16, 2 if pixels.ndim == 3 else 0, rows)
 
 
 def test_rgb_png_round_trips(tmp_path):
@@ -90,12 +93,18 @@ def test_float_tiff_in_unit_range(tmp_path):
     np.testing.assert_array_equal(load_rgb8(tmp_path / "f.tif")[0, :, 0], [0, 128, 255])
 
 
-def test_exif_orientation_is_applied(tmp_path):
-    img = Image.new("RGB", (4, 2), (255, 0, 0))
+@pytest.mark.parametrize("orientation, top_left", [(1, (255, 0, 0)), (3, (0, 0, 255)), (6, (0, 255, 0)),
+                                                    (8, (0, 0, 255))])
+def test_exif_orientation_is_applied(tmp_path, orientation, top_left):
+    stored = np.zeros((2, 4, 3), dtype=np.uint8)
+    stored[0, 0], stored[1, 0], stored[:, 3] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    img = Image.fromarray(stored)
     exif = img.getexif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
-    img.save(tmp_path / "o.jpg", exif=exif)
-    assert load_rgb8(tmp_path / "o.jpg").shape == (4, 2, 3)
+    exif[0x0112] = orientation  # 3: rotated 180 degrees, 6: 90 clockwise, 8: 90 counter-clockwise when shown
+    img.save(tmp_path / "o.png", exif=exif)
+    loaded = load_rgb8(tmp_path / "o.png")
+    assert loaded.shape == ((2, 4, 3) if orientation in (1, 3) else (4, 2, 3))
+    np.testing.assert_array_equal(loaded[0, 0], top_left)
 
 
 @pytest.mark.parametrize("name", ["garbage.png", "notes.jpg"])
@@ -104,7 +113,34 @@ def test_garbage_bytes_name_the_file(tmp_path, name):
     path.write_bytes(b"this is not an image" * 10)
     with pytest.raises(UserError, match=name) as info:
         load_rgb8(path)
-    assert "remove or replace" in str(info.value)
+    assert str(info.value) == (f"image {path} is not an image Pillow can read (unknown format or damaged header); "
+                               "remove or replace the file")
+
+
+def test_empty_file_is_named(tmp_path):
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    with pytest.raises(UnusableImageError, match=r"zero\.jpg is empty \(0 bytes\); remove or replace the file"):
+        load_rgb8(tmp_path / "zero.jpg")
+
+
+@pytest.mark.parametrize("width, height", [(10_000, 9_500), (30_000, 30_000)])  # Pillow warns / raises
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, width, height):
+    _png(tmp_path / "bomb.png", width, height, 8, 2, b"\0" * 64)  # a few bytes that claim many pixels
+    with pytest.raises(UnusableImageError) as info:
+        load_rgb8(tmp_path / "bomb.png")
+    assert info.value.reason == (f"has {width * height:,} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} Pillow "
+                                 "decodes safely (decompression-bomb limit)")
+
+
+def test_unreadable_file_is_named(tmp_path, monkeypatch):
+    Image.new("RGB", (2, 2)).save(tmp_path / "private.png")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", denied)  # as for a file of another user with mode 0600 (root may read it)
+    with pytest.raises(UnusableImageError, match=r"private\.png cannot be read \(permission denied\)"):
+        load_rgb8(tmp_path / "private.png")
 
 
 def test_truncated_png_names_the_file(tmp_path):
@@ -112,7 +148,7 @@ def test_truncated_png_names_the_file(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(full)
     cut = tmp_path / "cut.png"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    with pytest.raises(UnusableImageError, match="cut.png"):
+    with pytest.raises(UnusableImageError, match=r"cut\.png is truncated or corrupt \(OSError: image file is truncated"):
         load_rgb8(cut)
 
 

@@ -46,9 +46,23 @@ def test_unlabeled_split():
     assert sorted(splits) == sorted(["train"] * 8 + ["val"] + ["test"])
 
 
-def test_every_split_non_empty_with_three_images():
-    assert sorted(assign_splits([-1, -1, -1], FRACTIONS, seed=0)) == ["test", "train", "val"]
-    assert split_sizes(4, FRACTIONS) == {"train": 2, "val": 1, "test": 1}
+def test_three_images_fill_three_equal_splits():
+    thirds = {"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}
+    assert sorted(assign_splits([-1, -1, -1], thirds, seed=0)) == ["test", "train", "val"]
+    assert split_sizes(10, FRACTIONS) == {"train": 8, "val": 1, "test": 1}
+
+
+@pytest.mark.parametrize("num_images, fractions, split, needed", [
+    (4, FRACTIONS, "test", 10),  # 3.2 / 0.4 / 0.4: the remainder goes to val
+    (10, {"train": 0.85, "val": 0.1, "test": 0.05}, "test", 20),
+    (30, {"train": 0.98, "val": 0.01, "test": 0.01}, "val", 100),
+])
+def test_a_split_left_empty_by_the_ratios_is_an_error(num_images, fractions, split, needed):
+    with pytest.raises(UserError, match=rf"^prepare\.split\.{split} = {fractions[split]:g} of {num_images} usable "
+                                        rf"images is .* which rounds to an empty {split} split; raise it to at least "
+                                        rf"1/{num_images} or use at least {needed} images$"):
+        split_sizes(num_images, fractions)
+    assert needed * fractions[split] >= 1 > (needed - 1) * fractions[split]  # the fewest images that suffice
 
 
 def test_too_few_images():

@@ -10,7 +10,7 @@ from taskcodec.report.tables import bd_rate_table, load_reference_curves, rd_poi
 
 def test_rd_points_average_per_codec_point_with_image_size():
     per_image = pd.DataFrame({
-        "family": ["classical"] * 4, "codec": ["jpeg"] * 4, "point": [10, 10, 50, 50], "image_id": ["a", "b"] * 2,
+        "kind": ["classical"] * 4, "codec": ["jpeg"] * 4, "point": [10, 10, 50, 50], "image_id": ["a", "b"] * 2,
         "height": [64, 32, 64, 32], "width": [64, 48, 64, 48], "bpp": [1.0, 3.0, 2.0, 4.0],
         "bpp_estimated": [math.nan] * 4, "psnr": [30.0, 32.0, 34.0, 36.0], "ms_ssim": [0.9] * 4, "run_id": ["r1"] * 4,
     })
@@ -21,8 +21,8 @@ def test_rd_points_average_per_codec_point_with_image_size():
 
 
 def test_bd_rate_table_pairs_learned_with_classical():
-    anchor = {"family": "classical", "codec": "jpeg"}
-    test = {"family": "learned", "codec": "net"}
+    anchor = {"kind": "classical", "codec": "jpeg"}
+    test = {"kind": "pretrained", "codec": "net"}
     rows = [{**anchor, "point": q, "bpp": r, "psnr": p, "ms_ssim": m}
             for q, r, p, m in [(10, 1.0, 30, 0.9), (50, 2.0, 33, 0.95), (90, 4.0, 36, 0.98)]]
     rows += [{**test, "point": q, "bpp": r / 2, "psnr": p, "ms_ssim": m}

@@ -1,8 +1,11 @@
 """train_codec -> cache_latents -> evaluate_codec / evaluate_classical -> report, through their main()."""
 
 import json
+import shutil
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,12 +20,13 @@ from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, 
 TRAIN = {
     "distortion": "mse", "steps": 30, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
     "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 15,
-    "checkpoint_every": 10, "init": None, "seed": 0, "device": "cpu", "threads": 1, "saliency_floor": None,
+    "checkpoint_every": 10, "init": None, "seed": 0, "saliency_floor": None,
 }
-CACHE = {"shard_size": 5, "decode_check": -1, "device": "cpu"}
+CACHE = {"shard_size": 5, "decode_check": -1}
+RUN = ["--device", "cpu", "--threads", "1"]
 REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
 
-EVAL = {"device": "cpu", "saliency_threshold": 0.5}  # the evaluate params both evaluation stages read
+EVAL = {"saliency_threshold": 0.5}  # the evaluate params both evaluation stages read
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +34,19 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     params = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
               "seed": 0, "builtin": {"num_images": 30, "canvas_size": 72, "classes": ["circle", "square", "ring"],
-                                     "object_scale": [0.3, 0.7]}}
+                                     "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
     prepare.main(["--params", json.dumps(params), "--out", str(root / "prepared")])
     models = {}
     for lmbda in (0.002, 0.02):
         out = root / f"codec-{lmbda}" / "model.pt"
-        train_codec.main(["--params", json.dumps(TRAIN), "--arch", "bmshj2018-hyperprior", "--N", "8", "--M", "12",
-                          "--lmbda", str(lmbda), "--manifest", str(root / "prepared" / "manifest.csv"), "--out", str(out)])
+        train_codec.main(["--params", json.dumps(TRAIN), "--arch", "bmshj2018-hyperprior", "--hyper", '{"N": 8, "M": 12}',
+                          *RUN, "--lmbda", str(lmbda), "--manifest", str(root / "prepared" / "manifest.csv"), "--out", str(out)])
         models[lmbda] = out
     return root, models
 
 
 def _cache(root, model, split, out):
-    return cache_latents.main(["--params", json.dumps(CACHE), "--model", str(model), "--manifest",
+    return cache_latents.main(["--params", json.dumps(CACHE), *RUN, "--model", str(model), "--manifest",
                                str(root / "prepared" / "manifest.csv"), "--split", split, "--out", str(out)])
 
 
@@ -62,17 +66,19 @@ def test_cache_writes_real_bitstreams_and_latents(workspace, tmp_path):
     out = _cache(root, models[0.002], "train", tmp_path / "train")
     index = pd.read_csv(out / "index.csv")
     assert len(index) == 18
-    stored = {key: data for shard in sorted(out.glob("shard-*.tcbs")) for key, data in read_shard(shard)}
+    stored = {key: data for shard in sorted(out.glob("shard-*.tcbs")) for key, layer, data in read_shard(shard)}
+    assert "bytes_main" not in index.columns  # a single-layer codec's index is as it always was
     assert set(stored) == set(index["image_id"])
     for row in index.itertuples():
         assert row.bytes == len(stored[row.image_id])
         assert row.bpp == pytest.approx(8 * row.bytes / (64 * 64))
-    latents = [torch.load(p) for p in sorted(out.glob("shard-*.pt"))]
+    latents = [torch.load(p, weights_only=True) for p in sorted(out.glob("shard-*.pt"))]
     assert len(latents) == 4  # 18 images in shards of 5
-    assert latents[0]["y_hat"].shape == (5, 12, 4, 4) and latents[0]["scales_hat"].shape == (5, 12, 4, 4)
+    main = latents[0]["layers"]["main"]
+    assert main["y_hat"].shape == (5, 12, 4, 4) and main["scales_hat"].shape == (5, 12, 4, 4)
     assert sum(len(shard["image_ids"]) for shard in latents) == 18
     # decoded latents are integers for a scale hyperprior (no means)
-    assert torch.equal(latents[0]["y_hat"], latents[0]["y_hat"].round())
+    assert torch.equal(main["y_hat"], main["y_hat"].round())
     summary = json.loads((out / "cache.json").read_text())
     assert summary["decode_check"]["images"] == 18 and summary["decode_check"]["max_abs_diff"] < 1e-3
 
@@ -84,7 +90,7 @@ def test_evaluate_and_report(workspace, tmp_path):
     for lmbda, model in models.items():
         cache = _cache(root, model, "test", tmp_path / f"cache-{lmbda}")
         out = tmp_path / f"eval-{lmbda}"
-        evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 2}), "--model",
+        evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 2}), *RUN, "--model",
                              str(model), "--cache", str(cache), "--codec-id", "hyper/N8-M12", "--out", str(out)])
         table = pd.read_csv(out / "per_image.csv")
         assert len(table) == 6 and (table["point"] == lmbda).all()
@@ -94,6 +100,7 @@ def test_evaluate_and_report(workspace, tmp_path):
     for codec in ("jpeg", "webp"):
         out = tmp_path / f"eval-{codec}"
         evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [10, 50, 90], "save_reconstructions": 1}),
+                                 *RUN,
                                  "--codec", codec, "--manifest", manifest, "--split", "test", "--out", str(out)])
         table = pd.read_csv(out / "per_image.csv")
         assert len(table) == 18
@@ -120,7 +127,7 @@ def test_corrupt_bitstream_is_a_clear_error(workspace, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     shard.write_bytes(bytes(raw))
     with pytest.raises(UserError, match="checksum"):
-        evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 0}), "--model",
+        evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 0}), *RUN, "--model",
                              str(models[0.002]), "--cache", str(cache), "--codec-id", "x", "--out", str(tmp_path / "e")])
     assert not (tmp_path / "e").exists()  # nothing that looks complete
 
@@ -129,14 +136,14 @@ def test_init_from_a_checkpoint_of_another_architecture_names_the_path(workspace
     root, models = workspace
     params = {**TRAIN, "init": str(models[0.002])}
     with pytest.raises(UserError, match=f"checkpoint {models[0.002]} holds a bmshj2018-hyperprior model"):
-        train_codec.main(["--params", json.dumps(params), "--arch", "bmshj2018-factorized", "--N", "8", "--M", "12",
+        train_codec.main(["--params", json.dumps(params), "--arch", "bmshj2018-factorized", "--hyper", '{"N": 8, "M": 12}',
                           "--lmbda", "0.01", "--manifest", str(root / "prepared" / "manifest.csv"),
                           "--out", str(tmp_path / "model.pt")])
 
 
 def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params", json.dumps({**EVAL, "save_reconstructions": 0}), "--model", str(tmp_path / "no.pt"),
+        [sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params", json.dumps({**EVAL, "save_reconstructions": 0}), *RUN, "--model", str(tmp_path / "no.pt"),
          "--cache", str(tmp_path), "--codec-id", "x", "--out", str(tmp_path / "out")],
         capture_output=True, text=True,
     )
@@ -170,10 +177,10 @@ def test_extra_folder_with_numeric_image_names(workspace, tmp_path):
     root, models = workspace
     folder = tmp_path / "extra"
     _write_images(folder, ["0801.png", "0802.png"])
-    cache = cache_latents.main(["--params", json.dumps(CACHE), "--model", str(models[0.002]), "--folder", str(folder),
+    cache = cache_latents.main(["--params", json.dumps(CACHE), *RUN, "--model", str(models[0.002]), "--folder", str(folder),
                                 "--no-latents", "--out", str(tmp_path / "cache")])
     learned = tmp_path / "learned"
-    evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 1}), "--model",
+    evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 1}), *RUN, "--model",
                          str(models[0.002]), "--cache", str(cache), "--codec-id", "hyper", "--out", str(learned)])
     classical = tmp_path / "jpeg"
     evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [20, 80], "save_reconstructions": 1}), "--codec",
@@ -205,11 +212,58 @@ def test_same_params_and_seed_give_identical_bitstreams(workspace, tmp_path):
     root, models = workspace
     manifest = str(root / "prepared" / "manifest.csv")
     again = tmp_path / "again" / "model.pt"
-    train_codec.main(["--params", json.dumps(TRAIN), "--arch", "bmshj2018-hyperprior", "--N", "8", "--M", "12",
-                      "--lmbda", "0.002", "--manifest", manifest, "--out", str(again)])
+    train_codec.main(["--params", json.dumps(TRAIN), "--arch", "bmshj2018-hyperprior", "--hyper", '{"N": 8, "M": 12}',
+                      *RUN, "--lmbda", "0.002", "--manifest", manifest, "--out", str(again)])
     first = _cache(root, models[0.002], "test", tmp_path / "first")
     second = _cache(root, again, "test", tmp_path / "second")
     shards = sorted(path.name for path in first.glob("shard-*.tcbs"))
     assert shards and shards == sorted(path.name for path in second.glob("shard-*.tcbs"))
     for name in shards:
         assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+# train_codec run as its command, printing "step N" after drawing the batch of every step N
+ANNOUNCING_TRAIN_CODEC = f"""
+import runpy, sys
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+from trainer_child import announce_steps
+from taskcodec.codecs.training import CodecObjective
+announce_steps(CodecObjective)
+sys.argv[0] = "train_codec"
+runpy.run_module("taskcodec.stages.train_codec", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_sigterm_stops_train_codec_without_outputs_and_a_rerun_ends_identically(workspace, tmp_path, capsys):
+    root, models = workspace
+    out = tmp_path / "codec" / "model.pt"
+    argv = ["--params", json.dumps(TRAIN), *RUN, "--arch", "bmshj2018-hyperprior", "--hyper", '{"N": 8, "M": 12}',
+            "--lmbda", "0.002", "--manifest", str(root / "prepared" / "manifest.csv"), "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-c", ANNOUNCING_TRAIN_CODEC, *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("step 13"):  # after the checkpoint at step 10, what SLURM sends before a kill
+            process.send_signal(signal.SIGTERM)
+            break
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 143, output
+    assert [path.name for path in out.parent.iterdir()] == ["resume.pt"]  # no model, metrics or log
+    step = torch.load(out.parent / "resume.pt", weights_only=True)["progress"]["step"]
+    assert 13 <= step < TRAIN["steps"]
+    other_threads = tmp_path / "threads" / "model.pt"
+    other_threads.parent.mkdir()
+    shutil.copy(out.parent / "resume.pt", other_threads.parent / "resume.pt")
+
+    train_codec.main(argv)
+    assert f"resuming {out.parent / 'resume.pt'} at step {step}" in capsys.readouterr().out
+    resumed, meta = load_codec(out)
+    reference, _ = load_codec(models[0.002])
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert meta["metrics"]["steps"] == TRAIN["steps"] and not (out.parent / "resume.pt").exists()
+    logs = [pd.read_csv(path.parent / "train_log.csv").drop(columns="elapsed_s") for path in (out, models[0.002])]
+    pd.testing.assert_frame_equal(*logs)
+
+    # threads are a run setting, not a science parameter: the checkpoint is still used with another count
+    train_codec.main([*argv[:-1], str(other_threads), "--threads", "2"])
+    assert f"resuming {other_threads.parent / 'resume.pt'} at step {step}" in capsys.readouterr().out

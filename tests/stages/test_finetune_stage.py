@@ -14,13 +14,14 @@ from taskcodec.tasks.models import build_task_model
 
 PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
            "seed": 0, "builtin": {"num_images": 15, "canvas_size": 72, "classes": ["circle", "square", "ring"],
-                                  "object_scale": [0.3, 0.7]}}
+                                  "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
 TRAIN = {"distortion": "mse", "steps": 3, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
          "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 3,
-         "checkpoint_every": 10, "init": None, "seed": 0, "device": "cpu", "threads": 1, "saliency_floor": None}
+         "checkpoint_every": 10, "init": None, "seed": 0, "saliency_floor": None}
 FINETUNE = {"steps": 4, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
             "saliency_floor": 0.3, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,
-            "device": "cpu", "threads": 1, "lr_drop_at": [0.75], "lr_gamma": 0.3}
+            "lr_drop_at": [0.75], "lr_gamma": 0.3}
+RUN = ["--device", "cpu", "--threads", "1"]
 TASK = {"arch": "resnet-small", "widths": [4], "blocks": [1], "stem_stride": 1, "weights": None}
 
 
@@ -30,10 +31,10 @@ def workspace(tmp_path_factory):
     prepare.main(["--params", json.dumps(PREPARE), "--out", str(root / "prepared")])
     manifest = root / "prepared" / "manifest.csv"
     codec = root / "codec" / "model.pt"
-    train_codec.main(["--params", json.dumps(TRAIN), "--arch", "bmshj2018-hyperprior", "--N", "8", "--M", "12",
+    train_codec.main(["--params", json.dumps(TRAIN), *RUN, "--arch", "bmshj2018-hyperprior", "--hyper", '{"N": 8, "M": 12}',
                       "--lmbda", "0.01", "--manifest", str(manifest), "--out", str(codec)])
     task = root / "task" / "model.pt"
-    save_task_model(task, build_task_model(TASK, 3), TASK, 3, ["circle", "square", "ring"], {}, {})
+    save_task_model(task, build_task_model(TASK, 3), "classification", TASK, 3, ["circle", "square", "ring"], {}, {})
     maps = saliency.main(["--params", json.dumps({"method": "spectral-residual", "working_width": 64,
                                                   "blur_sigma": 2.5, "grid_images": 2}),
                           "--manifest", str(manifest), "--out", str(root / "saliency")])
@@ -43,7 +44,7 @@ def workspace(tmp_path_factory):
 def _finetune(workspace, out, params=FINETUNE, saliency_dir=True):
     manifest, codec, task, maps = workspace
     extra = ["--saliency", str(maps)] if saliency_dir else []
-    return finetune_codec.main(["--params", json.dumps(params), "--model", str(codec), "--task-model", str(task),
+    return finetune_codec.main(["--params", json.dumps(params), *RUN, "--model", str(codec), "--task-model", str(task),
                                 "--tau", "0.5", "--manifest", str(manifest), *extra, "--out", str(out)])
 
 
@@ -59,7 +60,7 @@ def test_finetuned_model_loads_and_codes_like_a_trained_codec(workspace, tmp_pat
     assert (log["split"] == "train").sum() == 4 and not (out.parent / "resume.pt").exists()
     pretrained, _ = load_codec(workspace[1])
     assert not torch.equal(model.g_s[0].weight, pretrained.g_s[0].weight)
-    cache = cache_latents.main(["--params", json.dumps({"shard_size": 8, "decode_check": -1, "device": "cpu"}),
+    cache = cache_latents.main(["--params", json.dumps({"shard_size": 8, "decode_check": -1}), *RUN,
                                 "--model", str(out), "--manifest", str(workspace[0]), "--split", "val",
                                 "--out", str(tmp_path / "cache")])
     summary = json.loads((cache / "cache.json").read_text())
@@ -74,8 +75,8 @@ def test_saliency_floor_needs_the_saliency_folder(workspace, tmp_path):
 def test_task_model_for_other_classes_is_refused(workspace, tmp_path):
     manifest, codec, _, maps = workspace
     other = tmp_path / "task2.pt"
-    save_task_model(other, build_task_model(TASK, 2), TASK, 2, ["a", "b"], {}, {})
+    save_task_model(other, build_task_model(TASK, 2), "classification", TASK, 2, ["a", "b"], {}, {})
     with pytest.raises(UserError, match="trained for 2 classes but the dataset has 3"):
-        finetune_codec.main(["--params", json.dumps(FINETUNE), "--model", str(codec), "--task-model", str(other),
+        finetune_codec.main(["--params", json.dumps(FINETUNE), *RUN, "--model", str(codec), "--task-model", str(other),
                              "--tau", "1", "--manifest", str(manifest), "--saliency", str(maps),
                              "--out", str(tmp_path / "model.pt")])

@@ -15,7 +15,7 @@ from taskcodec.stages import prepare, saliency
 
 PREPARE = {"dataset": "builtin", "root": None, "image_size": 32, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
            "seed": 0, "builtin": {"num_images": 10, "canvas_size": 40, "classes": ["circle", "square"],
-                                  "object_scale": [0.3, 0.7]}}
+                                  "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
 SALIENCY = {"method": "spectral-residual", "working_width": 32, "blur_sigma": 1.0, "grid_images": 3}
 
 
@@ -31,7 +31,7 @@ def test_maps_index_grid_and_tensor(prepared, tmp_path):
     manifest = read_manifest(prepared)
     index = pd.read_csv(out / "index.csv", keep_default_na=False)
     assert list(index["image_id"]) == list(manifest["image_id"]) and set(index["split"]) == {"train", "val", "test"}
-    stored = torch.load(out / "saliency.pt", weights_only=False)
+    stored = torch.load(out / "saliency.pt", weights_only=True)
     assert stored["maps"].dtype == torch.uint8 and stored["maps"].shape == (10, 1, 32, 32)
     assert stored["image_ids"] == list(manifest["image_id"]) and stored["params"] == SALIENCY
     for position, row in enumerate(index.itertuples()):
@@ -47,7 +47,7 @@ def test_maps_index_grid_and_tensor(prepared, tmp_path):
 
 
 def test_unknown_method_is_named(prepared, tmp_path):
-    with pytest.raises(UserError, match="saliency.method is 'itti'"):
+    with pytest.raises(UserError, match="saliency.method = 'itti' is not allowed"):
         saliency.main(["--params", json.dumps({**SALIENCY, "method": "itti"}), "--manifest", str(prepared),
                        "--out", str(tmp_path / "s")])
     assert not (tmp_path / "s").exists()

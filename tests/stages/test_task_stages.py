@@ -14,17 +14,19 @@ from taskcodec.stages import (cache_latents, extract_features, prepare, train_jo
 from taskcodec.tasks.checkpoint import load_latent_classifier, load_task_model
 
 TASK = {
+    "name": "classification",
     "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 1, "weights": None},
     "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-              "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 1, "seed": 0, "device": "cpu", "threads": 1},
+              "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 1, "seed": 0},
 }
-FEATURES = {"layer": "stage2", "batch_size": 16, "device": "cpu"}
+RUN = ["--device", "cpu", "--threads", "1"]
+FEATURES = {"layer": "stage2", "batch_size": 16}
 LATENT = {
     "model": {"arch": "cresnet", "width": 8, "blocks": [1, 1, 1]},
     "train": {**TASK["train"], "crop_padding": 0},
 }
 JOINT = {"epochs": 1, "batch_size": 8, "lr": 1e-4, "aux_lr": 1e-3, "rate_weight": 0.1, "crop_padding": 2,
-         "clip_max_norm": 1.0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0, "device": "cpu", "threads": 1}
+         "clip_max_norm": 1.0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("tasks")
     params = {"dataset": "builtin", "root": None, "image_size": 32, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
               "seed": 0, "builtin": {"num_images": 30, "canvas_size": 40, "classes": ["circle", "square", "ring"],
-                                     "object_scale": [0.3, 0.7]}}
+                                     "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
     prepare.main(["--params", json.dumps(params), "--out", str(root / "prepared")])
     return root, root / "prepared" / "manifest.csv"
 
@@ -40,16 +42,18 @@ def workspace(tmp_path_factory):
 def test_train_task_writes_model_metrics_and_log(workspace):
     root, manifest = workspace
     out = root / "task" / "model.pt"
-    assert train_task.main(["--params", json.dumps(TASK), "--manifest", str(manifest), "--out", str(out)]) == out
+    assert train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(out)]) == out
     model, info = load_task_model(out, expect_num_classes=3)
     assert info["class_names"] == ["circle", "square", "ring"] and info["train_params"] == TASK["train"]
     metrics = json.loads((out.parent / "metrics.json").read_text())
     assert metrics["num_classes"] == 3 and 0 <= metrics["test_top1"] <= 1 and metrics["test_top5"] is None
     assert metrics["images"] == {"train": 18, "val": 6, "test": 6} and metrics["run_id"]
-    assert len(pd.read_csv(out.parent / "train_log.csv")) == 2
+    log = pd.read_csv(out.parent / "train_log.csv")
+    assert list(log["epoch"]) == [1, 2] and list(log["step"]) == [2, 4]  # 18 images in batches of 8
+    assert metrics["epochs"] == 2 and metrics["steps"] == 4 and metrics["best_epoch"] in (1, 2)
     assert not (out.parent / "resume.pt").exists()
 
-    features = extract_features.main(["--params", json.dumps(FEATURES), "--task-model", str(out), "--manifest",
+    features = extract_features.main(["--params", json.dumps(FEATURES), *RUN, "--task-model", str(out), "--manifest",
                                       str(manifest), "--out", str(root / "features")])
     test = torch.load(features / "test.pt")
     assert test["features"].shape == (6, 8, 16, 16) and len(test["image_ids"]) == 6 and test["layer"] == "stage2"
@@ -62,40 +66,43 @@ def test_unlabeled_dataset_is_refused(workspace, tmp_path):
     unlabeled = manifest.parent / "unlabeled.csv"
     frame.to_csv(unlabeled, index=False)
     with pytest.raises(UserError, match="the task needs a labeled dataset \\(class subfolders"):
-        train_task.main(["--params", json.dumps(TASK), "--manifest", str(unlabeled), "--out", str(tmp_path / "m.pt")])
+        train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(unlabeled), "--out", str(tmp_path / "m.pt")])
 
 
 def test_latent_and_joint_classifiers_on_real_bitstreams(workspace):
     root, manifest = workspace
     torch.manual_seed(0)
-    codec = build_codec("bmshj2018-hyperprior", 8, 12).eval()
+    codec = build_codec("bmshj2018-hyperprior", {"N": 8, "M": 12}).eval()
     codec.update(force=True)
     codec_path = root / "codec" / "model.pt"
-    save_codec(codec_path, codec, "bmshj2018-hyperprior", 8, 12, 0.01, {}, {})
+    save_codec(codec_path, codec, "bmshj2018-hyperprior", {"N": 8, "M": 12}, 0.01, {}, {})
     caches = {}
     for split in ("train", "val", "test"):
         caches[split] = cache_latents.main([
-            "--params", json.dumps({"shard_size": 8, "decode_check": 2, "device": "cpu"}), "--model", str(codec_path),
+            "--params", json.dumps({"shard_size": 8, "decode_check": 2}), *RUN, "--model", str(codec_path),
             "--manifest", str(manifest), "--split", split, "--out", str(root / "cache" / split)])
 
     out = root / "latent" / "model.pt"
-    train_latent_classifier.main(["--params", json.dumps(LATENT), "--train-cache", str(caches["train"]),
+    train_latent_classifier.main(["--params", json.dumps(LATENT), *RUN, "--train-cache", str(caches["train"]),
                                   "--val-cache", str(caches["val"]), "--test-cache", str(caches["test"]),
                                   "--manifest", str(manifest), "--out", str(out)])
     model, info = load_latent_classifier(out, expect_num_classes=3)
     metrics = json.loads((out.parent / "metrics.json").read_text())
     index = pd.read_csv(caches["test"] / "index.csv")
     assert metrics["bpp"] == pytest.approx(index["bpp"].mean()) and metrics["latent_shape"] == [12, 4, 4]  # padded to 64×64
-    assert metrics["latent_images_per_s"] > 0 and metrics["codec"] == "bmshj2018-hyperprior"
+    assert metrics["latent_images_per_s"] > 0 and metrics["codec"] == "bmshj2018-hyperprior/N8-M12"
     assert info["latent_channels"] == 12
+    assert metrics["epochs"] == 2 and metrics["steps"] == 4 and metrics["val_top1"] == max(
+        pd.read_csv(out.parent / "train_log.csv")["val_top1"])
 
     joint = root / "joint"
-    train_joint_classifier.main(["--params", json.dumps(JOINT), "--model", str(codec_path), "--classifier", str(out),
+    train_joint_classifier.main(["--params", json.dumps(JOINT), *RUN, "--model", str(codec_path), "--classifier", str(out),
                                  "--manifest", str(manifest), "--out", str(joint)])
     result = json.loads((joint / "metrics.json").read_text())
     # before fine-tuning, the real bitstreams are exactly the cached ones
     assert result["before_bpp"] == pytest.approx(index["bpp"].mean())
     assert result["bpp"] > 0 and 0 <= result["test_top1"] <= 1 and result["test_images"] == 6
+    assert result["epochs"] == result["best_epoch"] == 1 and result["steps"] == 2 and not (joint / "resume.pt").exists()
     load_codec(joint / "codec.pt")
     load_latent_classifier(joint / "model.pt", expect_num_classes=3)
 
@@ -110,5 +117,5 @@ def test_latent_classifier_for_another_class_count_is_refused(workspace, tmp_pat
     if not latent.exists():
         pytest.skip("needs the latent classifier of the previous test")
     with pytest.raises(UserError, match="was trained for 3 classes but the dataset has 2"):
-        train_joint_classifier.main(["--params", json.dumps(JOINT), "--model", str(root / "codec" / "model.pt"),
+        train_joint_classifier.main(["--params", json.dumps(JOINT), *RUN, "--model", str(root / "codec" / "model.pt"),
                                      "--classifier", str(latent), "--manifest", str(two), "--out", str(tmp_path / "j")])

@@ -13,9 +13,11 @@ SMALL = {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_strid
 def test_task_model_round_trip(tmp_path):
     model = build_task_model(SMALL, 3).eval()
     path = tmp_path / "model.pt"
-    save_task_model(path, model, SMALL, 3, ["a", "b", "c"], {"epochs": 1}, {"test_top1": 0.5})
+    save_task_model(path, model, "classification", SMALL, 3, ["a", "b", "c"], {"epochs": 1}, {"test_top1": 0.5})
     loaded, info = load_task_model(path, expect_num_classes=3)
     assert not loaded.training
+    task = info.pop("task")
+    assert task.name == "classification" and task.class_names == ["a", "b", "c"]
     assert info == {"model_params": SMALL, "num_classes": 3, "class_names": ["a", "b", "c"],
                     "train_params": {"epochs": 1}, "metrics": {"test_top1": 0.5}}
     x = torch.rand(2, 3, 16, 16)
@@ -24,7 +26,7 @@ def test_task_model_round_trip(tmp_path):
 
 def test_class_count_mismatch_names_the_file(tmp_path):
     path = tmp_path / "model.pt"
-    save_task_model(path, build_task_model(SMALL, 3), SMALL, 3, ["a", "b", "c"], {}, {})
+    save_task_model(path, build_task_model(SMALL, 3), "classification", SMALL, 3, ["a", "b", "c"], {}, {})
     with pytest.raises(UserError, match=f"{path} was trained for 3 classes but the dataset has 4; retrain"):
         load_task_model(path, expect_num_classes=4)
 

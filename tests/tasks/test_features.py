@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from taskcodec.errors import UserError
-from taskcodec.io import file_digest, write_json
+from taskcodec.artifacts import file_digest, write_json
 from taskcodec.tasks.checkpoint import save_task_model
 from taskcodec.tasks.features import CachedFeatures, extract_features
 from taskcodec.tasks.models import build_task_model
@@ -28,7 +28,7 @@ def test_unknown_layer_lists_the_modules():
 
 def _cache(folder, model, images, ids):
     """An extract_features folder (test.pt + features.json) for ``images`` and the saved task model."""
-    save_task_model(folder / "model.pt", model, SMALL, 3, ["a", "b", "c"], {}, {})
+    save_task_model(folder / "model.pt", model, "classification", SMALL, 3, ["a", "b", "c"], {}, {})
     torch.save({"features": extract_features(model, images, "stage2", 4, torch.device("cpu")), "image_ids": ids,
                 "labels": torch.zeros(len(ids)), "layer": "stage2"}, folder / "test.pt")
     write_json(folder / "features.json", {"layer": "stage2", "task_model_sha256": file_digest(folder / "model.pt")})
@@ -72,6 +72,6 @@ def test_cached_features_name_what_does_not_match(tmp_path):
                                         r"\(8, 24, 24\): the image size or the task model differs"):
         cached.mse_of_last_forward("a")
     other = tmp_path / "other.pt"
-    save_task_model(other, build_task_model(SMALL, 3), SMALL, 3, ["a", "b", "c"], {}, {})
+    save_task_model(other, build_task_model(SMALL, 3), "classification", SMALL, 3, ["a", "b", "c"], {}, {})
     with pytest.raises(UserError, match="was extracted with another task model than .*other.pt; run extract_features"):
         CachedFeatures(path, model, other)

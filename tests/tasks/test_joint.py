@@ -24,7 +24,7 @@ def images_and_labels(count, seed=0):
 @pytest.fixture()
 def models():
     torch.manual_seed(0)
-    codec = build_codec("bmshj2018-hyperprior", 8, 12)
+    codec = build_codec("bmshj2018-hyperprior", {"N": 8, "M": 12})
     codec.update(force=True)
     classifier = build_latent_classifier({"arch": "cresnet", "width": 8, "blocks": [1, 1, 1]}, 12, 2)
     return codec.eval(), classifier.eval()
@@ -37,7 +37,8 @@ def test_joint_fine_tunes_the_analysis_side_only(models, tmp_path):
     state = train_joint(codec, classifier, PARAMS, images[:8], labels[:8], images[8:], labels[8:],
                         torch.device("cpu"), tmp_path / "resume.pt", tmp_path / "log.csv")
     after = codec.state_dict()
-    assert state.epoch == 2 and len(state.history) == 2
+    assert [row["epoch"] for row in state.history] == [1, 2] and state.step == 4
+    assert state.best == min(state.history, key=lambda row: (row["val_loss"], -row["epoch"]))
     assert not torch.equal(before["g_a.0.weight"], after["g_a.0.weight"])
     assert not torch.equal(before["h_a.0.weight"], after["h_a.0.weight"])
     assert torch.equal(before["g_s.0.weight"], after["g_s.0.weight"])
@@ -48,7 +49,7 @@ def test_evaluation_measures_real_bitstream_bytes(models):
     codec, classifier = models
     images, labels = images_and_labels(5, seed=1)
     result = evaluate_bitstreams(codec, classifier, images, labels, 2, torch.device("cpu"))
-    payload_bits = sum(8 * len(b.to_bytes()) for b in encode_images(codec, to_float(images, torch.device("cpu"))))
+    payload_bits = sum(8 * len(b["main"].to_bytes()) for b in encode_images(codec, to_float(images, torch.device("cpu"))))
     assert result["bpp"] == pytest.approx(payload_bits / (5 * 64 * 64))
     assert 0.0 <= result["top1"] <= 1.0
 
@@ -63,5 +64,5 @@ def test_rounded_latents_reach_the_classifier(models):
 
 def test_a_factorized_codec_cannot_be_fine_tuned_jointly(models):
     _, classifier = models
-    with pytest.raises(UserError, match="needs a hyperprior codec"):
-        JointModel(build_codec("bmshj2018-factorized", 8, 12), classifier)
+    with pytest.raises(UserError, match="needs a codec whose ŷ and σ̂ decode without the synthesis"):
+        JointModel(build_codec("bmshj2018-factorized", {"N": 8, "M": 12}), classifier)

@@ -6,7 +6,8 @@ import torch
 
 from taskcodec.errors import UserError
 from taskcodec.tasks.evaluation import classification_metrics, predict_logits
-from taskcodec.tasks.latent_training import read_latent_cache, same_codec, train_latent_classifier
+from taskcodec.codecs.cache import read_latent_cache, same_codec
+from taskcodec.tasks.latent_training import train_latent_classifier
 
 MODEL = {"arch": "cresnet", "width": 8, "blocks": [1, 1, 1]}
 TRAIN = {"epochs": 12, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
@@ -24,12 +25,14 @@ def write_cache(folder, count, classes=3, seed=0, labels=None, sha="abc"):
     ids = [f"{seed}-{i}" for i in range(count)]
     half = count // 2
     for shard, part in enumerate((slice(0, half), slice(half, count))):
-        torch.save({"image_ids": ids[part], "labels": labels[part].tolist(), "y_hat": y_hat[part],
-                    "scales_hat": scales_hat[part]}, folder / f"shard-{shard:05d}.pt")
+        torch.save({"image_ids": ids[part], "labels": labels[part].tolist(),
+                    "layers": {"main": {"y_hat": y_hat[part], "scales_hat": scales_hat[part]}}},
+                   folder / f"shard-{shard:05d}.pt")
     pd.DataFrame({"image_id": ids, "label": labels.tolist(), "bpp": 0.5, "bpp_estimated": 0.45}).to_csv(
         folder / "index.csv", index=False)
-    (folder / "cache.json").write_text(json.dumps({"model": "m.pt", "model_sha256": sha, "codec": "bmshj2018-hyperprior",
-                                                   "N": 8, "M": 6, "lmbda": 0.01}))
+    (folder / "cache.json").write_text(json.dumps({
+        "model": "m.pt", "model_sha256": sha, "codec": "bmshj2018-hyperprior/N8-M6", "arch": "bmshj2018-hyperprior",
+        "hyper": {"N": 8, "M": 6}, "lmbda": 0.01, "layers": ["main"], "task_layer": "main"}))
     return folder
 
 
@@ -38,12 +41,6 @@ def test_reads_every_shard_in_order(tmp_path):
     assert latents.image_ids == [f"0-{i}" for i in range(10)]
     assert latents.y_hat.shape == (10, 6, 4, 4) and latents.labels.dtype == torch.int64
     assert latents.index["bpp"].mean() == 0.5
-
-
-def test_unlabeled_cache_needs_a_labeled_dataset(tmp_path):
-    folder = write_cache(tmp_path / "c", 4, labels=[-1, -1, -1, -1])
-    with pytest.raises(UserError, match="the task needs a labeled dataset \\(class subfolders"):
-        read_latent_cache(folder)
 
 
 def test_cache_without_latents_or_scales_is_explained(tmp_path):
@@ -65,8 +62,8 @@ def test_latent_classifier_learns_a_separable_problem(tmp_path):
     val = read_latent_cache(write_cache(tmp_path / "val", 30, seed=1))
     test = read_latent_cache(write_cache(tmp_path / "test", 60, seed=2))
     torch.manual_seed(0)
-    model, state = train_latent_classifier(MODEL, TRAIN, train, val, 3, torch.device("cpu"), tmp_path / "resume.pt",
+    model, state = train_latent_classifier(MODEL, TRAIN, train, val, ["a", "b", "c"], torch.device("cpu"), tmp_path / "resume.pt",
                                            tmp_path / "log.csv")
     logits = predict_logits(model, (test.y_hat, test.scales_hat), 32, torch.device("cpu"))
     assert classification_metrics(logits, test.labels)["top1"] >= 0.95
-    assert state.epoch == 12
+    assert state.history[-1]["epoch"] == 12 and state.step == 12 * 6  # 96 latents in batches of 16

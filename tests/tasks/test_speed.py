@@ -9,7 +9,7 @@ from taskcodec.tasks.speed import compare_speed, latent_classifier_throughput
 
 def test_both_receivers_are_timed_on_the_same_bitstreams():
     torch.manual_seed(0)
-    codec = build_codec("bmshj2018-hyperprior", 8, 12).eval()
+    codec = build_codec("bmshj2018-hyperprior", {"N": 8, "M": 12}).eval()
     codec.update(force=True)
     classifier = build_latent_classifier({"arch": "cresnet", "width": 8, "blocks": [1, 1, 1]}, 12, 3)
     task_model = build_task_model({"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 1,

@@ -13,13 +13,18 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
+# the stages with run settings in params.yaml's `resources` section
+STAGES = ("train_codec", "finetune_codec", "cache_latents", "evaluate_codec", "evaluate_classical", "train_task",
+          "extract_features", "train_latent_classifier", "train_joint_classifier")
 
 TINY = {
     "results_dir": "results",
     "tracking": {"uri": None, "experiment": "taskcodec-tests"},
+    "resources": {"device": "auto",
+                  **{stage: {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0} for stage in STAGES}},
     "prepare": {
         "dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
-        "seed": 0,
+        "seed": 0, "on_bad_image": "stop",
         "builtin": {"num_images": 30, "canvas_size": 72, "classes": ["circle", "square", "ring"],
                     "object_scale": [0.3, 0.7]},
     },
@@ -27,38 +32,35 @@ TINY = {
         "sweep": {"models": [{"arch": "bmshj2018-hyperprior", "N": 8, "M": 12}], "lmbdas": [0.003, 0.03]},
         "train": {"distortion": "mse", "steps": 12, "batch_size": 4, "patch_size": 64, "lr": 0.001,
                   "aux_lr": 0.001, "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
-                  "saliency_floor": None, "time_budget_s": None, "val_every": 6, "checkpoint_every": 6, "init": None, "seed": 0,
-                  "device": "auto", "threads": 1},
+                  "saliency_floor": None, "time_budget_s": None, "val_every": 6, "checkpoint_every": 6, "init": None,
+                  "seed": 0},
     },
     "saliency": {"method": "spectral-residual", "working_width": 64, "blur_sigma": 2.5, "grid_images": 4},
     "task": {
+        "name": "classification",
         "enabled": True,
         "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 2, "weights": None},
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005,
-                  "crop_padding": 4, "time_budget_s": None, "checkpoint_every": 1, "seed": 0, "device": "auto",
-                  "threads": 1},
-        "features": {"layer": "stage2", "batch_size": 16, "device": "auto"},
+                  "crop_padding": 4, "time_budget_s": None, "checkpoint_every": 1, "seed": 0},
+        "features": {"layer": "stage2", "batch_size": 16},
     },
     "finetune": {
         "sweep": {"lmbdas": [0.003], "taus": [1.0]},
         "train": {"steps": 4, "batch_size": 4, "lr": 0.0001, "aux_lr": 0.001, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
                   "saliency_floor": 0.2, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,
-                  "device": "auto", "threads": 1, "lr_drop_at": [0.8], "lr_gamma": 0.3},
+                  "lr_drop_at": [0.8], "lr_gamma": 0.3},
     },
     "latent_classifier": {
         "model": {"arch": "cresnet", "width": 4, "blocks": [1, 1, 1]},
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.005,
-                  "crop_padding": 1, "time_budget_s": None, "checkpoint_every": 1, "seed": 0, "device": "auto",
-                  "threads": 1},
+                  "crop_padding": 1, "time_budget_s": None, "checkpoint_every": 1, "seed": 0},
         "joint": {"enabled": True, "epochs": 1, "batch_size": 8, "lr": 0.0001, "aux_lr": 0.001, "rate_weight": 1.0,
-                  "crop_padding": 4, "clip_max_norm": 1.0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0,
-                  "device": "auto", "threads": 1},
+                  "crop_padding": 4, "clip_max_norm": 1.0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0},
     },
-    "cache": {"splits": ["train", "val", "test"], "shard_size": 8, "decode_check": 4, "device": "auto"},
+    "cache": {"splits": ["train", "val", "test"], "shard_size": 8, "decode_check": 4},
     "evaluate": {
         "extra_datasets": {"extra": "extra_images"},
         "save_reconstructions": 2,
-        "device": "auto",
         "saliency_threshold": 0.5,
         "classical": {"jpeg": {"qualities": [10, 50, 90]}, "webp": {"qualities": [10, 50, 90]}},
         "report": {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}},
@@ -83,11 +85,15 @@ class Project:
                    str(self.path), "--profile", str(ROOT / "workflow" / "profiles" / "local"), "--cores", "2", *args]
         return subprocess.run(command, capture_output=True, text=True, cwd=self.path)
 
-    def planned_jobs(self) -> dict[str, int]:
-        """Rule -> job count of a dry run ({} when nothing is to be done)."""
-        result = self.snakemake("--dry-run")
+    def dry_run(self, *args: str) -> str:
+        """The output of a successful dry run."""
+        result = self.snakemake("--dry-run", *args)
         assert result.returncode == 0, result.stdout + result.stderr
-        output = result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    def planned_jobs(self, *args: str) -> dict[str, int]:
+        """Rule -> job count of a dry run ({} when nothing is to be done)."""
+        output = self.dry_run(*args)
         if "Nothing to be done" in output:
             return {}
         table = output.split("Job stats:", 1)[1].split("total", 1)[0]

@@ -1,5 +1,7 @@
 """What Snakemake reruns after a change (dry runs on the completed tiny pipeline)."""
 
+import copy
+
 
 def test_nothing_to_do_after_a_complete_run(pipeline_run):
     project, _ = pipeline_run
@@ -29,11 +31,15 @@ def test_classical_quality_sweep_reruns_that_codec_and_reports(pipeline_run):
         project.write_params()
 
 
-def test_new_lambda_trains_only_the_new_codec(pipeline_run):
+def test_new_lambda_trains_only_the_new_codec_at_its_full_precision(pipeline_run):
     project, _ = pipeline_run
-    project.params["codec"]["sweep"]["lmbdas"].append(0.01)
+    project.params["codec"]["sweep"]["lmbdas"].append(0.00123456789)
     project.write_params()
     try:
+        output = project.dry_run("--printshellcmds")
+        # the path and the stage's --lmbda keep every digit (format(x, "g") would give 0.00123457)
+        assert "results/codecs/bmshj2018-hyperprior/N8-M12/lmbda0.00123456789/model.pt" in output
+        assert "--lmbda 0.00123456789 " in output and "0.00123457" not in output
         # one new codec: train, cache 3 splits + extra, evaluate test + extra, its latent classifiers (it is not
         # among finetune.sweep.lmbdas); reports change inputs
         assert project.planned_jobs() == {"train_codec": 1, "cache_latents": 4, "evaluate_codec": 2,
@@ -41,6 +47,44 @@ def test_new_lambda_trains_only_the_new_codec(pipeline_run):
                                           "report_task": 1, "summarize": 1}
     finally:
         project.params["codec"]["sweep"]["lmbdas"].pop()
+        project.write_params()
+
+
+def test_new_architecture_trains_under_its_own_hyperparameters(pipeline_run):
+    project, _ = pipeline_run
+    project.params["codec"]["sweep"]["models"].append({"arch": "cheng2020-anchor", "N": 8})
+    project.write_params()
+    try:
+        output = project.dry_run("--printshellcmds")
+        assert "results/codecs/cheng2020-anchor/N8/lmbda0.003/model.pt" in output
+        assert """--arch cheng2020-anchor --hyper '{"N": 8}' --lmbda 0.03 """ in output
+        # 2 lambdas: as the first architecture's codecs, plus fine-tuning its lambda-0.003 codec (tau 1.0)
+        assert project.planned_jobs() == {"train_codec": 2, "cache_latents": 8, "evaluate_codec": 4,
+                                          "finetune_codec": 1, "cache_finetuned": 1, "evaluate_finetuned": 1,
+                                          "train_latent_classifier": 2, "train_joint_classifier": 2, "report": 2,
+                                          "report_task": 1, "summarize": 1}
+    finally:
+        project.params["codec"]["sweep"]["models"].pop()
+        project.write_params()
+
+
+def test_run_settings_rerun_nothing_but_reach_the_commands(pipeline_run):
+    project, _ = pipeline_run
+    original = copy.deepcopy(project.params["resources"])
+    project.params["resources"]["device"] = "cpu"
+    for job in project.params["resources"].values():
+        if isinstance(job, dict):
+            job.update(threads=2, mem_mb=job["mem_mb"] + 1, runtime=job["runtime"] + 1)
+    project.write_params()
+    try:
+        assert project.planned_jobs() == {}
+        forced = project.dry_run("--printshellcmds", "--forcerun", "train_codec", "cache_latents",
+                                 "evaluate_classical", "train_task")
+        for stage in ("train_codec", "cache_latents", "evaluate_classical", "train_task"):
+            commands = [line for line in forced.splitlines() if f"taskcodec.stages.{stage} " in line]
+            assert commands and all("--threads 2 --device cpu " in line for line in commands), (stage, forced[-3000:])
+    finally:
+        project.params["resources"] = original
         project.write_params()
 
 

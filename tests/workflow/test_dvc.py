@@ -54,7 +54,21 @@ def test_repro_twice_runs_the_pipeline_once(dvc_repo):
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
     outs = {out["path"] for out in lock["stages"]["pipeline"]["outs"]}
     assert {"results/prepared", "results/codecs", "results/report", "results/summary/metrics.json"} <= outs
-    assert lock["stages"]["pipeline"]["params"]["params.yaml"]["codec"]["train"]["steps"] == 12
+    tracked = lock["stages"]["pipeline"]["params"]["params.yaml"]
+    assert tracked["codec"]["train"]["steps"] == 12
+    assert "resources" not in tracked and "tracking" not in tracked  # run settings: DVC does not track them
+
+
+def test_run_settings_leave_the_dvc_stage_up_to_date(dvc_repo):
+    original = (dvc_repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["resources"]["device"] = "cpu"
+    params["resources"]["train_codec"]["threads"] = 2
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert dvc(dvc_repo, "status").stdout.strip().endswith("Data and pipelines are up to date.")
+    finally:
+        (dvc_repo / "params.yaml").write_text(original)
 
 
 def test_metrics_and_plots_read_the_summary(dvc_repo):

@@ -1,23 +1,29 @@
-# Stage 3: train one codec per (architecture, N, M, lambda) of the sweep on rate + lambda * distortion.
+# Stage 3: train one codec per (architecture with its hyperparameters, lambda) of the sweep on
+# rate + lambda * distortion.
 
 
 rule train_codec:
     input:
         unpack(lambda wc: saliency_input(config["codec"]["train"]["saliency_floor"])),
-        prepared=RESULTS + "/prepared",
+        prepared=results("prepared"),
     output:
-        model=RESULTS + "/codecs/" + CODEC + "/model.pt",
-        metrics=RESULTS + "/codecs/" + CODEC + "/metrics.json",
-        train_log=RESULTS + "/codecs/" + CODEC + "/train_log.csv",
+        model=results("codecs", CODEC, "model.pt"),
+        metrics=results("codecs", CODEC, "metrics.json"),
+        train_log=results("codecs", CODEC, "train_log.csv"),
     params:
         section=as_json(config["codec"]["train"]),
+        hyper=codec_hyper_json,
         saliency=saliency_args(config["codec"]["train"]["saliency_floor"]),
-    threads: config["codec"]["train"]["threads"]
+    threads: job_threads("train_codec")
+    resources:
+        **job_resources("train_codec"),
     log:
-        RESULTS + "/logs/train_codec/" + CODEC + ".log",
+        results("logs", "train_codec", f"{CODEC}.log"),
     benchmark:
-        RESULTS + "/benchmarks/train_codec/" + CODEC + ".tsv"
+        results("benchmarks", "train_codec", f"{CODEC}.tsv")
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
-        " --arch {wildcards.arch} --N {wildcards.N} --M {wildcards.M} --lmbda {wildcards.lmbda}"
+        " --device {resources.device:q} --arch {wildcards.arch} --hyper {params.hyper:q} --lmbda {wildcards.lmbda}"
         " --manifest {input.prepared:q}/manifest.csv {params.saliency} --out {output.model:q} > {log:q} 2>&1"

@@ -1,5 +1,5 @@
-# Helpers shared by the rule files: params validation, sweep expansion, paths.
-# No rules here.
+# Helpers shared by the rule files (params validation, sweep expansion, paths, run settings).
+# No rules here: `snakemake --lint` wants rules and functions in separate files.
 
 import json
 import shlex
@@ -7,29 +7,40 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
-from taskcodec.params import validate_params
+from taskcodec.params import codec_dirname, hyperparameters, number_id, validate_params
 from taskcodec.tracking import end_pipeline_run, start_pipeline_run
 
-try:
-    validate_params(config, Path(workflow.current_basedir).parent / "schemas" / "params.schema.yaml")
-except UserError as err:
-    raise WorkflowError(str(err)) from None
+# Validated once, by the process that plans the jobs; a cluster job re-reads the Snakefile but must not pay the
+# ~7 s of importing the codec registry again.
+if workflow.is_main_process:
+    try:
+        validate_params(config, Path(workflow.current_basedir).parent / "schemas" / "params.schema.yaml")
+    except UserError as err:
+        raise WorkflowError(str(err)) from None
 
-# Stage commands run with the interpreter Snakemake runs under (the project's .venv).
-shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
+# The software of every rule: environment.yml (path relative to this folder). Without
+# `--software-deployment-method conda` the stage commands run with the interpreter Snakemake runs under (the
+# project's .venv); with it, in the rules' conda environment, importing taskcodec from this checkout's src/.
+CONDA_ENV = "../../environment.yml"
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    SRC = shlex.quote(str(Path(workflow.basedir, "src").resolve()))
+    shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}; ")
+else:
+    shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
 
 RESULTS = config["results_dir"]
 SPLITS = ("train", "val", "test")
 EXTRA_DATASETS = config["evaluate"]["extra_datasets"]
 CLASSICAL_CODECS = list(config["evaluate"]["classical"])
-CODEC = "{arch}/N{N}-M{M}/lmbda{lmbda}"  # a codec of the sweep, as a path
-TUNED = CODEC + "/tau{tau}"  # a task-fine-tuned codec
-TASK_MODEL = RESULTS + "/task/model.pt"
+# A codec of the sweep, as a path: its hyperparameters folder is codec_dirname() of the sweep entry (N32-M48);
+# lambda and tau keep full precision (number_id).
+CODEC = "{arch}/{hyper}/lmbda{lmbda}"
+TUNED = "{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a task-fine-tuned codec
 MACHINE = config["task"]["enabled"]  # the machine branch (needs a labeled dataset)
-MACHINE_REPORT = RESULTS + "/report/machine/test"
 
 for name, folder in EXTRA_DATASETS.items():
     if not Path(folder).is_dir():
@@ -39,12 +50,20 @@ if config["prepare"]["dataset"] == "imagefolder" and not Path(config["prepare"][
 
 wildcard_constraints:
     arch="[A-Za-z0-9_-]+",
-    N=r"\d+",
-    M=r"\d+",
+    hyper="[A-Za-z0-9_-]+",
     lmbda=r"[0-9.eE+-]+",
     tau=r"[0-9.eE+-]+",
     dataset="[A-Za-z0-9_-]+",
     codec="[A-Za-z0-9_-]+",
+
+
+def results(*parts):
+    """A path under ``results_dir``: the parts joined with '/', wildcards kept."""
+    return "/".join((RESULTS, *parts))
+
+
+TASK_MODEL = results("task", "model.pt")
+MACHINE_REPORT = results("report", "machine", "test")
 
 
 def as_json(section):
@@ -52,14 +71,38 @@ def as_json(section):
     return json.dumps(section, sort_keys=True)
 
 
+def job_resources(stage):
+    """The Snakemake resources of one job of ``stage`` (``resources.<stage>`` of params.yaml) and the device.
+
+    Run settings, not science: rules pass them as ``threads:`` and ``resources:``, which Snakemake does not compare
+    with the previous run (only params, shell code, inputs and software are rerun triggers), so changing them reruns
+    nothing. ``cpus_per_task`` (the cores a cluster job asks for) follows the threads."""
+    job = config["resources"][stage]
+    return {"device": config["resources"]["device"], "mem_mb": job["mem_mb"], "runtime": job["runtime"],
+            "gpu": job["gpu"], "cpus_per_task": job["threads"]}
+
+
+def job_threads(stage):
+    """The CPU threads of one job of ``stage``."""
+    return config["resources"][stage]["threads"]
+
+
 def codec_points():
-    """Every (arch, N, M, lmbda) of the sweep, as wildcard dicts."""
+    """Every (arch, hyper, lmbda) of the sweep, as wildcard dicts."""
     sweep = config["codec"]["sweep"]
     return [
-        {"arch": model["arch"], "N": model["N"], "M": model["M"], "lmbda": format(lmbda, "g")}
+        {"arch": model["arch"], "hyper": codec_dirname(model), "lmbda": number_id(lmbda)}
         for model in sweep["models"]
         for lmbda in sweep["lmbdas"]
     ]
+
+
+def codec_hyper_json(wildcards):
+    """The ``--hyper`` JSON of the sweep entry that a codec path names: its hyperparameters, in the entry's order."""
+    for model in config["codec"]["sweep"]["models"]:
+        if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
+            return json.dumps(hyperparameters(model))
+    raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among codec.sweep.models of params.yaml")
 
 
 def per_codec(template, **fields):
@@ -68,12 +111,13 @@ def per_codec(template, **fields):
 
 
 def finetune_points():
-    """Every (arch, N, M, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus."""
+    """Every (arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus."""
     sweep = config["finetune"]["sweep"]
+    selected = [float(lmbda) for lmbda in sweep["lmbdas"]]
     return [
-        {**point, "tau": format(tau, "g")}
+        {**point, "tau": number_id(tau)}
         for point in codec_points()
-        if float(point["lmbda"]) in sweep["lmbdas"]
+        if float(point["lmbda"]) in selected
         for tau in sweep["taus"]
     ]
 
@@ -83,8 +127,8 @@ def task_measure_inputs(wildcards):
     have no labels)."""
     if wildcards.dataset not in SPLITS:
         return {}
-    machine = {"task_model": TASK_MODEL, "features": RESULTS + "/task/features"} if MACHINE else {}
-    return {**machine, "saliency": RESULTS + "/saliency"}
+    machine = {"task_model": TASK_MODEL, "features": results("task", "features")} if MACHINE else {}
+    return {**machine, "saliency": results("saliency")}
 
 
 def task_measure_args(wildcards):
@@ -99,7 +143,7 @@ def eval_datasets():
 def dataset_inputs(wildcards):
     """Inputs that define a dataset's images: the prepared data, or an extra folder's files."""
     if wildcards.dataset in SPLITS:
-        return {"prepared": RESULTS + "/prepared"}
+        return {"prepared": results("prepared")}
     return {"images": folder_files(EXTRA_DATASETS[wildcards.dataset])}
 
 
@@ -111,39 +155,58 @@ def folder_files(folder):
         raise WorkflowError(str(err)) from None
 
 
+def prepare_inputs(wildcards):
+    """An image folder's files, so that changed data reruns prepare (none for the built-in dataset)."""
+    return folder_files(config["prepare"]["root"]) if config["prepare"]["dataset"] == "imagefolder" else []
+
+
 def saliency_input(floor):
     """The saliency maps as a named input of a training rule whose ``saliency_floor`` is set (else none)."""
-    return {} if floor is None else {"saliency": RESULTS + "/saliency"}
+    return {} if floor is None else {"saliency": results("saliency")}
 
 
 def saliency_args(floor):
     """The ``--saliency`` argument matching :func:`saliency_input`."""
-    return "" if floor is None else f"--saliency {shlex.quote(RESULTS + '/saliency')}"
+    return "" if floor is None else f"--saliency {shlex.quote(results('saliency'))}"
 
 
 def dataset_args(wildcards):
     """The stage arguments selecting a dataset's images."""
     if wildcards.dataset in SPLITS:
-        return f"--manifest {shlex.quote(RESULTS + '/prepared/manifest.csv')} --split {wildcards.dataset}"
+        return f"--manifest {shlex.quote(results('prepared', 'manifest.csv'))} --split {wildcards.dataset}"
     return f"--folder {shlex.quote(EXTRA_DATASETS[wildcards.dataset])}"
 
 
+def evaluate_section(**extra):
+    """The keys of ``evaluate`` every evaluation stage takes, with ``extra`` keys, as JSON."""
+    evaluate = config["evaluate"]
+    return as_json({**extra, "save_reconstructions": evaluate["save_reconstructions"],
+                    "saliency_threshold": evaluate["saliency_threshold"]})
+
+
+def reference_inputs(wildcards):
+    """The CompressAI result folder drawn on a dataset's plots, if any."""
+    references = config["evaluate"]["report"]["references"]
+    return [references[wildcards.dataset]] if wildcards.dataset in references else []
+
+
 def cache_outputs():
-    return [path for split in config["cache"]["splits"] for path in per_codec(RESULTS + "/cache/" + CODEC + "/{split}", split=split)]
+    splits = config["cache"]["splits"]
+    return [path for split in splits for path in per_codec(results("cache", CODEC, "{split}"), split=split)]
 
 
 def versioned_outputs():
     """Checkpoints and data that DVC versions (dvc.yaml outs) and whose inputs it versions too; the target
     of ``snakemake --touch versioned`` after a DVC restore (scripts/dvc_restore.sh)."""
-    outputs = [RESULTS + "/saliency"] + per_codec(RESULTS + "/codecs/" + CODEC + "/model.pt")
+    outputs = [results("saliency")] + per_codec(results("codecs", CODEC, "model.pt"))
     if MACHINE:
-        outputs += [TASK_MODEL] + [RESULTS + "/finetuned/" + TUNED.format(**point) + "/model.pt"
-                                   for point in finetune_points()]
+        outputs += [TASK_MODEL]
+        outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
     return outputs
 
 
 def report_outputs():
-    return expand(RESULTS + "/report/{dataset}", dataset=eval_datasets())
+    return [results("report", dataset) for dataset in eval_datasets()]
 
 
 def skipped_classical_codecs():

@@ -5,41 +5,49 @@
 
 rule train_latent_classifier:
     input:
-        prepared=RESULTS + "/prepared",
-        train=RESULTS + "/cache/" + CODEC + "/train",
-        val=RESULTS + "/cache/" + CODEC + "/val",
-        test=RESULTS + "/cache/" + CODEC + "/test",
+        prepared=results("prepared"),
+        train=results("cache", CODEC, "train"),
+        val=results("cache", CODEC, "val"),
+        test=results("cache", CODEC, "test"),
     output:
-        model=RESULTS + "/latent/" + CODEC + "/model.pt",
-        metrics=RESULTS + "/latent/" + CODEC + "/metrics.json",
+        model=results("latent", CODEC, "model.pt"),
+        metrics=results("latent", CODEC, "metrics.json"),
     params:
         section=as_json({key: config["latent_classifier"][key] for key in ("model", "train")}),
-    threads: config["latent_classifier"]["train"]["threads"]
+    threads: job_threads("train_latent_classifier")
+    resources:
+        **job_resources("train_latent_classifier"),
     log:
-        RESULTS + "/logs/train_latent_classifier/" + CODEC + ".log",
+        results("logs", "train_latent_classifier", f"{CODEC}.log"),
     benchmark:
-        RESULTS + "/benchmarks/train_latent_classifier/" + CODEC + ".tsv"
+        results("benchmarks", "train_latent_classifier", f"{CODEC}.tsv")
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_latent_classifier --params {params.section:q} --threads {threads}"
-        " --train-cache {input.train:q} --val-cache {input.val:q} --test-cache {input.test:q}"
-        " --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
+        " --device {resources.device:q} --train-cache {input.train:q} --val-cache {input.val:q}"
+        " --test-cache {input.test:q} --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
 
 
 rule train_joint_classifier:
     input:
-        prepared=RESULTS + "/prepared",
-        model=RESULTS + "/codecs/" + CODEC + "/model.pt",
-        classifier=RESULTS + "/latent/" + CODEC + "/model.pt",
+        prepared=results("prepared"),
+        model=results("codecs", CODEC, "model.pt"),
+        classifier=results("latent", CODEC, "model.pt"),
     output:
-        directory(RESULTS + "/joint/" + CODEC),
+        directory(results("joint", CODEC)),
     params:
         section=as_json({key: value for key, value in config["latent_classifier"]["joint"].items() if key != "enabled"}),
-    threads: config["latent_classifier"]["train"]["threads"]
+    threads: job_threads("train_joint_classifier")
+    resources:
+        **job_resources("train_joint_classifier"),
     log:
-        RESULTS + "/logs/train_joint_classifier/" + CODEC + ".log",
+        results("logs", "train_joint_classifier", f"{CODEC}.log"),
     benchmark:
-        RESULTS + "/benchmarks/train_joint_classifier/" + CODEC + ".tsv"
+        results("benchmarks", "train_joint_classifier", f"{CODEC}.tsv")
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_joint_classifier --params {params.section:q} --threads {threads}"
-        " --model {input.model:q} --classifier {input.classifier:q}"
+        " --device {resources.device:q} --model {input.model:q} --classifier {input.classifier:q}"
         " --manifest {input.prepared:q}/manifest.csv --out {output:q} > {log:q} 2>&1"

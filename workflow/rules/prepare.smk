@@ -3,15 +3,16 @@
 
 rule prepare:
     input:
-        # an image folder's files, so that changed data reruns prepare
-        images=lambda wc: folder_files(config["prepare"]["root"]) if config["prepare"]["dataset"] == "imagefolder" else [],
+        images=prepare_inputs,  # an image folder's files, so that changed data reruns prepare
     output:
-        directory(RESULTS + "/prepared"),
+        directory(results("prepared")),
     params:
         section=as_json(config["prepare"]),
     log:
-        RESULTS + "/logs/prepare.log",
+        results("logs", "prepare.log"),
     benchmark:
-        RESULTS + "/benchmarks/prepare.tsv"
+        results("benchmarks", "prepare.tsv")
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.prepare --params {params.section:q} --out {output:q} > {log:q} 2>&1"

@@ -1,17 +1,16 @@
 # Stage 6b: rate-distortion tables, BD-rates, plots and a reconstruction grid per dataset.
+# The reports and the summary are cheap: local rules (Snakefile), never submitted to a cluster.
 
 
 rule report:
     input:
         unpack(dataset_inputs),
-        learned=lambda wc: per_codec(RESULTS + "/eval/learned/" + CODEC + "/{dataset}", dataset=wc.dataset),
-        classical=expand(RESULTS + "/eval/classical/{codec}/{{dataset}}", codec=CLASSICAL_CODECS),
-        references=lambda wc: [config["evaluate"]["report"]["references"][wc.dataset]]
-        if wc.dataset in config["evaluate"]["report"]["references"]
-        else [],
+        learned=lambda wc: per_codec(results("eval", "learned", CODEC, "{dataset}"), dataset=wc.dataset),
+        classical=expand(results("eval", "classical", "{codec}", "{{dataset}}"), codec=CLASSICAL_CODECS),
+        references=reference_inputs,
     output:
         report(
-            directory(RESULTS + "/report/{dataset}"),
+            directory(results("report", "{dataset}")),
             patterns=["{name}.png"],
             caption="../report/report.rst",
             category="Rate–distortion",
@@ -21,7 +20,9 @@ rule report:
         section=as_json(config["evaluate"]["report"]),
         source=dataset_args,
     log:
-        RESULTS + "/logs/report/{dataset}.log",
+        results("logs", "report", "{dataset}.log"),
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.report --params {params.section:q} --dataset {wildcards.dataset}"
         " --eval {input.learned:q} {input.classical:q} {params.source} --out {output:q} > {log:q} 2>&1"
@@ -32,13 +33,13 @@ rule report:
 
 rule report_task:
     input:
-        prepared=RESULTS + "/prepared",
+        prepared=results("prepared"),
         task_model=TASK_MODEL,
-        classical=expand(RESULTS + "/eval/classical/{codec}/test", codec=CLASSICAL_CODECS),
-        pretrained=per_codec(RESULTS + "/eval/learned/" + CODEC + "/test"),
-        finetuned=[RESULTS + "/eval/finetuned/" + TUNED.format(**point) + "/test" for point in finetune_points()],
-        latent=per_codec(RESULTS + "/latent/" + CODEC + "/metrics.json"),
-        joint=per_codec(RESULTS + "/joint/" + CODEC) if config["latent_classifier"]["joint"]["enabled"] else [],
+        classical=expand(results("eval", "classical", "{codec}", "test"), codec=CLASSICAL_CODECS),
+        pretrained=per_codec(results("eval", "learned", CODEC, "test")),
+        finetuned=[results("eval", "finetuned", TUNED.format(**point), "test") for point in finetune_points()],
+        latent=per_codec(results("latent", CODEC, "metrics.json")),
+        joint=per_codec(results("joint", CODEC)) if config["latent_classifier"]["joint"]["enabled"] else [],
     output:
         report(
             directory(MACHINE_REPORT),
@@ -49,7 +50,9 @@ rule report_task:
     params:
         section=as_json(config["evaluate"]["report"]),
     log:
-        RESULTS + "/logs/report_task.log",
+        results("logs", "report_task.log"),
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.report_task --params {params.section:q} --task-model {input.task_model:q}"
         " --manifest {input.prepared:q}/manifest.csv --classical {input.classical:q}"
@@ -65,13 +68,15 @@ rule summarize:
         reports=report_outputs(),
         machine=[MACHINE_REPORT] if MACHINE else [],
     output:
-        metrics=RESULTS + "/summary/metrics.json",
-        rate_distortion=RESULTS + "/summary/rate_distortion.csv",
-        rate_accuracy=RESULTS + "/summary/rate_accuracy.csv",
+        metrics=results("summary", "metrics.json"),
+        rate_distortion=results("summary", "rate_distortion.csv"),
+        rate_accuracy=results("summary", "rate_accuracy.csv"),
     params:
         machine=lambda wc, input: f"--machine {shlex.quote(input.machine[0])}" if MACHINE else "",
     log:
-        RESULTS + "/logs/summarize.log",
+        results("logs", "summarize.log"),
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.summarize --report {input.reports:q} {params.machine}"
         " --metrics {output.metrics:q} --rate-distortion {output.rate_distortion:q}"

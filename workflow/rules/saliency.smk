@@ -3,10 +3,10 @@
 
 rule saliency:
     input:
-        prepared=RESULTS + "/prepared",
+        prepared=results("prepared"),
     output:
         report(
-            directory(RESULTS + "/saliency"),
+            directory(results("saliency")),
             patterns=["grid.png"],
             caption="../report/saliency.rst",
             category="Saliency",
@@ -14,9 +14,11 @@ rule saliency:
     params:
         section=as_json(config["saliency"]),
     log:
-        RESULTS + "/logs/saliency.log",
+        results("logs", "saliency.log"),
     benchmark:
-        RESULTS + "/benchmarks/saliency.tsv"
+        results("benchmarks", "saliency.tsv")
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.saliency --params {params.section:q}"
         " --manifest {input.prepared:q}/manifest.csv --out {output:q} > {log:q} 2>&1"

@@ -4,35 +4,46 @@
 
 rule train_task:
     input:
-        prepared=RESULTS + "/prepared",
+        prepared=results("prepared"),
     output:
         model=TASK_MODEL,
-        metrics=RESULTS + "/task/metrics.json",
-        train_log=RESULTS + "/task/train_log.csv",
+        metrics=results("task", "metrics.json"),
+        train_log=results("task", "train_log.csv"),
     params:
-        section=as_json({key: config["task"][key] for key in ("model", "train")}),
-    threads: config["task"]["train"]["threads"]
+        section=as_json({key: config["task"][key] for key in ("name", "model", "train")}),
+    threads: job_threads("train_task")
+    resources:
+        **job_resources("train_task"),
     log:
-        RESULTS + "/logs/train_task.log",
+        results("logs", "train_task.log"),
     benchmark:
-        RESULTS + "/benchmarks/train_task.tsv"
+        results("benchmarks", "train_task.tsv")
+    conda:
+        CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_task --params {params.section:q} --threads {threads}"
-        " --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
+        " --device {resources.device:q} --manifest {input.prepared:q}/manifest.csv"
+        " --out {output.model:q} > {log:q} 2>&1"
 
 
 rule extract_features:
     input:
-        prepared=RESULTS + "/prepared",
+        prepared=results("prepared"),
         task_model=TASK_MODEL,
     output:
-        directory(RESULTS + "/task/features"),
+        directory(results("task", "features")),
     params:
         section=as_json(config["task"]["features"]),
+    threads: job_threads("extract_features")
+    resources:
+        **job_resources("extract_features"),
     log:
-        RESULTS + "/logs/extract_features.log",
+        results("logs", "extract_features.log"),
     benchmark:
-        RESULTS + "/benchmarks/extract_features.tsv"
+        results("benchmarks", "extract_features.tsv")
+    conda:
+        CONDA_ENV
     shell:
-        "python -m taskcodec.stages.extract_features --params {params.section:q} --task-model {input.task_model:q}"
+        "python -m taskcodec.stages.extract_features --params {params.section:q} --threads {threads}"
+        " --device {resources.device:q} --task-model {input.task_model:q}"
         " --manifest {input.prepared:q}/manifest.csv --out {output:q} > {log:q} 2>&1"

@@ -8,11 +8,11 @@ subprocess wrapper of the codecs that call external command-line tools.
 
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 import numpy as np
 
 from taskcodec.errors import UserError
+from taskcodec.registration import registrar
 
 
 class ClassicalCodec(ABC):
@@ -92,17 +92,8 @@ class ClassicalCodec(ABC):
 CLASSICAL_CODECS: dict[str, type[ClassicalCodec]] = {}
 
 
-def register_classical(name: str) -> Callable[[type[ClassicalCodec]], type[ClassicalCodec]]:
-    """Class decorator that registers a codec under ``name`` and sets its ``name``."""
-
-    def decorator(cls: type[ClassicalCodec]) -> type[ClassicalCodec]:
-        if name in CLASSICAL_CODECS:
-            raise ValueError(f"classical codec {name!r} is registered twice")
-        cls.name = name
-        CLASSICAL_CODECS[name] = cls
-        return cls
-
-    return decorator
+#: class decorator that registers a codec under ``name`` and sets its ``name``
+register_classical = registrar(CLASSICAL_CODECS, "classical codec", lambda name, cls: setattr(cls, "name", name))
 
 
 def get_classical(name: str) -> ClassicalCodec:

@@ -8,25 +8,32 @@ from typing import Any
 import torch
 from compressai.models import CompressionModel
 
-from taskcodec import __version__, io
-from taskcodec.codecs.registry import build_codec, zoo_codec
+from taskcodec import __version__, artifacts
+from taskcodec.codecs.registry import build_codec, hyper_label, zoo_codec
 from taskcodec.errors import UserError
 
 KIND = "taskcodec-codec"
 
 
-def save_codec(path: Path, model: CompressionModel, arch: str, N: int, M: int, lmbda: float,
+def save_codec(path: Path, model: CompressionModel, arch: str, hyper: dict[str, int], lmbda: float,
                params: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Write ``model`` (after ``update()``) with everything needed to rebuild and audit it."""
-    io.save_checkpoint(path, {
-        "kind": KIND, "taskcodec_version": __version__, "arch": arch, "N": N, "M": M, "lmbda": lmbda,
+    """Write ``model`` (after ``update()``) with everything needed to rebuild and audit it.
+
+    ``hyper`` are the constructor's hyperparameters (:func:`~taskcodec.codecs.registry.build_codec`).
+    """
+    artifacts.save_checkpoint(path, {
+        "kind": KIND, "taskcodec_version": __version__, "arch": arch, "hyper": dict(hyper), "lmbda": lmbda,
         "params": params, "metrics": metrics, "state_dict": model.state_dict(),
     })
 
 
 def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch: str | None = None) -> tuple[CompressionModel, dict[str, Any]]:
-    """Rebuild the model stored at ``path``; returns (model in eval mode, checkpoint metadata)."""
-    payload = io.load_checkpoint(path, map_location="cpu")
+    """Rebuild the model stored at ``path``; returns (model in eval mode, checkpoint metadata).
+
+    The metadata holds ``arch``, ``hyper``, ``lmbda``, ``params``, ``metrics`` and ``codec_id``
+    (``<arch>/<hyper label>``, the codec's name in tables and tracking).
+    """
+    payload = artifacts.load_checkpoint(path, map_location="cpu")
     if payload.get("kind") != KIND:
         raise UserError(f"{path} is not a taskcodec codec checkpoint (kind {payload.get('kind')!r})")
     if expect_arch is not None and payload["arch"] != expect_arch:
@@ -34,12 +41,14 @@ def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch
             f"checkpoint {path} holds a {payload['arch']} model, but {expect_arch} was asked for; "
             "point to a checkpoint of that architecture"
         )
-    model = build_codec(payload["arch"], payload["N"], payload["M"])
+    model = build_codec(payload["arch"], payload["hyper"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
-        raise UserError(f"checkpoint {path} does not fit {payload['arch']} N={payload['N']} M={payload['M']}: {err}") from None
+        raise UserError(f"checkpoint {path} does not fit {payload['arch']} {hyper_label(payload['hyper'])}: "
+                        f"{str(err).splitlines()[0]}") from None
     meta = {key: value for key, value in payload.items() if key != "state_dict"}
+    meta["codec_id"] = f"{payload['arch']}/{hyper_label(payload['hyper'])}"
     return model.to(device).eval(), meta
 
 
@@ -59,4 +68,5 @@ def initial_weights(model: CompressionModel, init: str | None, arch: str) -> Non
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise UserError(f"codec.train.init '{init}' does not fit this job's channel sizes: {err}") from None
+        raise UserError(f"codec.train.init '{init}' does not fit this job's hyperparameters: "
+                        f"{str(err).splitlines()[0]}") from None

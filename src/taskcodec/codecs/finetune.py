@@ -5,14 +5,15 @@ Extreme Lossy Compressed Images using a Variational Approach with Scale
 Hyperprior", train a scale-hyperprior codec with ``L = R + τ·D + L_task``,
 the task network frozen and its gradients flowing into the codec. Here the
 codec starts from a rate–distortion model trained at λ and minimises
-``R + τ·λ·D + w·CE(task(x̂), label)`` (:class:`~taskcodec.losses.TaskAwareLoss`),
+``R + τ·λ·D + w·L_task(task(x̂), label)`` (:class:`~taskcodec.losses.TaskAwareLoss`; the
+task's own loss, cross-entropy for classification),
 so τ = 1, w = 0 continues pretraining; D may be saliency-weighted (seed 003).
 Whole images go through the codec, since the task model classifies whole
 images, with random horizontal flips and translations by up to ``crop_padding``
 pixels (replicate padding, as the task model was trained), which keep the
 codec from fitting the task on the training images alone. Optimizers,
-schedule, clipping, resume and time budget are those of
-:func:`taskcodec.codecs.training.optimize`.
+schedule, clipping, resume and time budget are those of codec pretraining
+(:func:`taskcodec.codecs.training.optimize`, the one training loop).
 """
 
 from __future__ import annotations
@@ -24,43 +25,25 @@ import torch
 from compressai.models import CompressionModel
 from torch import nn
 
-from taskcodec.codecs.coding import pad
-from taskcodec.codecs.training import (
-    TrainState,
-    check_saliency,
-    logged_terms,
-    optimize,
-    random_windows,
-    split_maps,
-    translatable,
-    validate,
-    with_maps,
-)
+from taskcodec.augment import translatable
+from taskcodec.codecs.training import CodecObjective, Terms, check_saliency, optimize, with_maps
 from taskcodec.losses import TaskAwareLoss
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.checkpoint import freeze
+from taskcodec.tasks.registry import Task
+from taskcodec.trainer import Trained
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accuracy", "aux_loss", "lr", "elapsed_s"]
 
 
-def finetune_codec(
-    model: CompressionModel,
-    lmbda: float,
-    tau: float,
-    task_model: nn.Module,
-    params: dict[str, Any],
-    train_images: torch.Tensor,
-    train_labels: torch.Tensor,
-    val_images: torch.Tensor,
-    val_labels: torch.Tensor,
-    device: torch.device,
-    resume_path: Path,
-    log_path: Path,
-    data_id: str = "",
-    train_saliency: torch.Tensor | None = None,
-    val_saliency: torch.Tensor | None = None,
-) -> TrainState:
-    """Fine-tune ``model`` (trained at ``lmbda``) in place on ``R + τ·λ·D + w·CE`` with ``task_model`` frozen.
+def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model: nn.Module, task: Task,
+                   params: dict[str, Any], train_images: torch.Tensor, train_labels: torch.Tensor,
+                   val_images: torch.Tensor, val_labels: torch.Tensor, device: torch.device, resume_path: Path,
+                   log_path: Path,
+                   data_id: str = "", train_saliency: torch.Tensor | None = None,
+                   val_saliency: torch.Tensor | None = None) -> Trained:
+    """Fine-tune ``model`` (trained at ``lmbda``) in place on ``R + τ·λ·D + w·L_task`` with ``task_model`` (of
+    ``task``, whose loss is L_task) frozen.
 
     ``train_images``/``val_images`` are uint8 N×3×H×W with int64 labels;
     ``params`` is the ``finetune`` section (``task_weight`` is w). With
@@ -77,12 +60,12 @@ def finetune_codec(
                                 params["crop_padding"])
     val_source = with_maps(val_images, val_saliency if floor is not None else None)
     task_model = freeze(task_model.to(device))
-    criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"])
+    criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"], task, pad_multiple=model.pad_multiple)
     train_labels, val_labels = train_labels.to(device), val_labels.to(device)
     generator = torch.Generator().manual_seed(params["seed"])
     torch.manual_seed(params["seed"])
 
-    def objective(labels: torch.Tensor):
+    def task_aware_terms(labels: torch.Tensor) -> Terms:
         def terms(output: dict, x: torch.Tensor, weights: torch.Tensor | None, rows) -> dict[str, torch.Tensor]:
             losses = criterion(output, x, labels[rows], weights)
             return {"loss": losses["loss"], "bpp": losses["bpp_loss"], "mse": losses["mse_loss"],
@@ -90,17 +73,8 @@ def finetune_codec(
 
         return terms
 
-    train_objective = objective(train_labels)
-
-    def train_step() -> tuple[torch.Tensor, dict[str, float]]:
-        index, batch = random_windows(train_source, params["batch_size"], height, generator)
-        x, weights = split_maps(batch, device, floor)
-        terms = train_objective(model(pad(x)), x, weights, index.to(device))
-        return terms["loss"], logged_terms(terms)
-
-    def evaluate() -> dict[str, float]:
-        return validate(model, objective(val_labels), val_source, device, params["batch_size"], floor)
-
+    objective = CodecObjective(model, params, train_source, height, val_source, task_aware_terms(train_labels),
+                               task_aware_terms(val_labels), generator, device)
     fingerprint = params_fingerprint({"lmbda": lmbda, "tau": tau, "data": data_id, **params})
-    return optimize(model, params, fingerprint, generator, train_step, evaluate, device, resume_path, log_path,
-                    LOG_FIELDS, f"finetune λ={lmbda:g} τ={tau:g}")
+    return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, LOG_FIELDS,
+                    f"finetune λ={lmbda:g} τ={tau:g}")

@@ -1,7 +1,8 @@
 """Registry of learned codec architectures, by the names params.yaml uses.
 
 CompressAI's own architectures are registered under CompressAI's names
-(``compressai.zoo.image.model_architectures``):
+(``compressai.zoo.image.model_architectures``), adapted to the codec contract
+(:mod:`taskcodec.codecs.compressai_codecs`):
 
 - ``bmshj2018-factorized``: Ballé et al., "End-to-end Optimized Image
   Compression", ICLR 2017 (factorized prior).
@@ -13,53 +14,84 @@ CompressAI's own architectures are registered under CompressAI's names
   Compression with Discretized Gaussian Mixture Likelihoods and Attention
   Modules", CVPR 2020 (these take only N).
 
-A project codec is added with one class and one ``@register_codec("name")``.
-Every model follows CompressAI's contract: ``forward(x)`` returns a dict with
-``x_hat`` and ``likelihoods``; ``compress``/``decompress`` work on real
-bitstreams after ``update()``.
+A project codec is one class with one ``@register_codec("name")``: a
+:class:`compressai.models.CompressionModel` that inherits
+:class:`~taskcodec.codecs.contract.LayeredCodec` and implements its methods.
+Its constructor's parameters are the hyperparameters a ``codec.sweep.models``
+entry gives (integers, e.g. ``N`` and ``M``).
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from typing import Callable
 
 from compressai.models import CompressionModel
-from compressai.zoo import image_models
-from compressai.zoo.image import model_architectures
+from compressai.zoo.image import load_pretrained, model_urls
+from torch.hub import load_state_dict_from_url
 
+from taskcodec.codecs.compressai_codecs import COMPRESSAI_CODECS
+from taskcodec.codecs.contract import LayeredCodec
 from taskcodec.errors import UserError
+from taskcodec.registration import registrar
+from taskcodec.plugins import load_plugins
 
-CODECS: dict[str, Callable[..., CompressionModel]] = dict(model_architectures)
-
-#: Spatial downsampling of the deepest latent of every registered model; inputs
-#: are padded to a multiple of this before coding.
-PAD_MULTIPLE = 64
+CODECS: dict[str, type] = dict(COMPRESSAI_CODECS)
 
 
-def register_codec(name: str):
-    """Class decorator adding a project codec to :data:`CODECS`."""
-
-    def decorator(cls):
-        if name in CODECS:
-            raise ValueError(f"codec '{name}' is registered twice")
-        CODECS[name] = cls
-        return cls
-
-    return decorator
+def _accept_codec(name: str, cls: type) -> None:
+    if not (issubclass(cls, CompressionModel) and issubclass(cls, LayeredCodec)):
+        raise TypeError(f"codec '{name}' must subclass compressai's CompressionModel and taskcodec's LayeredCodec")
 
 
-def build_codec(arch: str, N: int, M: int) -> CompressionModel:
-    """Instantiate architecture ``arch`` with ``N`` (and ``M`` where it takes one) channels."""
+#: class decorator adding a project codec to :data:`CODECS`
+register_codec = registrar(CODECS, "codec", _accept_codec)
+
+
+def codec_class(arch: str) -> type:
+    """The registered class of ``arch``; an unknown name is a :class:`UserError` with the closest names."""
+    load_plugins()
     if arch not in CODECS:
-        raise UserError(f"unknown codec architecture '{arch}'; known: {', '.join(sorted(CODECS))}")
-    constructor = CODECS[arch]
-    accepts_m = "M" in inspect.signature(constructor).parameters
-    return constructor(N=N, M=M) if accepts_m else constructor(N=N)
+        close = difflib.get_close_matches(arch, CODECS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(CODECS))}"
+        raise UserError(f"unknown codec architecture '{arch}' ({hint})")
+    return CODECS[arch]
+
+
+def codec_hyperparameters(arch: str) -> tuple[list[str], list[str]]:
+    """(required, optional) constructor parameters of ``arch``: the keys a sweep entry may give."""
+    parameters = [p for p in inspect.signature(codec_class(arch)).parameters.values()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return ([p.name for p in parameters if p.default is p.empty],
+            [p.name for p in parameters if p.default is not p.empty])
+
+
+def hyper_label(hyper: dict[str, int]) -> str:
+    """A sweep entry's hyperparameters as one path segment and table label: ``{"N": 32, "M": 48}`` → ``N32-M48``."""
+    return "-".join(f"{name}{value}" for name, value in hyper.items())
+
+
+def build_codec(arch: str, hyper: dict[str, int]) -> CompressionModel:
+    """Instantiate ``arch`` with the hyperparameters ``hyper`` (e.g. ``{"N": 64, "M": 96}``)."""
+    required, optional = codec_hyperparameters(arch)
+    unknown = sorted(set(hyper) - set(required) - set(optional))
+    if unknown:
+        raise UserError(f"codec {arch} takes no hyperparameter '{unknown[0]}' (it takes "
+                        f"{', '.join(required + optional)}); remove it from the sweep entry")
+    missing = [name for name in required if name not in hyper]
+    if missing:
+        raise UserError(f"codec {arch} needs the hyperparameter '{missing[0]}'; add it to the sweep entry")
+    return codec_class(arch)(**hyper)
 
 
 def zoo_codec(arch: str, quality: int) -> CompressionModel:
-    """CompressAI's pretrained model ``arch`` at ``quality`` (downloads weights: needs internet)."""
-    if arch not in image_models:
-        raise UserError(f"CompressAI's zoo has no '{arch}'; it has: {', '.join(sorted(image_models))}")
-    return image_models[arch](quality=quality, pretrained=True)
+    """CompressAI's pretrained MSE model ``arch`` at ``quality`` (downloads weights: needs internet).
+
+    The weights come from CompressAI's own URLs and are loaded as CompressAI's zoo does, except that
+    unpickling is restricted to tensors (``weights_only=True``): a tampered download cannot run code.
+    """
+    if arch not in model_urls or quality not in model_urls[arch].get("mse", {}):
+        raise UserError(f"CompressAI's zoo has no MSE model '{arch}' at quality {quality}; it has: "
+                        f"{', '.join(sorted(model_urls))} at qualities 1-8")
+    state = load_state_dict_from_url(model_urls[arch]["mse"][quality], progress=True, weights_only=True)
+    return codec_class(arch).from_state_dict(load_pretrained(state))

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping
 
 from taskcodec.data.images import IMAGE_EXTENSIONS, load_rgb8
 from taskcodec.data.registry import UNLABELED, Sample, register_dataset, require_param
-from taskcodec.errors import UserError
+from taskcodec.errors import UserError, shown_path
 
 _EXTENSION_LIST = "/".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 
@@ -42,9 +42,24 @@ def _images_below(folder: Path) -> list[Path]:
 
 def _check_folder(root: Path) -> None:
     if not root.exists():
-        raise UserError(f"image folder {root} does not exist; fix the path")
+        raise UserError(f"image folder {shown_path(root)} does not exist; fix the path")
     if not root.is_dir():
-        raise UserError(f"{root} is not a folder; point to a folder of images")
+        raise UserError(f"{shown_path(root)} is not a folder; point to a folder of images")
+
+
+def _no_images(root: Path) -> UserError:
+    """The error for a folder without image files: empty, or only files of other types."""
+    others = []
+    for current, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        others.extend(Path(current, name) for name in sorted(files) if not name.startswith("."))
+    if not others:
+        return UserError(f"image folder {shown_path(root)} is empty; add images ({_EXTENSION_LIST}) or fix the path")
+    example = shown_path(others[0].relative_to(root))
+    return UserError(
+        f"image folder {shown_path(root)} has no supported images ({_EXTENSION_LIST}), only {len(others)} other "
+        f"file(s) such as '{example}'; convert them to PNG or fix the path"
+    )
 
 
 def folder_images(root: str | os.PathLike) -> list[Path]:
@@ -53,7 +68,7 @@ def folder_images(root: str | os.PathLike) -> list[Path]:
     _check_folder(root)
     images = _images_below(root)
     if not images:
-        raise UserError(f"image folder {root} contains no images ({_EXTENSION_LIST}); add some or fix the path")
+        raise _no_images(root)
     return images
 
 
@@ -71,19 +86,19 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[Pa
     nonempty_folders = sorted(name for name, images in class_folders.items() if images)
     if top_images and nonempty_folders:
         raise UserError(
-            f"image folder {root} mixes images at its top level with image subfolders "
+            f"image folder {shown_path(root)} mixes images at its top level with image subfolders "
             f"({', '.join(nonempty_folders[:5])}); put every image in a class folder (labeled) "
             f"or all of them at the top level (unlabeled)"
         )
     if top_images:
         return [], [(path, UNLABELED) for path in top_images]
     if not nonempty_folders:
-        raise UserError(f"image folder {root} contains no images ({_EXTENSION_LIST}); add some or fix the path")
+        raise _no_images(root)
     empty_folders = sorted(set(class_folders) - set(nonempty_folders))
     if empty_folders:
         raise UserError(
-            f"class folder(s) {', '.join(str(root / name) for name in empty_folders)} contain no images; "
-            f"add images or remove the folder(s)"
+            f"class folder(s) {', '.join(shown_path(root / name) for name in empty_folders)} contain no images "
+            f"({_EXTENSION_LIST}); add images or remove the folder(s)"
         )
     classes = sorted(class_folders)
     return classes, [(path, label) for label, name in enumerate(classes) for path in class_folders[name]]
@@ -113,7 +128,10 @@ class ImageFolderDataset:
         if not isinstance(root, str):
             raise UserError(f"prepare.root is {root!r}; set it to the path of a folder of images")
         resolved = (Path.cwd() / Path(root).expanduser()).resolve()
-        classes, files = scan_image_folder(resolved)
+        try:
+            classes, files = scan_image_folder(resolved)
+        except UserError as err:
+            raise UserError(f"prepare.root: {err}") from None
         return cls(root=resolved, classes=classes, files=files)
 
     def samples(self) -> Iterator[Sample]:
@@ -122,6 +140,6 @@ class ImageFolderDataset:
             yield Sample(
                 image_id=f"{index:06d}_{_safe_name(relative.with_suffix('').as_posix())}",
                 label=label,
-                source=str(path),
+                source=shown_path(path),
                 load=functools.partial(load_rgb8, path),
             )

@@ -2,19 +2,22 @@
 
 Every dataset goes through :func:`load_rgb8` so odd files (grayscale,
 alpha, palette, 16-bit, CMYK, float TIFF, rotated by EXIF) all arrive as
-the same ``HxWx3`` ``uint8`` array, and a file that cannot be used raises
-an :class:`UnusableImageError` that names it.
+the same ``HxWx3`` ``uint8`` array, and a file that cannot be used (empty,
+unreadable, truncated, corrupt, larger than Pillow's decompression-bomb
+limit) raises an :class:`UnusableImageError` that names it.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from taskcodec.errors import UserError
+from taskcodec.errors import UserError, shown_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -26,7 +29,7 @@ class UnusableImageError(UserError):
     """An image file that cannot be used, with its path and why."""
 
     def __init__(self, path: str | os.PathLike, reason: str, advice: str) -> None:
-        self.path = str(path)
+        self.path = shown_path(path)
         self.reason = reason
         self.advice = advice
         super().__init__(f"image {self.path} {reason}; {advice}")
@@ -36,20 +39,39 @@ def load_rgb8(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file fully and return it as an ``HxWx3`` ``uint8`` RGB array.
 
     EXIF orientation is applied; alpha is composited onto white; 16-bit
-    and float data are scaled (not clipped) to 8 bits.
+    and float data are scaled (not clipped) to 8 bits. Images of more than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels are refused before decoding.
     """
     path = Path(path)
     if not path.is_file():
         raise UnusableImageError(path, "does not exist", "fix the path or rerun the stage that lists it")
+    if path.stat().st_size == 0:
+        raise UnusableImageError(path, "is empty (0 bytes)", "remove or replace the file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            return _to_rgb8(upright)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                upright = ImageOps.exif_transpose(img)
+                return _to_rgb8(upright)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        limit = f"{Image.MAX_IMAGE_PIXELS:,}"
+        raise UnusableImageError(
+            path, f"has {size}, more than the {limit} Pillow decodes safely (decompression-bomb limit)",
+            "downscale or remove the file",
+        ) from None
+    except PermissionError:
+        raise UnusableImageError(path, "cannot be read (permission denied)", "make it readable or remove it") from None
+    except UnidentifiedImageError:
+        raise UnusableImageError(
+            path, "is not an image Pillow can read (unknown format or damaged header)", "remove or replace the file"
+        ) from None
     except Exception as err:  # Pillow raises many types for corrupt, truncated or foreign files
         detail = " ".join(str(err).split())
         raise UnusableImageError(
-            path, f"cannot be decoded ({type(err).__name__}: {detail})", "remove or replace the file"
+            path, f"is truncated or corrupt ({type(err).__name__}: {detail})", "remove or replace the file"
         ) from None
 
 

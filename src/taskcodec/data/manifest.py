@@ -15,8 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from taskcodec.artifacts import atomic_path, read_json
 from taskcodec.errors import UserError
-from taskcodec.io import atomic_path
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ("image_id", "path", "label", "class_name", "split", "source", "orig_width", "orig_height")
@@ -39,10 +39,10 @@ def check_split_fractions(fractions: Mapping[str, Any]) -> dict[str, float]:
 
 
 def split_sizes(num_images: int, fractions: Mapping[str, float]) -> dict[str, int]:
-    """How many images each split gets: largest-remainder rounding, every split at least one."""
+    """How many images each split gets (largest-remainder rounding); a split left empty is a UserError."""
     if num_images < len(SPLITS):
         raise UserError(
-            f"the dataset has {num_images} image(s) but train/val/test need at least one each; add images"
+            f"the dataset has {num_images} usable image(s) but train/val/test need at least one each; add images"
         )
     exact = {name: num_images * fractions[name] for name in SPLITS}
     sizes = {name: math.floor(exact[name]) for name in SPLITS}
@@ -51,9 +51,11 @@ def split_sizes(num_images: int, fractions: Mapping[str, float]) -> dict[str, in
         sizes[name] += 1
     for name in SPLITS:
         if sizes[name] == 0:
-            largest = max(SPLITS, key=lambda other: sizes[other])
-            sizes[largest] -= 1
-            sizes[name] = 1
+            raise UserError(
+                f"prepare.split.{name} = {fractions[name]:g} of {num_images} usable images is {exact[name]:.2g} "
+                f"image(s), which rounds to an empty {name} split; raise it to at least 1/{num_images} "
+                f"or use at least {math.ceil(1 / fractions[name] - 1e-9)} images"
+            )
     return sizes
 
 
@@ -132,3 +134,29 @@ def split_images(manifest_path: str | os.PathLike, split: str) -> list[tuple[str
         (image_id, folder / relative, int(label))
         for image_id, relative, label in zip(rows["image_id"], rows["path"], rows["label"])
     ]
+
+
+def task_classes(manifest_path: str | os.PathLike) -> list[str]:
+    """The class names of the prepared dataset behind ``manifest_path``, checked to be enough for a classifier.
+
+    Every stage of the task branch calls this first: an unlabeled dataset or
+    one with a single class is a UserError (a one-class "classifier" would
+    score top-1 = 1.0). Reads ``prepare.json`` and ``classes.json`` beside
+    the manifest.
+    """
+    folder = Path(manifest_path).resolve().parent
+    summary = read_json(folder / "prepare.json")
+    if not isinstance(summary, dict) or not isinstance(summary.get("num_classes"), int):
+        raise UserError(f"{folder / 'prepare.json'} does not record the number of classes; rerun prepare")
+    classes = read_json(folder / "classes.json")
+    if summary["num_classes"] == 0:
+        raise UserError(
+            f"the prepared dataset {folder} is unlabeled, but the task branch needs class labels; put the images "
+            "in class folders (prepare.root/<class>/*.png, at least two) or set task.enabled: false"
+        )
+    if summary["num_classes"] < 2:
+        raise UserError(
+            f"the prepared dataset {folder} has only one class ({', '.join(map(repr, classes))}), but a task "
+            "classifier needs at least two; add class folders under prepare.root or set task.enabled: false"
+        )
+    return list(classes)

@@ -12,14 +12,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from taskcodec import io  # noqa: E402
+from taskcodec import artifacts  # noqa: E402
 
 
 def closest_points(per_image: pd.DataFrame, image_id: str, target_bpp: float) -> pd.DataFrame:
     """For every codec curve, the row of ``image_id`` whose bpp is closest to ``target_bpp``."""
     rows = per_image[per_image["image_id"] == image_id]
     picked = rows.loc[(rows["bpp"] - target_bpp).abs().groupby(rows["codec"]).idxmin()]
-    return picked.sort_values(["family", "bpp"], ascending=[False, True])
+    return picked.sort_values(["kind", "bpp"], ascending=[False, True])  # learned curves first
 
 
 def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], title: str, path: Path) -> None:
@@ -39,7 +39,7 @@ def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], ti
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))  # keep the suptitle clear of multi-line captions
-    with io.atomic_path(path) as tmp:
+    with artifacts.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
@@ -57,6 +57,6 @@ def saliency_grid(images: list[np.ndarray], maps: list[np.ndarray], captions: li
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
+    with artifacts.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

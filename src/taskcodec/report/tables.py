@@ -12,6 +12,9 @@ import pandas as pd
 from taskcodec.errors import UserError
 from taskcodec.metrics import bd_quality, bd_rate
 
+#: the ``kind`` values of learned codec points (the others: classical, reference)
+LEARNED_KINDS = ("pretrained", "finetuned")
+
 
 def size_label(heights: pd.Series, widths: pd.Series) -> str:
     """Image sizes of a group as 'W×H' (several sizes joined by ', ')."""
@@ -22,7 +25,7 @@ def size_label(heights: pd.Series, widths: pd.Series) -> str:
 def rd_points(per_image: pd.DataFrame) -> pd.DataFrame:
     """One row per codec point: mean bpp, estimated bpp, PSNR and MS-SSIM over images, image size, and the
     MLflow run id of the evaluation job that measured it."""
-    grouped = per_image.groupby(["family", "codec", "point"], sort=True)
+    grouped = per_image.groupby(["kind", "codec", "point"], sort=True)
     points = grouped.agg(images=("image_id", "count"), bpp=("bpp", "mean"), bpp_estimated=("bpp_estimated", "mean"),
                          psnr=("psnr", "mean"), ms_ssim=("ms_ssim", "mean"), run_id=("run_id", "first")).reset_index()
     points["image_size"] = [size_label(group["height"], group["width"]) for _, group in grouped]
@@ -48,7 +51,7 @@ def load_reference_curves(folder: Path) -> pd.DataFrame:
             raise UserError(f"reference curve {path} is not a CompressAI result file ({err}); fix or remove it") from None
         ms_ssim = results.get("ms-ssim-rgb", [math.nan] * len(bpp))
         for i, rate in enumerate(bpp):
-            rows.append({"family": "reference", "codec": f"{path.stem} (published)", "point": i, "bpp": rate,
+            rows.append({"kind": "reference", "codec": f"{path.stem} (published)", "point": i, "bpp": rate,
                          "psnr": psnr[i], "ms_ssim": ms_ssim[i]})
     return pd.DataFrame(rows)
 
@@ -56,8 +59,8 @@ def load_reference_curves(folder: Path) -> pd.DataFrame:
 def bd_rate_table(points: pd.DataFrame, method: str) -> pd.DataFrame:
     """BD-rate (%) on PSNR and on MS-SSIM (dB), and BD-PSNR (dB), of every learned curve against every classical one."""
     rows = []
-    learned = points[points["family"] == "learned"]
-    anchors = points[points["family"] == "classical"]
+    learned = points[points["kind"].isin(LEARNED_KINDS)]
+    anchors = points[points["kind"] == "classical"]
     measures = (("bd_rate_psnr", bd_rate, "psnr", np.asarray), ("bd_rate_ms_ssim", bd_rate, "ms_ssim", ms_ssim_db),
                 ("bd_psnr_db", bd_quality, "psnr", np.asarray))
     for test_name, test in learned.groupby("codec"):

@@ -5,11 +5,13 @@
 
 The output folder (written atomically) holds:
 
-- ``shard-NNNNN.tcbs``: the real rANS bitstreams (see :mod:`taskcodec.codecs.bitstream`);
-- ``shard-NNNNN.pt``: decoded latents ŷ, scales σ̂ and labels, decoded from those bitstreams
-  (omitted with ``--no-latents``, or for architectures without a latent decoder);
+- ``shard-NNNNN.tcbs``: the real rANS bitstreams, one record per image and layer
+  (see :mod:`taskcodec.codecs.bitstream`);
+- ``shard-NNNNN.pt``: latents ŷ, scales σ̂ per layer and labels, decoded from those bitstreams
+  (omitted with ``--no-latents``, or for architectures that decode pixels only);
 - ``index.csv``: one row per image with its actual bpp (from the bytes) and estimated bpp
-  (from the likelihoods);
+  (from the likelihoods); for codecs with several layers also ``bytes_<layer>``, ``bpp_<layer>``
+  and the cumulative ``bpp_upto_<layer>`` in coding order;
 - ``cache.json``: totals and the decode check: the stored bitstreams of the first
   ``decode_check`` images are read back from disk, decompressed, and compared with the
   model's forward reconstruction.
@@ -26,15 +28,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from taskcodec import io
-from taskcodec.codecs.bitstream import ImageBitstream, ShardWriter, read_shard
+from taskcodec import artifacts
+from taskcodec.codecs.bitstream import ImageBitstream, ShardWriter
+from taskcodec.codecs.cache import read_bitstreams
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images, encode_images, estimated_bits, pad
 from taskcodec.data.images import load_rgb8
 from taskcodec.data.tensors import to_float, to_uint8
 from taskcodec.device import resolve_device
 from taskcodec.errors import UserError
-from taskcodec.stages.cli import dataset_arguments, dataset_images, dataset_name, params_argument, run, threads_argument
+from taskcodec.stages.cli import dataset_arguments, dataset_images, dataset_name, params_argument, run, run_arguments
 from taskcodec.tracking import stage_run
 
 BATCH_SIZE = 32
@@ -44,8 +47,8 @@ DECODE_TOLERANCE = 1e-3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.cache_latents", description=__doc__.splitlines()[0])
-    params_argument(parser)
-    threads_argument(parser)
+    params_argument(parser, "cache", omit=["splits"])
+    run_arguments(parser)
     parser.add_argument("--rule", default="cache_latents", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--model", type=Path, required=True)
     dataset_arguments(parser)
@@ -64,33 +67,63 @@ def _batches(records: list[tuple[str, Path, int]], shard_size: int):
         yield shard, [group[i : i + BATCH_SIZE] for group in by_size.values() for i in range(0, len(group), BATCH_SIZE)]
 
 
+def _rate_columns(layered: dict, estimated: dict[str, float], pixels: int, layers: tuple[str, ...]) -> dict:
+    """bytes, bpp (from the bytes) and estimated bpp of one image; per layer and cumulative when there are several."""
+    sizes = {layer: len(layered[layer]) for layer in layers}
+    row = {"bytes": sum(sizes.values()), "bpp": 8 * sum(sizes.values()) / pixels,
+           "bpp_estimated": sum(estimated.values()) / pixels}
+    if len(layers) > 1:
+        total = 0
+        for layer in layers:
+            total += sizes[layer]
+            row.update({f"bytes_{layer}": sizes[layer], f"bpp_{layer}": 8 * sizes[layer] / pixels,
+                        f"bpp_upto_{layer}": 8 * total / pixels})
+    return row
+
+
 def _cache_shard(model, batches, writer: ShardWriter, shard: int, keep_latents: bool, device) -> tuple[list[dict], dict]:
     """Code one shard's batches into ``writer``; return its index rows and (if kept) its decoded latents."""
-    rows, latents = [], defaultdict(list)
+    rows, latents = [], {"image_ids": [], "labels": [], "layers": {}}
+    layered = len(model.layers) > 1
     for batch in batches:
         x = to_float(torch.from_numpy(np.stack([item[4] for item in batch])).permute(0, 3, 1, 2), device)
-        payloads = [b.to_bytes() for b in encode_images(model, x)]
-        bits = estimated_bits(model, x).tolist()
-        for (position, image_id, path, label, image), payload, est in zip(batch, payloads, bits):
-            writer.write(image_id, payload)
+        payloads = [{layer: bitstream.to_bytes() for layer, bitstream in encoded.items()}
+                    for encoded in encode_images(model, x)]
+        bits = {layer: value.tolist() for layer, value in estimated_bits(model, x).items()}
+        for i, ((position, image_id, path, label, image), payload) in enumerate(zip(batch, payloads)):
+            for layer in model.layers:
+                writer.write(image_id, payload[layer], layer if layered else None)
             pixels = image.shape[0] * image.shape[1]
             rows.append({"position": position, "image_id": image_id, "path": str(path), "label": label,
-                         "height": image.shape[0], "width": image.shape[1], "bytes": len(payload),
-                         "bpp": 8 * len(payload) / pixels, "bpp_estimated": est / pixels, "shard": shard})
+                         "height": image.shape[0], "width": image.shape[1],
+                         **_rate_columns(payload, {layer: bits[layer][i] for layer in bits}, pixels, model.layers),
+                         "shard": shard})
         if not keep_latents:
             continue
         # latents come from the serialized bytes, exactly as a receiver would decode them
-        decoded = decode_images(model, [ImageBitstream.from_bytes(p) for p in payloads], pixels=False)
-        if decoded.y_hat is None:
+        decoded = decode_images(model, [{layer: ImageBitstream.from_bytes(data) for layer, data in payload.items()}
+                                        for payload in payloads], pixels=False)
+        if decoded.latents is None:
             continue
-        if latents["y_hat"] and latents["y_hat"][0].shape[1:] != decoded.y_hat.shape[1:]:
-            raise UserError(f"{writer.path.parent}: cached latents need images of one size; use --no-latents")
+        for layer, decoded_layer in decoded.latents.items():
+            stored = latents["layers"].setdefault(layer, {"y_hat": [], "scales_hat": []})
+            if stored["y_hat"] and stored["y_hat"][0].shape[1:] != decoded_layer.y_hat.shape[1:]:
+                raise UserError(f"{writer.path.parent}: cached latents need images of one size; use --no-latents")
+            stored["y_hat"].append(decoded_layer.y_hat.cpu())
+            stored["scales_hat"].append(None if decoded_layer.scales_hat is None else decoded_layer.scales_hat.cpu())
         latents["image_ids"] += [item[1] for item in batch]
         latents["labels"].append(torch.tensor([item[3] for item in batch]))
-        latents["y_hat"].append(decoded.y_hat.cpu())
-        if decoded.scales_hat is not None:
-            latents["scales_hat"].append(decoded.scales_hat.cpu())
-    return rows, {key: value if key == "image_ids" else torch.cat(value) for key, value in latents.items()}
+    if not latents["image_ids"]:
+        return rows, {}
+    return rows, {"image_ids": latents["image_ids"], "labels": torch.cat(latents["labels"]),
+                  "layers": {layer: {key: None if None in parts else torch.cat(parts) for key, parts in stored.items()}
+                             for layer, stored in latents["layers"].items()}}
+
+
+def strings_per_layer(cache_dir: Path, layers: tuple[str, ...]) -> dict[str, int]:
+    """How many entropy-coded strings the codec writes per layer (read from the first cached image)."""
+    _, parts = next(read_bitstreams(cache_dir, layers))
+    return {layer: len(ImageBitstream.from_bytes(data).strings) for layer, data in parts.items()}
 
 
 def _decode_check(model, out_dir: Path, rows: list[dict], count: int, device) -> dict:
@@ -98,19 +131,19 @@ def _decode_check(model, out_dir: Path, rows: list[dict], count: int, device) ->
     rows = sorted(rows, key=lambda row: row["position"])
     wanted = {row["image_id"]: row for row in (rows if count < 0 else rows[:count])}
     max_diff, max_levels, checked = 0.0, 0, 0
-    for shard_path in sorted(out_dir.glob("shard-*.tcbs")):
-        for image_id, data in read_shard(shard_path):
-            if image_id not in wanted:
-                continue
-            bitstream = ImageBitstream.from_bytes(data, where=f"{shard_path}:{image_id}")
-            decoded = decode_images(model, [bitstream]).x_hat
-            x = to_float(torch.from_numpy(load_rgb8(wanted[image_id]["path"])).permute(2, 0, 1)[None], device)
-            with torch.no_grad():
-                forward = model(pad(x))["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)
-            max_diff = max(max_diff, (decoded - forward).abs().max().item())
-            levels = np.abs(to_uint8(decoded).astype(int) - to_uint8(forward).astype(int)).max()
-            max_levels = max(max_levels, int(levels))
-            checked += 1
+    for image_id, parts in read_bitstreams(out_dir, model.layers):
+        if image_id not in wanted:
+            continue
+        layered = {layer: ImageBitstream.from_bytes(parts[layer], where=f"{out_dir}:{image_id}:{layer}")
+                   for layer in model.layers_for("image")}
+        decoded = decode_images(model, [layered]).x_hat
+        x = to_float(torch.from_numpy(load_rgb8(wanted[image_id]["path"])).permute(2, 0, 1)[None], device)
+        with torch.no_grad():
+            forward = model(pad(x, model.pad_multiple))["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)
+        max_diff = max(max_diff, (decoded - forward).abs().max().item())
+        levels = np.abs(to_uint8(decoded).astype(int) - to_uint8(forward).astype(int)).max()
+        max_levels = max(max_levels, int(levels))
+        checked += 1
     if max_diff > DECODE_TOLERANCE:
         raise RuntimeError(
             f"decode check failed in {out_dir}: decompressed reconstructions differ from the forward pass "
@@ -123,23 +156,23 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
     torch.set_num_threads(args.threads)
-    device = resolve_device(params["device"])
+    device = resolve_device(args.device)
     model, meta = load_codec(args.model, device)
     records = dataset_images(args)
-    wildcards = {key: meta[key] for key in ("arch", "N", "M", "lmbda")} | {"dataset": dataset_name(args)}
+    wildcards = {"arch": meta["arch"], **meta["hyper"], "lmbda": meta["lmbda"], "dataset": dataset_name(args)}
     if "tau" in meta["params"]:  # a task-fine-tuned codec (finetune_codec)
         wildcards["tau"] = meta["params"]["tau"]
     with stage_run(args.rule, wildcards, params, inputs={"model": args.model}) as tracked:
         tracked.set_tags({"device": device})
         rows: list[dict] = []
-        with io.atomic_dir(args.out) as tmp:
+        with artifacts.atomic_dir(args.out) as tmp:
             latents_written = False
             for shard, batches in _batches(records, params["shard_size"]):
-                with ShardWriter(tmp / f"shard-{shard:05d}.tcbs") as writer:
+                with ShardWriter(tmp / f"shard-{shard:05d}.tcbs", layered=len(model.layers) > 1) as writer:
                     shard_rows, latents = _cache_shard(model, batches, writer, shard, args.latents, device)
                 rows += shard_rows
                 if latents:
-                    torch.save(latents, tmp / f"shard-{shard:05d}.pt")
+                    artifacts.save_checkpoint(tmp / f"shard-{shard:05d}.pt", latents)
                     latents_written = True
             if not rows:
                 raise UserError(f"no images to cache for {args.out}")
@@ -148,9 +181,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
             index.to_csv(tmp / "index.csv", index=False)
             totals = {"images": len(index), "bpp_mean": float(index["bpp"].mean()),
                       "bpp_estimated_mean": float(index["bpp_estimated"].mean())}
-            io.write_json(tmp / "cache.json", {
-                "model": str(args.model), "model_sha256": io.file_digest(args.model), "codec": meta["arch"],
-                "N": meta["N"], "M": meta["M"], "lmbda": meta["lmbda"], **totals, "latents": latents_written,
+            artifacts.write_json(tmp / "cache.json", {
+                "model": str(args.model), "model_sha256": artifacts.file_digest(args.model), "codec": meta["codec_id"],
+                "arch": meta["arch"], "hyper": meta["hyper"], "lmbda": meta["lmbda"], "layers": list(model.layers),
+                "task_layer": model.task_layer(), "strings": strings_per_layer(tmp, model.layers), **totals,
+                "latents": latents_written,
                 "decode_check": check, "params": params, "run_id": tracked.run_id,
             })
         tracked.log_metrics({**totals, "decode_check_max_abs_diff": check["max_abs_diff"]})

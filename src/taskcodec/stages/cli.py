@@ -11,29 +11,73 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.data.manifest import split_images
 from taskcodec.errors import UserError
 
+if TYPE_CHECKING:  # not imported at run time: stages without training start without loading torch
+    import torch
 
-def params_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--params``: the stage's own params section as a JSON string."""
-    parser.add_argument(
-        "--params",
-        required=True,
-        type=_json_object,
-        help="this stage's section of params.yaml, as a JSON object",
-    )
+    from taskcodec.tracking import StageRun
+    from taskcodec.trainer import Trained
 
 
-def threads_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--threads``: CPU threads the stage may use (Snakemake passes the rule's ``{threads}``)."""
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for PyTorch")
+def params_argument(parser: argparse.ArgumentParser, section: str | None, keys: Sequence[str] | None = None,
+                    omit: Sequence[str] = ()) -> None:
+    """Add ``--params``: the stage's own params section (dotted name ``section``) as a JSON string.
+
+    The value is checked against that section of the schema as it is parsed
+    (:func:`taskcodec.params.check_section`; ``keys``/``omit`` when the stage takes part of a
+    section), so a stage run by hand rejects an unknown, mistyped or missing key with the same
+    sentence as the pipeline. ``section`` None: the stage checks a composite value itself.
+    """
+
+    class CheckedSection(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if section is not None:
+                from taskcodec.params import check_section
+
+                check_section(section, values, keys=keys, omit=omit)
+            setattr(namespace, self.dest, values)
+
+    parser.add_argument("--params", required=True, type=_json_object, action=CheckedSection,
+                        help=f"this stage's section of params.yaml{f' ({section})' if section else ''}, as JSON")
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the run settings ``--threads`` and ``--device``: how a job runs, never what it computes.
+
+    They are not part of ``--params``, so changing them neither reruns a job nor changes a
+    resume fingerprint. ``--threads`` defaults to the cores a SLURM job was given
+    (``SLURM_CPUS_PER_TASK``), else 1; Snakemake passes the rule's ``{threads}``.
+    """
+    default_threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+    parser.add_argument("--threads", type=int, default=default_threads, help="CPU threads for PyTorch")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+
+
+def apply_run_arguments(args: argparse.Namespace) -> torch.device:
+    """Set PyTorch's CPU threads from :func:`run_arguments`' ``--threads``; return the ``--device`` to run on."""
+    import torch
+
+    from taskcodec.device import resolve_device
+
+    torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
+
+
+def hyper_object(text: str) -> dict[str, int]:
+    """A codec's hyperparameters: a JSON object of integers (``--hyper``)."""
+    value = _json_object(text)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+        raise argparse.ArgumentTypeError(f"--hyper values must be integers, got {text}")
+    return value
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -94,25 +138,35 @@ def dataset_images(args: argparse.Namespace) -> list[tuple[str, Path, int]]:
 
 
 def final_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last validation row of a training history, without its bookkeeping fields."""
+    """The last validation row of a per-step training history, without its bookkeeping fields."""
     return {key: value for key, value in history[-1].items() if key not in ("split", "aux_loss", "lr")}
 
 
-def finish_training(tracked: Any, history: list[dict[str, Any]], steps: int, seconds: float, checkpoint: Path,
-                    metrics: dict[str, Any]) -> None:
-    """After a saved ``checkpoint``: write ``metrics.json`` beside it, drop its ``resume.pt``, and log the run.
+def finish_training(tracked: StageRun, checkpoint: Path, trained: Trained, metrics: dict[str, Any],
+                    logged: Sequence[str] = ()) -> None:
+    """After a training stage saved ``checkpoint``: write ``metrics.json`` beside it, drop its ``resume.pt``,
+    and log the run.
 
-    The stage run gets the curves per split, the final validation metrics,
-    ``train_log.csv`` (expected beside the checkpoint), ``metrics.json`` and
-    the checkpoint's path and hash.
+    The stage run gets the training curves (a per-step log's rows by split, as
+    ``train/…`` and ``val/…``, and its final validation as ``final_val_…``; a
+    per-epoch log's rows as they are), the steps and seconds trained, the
+    ``logged`` keys of ``metrics`` (those not None), ``train_log.csv``
+    (expected beside the checkpoint), ``metrics.json`` and the checkpoint's
+    path and hash.
     """
-    io.write_json(checkpoint.parent / "metrics.json", metrics)
-    (checkpoint.parent / "resume.pt").unlink(missing_ok=True)
-    for split in ("train", "val"):
-        tracked.log_history([row for row in history if row["split"] == split], f"{split}/")
-    final = final_validation(history)
-    tracked.log_metrics({"steps": steps, "train_seconds": seconds,
-                         **{f"final_val_{key}": value for key, value in final.items() if key != "step"}})
-    tracked.log_artifact(checkpoint.parent / "train_log.csv")
-    tracked.log_artifact(checkpoint.parent / "metrics.json")
+    out_dir = checkpoint.parent
+    artifacts.write_json(out_dir / "metrics.json", metrics)
+    (out_dir / "resume.pt").unlink(missing_ok=True)
+    values = {"steps": trained.step, "train_seconds": trained.elapsed_s,
+              **{key: metrics[key] for key in logged if metrics[key] is not None}}
+    if all("split" in row for row in trained.history):
+        for split in ("train", "val"):
+            tracked.log_history([row for row in trained.history if row["split"] == split], f"{split}/")
+        final = final_validation(trained.history)
+        values.update({f"final_val_{key}": value for key, value in final.items() if key != "step"})
+    else:
+        tracked.log_history(trained.history, "")
+    tracked.log_metrics(values)
+    tracked.log_artifact(out_dir / "train_log.csv")
+    tracked.log_artifact(out_dir / "metrics.json")
     tracked.log_file_reference("checkpoint", checkpoint)

@@ -27,12 +27,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.baselines.registry import get_classical
 from taskcodec.device import resolve_device
-from taskcodec.evaluation import ROW_FIELDS, TaskMeasures, load_original, measure, save_reconstruction
+from taskcodec.evaluation import (BASE_FIELDS, EVALUATE_KEYS, TaskMeasures, load_original, measure, row_fields,
+                                  save_reconstruction)
+from taskcodec.params import check_section
 from taskcodec.stages.cli import (dataset_arguments, dataset_images, dataset_name, params_argument, run,
-                                  task_measure_arguments, threads_argument)
+                                  task_measure_arguments, run_arguments)
 from taskcodec.tracking import stage_run
 
 CHUNK_IMAGES = 256
@@ -43,8 +45,8 @@ CHUNK_PIXELS = 1 << 24
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.evaluate_classical", description=__doc__.splitlines()[0])
-    params_argument(parser)
-    threads_argument(parser)
+    params_argument(parser, None)
+    run_arguments(parser)
     parser.add_argument("--codec", required=True)
     dataset_arguments(parser)
     task_measure_arguments(parser)
@@ -76,7 +78,7 @@ def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, na
                   task: TaskMeasures) -> list[dict]:
     """Per-image rows for every quality of the sweep, ordered by image then quality."""
     rows = []
-    labels = {image_id: label for image_id, _, label in records}
+    samples = {image_id: {"label": label} for image_id, _, label in records}
     qualities = params["qualities"]
     with tqdm(total=len(records) * len(qualities), desc=name, unit="codings", mininterval=5.0) as progress:
         for chunk in image_chunks(records):
@@ -88,8 +90,8 @@ def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, na
                 for (position, image_id, original), data, reconstruction, image_rows in zip(
                     chunk, encoded, reconstructions, chunk_rows, strict=True
                 ):
-                    image_rows.append({**task.measure(image_id, labels[image_id], original, reconstruction),
-                                       "family": "classical", "codec": name, "point": quality, "image_id": image_id,
+                    image_rows.append({**task.measure(image_id, samples[image_id], original, reconstruction),
+                                       "kind": "classical", "codec": name, "point": quality, "image_id": image_id,
                                        "bpp_estimated": float("nan"), "run_id": run_id,
                                        **measure(original, reconstruction, len(data))})
                     if position < params["save_reconstructions"]:
@@ -102,29 +104,33 @@ def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, na
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
-    torch.set_num_threads(args.threads)
     codec = get_classical(args.codec)
+    # --params is the codec's sweep plus the evaluation keys both evaluation stages read
+    shared = {key: params[key] for key in EVALUATE_KEYS if key in params}
+    check_section("evaluate", shared, keys=EVALUATE_KEYS)
+    check_section(f"evaluate.classical.{args.codec}", {k: v for k, v in params.items() if k not in EVALUATE_KEYS})
+    torch.set_num_threads(args.threads)
     records = dataset_images(args)
     wildcards = {"codec": args.codec, "dataset": dataset_name(args)}
-    with stage_run("evaluate_classical", wildcards, params) as tracked, io.atomic_dir(args.out) as tmp:
+    with stage_run("evaluate_classical", wildcards, params) as tracked, artifacts.atomic_dir(args.out) as tmp:
         reason = codec.unavailable_reason()
         if reason is None:
             features = args.features / f"{dataset_name(args)}.pt" if args.features else None
             task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"],
-                                resolve_device(params["device"]), features)
+                                resolve_device(args.device), features)
             rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec, task)
+            columns, measured = row_fields(task), ["bpp", "psnr", "ms_ssim", *task.metrics]
         else:
-            rows = []
+            rows, columns, measured = [], BASE_FIELDS + ["run_id"], []
             print(f"skipping {args.codec}: {reason}")
-        table = pd.DataFrame(rows, columns=ROW_FIELDS)
+        table = pd.DataFrame(rows, columns=columns)
         table.to_csv(tmp / "per_image.csv", index=False)
         status = "ok" if reason is None else "skipped"
-        io.write_json(tmp / "summary.json", {
+        artifacts.write_json(tmp / "summary.json", {
             "status": status, "reason": reason, "codec": args.codec,
             "quality_knob": codec.quality_knob, "images": len(records), "params": params, "run_id": tracked.run_id,
         })
         tracked.set_tags({"status": status, "skip_reason": reason or ""})
-        measured = ["bpp", "psnr", "ms_ssim", "top1", "top5", "feature_mse", "psnr_salient", "psnr_background"]
         for quality, values in table.groupby("point")[measured].mean().iterrows():
             tracked.log_metrics(values.dropna().to_dict(), step=int(quality))
         tracked.log_artifact(tmp / "per_image.csv")

@@ -16,11 +16,11 @@ from typing import Sequence
 
 import torch
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.data.manifest import SPLITS, read_manifest, split_images
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.device import resolve_device
-from taskcodec.stages.cli import params_argument, run, threads_argument
+from taskcodec.stages.cli import params_argument, run, run_arguments
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.tasks.features import extract_features
 from taskcodec.tasks.labels import UNLABELED
@@ -30,8 +30,8 @@ from taskcodec.tracking import stage_run
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.extract_features",
                                      description=__doc__.splitlines()[0])
-    params_argument(parser)
-    threads_argument(parser)
+    params_argument(parser, "task.features")
+    run_arguments(parser)
     parser.add_argument("--task-model", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder to write")
@@ -42,14 +42,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
     torch.set_num_threads(args.threads)
-    device = resolve_device(params["device"])
+    device = resolve_device(args.device)
     labels = read_manifest(args.manifest)["label"]
     labeled_classes = None if (labels == UNLABELED).any() else int(labels.max()) + 1
     model, info = load_task_model(args.task_model, device, expect_num_classes=labeled_classes)
     with stage_run("extract_features", {"layer": params["layer"]}, params,
                    inputs={"task_model": args.task_model, "manifest": args.manifest}) as tracked:
         shapes = {}
-        with io.atomic_dir(args.out) as tmp:
+        with artifacts.atomic_dir(args.out) as tmp:
             for split in SPLITS:
                 records = split_images(args.manifest, split)
                 images = images_to_tensor([path for _, path, _ in records])
@@ -58,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
                             "labels": torch.tensor([label for _, _, label in records]), "layer": params["layer"]},
                            tmp / f"{split}.pt")
                 shapes[split] = list(features.shape)
-            io.write_json(tmp / "features.json", {
+            artifacts.write_json(tmp / "features.json", {
                 "layer": params["layer"], "shapes": shapes, "task_model": str(args.task_model),
-                "task_model_sha256": io.file_digest(args.task_model), "arch": info["model_params"]["arch"],
+                "task_model_sha256": artifacts.file_digest(args.task_model), "arch": info["model_params"]["arch"],
                 "params": params, "run_id": tracked.run_id,
             })
         tracked.log_metrics({"images": sum(shape[0] for shape in shapes.values()),

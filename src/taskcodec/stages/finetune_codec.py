@@ -9,7 +9,8 @@
 ``cache_latents`` and ``evaluate_codec`` load it like any trained codec),
 ``train_log.csv`` and ``metrics.json`` (validation bpp, PSNR, MSE, accuracy,
 τ, w, run id) beside it. A ``resume.pt`` lets a killed job continue; it is
-removed once the model is saved.
+removed once the model is saved. On SIGTERM the job saves ``resume.pt`` and
+exits with status 143 without writing the outputs.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from typing import Sequence
 
 import torch
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.codecs.checkpoint import load_codec, save_codec
 from taskcodec.codecs.finetune import finetune_codec
 from taskcodec.data.manifest import read_manifest, split_images
 from taskcodec.data.tensors import images_to_tensor
-from taskcodec.device import resolve_device
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
-from taskcodec.stages.cli import final_validation, params_argument, finish_training, run, threads_argument
+from taskcodec.stages.cli import (apply_run_arguments, final_validation, finish_training, params_argument, run,
+                                  run_arguments)
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.tracking import stage_run
 
@@ -36,8 +37,8 @@ from taskcodec.tracking import stage_run
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.finetune_codec",
                                      description=__doc__.splitlines()[0])
-    params_argument(parser)
-    threads_argument(parser)
+    params_argument(parser, "finetune.train")
+    run_arguments(parser)
     parser.add_argument("--model", type=Path, required=True, help="pretrained codec model.pt (from train_codec)")
     parser.add_argument("--task-model", type=Path, required=True, help="task model.pt (from train_task), kept frozen")
     parser.add_argument("--tau", type=float, required=True, help="weight τ of the distortion term (1 = as pretrained)")
@@ -62,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     if args.tau < 0:
         raise UserError(f"--tau is {args.tau}; give a weight >= 0 for the distortion term")
-    torch.set_num_threads(args.threads)
-    device = resolve_device(params["device"])
+    device = apply_run_arguments(args)
     train_records, train_labels = labelled(args.manifest, "train")
     val_records, val_labels = labelled(args.manifest, "val")
     num_classes = int(read_manifest(args.manifest)["label"].max()) + 1
@@ -74,24 +74,23 @@ def main(argv: Sequence[str] | None = None) -> Path:
     maps, saliency_id, saliency_input = saliency_inputs(args.saliency, params["saliency_floor"],
                                                         [train_records, val_records], tuple(train_images.shape[-2:]))
 
-    wildcards = {"arch": codec["arch"], "N": codec["N"], "M": codec["M"], "lmbda": codec["lmbda"], "tau": args.tau}
+    wildcards = {"arch": codec["arch"], **codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau}
     inputs = {"manifest": args.manifest, "model": args.model, "task_model": args.task_model, **saliency_input}
     with stage_run("finetune_codec", wildcards, params, inputs=inputs) as tracked:
         tracked.set_tags({"device": device})
-        data_id = "".join(io.file_digest(path) for path in (args.manifest, args.model, args.task_model)) + saliency_id
-        state = finetune_codec(model, codec["lmbda"], args.tau, task_model, params, train_images, train_labels,
-                               val_images, val_labels, device, args.out.parent / "resume.pt",
-                               args.out.parent / "train_log.csv",
-                               data_id=data_id, train_saliency=maps[0], val_saliency=maps[1])
-        final = final_validation(state.history)
-        metrics = {"arch": codec["arch"], "N": codec["N"], "M": codec["M"], "lmbda": codec["lmbda"], "tau": args.tau,
+        data_id = "".join(artifacts.file_digest(path) for path in (args.manifest, args.model, args.task_model)) + saliency_id
+        trained = finetune_codec(model, codec["lmbda"], args.tau, task_model, task_info["task"], params, train_images,
+                                 train_labels, val_images, val_labels, device, args.out.parent / "resume.pt",
+                                 args.out.parent / "train_log.csv",
+                                 data_id=data_id, train_saliency=maps[0], val_saliency=maps[1])
+        metrics = {"arch": codec["arch"], "hyper": codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau,
                    "task_weight": params["task_weight"], "saliency_floor": params["saliency_floor"],
                    "pretrained": str(args.model), "task_model": str(args.task_model),
-                   "task_classes": task_info["class_names"], "steps": state.step, "train_seconds": state.elapsed_s,
-                   "val": final, "device": str(device), "run_id": tracked.run_id}
-        save_codec(args.out, model.cpu(), codec["arch"], codec["N"], codec["M"], codec["lmbda"],
+                   "task_classes": task_info["class_names"], "steps": trained.step, "train_seconds": trained.elapsed_s,
+                   "val": final_validation(trained.history), "device": str(device), "run_id": tracked.run_id}
+        save_codec(args.out, model.cpu(), codec["arch"], codec["hyper"], codec["lmbda"],
                    {**params, "tau": args.tau, "pretrained_params": codec["params"]}, metrics)
-        finish_training(tracked, state.history, state.step, state.elapsed_s, args.out, metrics)
+        finish_training(tracked, args.out, trained, metrics)
     return args.out
 
 

@@ -2,34 +2,45 @@
 
     python -m taskcodec.stages.prepare --params '<prepare section as JSON>' --out results/prepared
 
-Writes, atomically (a killed job leaves no complete-looking folder)::
+Writes, atomically (a killed job or an error leaves no complete-looking folder)::
 
     <out>/images/<split>/<image_id>.png   8-bit RGB, image_size x image_size
     <out>/manifest.csv                    see taskcodec.data.manifest
     <out>/classes.json                    class names ([] when unlabeled)
-    <out>/prepare.json                    the params used and the counts
+    <out>/skipped.csv                     images left out (source, reason); only a header unless on_bad_image: skip
+    <out>/prepare.json                    the params used, the counts (num_classes, num_skipped) and skipped sources
+
+An image that cannot be used (empty, unreadable, truncated, corrupt, too small,
+over Pillow's decompression-bomb limit) stops the stage with one sentence
+listing them (``on_bad_image: stop``) or is left out (``skip``). Splits are
+drawn from the usable images only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from taskcodec.artifacts import atomic_dir
 from taskcodec.data.images import UnusableImageError, resize_center_crop
-from taskcodec.data.manifest import SPLITS, assign_splits, write_manifest
+from taskcodec.data.manifest import SPLITS, assign_splits, check_split_fractions, split_sizes, write_manifest
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
 from taskcodec.errors import UserError
-from taskcodec.io import atomic_dir
 from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import params_argument, run
 
 _LISTED_PROBLEMS = 10  # unusable images named in the error; the rest are only counted
+ON_BAD_IMAGE = ("skip", "stop")
+SKIPPED_COLUMNS = ("source", "reason")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m taskcodec.stages.prepare",
         description="Resize, crop and split a dataset into PNGs with a manifest.",
     )
-    params_argument(parser)
+    params_argument(parser, "prepare")
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/prepared")
     return parser
 
@@ -47,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     with stage_run("prepare", {}, args.params) as tracked:
         out = prepare(args.params, args.out)
         summary = json.loads((out / "prepare.json").read_text())
-        tracked.log_metrics({"num_images": summary["num_images"],
+        tracked.log_metrics({"num_images": summary["num_images"], "num_skipped": summary["num_skipped"],
                              **{f"images_{split}": count for split, count in summary["split_counts"].items()}})
-        for name in ("manifest.csv", "prepare.json", "classes.json"):
+        for name in ("manifest.csv", "prepare.json", "classes.json", "skipped.csv"):
             tracked.log_artifact(out / name)
     return out
 
@@ -58,34 +69,54 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
     """Prepare the dataset described by the ``prepare`` params into ``out``; return ``out``."""
     image_size = require_int(params, "image_size", 1)
     seed = require_int(params, "seed", 0)
-    fractions = require_param(params, "split")
+    fractions = check_split_fractions(require_param(params, "split"))
+    on_bad_image = require_param(params, "on_bad_image")
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise UserError(f"prepare.on_bad_image is {on_bad_image!r}; set it to {' or '.join(ON_BAD_IMAGE)}")
     dataset = build_dataset(params)
     samples = list(dataset.samples())
-    splits = assign_splits([sample.label for sample in samples], fractions, seed)
+    split_sizes(len(samples), fractions)  # fail before decoding anything if the ratios cannot work
     with atomic_dir(out) as tmp:
-        for name in SPLITS:
-            (tmp / "images" / name).mkdir(parents=True)
-        rows, problems = [], []
-        for sample, split in tqdm(list(zip(samples, splits)), desc="prepare", unit="img", mininterval=1.0):
+        staging = tmp / "images" / "staging"
+        staging.mkdir(parents=True)
+        usable, problems = [], []
+        for sample in tqdm(samples, desc="prepare", unit="img", mininterval=1.0):
             try:
-                rows.append(_write_image(sample, split, dataset, image_size, tmp))
+                usable.append((sample, _write_image(sample, image_size, staging)))
             except UnusableImageError as err:
-                problems.append(err)
-        if problems:
-            raise _summarise(problems, len(samples))
+                problems.append((sample, err))
+        if problems and (on_bad_image == "stop" or not usable):
+            raise _summarise([err for _, err in problems], len(samples), offer_skip=bool(usable))
+        _check_every_class_kept(dataset.classes, usable, problems)
+        splits = assign_splits([sample.label for sample, _ in usable], fractions, seed)
+        rows = [_place(tmp, sample, size, split, dataset) for (sample, size), split in zip(usable, splits)]
+        staging.rmdir()
         write_manifest(tmp / "manifest.csv", rows)
+        skipped = pd.DataFrame([(err.path, err.reason) for _, err in problems], columns=list(SKIPPED_COLUMNS))
+        skipped.to_csv(tmp / "skipped.csv", index=False)
         (tmp / "classes.json").write_text(json.dumps(dataset.classes, indent=2) + "\n")
-        summary = {"params": dict(params), **_counts(rows, dataset.classes)}
+        summary = {"params": dict(params), **_counts(rows, dataset.classes),
+                   "num_skipped": len(problems), "skipped": [err.path for _, err in problems]}
         (tmp / "prepare.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if problems:
+        print(f"prepare: skipped {len(problems)} of {len(samples)} images that cannot be used "
+              f"(prepare.on_bad_image: skip); they are listed in {out / 'skipped.csv'}", file=sys.stderr)
     return out
 
 
-def _write_image(sample: Sample, split: str, dataset: Dataset, image_size: int, folder: Path) -> dict[str, Any]:
-    """Load, resize and save one sample; return its manifest row."""
+def _write_image(sample: Sample, image_size: int, folder: Path) -> tuple[int, int]:
+    """Load, resize and save one sample as ``folder/<image_id>.png``; return its original (width, height)."""
     raw = sample.load()
     square = resize_center_crop(raw, image_size, path=sample.source)
+    Image.fromarray(square).save(folder / f"{sample.image_id}.png")
+    return raw.shape[1], raw.shape[0]
+
+
+def _place(folder: Path, sample: Sample, size: tuple[int, int], split: str, dataset: Dataset) -> dict[str, Any]:
+    """Move a staged image into its split folder; return its manifest row."""
     relative = f"images/{split}/{sample.image_id}.png"
-    Image.fromarray(square).save(folder / relative)
+    (folder / relative).parent.mkdir(exist_ok=True)
+    os.replace(folder / "images" / "staging" / f"{sample.image_id}.png", folder / relative)
     return {
         "image_id": sample.image_id,
         "path": relative,
@@ -93,19 +124,32 @@ def _write_image(sample: Sample, split: str, dataset: Dataset, image_size: int, 
         "class_name": dataset.classes[sample.label] if sample.label != UNLABELED else "",
         "split": split,
         "source": sample.source,
-        "orig_width": raw.shape[1],
-        "orig_height": raw.shape[0],
+        "orig_width": size[0],
+        "orig_height": size[1],
     }
 
 
-def _summarise(problems: list[UnusableImageError], total: int) -> UserError:
+def _summarise(problems: list[UnusableImageError], total: int, offer_skip: bool) -> UserError:
     """One UserError naming up to ``_LISTED_PROBLEMS`` unusable images and counting the rest."""
     listed = "; ".join(f"{err.path} {err.reason}" for err in problems[:_LISTED_PROBLEMS])
     more = len(problems) - _LISTED_PROBLEMS
     if more > 0:
         listed += f"; and {more} more"
     advice = " or ".join(dict.fromkeys(err.advice for err in problems))
+    if offer_skip:
+        advice += ", or set prepare.on_bad_image: skip to leave them out"
     return UserError(f"{len(problems)} of {total} images cannot be used: {listed}; {advice}")
+
+
+def _check_every_class_kept(classes: list[str], usable: list, problems: list) -> None:
+    """A class whose images were all skipped would be a label without data: a UserError naming it."""
+    kept = {sample.label for sample, _ in usable}
+    for label in sorted({sample.label for sample, _ in problems} - kept - {UNLABELED}):
+        first = next(err for sample, err in problems if sample.label == label)
+        raise UserError(
+            f"none of the images of class '{classes[label]}' can be used (e.g. {first.path} {first.reason}); "
+            "replace them or remove the class folder"
+        )
 
 
 def _counts(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
@@ -113,6 +157,7 @@ def _counts(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
     class_split_counts = Counter((row["class_name"], row["split"]) for row in rows)
     return {
         "num_images": len(rows),
+        "num_classes": len(classes),
         "split_counts": {split: split_counts[split] for split in SPLITS},
         "class_counts": {name: {split: class_split_counts[name, split] for split in SPLITS} for name in classes},
     }

@@ -18,20 +18,20 @@ from typing import Sequence
 
 import pandas as pd
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.data.images import load_rgb8
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
 from taskcodec.report.grid import closest_points, reconstruction_grid
 from taskcodec.report.plots import rd_plot
-from taskcodec.report.tables import bd_rate_table, load_reference_curves, rd_points
+from taskcodec.report.tables import LEARNED_KINDS, bd_rate_table, load_reference_curves, rd_points
 from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import dataset_arguments, dataset_images, params_argument, run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.report", description=__doc__.splitlines()[0])
-    params_argument(parser)
+    params_argument(parser, "evaluate.report")
     parser.add_argument("--dataset", required=True, help="dataset name used in titles")
     parser.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation output folders")
     dataset_arguments(parser)
@@ -46,7 +46,7 @@ def _markdown(table: pd.DataFrame) -> str:
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
-    summaries = [io.read_json(folder / "summary.json") for folder in args.eval]
+    summaries = [artifacts.read_json(folder / "summary.json") for folder in args.eval]
     skipped = [s for s in summaries if s["status"] == "skipped"]
     per_image = pd.concat([read_table(folder / "per_image.csv") for folder in args.eval], ignore_index=True)
     per_image = per_image.dropna(subset=["bpp"])
@@ -63,14 +63,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     records = dataset_images(args)
     image_id, image_path, _ = records[min(params["grid_image"], len(records) - 1)]
-    learned_bpp = points.loc[points["family"] == "learned", "bpp"]
+    learned_bpp = points.loc[points["kind"].isin(LEARNED_KINDS), "bpp"]
     target = params["grid_target_bpp"] if params["grid_target_bpp"] is not None else float(learned_bpp.median())
     chosen = closest_points(per_image, image_id, target)
     image_rows = per_image[per_image["image_id"] == image_id]
     size = f"{image_rows['width'].iloc[0]}×{image_rows['height'].iloc[0]}"
     recon_folders = {(s["codec"], s.get("point")): folder / "recon" for folder, s in zip(args.eval, summaries)}
 
-    with stage_run("report", {"dataset": args.dataset}, params) as tracked, io.atomic_dir(args.out) as tmp:
+    with stage_run("report", {"dataset": args.dataset}, params) as tracked, artifacts.atomic_dir(args.out) as tmp:
         bd["run_id"] = tracked.run_id
         points.to_csv(tmp / "rd_points.csv", index=False)
         (tmp / "rd_points.md").write_text(_markdown(points))
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             rd_plot(plotted, metric, f"{args.dataset} ({len(records)} images, {sizes})", tmp / f"rd_{metric}.png")
         panels = []
         for _, row in chosen.iterrows():
-            if row["family"] == "learned":
+            if row["kind"] in LEARNED_KINDS:
                 recon = recon_folders[(row["codec"], row["point"])] / f"{image_id}.png"
             else:
                 recon = recon_folders[(row["codec"], None)] / f"{image_id}_q{int(row['point'])}.png"

@@ -24,17 +24,17 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.data.images import load_rgb8
 from taskcodec.data.manifest import split_images
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
 from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
-                                       rate_accuracy_plot, top_predictions)
+                                       rate_accuracy_plot)
 from taskcodec.report.grid import reconstruction_grid
 from taskcodec.stages.cli import params_argument, run
 from taskcodec.tasks.checkpoint import load_task_model
-from taskcodec.tasks.evaluation import image_logits
+from taskcodec.tasks.evaluation import image_outputs
 from taskcodec.tracking import stage_run
 
 #: how close to the uncompressed top-1 a codec must come in bits_for_accuracy.csv (the issue's target)
@@ -43,7 +43,7 @@ ACCURACY_MARGIN = 0.02
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.report_task", description=__doc__.splitlines()[0])
-    params_argument(parser)
+    params_argument(parser, "evaluate.report")
     parser.add_argument("--task-model", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
     for name in ("classical", "pretrained", "finetuned"):
@@ -64,25 +64,26 @@ def _per_image(folders: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_id"])
 
 
-def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, list[Path]], model, names: list[str],
-                       image_id: str, original: np.ndarray, path: Path) -> None:
-    """Original, the pretrained and the task-fine-tuned reconstruction at similar bpp, each with the task model's
-    top-3 predictions (seed 000, Figure 4). The task-tuned point is its most accurate one."""
-    tuned, human = per_image["task-tuned"], per_image["pretrained"]
-    best = tuned.groupby(["codec", "point"])["top1"].mean().idxmax()
+def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, list[Path]], model, task,
+                       metric: str, image_id: str, original: np.ndarray, path: Path) -> None:
+    """Original, the pretrained and the task-fine-tuned reconstruction at similar bpp, each with the task
+    model's answer as the task describes it (top-3 classes for classification; seed 000, Figure 4). The
+    fine-tuned point is its best one on ``metric``."""
+    tuned, human = per_image["finetuned"], per_image["pretrained"]
+    best = tuned.groupby(["codec", "point"])[metric].mean().idxmax()
     tuned_row = tuned[(tuned["codec"] == best[0]) & (tuned["point"] == best[1]) & (tuned["image_id"] == image_id)].iloc[0]
     candidates = human[human["image_id"] == image_id]
     human_row = candidates.loc[(candidates["bpp"] - tuned_row["bpp"]).abs().idxmin()]
-    summaries = {kind: [io.read_json(folder / "summary.json") for folder in folders[kind]]
-                 for kind in ("pretrained", "task-tuned")}
+    summaries = {kind: [artifacts.read_json(folder / "summary.json") for folder in folders[kind]]
+                 for kind in ("pretrained", "finetuned")}
     panels = []
-    for kind, row in (("pretrained", human_row), ("task-tuned", tuned_row)):
+    for kind, row in (("pretrained", human_row), ("finetuned", tuned_row)):
         recon = next(folder / "recon" / f"{image_id}.png" for folder, summary in zip(folders[kind], summaries[kind])
                      if (summary["codec"], float(summary["point"])) == (row["codec"], float(row["point"])))
         caption = (f"{row['codec']} λ={row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.1f} dB\n"
-                   + top_predictions(image_logits(model, load_rgb8(recon)).numpy(), names))
+                   + task.describe(image_outputs(model, load_rgb8(recon))))
         panels.append((caption, recon))
-    title = f"test/{image_id}: original → {top_predictions(image_logits(model, original).numpy(), names, 1)}"
+    title = f"test/{image_id}: original → {task.describe(image_outputs(model, original), 1)}"
     reconstruction_grid(original, panels, title, path)
 
 
@@ -90,59 +91,63 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
     model, info = load_task_model(args.task_model)
-    names = info["class_names"]
-    uncompressed = {"top1": info["metrics"]["test_top1"], "top5": info["metrics"]["test_top5"]}
-    folders = {"classical": args.classical, "pretrained": args.pretrained, "task-tuned": args.finetuned}
+    task = info["task"]
+    metric, plotted = task.primary_metric, [m for m in task.metric_names if info["metrics"][f"test_{m}"] is not None]
+    uncompressed = {name: info["metrics"][f"test_{name}"] for name in task.metric_names}
+    folders = {"classical": args.classical, "pretrained": args.pretrained, "finetuned": args.finetuned}
     per_image = {kind: _per_image(paths) for kind, paths in folders.items()}
-    measured = [decoded_points(frame, kind) for kind, frame in per_image.items() if not frame.empty]
+    measured = [decoded_points(frame, kind, plotted) for kind, frame in per_image.items() if not frame.empty]
     if not measured:
         raise UserError("no evaluations with task accuracy to report; run the evaluation with a task model")
     image_size = measured[0]["image_size"].iloc[0]
     points = pd.concat(measured + [
-        classifier_points([io.read_json(path) for path in args.latent], "latent", image_size),
-        classifier_points([io.read_json(folder / "metrics.json") for folder in args.joint], "joint", image_size),
+        classifier_points([artifacts.read_json(path) for path in args.latent], "latent", image_size, plotted),
+        classifier_points([artifacts.read_json(folder / "metrics.json") for folder in args.joint], "joint", image_size,
+                          plotted),
     ], ignore_index=True).dropna(subset=["bpp"])
-    bd = bd_rate_accuracy(points, params["bd_rate_method"])
-    needed = bits_for_accuracy(points, uncompressed["top1"] - ACCURACY_MARGIN)
-    tradeoff = points[points["kind"].isin(["pretrained", "task-tuned"])].reindex(
-        columns=["kind", "codec", "point", "bpp", "psnr", "mse", "feature_mse", "top1", "top5", "psnr_salient",
+    bd = bd_rate_accuracy(points, params["bd_rate_method"], metric)
+    needed = bits_for_accuracy(points, uncompressed[metric] - ACCURACY_MARGIN, metric)
+    tradeoff = points[points["kind"].isin(["pretrained", "finetuned"])].reindex(
+        columns=["kind", "codec", "point", "bpp", "psnr", "mse", "feature_mse", *plotted, "psnr_salient",
                  "psnr_background"])
     records = split_images(args.manifest, "test")
     image_id, image_path, _ = records[min(params["grid_image"], len(records) - 1)]
 
-    with stage_run("report_task", {"dataset": "test"}, params) as tracked, io.atomic_dir(args.out) as tmp:
+    with stage_run("report_task", {"dataset": "test"}, params) as tracked, artifacts.atomic_dir(args.out) as tmp:
         points.to_csv(tmp / "rate_accuracy.csv", index=False)
         bd.to_csv(tmp / "bd_rate_accuracy.csv", index=False)
         needed.to_csv(tmp / "bits_for_accuracy.csv", index=False)
         tradeoff.to_csv(tmp / "tradeoff.csv", index=False)
         title = f"test split ({len(records)} images, {image_size}); frozen task model"
-        plotted = ["top1"] + (["top5"] if len(names) >= 5 else [])
-        for metric in plotted:
-            rate_accuracy_plot(points, uncompressed, metric, title, tmp / f"rate_accuracy_{metric}.png")
-        has_figure = not per_image["task-tuned"].empty and not per_image["pretrained"].empty
+        for name in plotted:
+            rate_accuracy_plot(points, uncompressed, name, title, tmp / f"rate_accuracy_{name}.png")
+        has_figure = not per_image["finetuned"].empty and not per_image["pretrained"].empty
         if has_figure:
-            qualitative_figure(per_image, folders, model, names, image_id, load_rgb8(image_path), tmp / "qualitative.png")
+            qualitative_figure(per_image, folders, model, task, metric, image_id, load_rgb8(image_path),
+                               tmp / "qualitative.png")
         lines = [
             "# Rate–accuracy report (test split)", "",
-            f"Uncompressed task accuracy: top-1 {100 * uncompressed['top1']:.2f}%"
-            + (f", top-5 {100 * uncompressed['top5']:.2f}%" if uncompressed["top5"] is not None else "")
+            f"Uncompressed task model ({task.name}): "
+            + ", ".join(f"{name} {100 * uncompressed[name]:.2f}%" for name in plotted)
             + f"; {len(records)} images of {image_size}; bpp measured from the bytes of every file or bitstream.", "",
             "## Points", "", _markdown(points.drop(columns=["run_id"])),
-            "## BD-rate at equal top-1 accuracy (%, negative = fewer bits than the anchor)", "", _markdown(bd),
-            f"## Bits needed to reach top-1 ≥ uncompressed − {100 * ACCURACY_MARGIN:g} points", "", _markdown(needed),
+            f"## BD-rate at equal {metric} (%, negative = fewer bits than the anchor)", "", _markdown(bd),
+            f"## Bits needed to reach {metric} ≥ uncompressed − {100 * ACCURACY_MARGIN:g} points", "",
+            _markdown(needed),
             "## Human/machine trade-off: PSNR, feature MSE and accuracy of the same codecs (as seed 000, Tables 1–2)",
             "",
-            _markdown(tradeoff), *[f"![{metric}](rate_accuracy_{metric}.png)" for metric in plotted], "",
+            _markdown(tradeoff), *[f"![{name}](rate_accuracy_{name}.png)" for name in plotted], "",
         ]
         if has_figure:
             lines += ["![qualitative](qualitative.png)", ""]
         (tmp / "README.md").write_text("\n".join(lines))
-        io.write_json(tmp / "summary.json", {"uncompressed_top1": uncompressed["top1"],
-                                             "uncompressed_top5": uncompressed["top5"], "run_id": tracked.run_id})
-        tracked.log_metrics({"uncompressed_top1": uncompressed["top1"]})
-        for row in bd.itertuples():
-            if row.bd_rate_top1 == row.bd_rate_top1:
-                tracked.log_metrics({f"bd_rate_top1/{row.codec}/vs/{row.anchor}": row.bd_rate_top1})
+        artifacts.write_json(tmp / "summary.json", {
+            "task": task.name, "metrics": plotted, "primary_metric": metric,
+            **{f"uncompressed_{name}": value for name, value in uncompressed.items()}, "run_id": tracked.run_id})
+        tracked.log_metrics({f"uncompressed_{metric}": uncompressed[metric]})
+        for _, row in bd.iterrows():
+            if row[f"bd_rate_{metric}"] == row[f"bd_rate_{metric}"]:
+                tracked.log_metrics({f"bd_rate_{metric}/{row['codec']}/vs/{row['anchor']}": row[f"bd_rate_{metric}"]})
         for path in sorted(tmp.iterdir()):
             tracked.log_artifact(path)
     return args.out

@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.data.images import load_rgb8
 from taskcodec.data.manifest import read_manifest
 from taskcodec.errors import UserError
@@ -37,7 +37,7 @@ from taskcodec.tracking import stage_run
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.saliency", description=__doc__.splitlines()[0])
-    params_argument(parser)
+    params_argument(parser, "saliency")
     parser.add_argument("--manifest", type=Path, required=True, help="prepared manifest.csv")
     parser.add_argument("--out", type=Path, required=True, help="output folder, e.g. results/saliency")
     return parser
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     manifest = read_manifest(args.manifest)
     folder = args.manifest.resolve().parent
     with stage_run("saliency", {}, params, inputs={"manifest": args.manifest}) as tracked, \
-            io.atomic_dir(args.out) as tmp:
+            artifacts.atomic_dir(args.out) as tmp:
         maps, rows, seconds = [], [], 0.0
         for record in tqdm(manifest.itertuples(), total=len(manifest), desc="saliency", mininterval=5.0):
             image = load_rgb8(folder / record.path)
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                       f"{params['method']} saliency (working width {params['working_width']} px)", tmp / "grid.png")
         summary = {"params": params, "num_images": len(rows), "seconds_per_image": seconds / max(len(rows), 1),
                    "split_counts": manifest["split"].value_counts().to_dict(), "run_id": tracked.run_id}
-        io.write_json(tmp / "saliency.json", summary)
+        artifacts.write_json(tmp / "saliency.json", summary)
         tracked.log_metrics({"num_images": len(rows), "seconds_per_image": summary["seconds_per_image"]})
         for name in ("index.csv", "grid.png", "saliency.json"):
             tracked.log_artifact(tmp / name)

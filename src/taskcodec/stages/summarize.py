@@ -22,15 +22,21 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
+from taskcodec.report.tables import LEARNED_KINDS
 from taskcodec.stages.cli import run
 from taskcodec.tracking import stage_run
 
 PLOTTED_DATASET = "test"
-RD_COLUMNS = ["series", "family", "point", "bpp", "psnr", "ms_ssim", "image_size"]
-RA_COLUMNS = ["series", "kind", "point", "bpp", "top1", "top5", "psnr", "feature_mse", "image_size"]
+RD_COLUMNS = ["series", "kind", "point", "bpp", "psnr", "ms_ssim", "image_size"]
+
+
+def rate_accuracy_columns(metrics: list[str]) -> list[str]:
+    """Columns of rate_accuracy.csv for a task with ``metrics`` (none without the machine branch)."""
+    return ["series", "kind", "point", "bpp", *metrics, "psnr", "feature_mse", "image_size"]
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +57,7 @@ def _number(value: Any) -> float | None:
 
 def dataset_metrics(points: pd.DataFrame, bd: pd.DataFrame) -> dict[str, Any]:
     """Learned points and BD-rates of one dataset's report as nested dicts."""
-    learned = points[points["family"] == "learned"]
+    learned = points[points["kind"].isin(LEARNED_KINDS)]
     return {
         "learned": {f"{row.codec}@lmbda{row.point:g}": {"bpp": _number(row.bpp), "psnr": _number(row.psnr),
                                                          "ms_ssim": _number(row.ms_ssim)}
@@ -61,13 +67,16 @@ def dataset_metrics(points: pd.DataFrame, bd: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def machine_metrics(points: pd.DataFrame, bd: pd.DataFrame, uncompressed_top1: float) -> dict[str, Any]:
-    """Top-1 of every rate–accuracy point and the BD-rates at equal accuracy, as nested dicts."""
+def machine_metrics(points: pd.DataFrame, bd: pd.DataFrame, task: dict[str, Any]) -> dict[str, Any]:
+    """The task's primary metric at every rate–accuracy point and the BD-rates at equal accuracy, as nested
+    dicts; ``task`` is the machine report's summary.json."""
+    metric = task["primary_metric"]
     return {
-        "uncompressed_top1": uncompressed_top1,
-        "points": {f"{row.codec}@{row.point:g}": {"bpp": _number(row.bpp), "top1": _number(row.top1)}
-                   for row in points.itertuples()},
-        "bd_rate_top1": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_top1) for row in bd.itertuples()},
+        f"uncompressed_{metric}": task[f"uncompressed_{metric}"],
+        "points": {f"{row['codec']}@{row['point']:g}": {"bpp": _number(row["bpp"]), metric: _number(row[metric])}
+                   for _, row in points.iterrows()},
+        f"bd_rate_{metric}": {f"{row['codec']} vs {row['anchor']}": _number(row[f"bd_rate_{metric}"])
+                              for _, row in bd.iterrows()},
     }
 
 
@@ -79,18 +88,17 @@ def main(argv: Sequence[str] | None = None) -> Path:
     summary = {name: dataset_metrics(read_table(folder / "rd_points.csv"), read_table(folder / "bd_rate.csv"))
                for name, folder in folders.items()}
     curves = read_table(folders[PLOTTED_DATASET] / "rd_points.csv")
-    accuracy = pd.DataFrame(columns=RA_COLUMNS)
+    accuracy = pd.DataFrame(columns=rate_accuracy_columns([]))
     if args.machine is not None:
         points = read_table(args.machine / "rate_accuracy.csv")
-        task = io.read_json(args.machine / "summary.json")
-        summary["machine"] = machine_metrics(points, read_table(args.machine / "bd_rate_accuracy.csv"),
-                                             task["uncompressed_top1"])
-        accuracy = points.assign(series=points["codec"]).reindex(columns=RA_COLUMNS)
+        task = artifacts.read_json(args.machine / "summary.json")
+        summary["machine"] = machine_metrics(points, read_table(args.machine / "bd_rate_accuracy.csv"), task)
+        accuracy = points.assign(series=points["codec"]).reindex(columns=rate_accuracy_columns(task["metrics"]))
     with stage_run("summarize", {}, {"datasets": sorted(summary)}) as tracked:
-        io.write_json(args.metrics, summary)
-        with io.atomic_path(args.rate_distortion) as tmp:
+        artifacts.write_json(args.metrics, summary)
+        with artifacts.atomic_path(args.rate_distortion) as tmp:
             curves.assign(series=curves["codec"]).reindex(columns=RD_COLUMNS).to_csv(tmp, index=False)
-        with io.atomic_path(args.rate_accuracy) as tmp:
+        with artifacts.atomic_path(args.rate_accuracy) as tmp:
             accuracy.to_csv(tmp, index=False)
         tracked.log_metrics({"datasets": len(folders), "rate_distortion_points": len(curves),
                              "rate_accuracy_points": len(accuracy)})

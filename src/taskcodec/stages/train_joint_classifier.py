@@ -19,25 +19,23 @@ import hashlib
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.codecs.checkpoint import load_codec, save_codec
-from taskcodec.device import resolve_device
-from taskcodec.stages.cli import params_argument, run, threads_argument
-from taskcodec.stages.train_task import labeled_split, record_training
+from taskcodec.stages.cli import apply_run_arguments, finish_training, params_argument, run, run_arguments
 from taskcodec.tasks.checkpoint import load_latent_classifier, save_latent_classifier
 from taskcodec.tasks.evaluation import finite_or_none
 from taskcodec.tasks.joint import evaluate_bitstreams, train_joint
 from taskcodec.tasks.labels import class_names
+from taskcodec.tasks.registry import build_task
+from taskcodec.tasks.training import epoch_metrics, labeled_split
 from taskcodec.tracking import stage_run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_joint_classifier",
                                      description=__doc__.splitlines()[0])
-    params_argument(parser)
-    threads_argument(parser)
+    params_argument(parser, "latent_classifier.joint", omit=["enabled"])
+    run_arguments(parser)
     parser.add_argument("--model", type=Path, required=True, help="pretrained codec model.pt")
     parser.add_argument("--classifier", type=Path, required=True, help="latent classifier model.pt of that codec")
     parser.add_argument("--manifest", type=Path, required=True)
@@ -48,41 +46,41 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
-    torch.set_num_threads(args.threads)
-    device = resolve_device(params["device"])
+    device = apply_run_arguments(args)
     names = class_names(args.manifest)
     codec, meta = load_codec(args.model, device)
     classifier, info = load_latent_classifier(args.classifier, device, expect_num_classes=len(names))
-    sets = {split: labeled_split(args.manifest, split) for split in ("train", "val", "test")}
+    classification = build_task("classification", names)  # the latent classifier's task, whatever the pixel task
+    sets = {split: labeled_split(args.manifest, split, classification) for split in ("train", "val", "test")}
     test_images, test_labels = sets["test"].inputs[0], sets["test"].labels
 
-    wildcards = {key: meta[key] for key in ("arch", "N", "M", "lmbda")}
+    wildcards = {"arch": meta["arch"], **meta["hyper"], "lmbda": meta["lmbda"]}
     inputs = {"model": args.model, "classifier": args.classifier, "manifest": args.manifest}
     with stage_run("train_joint_classifier", wildcards, params, inputs=inputs) as tracked:
         tracked.set_tags({"device": device})
         before = evaluate_bitstreams(codec, classifier, test_images, test_labels, params["batch_size"], device)
-        data_id = hashlib.sha256("".join(io.file_digest(p) for p in (args.model, args.classifier, args.manifest))
+        data_id = hashlib.sha256("".join(artifacts.file_digest(p) for p in (args.model, args.classifier, args.manifest))
                                  .encode()).hexdigest()[:16]
         resume_path = args.out / "resume.pt"
-        state = train_joint(codec, classifier, params, sets["train"].inputs[0], sets["train"].labels,
-                            sets["val"].inputs[0], sets["val"].labels, device, resume_path,
-                            args.out / "train_log.csv", data_id=data_id)
+        trained = train_joint(codec, classifier, params, sets["train"].inputs[0], sets["train"].labels,
+                              sets["val"].inputs[0], sets["val"].labels, device, resume_path,
+                              args.out / "train_log.csv", data_id=data_id)
         after = evaluate_bitstreams(codec, classifier, test_images, test_labels, params["batch_size"], device)
         metrics = {
-            **wildcards, "classifier_arch": info["model_params"]["arch"], "num_classes": len(names),
+            **wildcards, "codec": meta["codec_id"], "hyper": meta["hyper"], "classifier_arch": info["model_params"]["arch"], "num_classes": len(names),
             "class_names": names, "rate_weight": params["rate_weight"], "bpp": after["bpp"],
             "test_top1": after["top1"], "test_top5": finite_or_none(after["top5"]), "test_loss": after["loss"],
             "before_bpp": before["bpp"], "before_test_top1": before["top1"],
             "before_test_top5": finite_or_none(before["top5"]), "before_test_loss": before["loss"],
-            "best_epoch": state.best_epoch, "epochs": state.epoch, "steps": state.step,
-            "train_seconds": state.elapsed_s, "test_images": len(test_labels), "codec": str(args.model),
+            **epoch_metrics(trained), "test_images": len(test_labels), "codec_path": str(args.model),
             "classifier": str(args.classifier), "device": str(device), "run_id": tracked.run_id,
         }
         save_latent_classifier(args.out / "model.pt", classifier.cpu(), info["model_params"], info["latent_channels"],
                                len(names), names, params, metrics)
-        save_codec(args.out / "codec.pt", codec.cpu(), meta["arch"], meta["N"], meta["M"], meta["lmbda"], params, metrics)
-        record_training(tracked, args.out / "model.pt", state.history, metrics,
-                        ("bpp", "test_top1", "test_top5", "test_loss", "train_seconds", "before_bpp", "before_test_top1"))
+        save_codec(args.out / "codec.pt", codec.cpu(), meta["arch"], meta["hyper"], meta["lmbda"], params,
+                   metrics)
+        finish_training(tracked, args.out / "model.pt", trained, metrics,
+                        ("bpp", "test_top1", "test_top5", "test_loss", "before_bpp", "before_test_top1"))
         tracked.log_file_reference("codec", args.out / "codec.pt")
     return args.out
 

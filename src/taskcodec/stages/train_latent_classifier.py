@@ -17,14 +17,15 @@ from typing import Sequence
 
 import torch
 
-from taskcodec.device import resolve_device
 from taskcodec.errors import UserError
-from taskcodec.stages.cli import params_argument, run, threads_argument
-from taskcodec.stages.train_task import record_training
+from taskcodec.stages.cli import apply_run_arguments, finish_training, params_argument, run, run_arguments
 from taskcodec.tasks.checkpoint import save_latent_classifier
 from taskcodec.tasks.evaluation import classification_metrics, finite_or_none, predict_logits
 from taskcodec.tasks.labels import class_names
-from taskcodec.tasks.latent_training import read_latent_cache, same_codec, train_latent_classifier
+from taskcodec.codecs.cache import read_latent_cache, same_codec
+from taskcodec.tasks.labels import require_labels
+from taskcodec.tasks.latent_training import train_latent_classifier
+from taskcodec.tasks.training import epoch_metrics
 from taskcodec.tasks.speed import latent_classifier_throughput
 from taskcodec.tracking import stage_run
 
@@ -32,8 +33,8 @@ from taskcodec.tracking import stage_run
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_latent_classifier",
                                      description=__doc__.splitlines()[0])
-    params_argument(parser)
-    threads_argument(parser)
+    params_argument(parser, "latent_classifier", keys=["model", "train"])
+    run_arguments(parser)
     for split in ("train", "val", "test"):
         parser.add_argument(f"--{split}-cache", type=Path, required=True, help=f"latent cache of the {split} split")
     parser.add_argument("--manifest", type=Path, required=True, help="prepared manifest.csv (class names)")
@@ -43,20 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
-    params = args.params
-    train_params = params["train"]
-    torch.set_num_threads(args.threads)
-    device = resolve_device(train_params["device"])
+    params, train_params = args.params, args.params["train"]
+    device = apply_run_arguments(args)
     names = class_names(args.manifest)
     caches = {"train": read_latent_cache(args.train_cache), "val": read_latent_cache(args.val_cache),
               "test": read_latent_cache(args.test_cache)}
     codec = same_codec(caches)
     for split, latents in caches.items():
+        require_labels(latents.labels, getattr(args, f"{split}_cache"))
         if int(latents.labels.max()) >= len(names):
             raise UserError(f"{getattr(args, f'{split}_cache')} has label {int(latents.labels.max())} but "
                             f"{args.manifest} has {len(names)} classes; cache the dataset of this manifest")
 
-    wildcards = {"codec": codec["codec"], "N": codec["N"], "M": codec["M"], "lmbda": codec["lmbda"],
+    wildcards = {"codec": codec["codec"], **codec["hyper"], "lmbda": codec["lmbda"],
                  "arch": params["model"]["arch"]}
     inputs = {"train_index": args.train_cache / "index.csv", "test_index": args.test_cache / "index.csv"}
     with stage_run("train_latent_classifier", wildcards, params, inputs=inputs) as tracked:
@@ -64,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         torch.manual_seed(train_params["seed"])
         out_dir = args.out.parent
         resume_path = out_dir / "resume.pt"
-        model, state = train_latent_classifier(params["model"], train_params, caches["train"], caches["val"],
-                                               len(names), device, resume_path, out_dir / "train_log.csv")
+        model, trained = train_latent_classifier(params["model"], train_params, caches["train"], caches["val"],
+                                               names, device, resume_path, out_dir / "train_log.csv")
         test = caches["test"]
         logits = predict_logits(model, (test.y_hat, test.scales_hat), train_params["batch_size"], device)
         scores = classification_metrics(logits, test.labels)
@@ -75,15 +75,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "latent_shape": list(test.y_hat.shape[1:]), "test_top1": scores["top1"], "test_top5": finite_or_none(scores["top5"]),
             "test_loss": scores["loss"], "bpp": float(test.index["bpp"].mean()),
             "bpp_estimated": float(test.index["bpp_estimated"].mean()), "latent_images_per_s": speed,
-            "best_epoch": state.best_epoch, "val_top1": state.best_val_top1, "epochs": state.epoch,
-            "steps": state.step, "train_seconds": state.elapsed_s,
+            **epoch_metrics(trained), "val_top1": trained.best["val_top1"],
             "images": {split: len(latents.labels) for split, latents in caches.items()},
             "device": str(device), "run_id": tracked.run_id,
         }
         save_latent_classifier(args.out, model.cpu(), params["model"], test.y_hat.shape[1], len(names), names,
                                train_params, metrics)
-        record_training(tracked, args.out, state.history, metrics, ("test_top1", "test_top5", "test_loss", "bpp",
-                                                                   "latent_images_per_s", "val_top1", "train_seconds"))
+        finish_training(tracked, args.out, trained, metrics,
+                        ("test_top1", "test_top5", "test_loss", "bpp", "latent_images_per_s", "val_top1"))
     return args.out
 
 

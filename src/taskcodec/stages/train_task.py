@@ -1,94 +1,74 @@
-"""Stage: train the pixel-domain task model (the classifier on uncompressed images).
+"""Stage: train the pixel-domain task model (of the registered task ``task.name``) on uncompressed images.
 
-``python -m taskcodec.stages.train_task --params '<{"model": task.model, "train": task.train} as JSON>'
---manifest results/prepared/manifest.csv --out results/task/model.pt``
+``python -m taskcodec.stages.train_task --params '<{"name": task.name, "model": task.model, "train": task.train}
+as JSON>' --manifest results/prepared/manifest.csv --out results/task/model.pt``
 
-Trains on the train split, keeps the epoch with the best val top-1 and evaluates top-1/top-5
-on the test split — the uncompressed reference every codec is compared with. Writes
+Trains on the train split with the task's loss (:mod:`taskcodec.tasks.registry`), keeps the epoch with
+the best validation value of its primary metric and evaluates every metric it declares (``test_<metric>``;
+classification: top-1, top-5) on the test split — the uncompressed reference every codec is compared with. Writes
 ``model.pt`` (:func:`~taskcodec.tasks.checkpoint.save_task_model`), ``metrics.json`` and
-``train_log.csv``; a ``resume.pt`` beside them lets a killed job continue.
+``train_log.csv``; a ``resume.pt`` beside them lets a killed job continue (on SIGTERM the job saves it
+and exits with status 143 without writing the outputs).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from taskcodec import io
-from taskcodec.data.manifest import split_images
-from taskcodec.data.tensors import images_to_tensor
-from taskcodec.device import resolve_device
-from taskcodec.stages.cli import params_argument, run, threads_argument
+from taskcodec import artifacts
+from taskcodec.stages.cli import apply_run_arguments, finish_training, params_argument, run, run_arguments
 from taskcodec.tasks.checkpoint import save_task_model
-from taskcodec.tasks.evaluation import classification_metrics, finite_or_none, predict_logits
+from taskcodec.tasks.evaluation import finite_or_none, predict_logits
 from taskcodec.tasks.labels import class_names
-from taskcodec.tasks.models import build_task_model
-from taskcodec.tasks.training import LabeledSet, train_classifier
-from taskcodec.tracking import StageRun, stage_run
+from taskcodec.tasks.registry import build_task, check_model_params
+from taskcodec.tasks.training import epoch_metrics, labeled_split, task_metrics, train_classifier
+from taskcodec.tracking import stage_run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_task", description=__doc__.splitlines()[0])
-    params_argument(parser)
-    threads_argument(parser)
+    params_argument(parser, "task", keys=["name", "model", "train"])
+    run_arguments(parser)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
-
-
-def labeled_split(manifest: Path, split: str) -> LabeledSet:
-    """uint8 images and labels of one manifest split."""
-    records = split_images(manifest, split)
-    return LabeledSet((images_to_tensor([path for _, path, _ in records]),),
-                      torch.tensor([label for _, _, label in records], dtype=torch.int64))
-
-
-def record_training(tracked: StageRun, checkpoint: Path, history: list[dict[str, Any]], metrics: dict[str, Any],
-                    logged: Sequence[str]) -> None:
-    """After a saved classifier ``checkpoint``: write ``metrics.json`` beside it, drop its ``resume.pt``
-    and log the per-epoch curves, the ``logged`` metrics (those not None), the files and the checkpoint's hash."""
-    out_dir = checkpoint.parent
-    io.write_json(out_dir / "metrics.json", metrics)
-    (out_dir / "resume.pt").unlink(missing_ok=True)
-    tracked.log_history(history, "")
-    tracked.log_metrics({key: metrics[key] for key in logged if metrics[key] is not None})
-    tracked.log_artifact(out_dir / "train_log.csv")
-    tracked.log_artifact(out_dir / "metrics.json")
-    tracked.log_file_reference("checkpoint", checkpoint)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
     train_params = params["train"]
-    torch.set_num_threads(args.threads)
-    device = resolve_device(train_params["device"])
+    device = apply_run_arguments(args)
+    check_model_params(params["name"], params["model"], "--params")
     names = class_names(args.manifest)
-    sets = {split: labeled_split(args.manifest, split) for split in ("train", "val", "test")}
+    task = build_task(params["name"], names)
+    sets = {split: labeled_split(args.manifest, split, task) for split in ("train", "val", "test")}
+    primary = task.primary_metric
 
-    with stage_run("train_task", {"arch": params["model"]["arch"]}, params, inputs={"manifest": args.manifest}) as tracked:
+    with stage_run("train_task", {"task": task.name, "arch": params["model"].get("arch", task.name)}, params,
+                   inputs={"manifest": args.manifest}) as tracked:
         tracked.set_tags({"device": device})
         torch.manual_seed(train_params["seed"])
-        model = build_task_model(params["model"], len(names))
+        model = task.build_model(params["model"])
         out_dir = args.out.parent
         resume_path = out_dir / "resume.pt"
-        state = train_classifier(model, train_params, sets["train"], sets["val"], device, resume_path,
-                                 out_dir / "train_log.csv", data_id=io.file_digest(args.manifest), desc="task model")
-        test = classification_metrics(predict_logits(model, sets["test"].inputs, train_params["batch_size"], device),
-                                      sets["test"].labels)
+        trained = train_classifier(model, train_params, sets["train"], sets["val"], task, device, resume_path,
+                                   out_dir / "train_log.csv", data_id=artifacts.file_digest(args.manifest),
+                                   desc="task model")
+        test = task_metrics(task, predict_logits(model, sets["test"].inputs, train_params["batch_size"], device),
+                            sets["test"].labels)
+        scores = {f"test_{name}": finite_or_none(test[name]) for name in task.metric_names}
         metrics = {
-            "arch": params["model"]["arch"], "num_classes": len(names), "class_names": names,
-            "test_top1": test["top1"], "test_top5": finite_or_none(test["top5"]), "test_loss": test["loss"],
-            "best_epoch": state.best_epoch, "val_top1": state.best_val_top1, "epochs": state.epoch,
-            "steps": state.step, "train_seconds": state.elapsed_s,
+            "task": task.name, "arch": params["model"].get("arch"), "num_classes": len(names), "class_names": names,
+            **scores, "test_loss": test["loss"], **epoch_metrics(trained), f"val_{primary}": trained.best[f"val_{primary}"],
             "images": {split: len(data) for split, data in sets.items()}, "device": str(device), "run_id": tracked.run_id,
         }
-        save_task_model(args.out, model.cpu(), params["model"], len(names), names, train_params, metrics)
-        record_training(tracked, args.out, state.history, metrics,
-                        ("test_top1", "test_top5", "test_loss", "val_top1", "train_seconds"))
+        save_task_model(args.out, model.cpu(), task.name, params["model"], len(names), names, train_params, metrics)
+        finish_training(tracked, args.out, trained, metrics, (*scores, "test_loss", f"val_{primary}"))
     return args.out
 
 

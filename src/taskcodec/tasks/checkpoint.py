@@ -8,23 +8,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from taskcodec import __version__, io
+from taskcodec import __version__, artifacts
 from taskcodec.errors import UserError
 from taskcodec.tasks.latent_models import build_latent_classifier
-from taskcodec.tasks.models import build_task_model
+from taskcodec.tasks.registry import build_task
 
 KIND = "taskcodec-task-model"
 LATENT_KIND = "taskcodec-latent-classifier"
 
 
-def save_task_model(path: str | Path, model: nn.Module, model_params: dict[str, Any], num_classes: int,
+def save_task_model(path: str | Path, model: nn.Module, task: str, model_params: dict[str, Any], num_classes: int,
                     class_names: list[str], train_params: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Write ``model`` with everything needed to rebuild and audit it (atomically)."""
+    """Write ``model`` of the registered ``task`` with everything needed to rebuild and audit it (atomically)."""
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    io.save_checkpoint(path, {
-        "kind": KIND, "taskcodec_version": __version__, "model_params": model_params, "num_classes": num_classes,
+    artifacts.save_checkpoint(path, {
+        "kind": KIND, "taskcodec_version": __version__, "task": task, "model_params": model_params,
+        "num_classes": num_classes,
         "class_names": list(class_names), "train_params": train_params, "metrics": metrics, "state_dict": state,
     })
 
@@ -33,12 +34,14 @@ def load_task_model(path: str | Path, device: torch.device | str = "cpu",
                     expect_num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the task model at ``path``: (model in eval mode on ``device``, info).
 
-    The model maps float images in [0, 1] (N×3×H×W) to logits N×K. ``info`` holds
+    The model maps float images in [0, 1] (N×3×H×W) to the task's outputs (logits N×K for
+    classification). ``info`` holds ``task`` (the :class:`~taskcodec.tasks.registry.Task`),
     ``model_params``, ``num_classes``, ``class_names``, ``train_params`` and ``metrics``.
     """
     payload = _payload(path, KIND, "train_task", expect_num_classes)
-    model = build_task_model({**payload["model_params"], "weights": None}, payload["num_classes"])
-    return _restore(path, model, payload, device)
+    task = build_task(payload["task"], payload["class_names"])
+    model, info = _restore(path, task.build_model({**payload["model_params"], "weights": None}), payload, device)
+    return model, {**info, "task": task}
 
 
 def save_latent_classifier(path: str | Path, model: nn.Module, model_params: dict[str, Any], latent_channels: int,
@@ -46,7 +49,7 @@ def save_latent_classifier(path: str | Path, model: nn.Module, model_params: dic
                            metrics: dict[str, Any]) -> None:
     """Write a latent classifier (input: ŷ and σ̂ with ``latent_channels`` channels) atomically."""
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    io.save_checkpoint(path, {
+    artifacts.save_checkpoint(path, {
         "kind": LATENT_KIND, "taskcodec_version": __version__, "model_params": model_params,
         "latent_channels": latent_channels, "num_classes": num_classes, "class_names": list(class_names),
         "train_params": train_params, "metrics": metrics, "state_dict": state,
@@ -63,7 +66,7 @@ def load_latent_classifier(path: str | Path, device: torch.device | str = "cpu",
 
 
 def _payload(path: str | Path, kind: str, stage: str, expect_num_classes: int | None) -> dict[str, Any]:
-    payload = io.load_checkpoint(path, map_location="cpu")
+    payload = artifacts.load_checkpoint(path, map_location="cpu")
     if payload.get("kind") != kind:
         raise UserError(f"{path} is not a {kind} checkpoint (kind {payload.get('kind')!r}); "
                         f"point to a model.pt written by {stage}")

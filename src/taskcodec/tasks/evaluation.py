@@ -55,7 +55,7 @@ def predict_logits(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def image_logits(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Logits (on the CPU) of ``model`` for one 8-bit RGB image H×W×3, as a reconstruction is classified."""
+def image_outputs(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Outputs (on the CPU) of the task ``model`` for one 8-bit RGB image H×W×3, as a reconstruction is measured."""
     x = to_float(torch.from_numpy(image).permute(2, 0, 1)[None], torch.device(device))
     return model(x)[0].float().cpu()

@@ -50,16 +50,16 @@ class CachedFeatures:
     keeps that pass's output until :meth:`mse_of_last_forward` reads it."""
 
     def __init__(self, path: Path, model: nn.Module, task_model_path: Path):
-        from taskcodec import io
+        from taskcodec import artifacts
 
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"task feature cache {self.path} is missing; run extract_features for this split first")
-        record = io.read_json(self.path.parent / "features.json")
-        if record["task_model_sha256"] != io.file_digest(task_model_path):
+        record = artifacts.read_json(self.path.parent / "features.json")
+        if record["task_model_sha256"] != artifacts.file_digest(task_model_path):
             raise UserError(f"task feature cache {self.path} was extracted with another task model than "
                             f"{task_model_path}; run extract_features again with it")
-        cached = io.load_checkpoint(self.path)
+        cached = artifacts.load_checkpoint(self.path)
         self.features = cached["features"]
         self.row_of_image = {image_id: row for row, image_id in enumerate(cached["image_ids"])}
         self.last_output: torch.Tensor | None = None

@@ -21,176 +21,115 @@ real bitstreams and classifies the ŷ, σ̂ decoded from them.
 
 from __future__ import annotations
 
-import copy
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from compressai.models import CompressionModel, MeanScaleHyperprior, ScaleHyperprior
-from compressai.ops import quantize_ste
+from compressai.models import CompressionModel
 from torch import nn
-from tqdm import tqdm
 
+from taskcodec.augment import random_shift_flip
 from taskcodec.codecs.bitstream import ImageBitstream
+from taskcodec.codecs.contract import LayeredCodec
 from taskcodec.codecs.coding import decode_images, encode_images, pad
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
-from taskcodec.resume import load_resume, params_fingerprint, save_resume
+from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.evaluation import classification_metrics, predict_logits
-from taskcodec.tasks.training import random_crop_flip, run_epochs, write_log
+from taskcodec.tasks.training import epoch_plan
+from taskcodec.trainer import EpochLog, EpochObjective, Optimizers, Trained, train
 
 LOG_FIELDS = ["epoch", "step", "train_loss", "train_ce", "train_bpp", "train_top1", "val_loss", "val_ce", "val_bpp",
               "val_top1", "val_top5", "lr", "elapsed_s"]
 
-#: (ŷ for the classifier, σ̂, likelihoods) of a padded batch
-AnalysisOutput = tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]
-
-#: codec class → differentiable analysis forward; looked up along the class's MRO
-ANALYSIS_FORWARDS: dict[type, Callable[[CompressionModel, torch.Tensor], AnalysisOutput]] = {}
-
-
-def register_analysis_forward(model_class: type):
-    def decorator(fn):
-        ANALYSIS_FORWARDS[model_class] = fn
-        return fn
-
-    return decorator
-
-
-@register_analysis_forward(ScaleHyperprior)
-def _scale_hyperprior(codec: ScaleHyperprior, x: torch.Tensor) -> AnalysisOutput:
-    y = codec.g_a(x)
-    z_hat, z_likelihoods = codec.entropy_bottleneck(codec.h_a(torch.abs(y)))
-    scales_hat = codec.h_s(z_hat)
-    _, y_likelihoods = codec.gaussian_conditional(y, scales_hat)
-    return quantize_ste(y), scales_hat, (y_likelihoods, z_likelihoods)
-
-
-@register_analysis_forward(MeanScaleHyperprior)
-def _mean_scale_hyperprior(codec: MeanScaleHyperprior, x: torch.Tensor) -> AnalysisOutput:
-    y = codec.g_a(x)
-    z_hat, z_likelihoods = codec.entropy_bottleneck(codec.h_a(y))
-    scales_hat, means_hat = codec.h_s(z_hat).chunk(2, 1)
-    _, y_likelihoods = codec.gaussian_conditional(y, scales_hat, means=means_hat)
-    return quantize_ste(y - means_hat) + means_hat, scales_hat, (y_likelihoods, z_likelihoods)
-
-
-def analysis_forward(codec: CompressionModel) -> Callable[[CompressionModel, torch.Tensor], AnalysisOutput]:
-    """The registered analysis forward for ``codec``'s class; a :class:`UserError` for other architectures."""
-    for cls in type(codec).__mro__:
-        if cls in ANALYSIS_FORWARDS:
-            return ANALYSIS_FORWARDS[cls]
-    raise UserError(f"joint training needs a hyperprior codec whose ŷ and σ̂ decode without the synthesis "
-                    f"(bmshj2018-hyperprior or mbt2018-mean), not {type(codec).__name__}")
-
 
 class JointModel(nn.Module):
-    """Codec analysis side + latent classifier: images in [0, 1] → (logits, bpp per image)."""
+    """Codec analysis side + latent classifier: images in [0, 1] → (logits, bpp per image).
+
+    The classifier reads the latents of the codec's task layer
+    (:meth:`~taskcodec.codecs.contract.LayeredCodec.task_layer`); the rate counts the layers a
+    receiver downloads for the task. The codec's parameters that this forward does not reach
+    (the synthesis) get no gradient and are left as they are.
+    """
 
     def __init__(self, codec: CompressionModel, classifier: nn.Module):
         super().__init__()
         self.codec, self.classifier = codec, classifier
-        self._analysis = analysis_forward(codec)
-        codec.g_s.requires_grad_(False)
+        if type(codec).analyze is LayeredCodec.analyze:
+            raise UserError(f"joint training needs a codec whose ŷ and σ̂ decode without the synthesis "
+                            f"(e.g. bmshj2018-hyperprior or mbt2018-mean), not {type(codec).__name__}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = x.shape[-2] * x.shape[-1]
-        y_hat, scales_hat, likelihoods = self._analysis(self.codec, pad(x))
-        bits = sum(-torch.log2(lk).flatten(1).sum(dim=1) for lk in likelihoods)
-        return self.classifier(y_hat, scales_hat), bits / pixels
+        analysis = self.codec.analyze(pad(x, self.codec.pad_multiple))
+        latents = analysis["latents"][self.codec.task_layer()]
+        bits = sum(-torch.log2(lk).flatten(1).sum(dim=1) for layer in self.codec.layers_for("task")
+                   for lk in analysis["likelihoods"][layer].values())
+        return self.classifier(latents.y_hat, latents.scales_hat), bits / pixels
 
 
-@dataclass
-class JointState:
-    epoch: int = 0
-    step: int = 0
-    elapsed_s: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_loss: float = math.inf
-    best_state: dict[str, torch.Tensor] | None = None
+class JointObjective(EpochObjective):
+    """``CE + rate_weight · bpp`` of a :class:`JointModel` on shuffled epochs of uint8 images, each batch
+    shifted by up to ``crop_padding`` pixels and flipped; validated with rounded latents (eval mode)."""
 
+    def __init__(self, model: JointModel, params: dict[str, Any], images: torch.Tensor, labels: torch.Tensor,
+                 val_images: torch.Tensor, val_labels: torch.Tensor, generator: torch.Generator,
+                 device: torch.device):
+        super().__init__(len(images), params["batch_size"], generator)
+        self.model, self.params, self.images, self.labels = model, params, images, labels
+        self.val_images, self.val_labels, self.device = val_images, val_labels, device
 
-@torch.no_grad()
-def _validate(model: JointModel, images: torch.Tensor, labels: torch.Tensor, rate_weight: float, batch_size: int,
-              device: torch.device) -> dict[str, float]:
-    """Eval-mode (rounded latents) cross-entropy, estimated bpp, objective and accuracy."""
-    model.eval()
-    logits, bpp = [], []
-    for start in range(0, len(images), batch_size):
-        out, rate = model(to_float(images[start : start + batch_size], device))
-        logits.append(out.cpu())
-        bpp.append(rate.cpu())
-    metrics = classification_metrics(torch.cat(logits), labels)
-    mean_bpp = torch.cat(bpp).mean().item()
-    model.train()
-    return {"loss": metrics["loss"] + rate_weight * mean_bpp, "ce": metrics["loss"], "bpp": mean_bpp,
-            "top1": metrics["top1"], "top5": metrics["top5"]}
+    def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        index = self.indices(step)
+        (x,) = random_shift_flip((to_float(self.images[index], self.device),), self.params["crop_padding"],
+                                 self.generator)
+        labels = self.labels[index].to(self.device)
+        logits, bpp = self.model(x)
+        ce = F.cross_entropy(logits, labels)
+        loss = ce + self.params["rate_weight"] * bpp.mean()
+        return loss, {"ce": ce.item(), "bpp": bpp.mean().item(),
+                      "top1": (logits.argmax(1) == labels).float().mean().item()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Cross-entropy, estimated bpp, objective, top-1 and top-5."""
+        logits, bpp = [], []
+        for start in range(0, len(self.val_images), self.params["batch_size"]):
+            out, rate = self.model(to_float(self.val_images[start : start + self.params["batch_size"]], self.device))
+            logits.append(out.cpu())
+            bpp.append(rate.cpu())
+        metrics = classification_metrics(torch.cat(logits), self.val_labels)
+        mean_bpp = torch.cat(bpp).mean().item()
+        return {"loss": metrics["loss"] + self.params["rate_weight"] * mean_bpp, "ce": metrics["loss"],
+                "bpp": mean_bpp, "top1": metrics["top1"], "top5": metrics["top5"]}
 
 
 def train_joint(codec: CompressionModel, classifier: nn.Module, params: dict[str, Any], train_images: torch.Tensor,
                 train_labels: torch.Tensor, val_images: torch.Tensor, val_labels: torch.Tensor, device: torch.device,
-                resume_path: Path, log_path: Path, data_id: str = "") -> JointState:
+                resume_path: Path, log_path: Path, data_id: str = "") -> Trained:
     """Fine-tune ``codec``'s analysis side and ``classifier`` in place on ``CE + rate_weight · bpp``.
 
     Params: ``epochs``, ``batch_size``, ``lr`` (Adam, cosine decay), ``aux_lr``, ``rate_weight``,
     ``crop_padding``, ``clip_max_norm``, ``time_budget_s``, ``checkpoint_every`` (epochs), ``seed``.
     Resumable from ``resume_path`` like :func:`~taskcodec.tasks.training.train_classifier`; the
-    weights of the epoch with the lowest validation objective are kept, and ``update(force=True)``
-    refreshes the entropy coder afterwards.
+    weights of the epoch with the lowest validation objective are kept (ties to the later), and
+    ``update(force=True)`` refreshes the entropy coder afterwards.
     """
-    model = JointModel(codec, classifier).to(device).train()
+    model = JointModel(codec, classifier).to(device)
     net_parameters = [p for name, p in model.named_parameters() if p.requires_grad and not name.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(net_parameters, lr=params["lr"])
-    aux_optimizer = torch.optim.Adam([p for name, p in model.named_parameters() if name.endswith(".quantiles")],
-                                     lr=params["aux_lr"])
+    optimizers = Optimizers(
+        torch.optim.Adam(net_parameters, lr=params["lr"]), net_parameters, params["clip_max_norm"],
+        torch.optim.Adam([p for name, p in model.named_parameters() if name.endswith(".quantiles")], lr=params["aux_lr"]),
+        codec.aux_loss)
     generator = torch.Generator().manual_seed(params["seed"])
     torch.manual_seed(params["seed"])
-    fingerprint = params_fingerprint({"data": data_id, **params})
-    stateful = {"model": model, "optimizer": optimizer, "aux_optimizer": aux_optimizer}
-    state = load_resume(resume_path, fingerprint, stateful, generator) or JointState()
-    if state.epoch:
-        tqdm.write(f"resuming {resume_path} at epoch {state.epoch}")
-
-    def train_batch(index: torch.Tensor) -> dict[str, float]:
-        (x,) = random_crop_flip((to_float(train_images[index], device),), params["crop_padding"], generator)
-        labels = train_labels[index].to(device)
-        logits, bpp = model(x)
-        ce = F.cross_entropy(logits, labels)
-        loss = ce + params["rate_weight"] * bpp.mean()
-        optimizer.zero_grad()
-        loss.backward()
-        if params["clip_max_norm"] > 0:
-            torch.nn.utils.clip_grad_norm_(net_parameters, params["clip_max_norm"])
-        optimizer.step()
-        aux_loss = codec.aux_loss()
-        aux_optimizer.zero_grad()
-        aux_loss.backward()
-        aux_optimizer.step()
-        return {"loss": loss.item(), "ce": ce.item(), "bpp": bpp.mean().item(),
-                "top1": (logits.argmax(1) == labels).float().mean().item()}
-
-    def end_epoch(means: dict[str, float], lr: float) -> None:
-        val = _validate(model, val_images, val_labels, params["rate_weight"], params["batch_size"], device)
-        state.history.append({
-            "epoch": state.epoch, "step": state.step, **{f"train_{key}": value for key, value in means.items()},
-            **{f"val_{key}": value for key, value in val.items()}, "lr": lr, "elapsed_s": state.elapsed_s,
-        })
-        if val["loss"] <= state.best_val_loss:
-            state.best_epoch, state.best_val_loss = state.epoch, val["loss"]
-            state.best_state = copy.deepcopy({key: value.detach().cpu() for key, value in model.state_dict().items()})
-
-    run_epochs(state, params, len(train_images), generator, device, optimizer, train_batch, end_epoch,
-               lambda: save_resume(resume_path, fingerprint, stateful, generator, state), "joint")
-    if state.best_state is not None:
-        model.load_state_dict(state.best_state)
-    model.eval()
+    objective = JointObjective(model, params, train_images, train_labels, val_images, val_labels, generator, device)
+    trained = train(model, objective, optimizers, epoch_plan(params, objective, ("val_loss", "min")),
+                    EpochLog(LOG_FIELDS, objective), generator, device, resume_path,
+                    params_fingerprint({"data": data_id, **params}), log_path, "joint")
     codec.update(force=True)
-    write_log(log_path, state.history, LOG_FIELDS)
-    return state
+    return trained
 
 
 @torch.no_grad()
@@ -202,13 +141,17 @@ def evaluate_bitstreams(codec: CompressionModel, classifier: nn.Module, images: 
     """
     codec.eval()
     pixels = images.shape[-2] * images.shape[-1]
+    layers = codec.layers_for("task")
     bits, y_hat, scales_hat = [], [], []
     for start in range(0, len(images), batch_size):
-        payloads = [bitstream.to_bytes() for bitstream in encode_images(codec, to_float(images[start : start + batch_size], device))]
-        bits += [8 * len(payload) for payload in payloads]
+        encoded = encode_images(codec, to_float(images[start : start + batch_size], device))
+        payloads = [{layer: layered[layer].to_bytes() for layer in layers} for layered in encoded]
+        bits += [8 * sum(len(data) for data in payload.values()) for payload in payloads]
         # ŷ and σ̂ come from the serialized bytes, exactly as a receiver decodes them
-        decoded = decode_images(codec, [ImageBitstream.from_bytes(payload) for payload in payloads], pixels=False)
-        y_hat.append(decoded.y_hat.cpu())
-        scales_hat.append(decoded.scales_hat.cpu())
+        decoded = decode_images(codec, [{layer: ImageBitstream.from_bytes(data) for layer, data in payload.items()}
+                                        for payload in payloads], pixels=False)
+        latents = decoded.latents[codec.task_layer()]
+        y_hat.append(latents.y_hat.cpu())
+        scales_hat.append(latents.scales_hat.cpu())
     logits = predict_logits(classifier, (torch.cat(y_hat), torch.cat(scales_hat)), batch_size, device)
     return {"bpp": sum(bits) / (len(bits) * pixels), **classification_metrics(logits, labels)}

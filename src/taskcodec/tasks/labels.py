@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from taskcodec.data.manifest import read_manifest
+from taskcodec.data.manifest import read_manifest, task_classes
 from taskcodec.errors import UserError
 
 UNLABELED = -1
@@ -21,7 +21,9 @@ def require_labels(labels: torch.Tensor | list[int], where: str | os.PathLike) -
 
 
 def class_names(manifest_path: str | os.PathLike) -> list[str]:
-    """The dataset's class names, indexed by label, from the manifest's ``label`` and ``class_name`` columns."""
+    """The dataset's class names, indexed by label, from the manifest's ``label`` and ``class_name`` columns;
+    a dataset without labels or with one class is a :class:`UserError` (:func:`task_classes`)."""
+    task_classes(manifest_path)
     frame = read_manifest(manifest_path)
     require_labels(torch.as_tensor(frame["label"].to_numpy()), manifest_path)
     names = dict(zip(frame["label"], frame["class_name"]))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from taskcodec.errors import UserError
+from taskcodec.registration import registrar
 
 LATENT_CLASSIFIERS: dict[str, Callable[[dict[str, Any], int, int], nn.Module]] = {}
 
@@ -30,16 +31,8 @@ LATENT_CLASSIFIERS: dict[str, Callable[[dict[str, Any], int, int], nn.Module]] =
 SCALE_BOUND = 0.11
 
 
-def register_latent_classifier(name: str):
-    """Class decorator adding a latent classifier to :data:`LATENT_CLASSIFIERS`."""
-
-    def decorator(cls):
-        if name in LATENT_CLASSIFIERS:
-            raise ValueError(f"latent classifier '{name}' is registered twice")
-        LATENT_CLASSIFIERS[name] = cls
-        return cls
-
-    return decorator
+#: class decorator adding a latent classifier to :data:`LATENT_CLASSIFIERS`
+register_latent_classifier = registrar(LATENT_CLASSIFIERS, "latent classifier")
 
 
 def build_latent_classifier(model_params: dict[str, Any], latent_channels: int, num_classes: int) -> nn.Module:

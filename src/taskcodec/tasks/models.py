@@ -24,8 +24,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from taskcodec import io
+from taskcodec import artifacts
 from taskcodec.errors import UserError
+from taskcodec.registration import registrar
 
 #: ImageNet channel statistics, the usual input normalisation of torchvision models
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,16 +35,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TASK_MODELS: dict[str, Callable[[dict[str, Any], int], nn.Module]] = {}
 
 
-def register_task_model(name: str):
-    """Class decorator adding a task model to :data:`TASK_MODELS`."""
-
-    def decorator(cls):
-        if name in TASK_MODELS:
-            raise ValueError(f"task model '{name}' is registered twice")
-        TASK_MODELS[name] = cls
-        return cls
-
-    return decorator
+#: class decorator adding a task model to :data:`TASK_MODELS`
+register_task_model = registrar(TASK_MODELS, "task model")
 
 
 class BasicBlock(nn.Module):
@@ -149,7 +142,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     Every tensor must fit the model exactly; a mismatch (other architecture, widths or class count)
     is a :class:`UserError` naming the first offending key.
     """
-    payload = io.load_checkpoint(path, map_location="cpu")
+    payload = artifacts.load_checkpoint(path, map_location="cpu")
     state = payload.get("state_dict", payload)
     expected = model.state_dict()
     for key, value in expected.items():

@@ -15,8 +15,7 @@ import torch
 from compressai.models import CompressionModel
 from torch import nn
 
-from taskcodec.codecs.bitstream import ImageBitstream
-from taskcodec.codecs.coding import decode_images
+from taskcodec.codecs.coding import LayeredBitstream, decode_images
 
 
 def _timed(device: torch.device, fn: Callable[[], object]) -> tuple[float, object]:
@@ -44,25 +43,27 @@ def latent_classifier_throughput(classifier: nn.Module, y_hat: torch.Tensor, sca
 
 @torch.no_grad()
 def compare_speed(codec: CompressionModel, classifier: nn.Module, task_model: nn.Module,
-                  bitstreams: list[ImageBitstream], batch_size: int, device: torch.device) -> dict[str, float]:
+                  bitstreams: list[LayeredBitstream], batch_size: int, device: torch.device) -> dict[str, float]:
     """Seconds per part and images/s of both receivers for same-sized ``bitstreams`` of ``codec``.
 
-    Latent path: entropy decoding to ŷ, σ̂ + ``classifier``. Pixel path: entropy decoding +
-    synthesis ``g_s`` (batched, cropped to the image size) + ``task_model``.
+    Latent path: entropy decoding to ŷ, σ̂ + ``classifier`` on the codec's task layer. Pixel path:
+    entropy decoding + the codec's synthesis (batched, cropped to the image size) + ``task_model``.
     """
     for model in (codec, classifier, task_model):
         model.eval()
-    height, width = bitstreams[0].height, bitstreams[0].width
-    warm = decode_images(codec, bitstreams[:1], pixels=False)
-    classifier(warm.y_hat, warm.scales_hat)
-    task_model(codec.g_s(warm.y_hat).clamp(0, 1)[..., :height, :width])
+    first = next(iter(bitstreams[0].values()))
+    height, width, layer = first.height, first.width, codec.task_layer()
+    warm = decode_images(codec, bitstreams[:1], pixels=False).latents
+    classifier(warm[layer].y_hat, warm[layer].scales_hat)
+    task_model(codec.synthesize(warm)[..., :height, :width])
     seconds = {"entropy_decode": 0.0, "latent_classifier": 0.0, "synthesis": 0.0, "task_model": 0.0}
     for start in range(0, len(bitstreams), batch_size):
         batch = bitstreams[start : start + batch_size]
-        spent, decoded = _timed(device, lambda: decode_images(codec, batch, pixels=False))
+        spent, decoded = _timed(device, lambda: decode_images(codec, batch, pixels=False).latents)
         seconds["entropy_decode"] += spent
-        seconds["latent_classifier"] += _timed(device, lambda: classifier(decoded.y_hat, decoded.scales_hat))[0]
-        spent, x_hat = _timed(device, lambda: codec.g_s(decoded.y_hat).clamp(0, 1)[..., :height, :width])
+        seconds["latent_classifier"] += _timed(device, lambda: classifier(decoded[layer].y_hat,
+                                                                          decoded[layer].scales_hat))[0]
+        spent, x_hat = _timed(device, lambda: codec.synthesize(decoded)[..., :height, :width])
         seconds["synthesis"] += spent
         seconds["task_model"] += _timed(device, lambda: task_model(x_hat))[0]
     count = len(bitstreams)

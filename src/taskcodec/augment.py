@@ -1,0 +1,64 @@
+"""Random translations and horizontal flips, the one augmentation of every training.
+
+:func:`crop_flip` is the transform: a window of each tensor (image, saliency
+map, latent), mirrored where asked. Translating by up to ±p pixels is a window
+of the original size in the tensor replicate-padded by p (:func:`translatable`).
+The two samplers draw their random numbers in the order each training has
+always used, so the same seed gives the same batches:
+
+- :func:`random_windows` (codec pretraining: patches of whole images; codec
+  fine-tuning: translated whole images): image indices, window tops, lefts,
+  then flips;
+- :func:`random_shift_flip` (classifiers on a given batch, the same shift and
+  flip for every input tensor of a sample): flips, tops, then lefts.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def translatable(images: torch.Tensor, padding: int) -> torch.Tensor:
+    """``images`` (N×C×H×W, with any stacked maps) replicate-padded by ``padding`` pixels on every side.
+
+    Windows of the original size then translate each image, and its maps with it, by up to
+    ±``padding`` pixels; ``padding`` 0 returns ``images`` as they are.
+    """
+    return F.pad(images, (padding,) * 4, mode="replicate") if padding else images
+
+
+def crop_flip(images: torch.Tensor, index: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,
+              flips: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Sample i: the ``height``×``width`` window at (``tops[i]``, ``lefts[i]``) of ``images[index[i]]``,
+    mirrored left–right where ``flips[i]``; all channels alike."""
+    device = images.device
+    rows = (tops[:, None] + torch.arange(height))[:, :, None].to(device)
+    cols = (lefts[:, None] + torch.arange(width))[:, None, :].to(device)
+    crops = images[index.to(device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    return torch.where(flips.view(-1, 1, 1, 1).to(device), crops.flip(-1), crops).contiguous()
+
+
+def random_windows(images: torch.Tensor, batch_size: int, size: int,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image indices, crops): ``batch_size`` random ``size``×``size`` windows of random images of
+    ``images`` (N×C×H×W, drawn with replacement), each flipped with probability ½."""
+    count, _, height, width = images.shape
+    index = torch.randint(count, (batch_size,), generator=generator)
+    tops = torch.randint(height - size + 1, (batch_size,), generator=generator)
+    lefts = torch.randint(width - size + 1, (batch_size,), generator=generator)
+    flips = torch.rand(batch_size, generator=generator) < 0.5
+    return index, crop_flip(images, index, tops, lefts, flips, size, size)
+
+
+def random_shift_flip(tensors: tuple[torch.Tensor, ...], padding: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The same random translation by up to ±``padding`` pixels (replicate padding) and horizontal flip
+    (probability ½) of sample i in every one of ``tensors`` (each N×C×H×W, the same N, H, W)."""
+    count, _, height, width = tensors[0].shape
+    flips = torch.rand(count, generator=generator) < 0.5
+    tops = torch.randint(2 * padding + 1, (count,), generator=generator)
+    lefts = torch.randint(2 * padding + 1, (count,), generator=generator)
+    index = torch.arange(count)
+    return tuple(crop_flip(translatable(tensor, padding), index, tops, lefts, flips, height, width)
+                 for tensor in tensors)

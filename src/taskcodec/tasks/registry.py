@@ -1,0 +1,150 @@
+"""The plug-in contract of a machine task, and the registry of tasks by the names params.yaml uses.
+
+A task tells the pipeline what a sample holds, how its frozen model is built,
+trained and applied, its loss and its metrics; the stages and reports use
+nothing else, so a new task is one module with one class decorated by
+:func:`register_task` and named in ``task.name`` (README "Extending taskcodec").
+
+- ``sample_fields``: the manifest columns a sample holds beside the image
+  (classification: ``label``); :meth:`Task.target` turns one sample into the
+  model's target.
+- ``metric_names``: per-sample scores in [0, 1], higher is better (the
+  rate–accuracy tables, plots and the DVC summary have one column each);
+  ``primary_metric`` is the one behind BD-rate at equal accuracy and the bits
+  each curve needs to come within a margin of the uncompressed model.
+- :meth:`Task.build_model`: the model, float images in [0, 1] → outputs; it
+  is trained on the uncompressed training split and frozen afterwards.
+  ``model_schema`` (JSON schema) is what ``task.model`` may hold; it is checked
+  with the messages of the params validation (:func:`check_model_params`).
+- :meth:`Task.loss`: the differentiable training loss, a batch mean; the
+  same loss is the task term ``L_task`` of joint fine-tuning (seed 000).
+- :meth:`Task.scores` / :meth:`Task.predictions`: per-sample metric values and
+  the prediction written to per_image.csv.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskcodec.errors import UserError
+from taskcodec.registration import registrar
+from taskcodec.plugins import load_plugins
+
+TASKS: dict[str, type["Task"]] = {}
+
+
+#: class decorator adding a task to :data:`TASKS` under ``name`` (and setting its ``name``)
+register_task = registrar(TASKS, "task", lambda name, cls: setattr(cls, "name", name))
+
+
+def check_model_params(name: str, model_params: Any, source: str = "params.yaml") -> None:
+    """Check ``task.model`` against the ``model_schema`` of task ``name`` (unknown key, type, range...)."""
+    from taskcodec.params import check_value
+
+    build_task(name, [])  # an unknown task name is reported first
+    check_value(TASKS[name].model_schema, model_params, "task.model", source)
+
+
+def build_task(name: str, class_names: list[str]) -> "Task":
+    """The task ``name`` for a dataset with ``class_names`` (an unknown name is a :class:`UserError`)."""
+    load_plugins()
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(TASKS))}"
+        raise UserError(f"unknown task '{name}' ({hint})")
+    return TASKS[name](class_names)
+
+
+class Task:
+    """A machine task; see the module docstring. ``class_names`` are the dataset's labels by index."""
+
+    name: ClassVar[str] = ""
+    sample_fields: ClassVar[tuple[str, ...]] = ()
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    primary_metric: ClassVar[str] = ""
+    model_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+
+    def __init__(self, class_names: list[str]):
+        self.class_names = list(class_names)
+
+    def target(self, row: dict[str, Any], image: np.ndarray) -> int | float:
+        """The model's target for one sample: its manifest ``row`` and its original 8-bit image H×W×3."""
+        raise NotImplementedError
+
+    def build_model(self, model_params: dict[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample values (shape N) of every name in ``metric_names``; NaN where undefined."""
+        raise NotImplementedError
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self, outputs: torch.Tensor, k: int = 3) -> str:
+        """A caption of the model's answer for one sample (its ``outputs``), for figures."""
+        raise NotImplementedError
+
+    def validation_score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """The mean primary metric (model selection on validation keeps the best)."""
+        return self.scores(outputs, targets)[self.primary_metric].float().mean().item()
+
+
+@register_task("classification")
+class ClassificationTask(Task):
+    """Image classification: cross-entropy loss; top-1 and (with at least five classes) top-5 accuracy."""
+
+    sample_fields = ("label",)
+    metric_names = ("top1", "top5")
+    primary_metric = "top1"
+    #: resnet-small (:mod:`taskcodec.tasks.models`) or a torchvision classifier name, optional local weights
+    model_schema = {
+        "type": "object", "additionalProperties": False, "required": ["arch", "weights"],
+        "properties": {
+            "arch": {"type": "string", "minLength": 1},
+            "widths": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+            "blocks": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+            "stem_stride": {"enum": [1, 2]},
+            "weights": {"type": ["string", "null"], "minLength": 1},
+        },
+        "if": {"properties": {"arch": {"const": "resnet-small"}}},
+        "then": {"required": ["widths", "blocks", "stem_stride"]},
+    }
+
+    def target(self, row, image):
+        return int(row["label"])
+
+    def build_model(self, model_params):
+        from taskcodec.tasks.models import build_task_model
+
+        return build_task_model(model_params, len(self.class_names))
+
+    def loss(self, outputs, targets):
+        return F.cross_entropy(outputs, targets)
+
+    def scores(self, outputs, targets):
+        targets = targets.to(outputs.device).view(-1, 1)
+        ranked = outputs.topk(min(5, outputs.shape[1]), dim=1).indices
+        top5 = (ranked == targets).any(dim=1).double() if outputs.shape[1] >= 5 \
+            else torch.full((len(outputs),), math.nan, dtype=torch.float64)
+        return {"top1": (ranked[:, :1] == targets).any(dim=1).double(), "top5": top5}
+
+    def predictions(self, outputs):
+        return outputs.argmax(dim=1)
+
+    def describe(self, outputs, k=3):
+        """The ``k`` most probable classes with their softmax confidences, one per line."""
+        probabilities = torch.softmax(outputs.double(), dim=0)
+        top = probabilities.topk(min(k, len(probabilities)))
+        return "\n".join(f"{self.class_names[i]} {100 * p:.0f}%" for p, i in zip(top.values.tolist(),
+                                                                               top.indices.tolist()))
