@@ -54,6 +54,7 @@ rule versioned:
 
 
 onstart:
+    run_lock.hold(RESULTS)
     start_pipeline_run(config, sys.argv[1:])
 
 
@@ -63,6 +64,7 @@ onerror:
 
 onsuccess:
     end_pipeline_run("FINISHED")
+    record_in_dvc()
     for codec, dataset, reason in skipped_classical_codecs():
         print(f"taskcodec: skipped {codec} on {dataset}: {reason}")
     print(f"\ntaskcodec: results are in {Path(RESULTS).resolve()}/report/<dataset>/ (README.md, tables, plots)")

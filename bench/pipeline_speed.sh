@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Time the default pipeline from scratch, then a no-op rerun (targets: <= 10 min and <= 5 s on 2 cores).
 # Results go to bench/results/pipeline_speed/ (git-ignored); per-job times come from Snakemake's benchmark: files.
+# Writes bench/results-summary/pipeline-speed.json (times) and demo.json (the demo's test-split
+# rate-distortion report), then the README numbers generated from them (bench/summary.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,15 +20,26 @@ grep -q "Nothing to be done" "$out/noop_run.log" || { echo "the rerun was not a 
 
 echo "full run: $((full_ms / 1000)).$((full_ms % 1000 / 100)) s"
 echo "no-op rerun: $((noop_ms / 1000)).$((noop_ms % 1000 / 100)) s"
-.venv/bin/python - "$out" <<'PY'
-import sys
+.venv/bin/python - "$out" "$full_ms" "$noop_ms" <<'PY'
+import json, sys
 from pathlib import Path
 import pandas as pd
+out, full_ms, noop_ms = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rows = []
-for tsv in Path(sys.argv[1], "benchmarks").rglob("*.tsv"):
-    rule = tsv.relative_to(Path(sys.argv[1], "benchmarks")).parts[0].removesuffix(".tsv")
-    rows.append({"rule": rule, "seconds": pd.read_csv(tsv, sep="\t")["s"].iloc[0]})
-table = pd.DataFrame(rows).groupby("rule")["seconds"].agg(["count", "sum", "max"]).round(1)
-print("per-rule job wall time (s), from Snakemake benchmark files:")
+for tsv in (out / "benchmarks").rglob("*.tsv"):
+    rule = tsv.relative_to(out / "benchmarks").parts[0].removesuffix(".tsv")
+    row = pd.read_csv(tsv, sep="\t").iloc[0]
+    rows.append({"rule": rule, "seconds": row["s"], "cpu_s": row["cpu_time"]})
+jobs = pd.DataFrame(rows)
+table = jobs.groupby("rule", sort=False).agg(count=("seconds", "count"), sum=("seconds", "sum"),
+                                              max=("seconds", "max"), cpu=("cpu_s", "sum")).round(1)
+print("per-rule job wall and CPU time (s), from Snakemake benchmark files:")
 print(table.to_string())
+summary = {"full_run_s": round(full_ms / 1000, 1), "noop_run_s": round(noop_ms / 1000, 1), "jobs": len(rows),
+           "cpu_s": round(float(jobs["cpu_s"].sum()), 1),
+           "rules": [{"rule": rule, "jobs": int(r["count"]), "sum_s": r["sum"], "max_s": r["max"], "cpu_s": r["cpu"]}
+                     for rule, r in table.iterrows()]}
+Path("bench/results-summary/pipeline-speed.json").write_text(json.dumps(summary, indent=1) + "\n")
 PY
+.venv/bin/python bench/collect.py --results "$out" --dataset test --out bench/results-summary/demo.json
+.venv/bin/python bench/summary.py

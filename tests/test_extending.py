@@ -124,7 +124,8 @@ TASK = {"name": "dominant-colour", "model": {"width": 8},
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0,
                   "crop_padding": 0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0}}
 TRAIN = {"distortion": "mse", "steps": 6, "batch_size": 4, "patch_size": 32, "lr": 1e-3, "aux_lr": 1e-3,
-         "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 3,
+         "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
+         "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 3,
          "checkpoint_every": 3, "init": None, "seed": 0, "saliency_floor": None}
 
 

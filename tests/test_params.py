@@ -173,7 +173,7 @@ def test_an_entry_names_at_least_one_hyperparameter(params):
 
 
 def test_the_same_codec_twice_is_an_error(params):
-    params["codec"]["sweep"]["models"].append({"arch": "bmshj2018-hyperprior", "M": 48, "N": 32})
+    params["codec"]["sweep"]["models"].append({"arch": "bmshj2018-hyperprior", "M": 96, "N": 32})
     with pytest.raises(UserError, match=escaped("codec.sweep.models.1 repeats codec.sweep.models.0")):
         validate_params(params, SCHEMA)
 
@@ -214,7 +214,7 @@ def test_finetuned_lambdas_must_be_pretrained_ones(params):
     with pytest.raises(UserError) as err:
         validate_params(params, SCHEMA)
     assert str(err.value) == ("params.yaml: finetune.sweep.lmbdas has 0.004, which is not in codec.sweep.lmbdas "
-                              "(0.0035, 0.025, 0.18); fine-tuning starts from a pretrained codec of the sweep, so use "
+                              "(0.0009, 0.0035, 0.18); fine-tuning starts from a pretrained codec of the sweep, so use "
                               "one of those or add 0.004 there")
 
 

@@ -54,6 +54,49 @@ def test_schedules():
     assert [drops(p) for p in (0.0, 0.49, 0.5, 0.8)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
     assert trainer.cosine(2.0)(0.0) == 2.0 and trainer.cosine(2.0)(0.5) == pytest.approx(1.0)
     assert trainer.cosine(2.0)(1.5) == pytest.approx(0.0)
+    ramped = trainer.warmup(0.2, trainer.cosine(2.0))
+    assert [ramped(p) for p in (0.0, 0.1, 0.2, 0.6, 1.0)] == pytest.approx([0.0, 1.0, 2.0, 1.0, 0.0])
+    assert trainer.warmup(0.0, drops) is drops
+
+
+def test_weight_average_is_the_exponential_moving_average_and_swaps_back():
+    model = torch.nn.Linear(2, 1)
+    average = trainer.WeightAverage(model, 0.75)
+    expected = None
+    for _ in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        average.update()
+        current = [p.detach().clone() for p in model.parameters()]
+        expected = current if expected is None else [0.75 * e + 0.25 * c for e, c in zip(expected, current)]
+    with average.swapped():
+        for p, e in zip(model.parameters(), expected):
+            assert torch.allclose(p, e)
+    for p, c in zip(model.parameters(), current):
+        assert torch.equal(p, c)
+
+
+def test_validation_and_the_kept_weights_use_the_average(tmp_path):
+    def run(ema):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        generator = torch.Generator().manual_seed(0)
+        objective = Toy(model, generator, [0.0] * 4)
+        raw = []
+        original = objective.batch
+        objective.batch = lambda step: (raw.append([p.detach().clone() for p in model.parameters()]), original(step))[1]
+        plan = trainer.Plan(6, trainer.cosine(0.1), 3, 100, None, None, ema)
+        trainer.train(model, objective, trainer.Optimizers(torch.optim.SGD(model.parameters(), lr=0.1)), plan,
+                      trainer.StepLog(["step", "split", "loss", "x0", "score", "aux_loss", "lr", "elapsed_s"]),
+                      generator, torch.device("cpu"), tmp_path / f"{ema}.pt", "f", tmp_path / f"{ema}.csv", "toy")
+        return model, objective
+
+    plain, _ = run(None)
+    averaged, objective = run(0.5)
+    # the raw trajectory is the same; what validation saw and what is kept is its average
+    assert not torch.equal(plain.weight, averaged.weight)
+    assert torch.equal(objective.validated[-1]["weight"], averaged.weight)
 
 
 @pytest.mark.parametrize("mode, scores, best", [("max", [0.1, 0.5, 0.5, 0.2], 2), ("min", [3.0, 1.0, 2.0, 1.0], 3)])

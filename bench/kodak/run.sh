@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
-# Kodak benchmark (see bench/README.md). Needs ../shared beside the project. Extra args go to snakemake.
+# Kodak benchmark (see bench/README.md): train on ../shared/data/photos, evaluate the 24 Kodak images with
+# real bitstreams beside the classical codecs, then write bench/results-summary/<name>.json and the README
+# numbers generated from it. Needs ../shared beside the project.
+#   bash bench/kodak/run.sh                       # the CPU study, bench/kodak/params.yaml (~1 h on 2 cores)
+#   bash bench/kodak/run.sh bench/kodak/gpu.yaml  # the same recipe scaled for one GPU
+# Extra args after the params file go to snakemake.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+params=${1:-bench/kodak/params.yaml}
+shift $(( $# > 0 ? 1 : 0 ))
 bash scripts/setup.sh
-exec .venv/bin/snakemake --profile workflow/profiles/local --configfile bench/kodak/params.yaml "$@"
+.venv/bin/snakemake --profile workflow/profiles/local --configfile "$params" "$@"
+results=$(.venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$params")
+name=$(basename "$params" .yaml)
+[ "$name" = params ] && name=kodak || name=kodak-$name
+.venv/bin/python bench/collect.py --results "$results" --dataset kodak --references ../shared/reference/compressai-kodak \
+    --out "bench/results-summary/$name.json"
+.venv/bin/python bench/summary.py
+echo "table: bench/results-summary/$name.json; plots: $results/report/kodak/rd_psnr.png, rd_ms_ssim.png"

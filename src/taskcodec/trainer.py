@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from taskcodec import artifacts
@@ -166,6 +167,47 @@ def cosine(lr: float) -> Callable[[float], float]:
     return lambda progress: lr * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
+def warmup(fraction: float, schedule: Callable[[float], float]) -> Callable[[float], float]:
+    """Schedule: a linear ramp from 0 to ``schedule``'s value over the first ``fraction`` of training, then
+    ``schedule`` over the rest, from its own progress 0 (``fraction`` 0 returns ``schedule``)."""
+    if fraction <= 0:
+        return schedule
+    return lambda progress: (schedule(0.0) * progress / fraction if progress < fraction
+                             else schedule((progress - fraction) / (1.0 - fraction)))
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters (``torch.optim.swa_utils``), updated after
+    every step; :meth:`swapped` puts the averaged parameters into the model for a while."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model = model
+        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+    def update(self) -> None:
+        self.average.update_parameters(self.model)
+
+    def swap(self) -> None:
+        """Exchange the model's and the average's parameters (twice restores both)."""
+        with torch.no_grad():
+            for current, averaged in zip(self.model.parameters(), self.average.module.parameters()):
+                current.data, averaged.data = averaged.data, current.data
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        self.swap()
+        try:
+            yield
+        finally:
+            self.swap()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.average.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.average.load_state_dict(state)
+
+
 @dataclass
 class Plan:
     """How long a training runs and when it validates and checkpoints, in steps."""
@@ -177,6 +219,8 @@ class Plan:
     time_budget_s: float | None = None
     #: (validation row key, "max" | "min") of the weights to keep; None keeps the last weights
     keep_best: tuple[str, str] | None = None
+    #: decay of an exponential moving average of the weights used for validation and kept (None: no average)
+    ema_decay: float | None = None
 
 
 class StepLog:
@@ -268,6 +312,9 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
     ``fingerprint`` identifies the science params and data a resume checkpoint belongs to."""
     model.train()
     stateful = {"model": model, "optimizers": optimizers, "objective": objective}
+    average = WeightAverage(model, plan.ema_decay) if plan.ema_decay is not None else None
+    if average is not None:
+        stateful["average"] = average
     progress = load_resume(resume_path, fingerprint, stateful, generator) or {
         "step": 0, "elapsed_s": 0.0, "history": [], "pending": {"sums": {}, "seen": 0}, "validated": -1, "best": None}
     if progress["step"]:
@@ -278,17 +325,18 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
 
     def validate() -> None:
         model.eval()
-        metrics = objective.validate()
+        with average.swapped() if average is not None else contextlib.nullcontext():
+            metrics = objective.validate()
+            row = log.validation(progress, metrics, optimizers.lr)
+            progress["validated"] = progress["step"]
+            if plan.keep_best is not None:
+                key, mode = plan.keep_best
+                best = progress["best"]
+                incumbent = best["value"] if best else (-math.inf if mode == "max" else math.inf)
+                if (row[key] >= incumbent) if mode == "max" else (row[key] <= incumbent):
+                    progress["best"] = {"value": row[key], "row": len(progress["history"]) - 1,
+                                        "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         model.train()
-        row = log.validation(progress, metrics, optimizers.lr)
-        progress["validated"] = progress["step"]
-        if plan.keep_best is not None:
-            key, mode = plan.keep_best
-            best = progress["best"]
-            incumbent = best["value"] if best else (-math.inf if mode == "max" else math.inf)
-            if (row[key] >= incumbent) if mode == "max" else (row[key] <= incumbent):
-                progress["best"] = {"value": row[key], "row": len(progress["history"]) - 1,
-                                    "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
     budget, clock = plan.time_budget_s, budget_clock(device)
     progress_bar = tqdm(total=plan.steps, initial=progress["step"], desc=desc, mininterval=5.0)
@@ -305,6 +353,8 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
             optimizers.set_lr(lr)
             loss, terms = objective.batch(progress["step"])
             aux_loss = optimizers.step(loss)
+            if average is not None:
+                average.update()
             progress["step"] += 1
             progress["elapsed_s"] += clock() - started
             terms = {"loss": loss.item(), **terms}
@@ -321,6 +371,8 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
     best = progress["best"]
     if best is not None:
         model.load_state_dict(best["weights"])
+    elif average is not None:
+        average.swap()
     model.eval()
     write_log(log_path, progress["history"], log.fields)
     return Trained(progress["step"], progress["elapsed_s"], progress["history"],

@@ -11,7 +11,8 @@ from taskcodec.errors import UserError
 
 PARAMS = {
     "distortion": "mse", "steps": 24, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
-    "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 12,
+    "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
+    "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 12,
     "checkpoint_every": 8, "init": None, "seed": 0, "saliency_floor": None,
 }
 HYPER = {"N": 8, "M": 12}
@@ -49,9 +50,14 @@ def test_training_lowers_the_loss_and_writes_a_log(tmp_path):
     assert (tmp_path / "run-log.csv").read_text().startswith("step,split,loss")
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+#: every lever of the fast recipe on: warm-up, cosine decay, weight average, straight-through rounding
+RECIPE = {**PARAMS, "lr_warmup": 0.1, "lr_decay": "cosine", "ema_decay": 0.9, "quantization": "ste"}
+
+
+@pytest.mark.parametrize("params", [PARAMS, RECIPE], ids=["noise", "recipe"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, params):
     images = smooth_images(16, 64)
-    reference, _ = run(tmp_path, PARAMS, images, "reference")
+    reference, _ = run(tmp_path, params, images, "reference")
 
     real_windows = training.random_windows
     calls = {"n": 0}
@@ -64,13 +70,13 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
 
     monkeypatch.setattr(training, "random_windows", dying_windows)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, PARAMS, images, "killed")
+        run(tmp_path, params, images, "killed")
     assert torch.load(tmp_path / "killed-resume.pt", weights_only=True)["progress"]["step"] == 8
     calls["n"] = 0
     monkeypatch.setattr(training, "random_windows", counting(real_windows, calls))
-    resumed, state = run(tmp_path, PARAMS, images, "killed")
-    assert calls["n"] == PARAMS["steps"] - 8  # only the steps after the checkpoint were trained again
-    assert state.step == PARAMS["steps"]
+    resumed, state = run(tmp_path, params, images, "killed")
+    assert calls["n"] == params["steps"] - 8  # only the steps after the checkpoint were trained again
+    assert state.step == params["steps"]
     for key, value in reference.state_dict().items():
         # same data order and noise as the uninterrupted run; Adam state restored from the checkpoint
         assert torch.equal(value, resumed.state_dict()[key]), key
@@ -84,6 +90,25 @@ def counting(fn, calls):
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+def test_straight_through_forward_decodes_rounded_latents_and_trains_the_encoder():
+    torch.manual_seed(0)
+    model = build_codec("bmshj2018-hyperprior", HYPER).train()
+    x = torch.rand(2, 3, 64, 64)
+    out = model(x, quantization="ste")
+    with torch.no_grad():
+        assert torch.allclose(out["x_hat"], model.g_s(torch.round(model.g_a(x))), atol=1e-6)
+    assert set(out["likelihoods"]["main"]) == {"y", "z"}
+    (out["x_hat"] - x).pow(2).mean().backward()
+    assert model.g_a[0].weight.grad.abs().sum() > 0  # the rounding passes the gradient through
+
+
+def test_straight_through_needs_a_differentiable_analysis(tmp_path):
+    model = build_codec("mbt2018", {"N": 8, "M": 12})
+    with pytest.raises(UserError, match="quantization ste"):
+        training.train_codec(model, 0.01, {**PARAMS, "quantization": "ste"}, smooth_images(4, 64),
+                             smooth_images(2, 64), torch.device("cpu"), tmp_path / "r.pt", tmp_path / "l.csv")
 
 
 def test_resume_checkpoint_of_other_params_is_ignored(tmp_path):

@@ -32,6 +32,17 @@ def test_bd_rate_table_pairs_learned_with_classical():
     assert table.loc[0, "bd_rate_psnr"] == pytest.approx(-50.0)
     assert table.loc[0, "bd_rate_ms_ssim"] == pytest.approx(-50.0)
     assert table.loc[0, "bd_psnr_db"] > 0
+    assert table.loc[0, "overlap_psnr_db"] == pytest.approx(6.0) and table.loc[0, "note"] == ""
+
+
+def test_bd_rate_over_a_narrow_overlap_is_flagged():
+    rows = [{"kind": "classical", "codec": "jpeg", "point": q, "bpp": r, "psnr": p, "ms_ssim": 0.9 + q / 1000}
+            for q, r, p in [(10, 1.0, 30.0), (50, 2.0, 33.0), (90, 4.0, 36.0)]]
+    rows += [{"kind": "pretrained", "codec": "net", "point": q, "bpp": r, "psnr": p, "ms_ssim": 0.9 + q / 100}
+             for q, r, p in [(1, 0.5, 35.2), (2, 1.0, 35.6), (3, 2.0, 36.5)]]
+    table = bd_rate_table(pd.DataFrame(rows), "pchip")
+    assert table.loc[0, "overlap_psnr_db"] == pytest.approx(0.8)
+    assert table.loc[0, "note"] == "PSNR overlap under 1 dB"
 
 
 def test_reference_curves_are_labelled_by_file(tmp_path):

@@ -19,7 +19,8 @@ from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, 
 
 TRAIN = {
     "distortion": "mse", "steps": 30, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
-    "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0, "time_budget_s": None, "val_every": 15,
+    "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
+    "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 15,
     "checkpoint_every": 10, "init": None, "seed": 0, "saliency_floor": None,
 }
 CACHE = {"shard_size": 5, "decode_check": -1}

@@ -35,3 +35,11 @@ def test_an_unknown_task_suggests_the_closest_name():
     assert "classification" in TASKS
     with pytest.raises(UserError, match="did you mean 'classification'"):
         build_task("clasification", ["a"])
+
+
+def test_a_label_outside_the_task_models_classes_is_a_clear_error():
+    """A task checkpoint of another dataset (fewer classes) in an evaluation stage: one sentence, not top-1 = 0."""
+    task = build_task("classification", ["circle", "square"])
+    assert task.target({"label": 1}, None) == 1
+    with pytest.raises(UserError, match="label 4 is outside the 2 classes the task model was trained for"):
+        task.target({"label": 4}, None)

@@ -31,7 +31,8 @@ TINY = {
     "codec": {
         "sweep": {"models": [{"arch": "bmshj2018-hyperprior", "N": 8, "M": 12}], "lmbdas": [0.003, 0.03]},
         "train": {"distortion": "mse", "steps": 12, "batch_size": 4, "patch_size": 64, "lr": 0.001,
-                  "aux_lr": 0.001, "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
+                  "aux_lr": 0.001, "lr_warmup": 0.1, "lr_decay": "cosine", "lr_drop_at": [0.8], "lr_gamma": 0.5,
+                  "clip_max_norm": 1.0, "ema_decay": 0.9, "quantization": "ste",
                   "saliency_floor": None, "time_budget_s": None, "val_every": 6, "checkpoint_every": 6, "init": None,
                   "seed": 0},
     },
@@ -93,13 +94,17 @@ class Project:
 
     def planned_jobs(self, *args: str) -> dict[str, int]:
         """Rule -> job count of a dry run ({} when nothing is to be done)."""
-        output = self.dry_run(*args)
-        if "Nothing to be done" in output:
-            return {}
-        table = output.split("Job stats:", 1)[1].split("total", 1)[0]
-        jobs = dict((rule, int(count)) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
-        jobs.pop("all", None)
-        return jobs
+        return job_stats(self.dry_run(*args))
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Rule -> job count of the "Job stats" table in Snakemake's output, without `all` ({} if there is none)."""
+    if "Job stats:" not in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    jobs = dict((rule, int(count)) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
+    jobs.pop("all", None)
+    return jobs
 
 
 @pytest.fixture(scope="package")
@@ -133,11 +138,12 @@ def checked(repo: Path, *command: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def make_git_dvc_project(repo: Path, params: dict) -> Path:
-    """The project's files (what git would commit) in a fresh, committed git + DVC repository at ``repo``, with
+    """The project's files (what git would commit, no run) in a fresh, committed git + DVC repository at ``repo``, with
     ``params`` and an extra dataset ``data/extra`` versioned with ``dvc add``; ``.venv`` links to the project's."""
     listed = checked(ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
     for name in listed:
-        if (ROOT / name).is_file() and not name.startswith(".dvc/"):
+        # not a run's records (dvc.lock, results/): a fresh clone has none
+        if (ROOT / name).is_file() and not name.startswith((".dvc/", "results/")) and name != "dvc.lock":
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
     (repo / ".venv").symlink_to(ROOT / ".venv")
@@ -167,3 +173,9 @@ def git_dvc_project():
 def extra_images():
     """:func:`write_extra_images`."""
     return write_extra_images
+
+
+@pytest.fixture(scope="session")
+def job_counts():
+    """:func:`job_stats`."""
+    return job_stats

@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
+from taskcodec import dvc_record, run_lock
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
 from taskcodec.params import codec_dirname, hyperparameters, number_id, validate_params
@@ -33,6 +34,12 @@ else:
     shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
 
 RESULTS = config["results_dir"]
+# One run per results folder (taskcodec.run_lock): while one runs, a second one stops here with one sentence.
+if workflow.is_main_process:
+    try:
+        run_lock.check_free(RESULTS)
+    except UserError as err:
+        raise WorkflowError(str(err)) from None
 SPLITS = ("train", "val", "test")
 EXTRA_DATASETS = config["evaluate"]["extra_datasets"]
 CLASSICAL_CODECS = list(config["evaluate"]["classical"])
@@ -220,3 +227,11 @@ def skipped_classical_codecs():
             if summary["status"] == "skipped":
                 skipped.append((codec, dataset, summary["reason"]))
     return skipped
+
+
+def record_in_dvc():
+    """After a run of the whole workflow (no targets, no --until/--omit-from/--allowed-rules/--batch), record it
+    in DVC as `dvc repro` would, when it is what `dvc repro` runs (taskcodec.dvc_record)."""
+    dag = workflow.dag_settings
+    narrowed = dag.until or dag.omit_from or dag.allowed_rules or dag.batch
+    dvc_record.record(config, whole_workflow=set(dag.targets) <= {"all"} and not narrowed)

@@ -44,7 +44,10 @@ class CompressAICodec(LayeredCodec):
     #: spatial downsampling of the latent whose shape ``decompress`` needs (z for hyperpriors)
     shape_divisor = 64
 
-    def forward(self, x: torch.Tensor) -> dict:
+    def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:
+        if quantization == "ste":  # noisy likelihoods, rounded decoder input (straight-through gradient)
+            analyzed = self.analyze(x)
+            return {"x_hat": self.g_s(analyzed["latents"]["main"].y_hat), "likelihoods": analyzed["likelihoods"]}
         out = super().forward(x)
         return {"x_hat": out["x_hat"], "likelihoods": {"main": out["likelihoods"]}}
 
@@ -69,6 +72,13 @@ class FactorizedFamily(CompressAICodec):
 
     def decode_latents(self, strings, shape):
         return Latents(self.entropy_bottleneck.decompress(strings[0], shape), None)
+
+    def analyze(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        _, y_likelihoods = self.entropy_bottleneck(y)
+        medians = self.entropy_bottleneck._get_medians()  # the coder rounds around them
+        return {"latents": {"main": Latents(quantize_ste(y - medians) + medians, None)},
+                "likelihoods": {"main": {"y": y_likelihoods}}}
 
 
 class ScaleHyperpriorFamily(CompressAICodec):

@@ -12,8 +12,11 @@ levels of a feature pyramid (seed 001). Single-layer codecs have one layer,
 
 What the stages call, and nothing else:
 
-- ``forward(x)`` → ``{"x_hat": B×3×H×W, "likelihoods": {layer: {name: tensor}}}``
-  (training; :func:`taskcodec.losses.bits_per_pixel` sums the layers);
+- ``forward(x, quantization="noise")`` → ``{"x_hat": B×3×H×W, "likelihoods":
+  {layer: {name: tensor}}}`` (training; :func:`taskcodec.losses.bits_per_pixel`
+  sums the layers); ``quantization="ste"`` feeds the synthesis rounded latents
+  with a straight-through gradient while the likelihoods keep additive noise
+  (needed only for ``codec.train.quantization: ste``);
 - ``encode(x)`` → ``{layer: [bytes, ...]}`` for one padded image 1×3×H×W;
 - ``decode(strings, padded_size, pixels)`` → :class:`Decoded` for a batch of
   same-sized images, from ``{layer: [[string of image i for entropy model k]

@@ -31,7 +31,7 @@ from taskcodec.losses import TaskAwareLoss
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.checkpoint import freeze
 from taskcodec.tasks.registry import Task
-from taskcodec.trainer import Trained
+from taskcodec.trainer import Trained, step_drops
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accuracy", "aux_loss", "lr", "elapsed_s"]
 
@@ -77,4 +77,5 @@ def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model
                                task_aware_terms(val_labels), generator, device)
     fingerprint = params_fingerprint({"lmbda": lmbda, "tau": tau, "data": data_id, **params})
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, LOG_FIELDS,
-                    f"finetune λ={lmbda:g} τ={tau:g}")
+                    f"finetune λ={lmbda:g} τ={tau:g}",
+                    step_drops(params["lr"], params["lr_drop_at"], params["lr_gamma"]))

@@ -3,12 +3,19 @@
 The recipe follows CompressAI's ``examples/train.py``: separate Adam optimizers
 for the network and for the entropy bottleneck's auxiliary quantiles
 (``compressai.optimizers.net_aux_optimizer``), gradient clipping, and a
-step-wise learning-rate drop; ``update()`` fills the entropy coder's CDF
-tables before the final save. :func:`optimize` runs that recipe in the one
-training loop (:func:`taskcodec.trainer.train`) for a :class:`CodecObjective`
-(it also drives :mod:`taskcodec.codecs.finetune`); :func:`train_codec` uses it
-for the rate–distortion loss on random patches, optionally saliency-weighted
-(seed 003).
+learning-rate schedule; ``update(force=True, update_quantiles=True)`` fits the
+bottleneck's quantiles to its learned densities (CompressAI ≥ 1.2.7, rather
+than trusting the auxiliary loss to have converged) and fills the entropy
+coder's CDF tables before the final save. :func:`optimize` runs that recipe in
+the one training loop (:func:`taskcodec.trainer.train`) for a
+:class:`CodecObjective` (it also drives :mod:`taskcodec.codecs.finetune`);
+:func:`train_codec` uses it for the rate–distortion loss on random patches,
+optionally saliency-weighted (seed 003), with the fast-convergence levers of
+``codec.train`` (bench/README.md, "Kodak"): linear warm-up then cosine or
+step decay of the learning rate, an exponential moving average of the weights
+(``ema_decay``), and straight-through rounding of the decoder's input
+(``quantization: ste``; Ballé et al.'s additive noise still gives the
+likelihoods, as in CompressAI's variable-rate models) instead of noise everywhere.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ from compressai.optimizers import net_aux_optimizer
 
 from taskcodec.augment import random_windows
 from taskcodec.codecs.coding import pad
+from taskcodec.codecs.contract import LayeredCodec
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
 from taskcodec.losses import RateDistortionLoss, saliency_weights
 from taskcodec.metrics import psnr_batch
 from taskcodec.resume import params_fingerprint
-from taskcodec.trainer import Objective, Optimizers, Plan, StepLog, Trained, step_drops, train
+from taskcodec.trainer import Objective, Optimizers, Plan, StepLog, Trained, cosine, step_drops, train, warmup
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "aux_loss", "lr", "elapsed_s"]
 
@@ -108,49 +116,62 @@ class CodecObjective(Objective):
 
     ``train_terms``/``val_terms`` get the model's output on the batch padded to its ``pad_multiple``, the
     images, the distortion weights (with ``params["saliency_floor"]``) and the batch's rows in its source
-    (image indices for training, a slice for validation).
+    (image indices for training, a slice for validation). Training batches go through the codec's forward
+    with ``quantization`` (``"noise"`` or ``"ste"``); validation uses the default.
     """
 
     def __init__(self, model: CompressionModel, params: dict[str, Any], source: torch.Tensor, window: int,
                  val_source: torch.Tensor, train_terms: Terms, val_terms: Terms, generator: torch.Generator,
-                 device: torch.device):
+                 device: torch.device, quantization: str = "noise"):
         self.model, self.source, self.window, self.val_source = model, source, window, val_source
+        self.quantization = quantization
         self.train_terms, self.val_terms, self.generator, self.device = train_terms, val_terms, generator, device
         self.batch_size, self.floor = params["batch_size"], params["saliency_floor"]
 
     def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         index, batch = random_windows(self.source, self.batch_size, self.window, self.generator)
         x, weights = split_maps(batch, self.device, self.floor)
-        terms = self.train_terms(self.model(pad(x, self.model.pad_multiple)), x, weights, index.to(self.device))
+        padded = pad(x, self.model.pad_multiple)  # the contract's forward takes quantization only for "ste"
+        output = self.model(padded) if self.quantization == "noise" else self.model(padded, quantization="ste")
+        terms = self.train_terms(output, x, weights, index.to(self.device))
         return terms["loss"], logged_terms(terms)
 
     def validate(self) -> dict[str, float]:
         return validate(self.model, self.val_terms, self.val_source, self.device, self.batch_size, self.floor)
 
 
+#: ``codec.train.lr_decay`` → the decay of the learning rate from ``lr`` (progress in [0, 1] → lr)
+DECAYS: dict[str, Callable[[dict[str, Any]], Callable[[float], float]]] = {
+    "cosine": lambda params: cosine(params["lr"]),
+    "steps": lambda params: step_drops(params["lr"], params["lr_drop_at"], params["lr_gamma"]),
+}
+
+
 def optimize(model: CompressionModel, objective: Objective, params: dict[str, Any], fingerprint: str,
              generator: torch.Generator, device: torch.device, resume_path: Path, log_path: Path,
-             log_fields: list[str], description: str) -> Trained:
+             log_fields: list[str], description: str, learning_rate: Callable[[float], float],
+             ema_decay: float | None = None) -> Trained:
     """Minimise ``objective`` for ``params["steps"]`` steps or ``time_budget_s`` seconds with the one loop.
 
     The network and the auxiliary (entropy-bottleneck quantile) parameters have
     separate Adam optimizers (``lr``, ``aux_lr``); gradients of all parameters
-    are clipped to ``clip_max_norm``; the learning rate drops by ``lr_gamma`` at
-    each of ``lr_drop_at``; validation every ``val_every`` steps, a resume
+    are clipped to ``clip_max_norm``; the learning rate follows
+    ``learning_rate`` (progress → lr); validation every ``val_every`` steps, a resume
     checkpoint every ``checkpoint_every`` steps, a row per step in the log; the
-    last weights are kept. The model ends in eval mode after ``update(force=True)``.
+    last weights (or their moving average with ``ema_decay``) are kept. The
+    model ends in eval mode after ``update(force=True, update_quantiles=True)``.
     """
     model.to(device)
     optimizers = net_aux_optimizer(
         model, {"net": {"type": "Adam", "lr": params["lr"]}, "aux": {"type": "Adam", "lr": params["aux_lr"]}}
     )
-    plan = Plan(params["steps"], step_drops(params["lr"], params["lr_drop_at"], params["lr_gamma"]),
-                params["val_every"], params["checkpoint_every"], params["time_budget_s"])
+    plan = Plan(params["steps"], learning_rate, params["val_every"], params["checkpoint_every"],
+                params["time_budget_s"], ema_decay=ema_decay)
     trained = train(model, objective,
                     Optimizers(optimizers["net"], list(model.parameters()), params["clip_max_norm"], optimizers["aux"],
                                model.aux_loss),
                     plan, StepLog(log_fields), generator, device, resume_path, fingerprint, log_path, description)
-    model.update(force=True)
+    model.update(force=True, update_quantiles=True)
     return trained
 
 
@@ -183,13 +204,17 @@ def train_codec(
             f"training images are {tuple(train_images.shape[-2:])}, smaller than patch_size {params['patch_size']}"
         )
     check_saliency(params, params["distortion"], train_saliency, "codec.train")
+    if params["quantization"] == "ste" and type(model).analyze is LayeredCodec.analyze:
+        raise UserError(f"codec.train.quantization ste needs a codec with a differentiable analysis; "
+                        f"{type(model).__name__} has none; set it to noise")
     floor = params["saliency_floor"]
     terms = rate_distortion_terms(RateDistortionLoss(lmbda, params["distortion"]), model.pad_multiple)
     generator = torch.Generator().manual_seed(params["seed"])
     torch.manual_seed(params["seed"])
     objective = CodecObjective(model, params, with_maps(train_images, train_saliency if floor is not None else None),
                                params["patch_size"], with_maps(val_images, val_saliency if floor is not None else None),
-                               terms, terms, generator, device)
+                               terms, terms, generator, device, params["quantization"])
     fingerprint = params_fingerprint({"lmbda": lmbda, "data": data_id, **params})
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, LOG_FIELDS,
-                    f"train λ={lmbda:g}")
+                    f"train λ={lmbda:g}", warmup(params["lr_warmup"], DECAYS[params["lr_decay"]](params)),
+                    params["ema_decay"])

@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 
 from taskcodec import artifacts  # noqa: E402
 from taskcodec.metrics import bd_rate  # noqa: E402
-from taskcodec.report.tables import size_label  # noqa: E402
+from taskcodec.report.tables import overlap, size_label  # noqa: E402
 
 
 
@@ -80,7 +80,8 @@ def accuracy_envelope(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
 def bd_rate_accuracy(points: pd.DataFrame, method: str, metric: str) -> pd.DataFrame:
     """BD-rate (%) at equal ``metric`` (the task's primary accuracy) of every learned curve against every classical one:
     the bits saved (negative) for the same accuracy, over the accuracy range both curves cover
-    (on each curve's :func:`accuracy_envelope`)."""
+    (on each curve's :func:`accuracy_envelope`), beside the width of that range in points (``overlap_points``;
+    the note flags one under 1 point)."""
     rows = []
     anchors = points[points["kind"] == "classical"]
     tests = points[points["kind"] != "classical"]
@@ -95,10 +96,13 @@ def bd_rate_accuracy(points: pd.DataFrame, method: str, metric: str) -> pd.DataF
                                       test["bpp"].to_numpy(), 100 * test[metric].to_numpy(), method=method)
             except ValueError as err:
                 row[column], row["note"] = math.nan, str(err)
+            row["overlap_points"] = overlap(100 * anchor[metric].to_numpy(), 100 * test[metric].to_numpy())
             if not row["note"] and math.isnan(row[column]):
                 row["note"] = "accuracy ranges do not overlap"
+            elif not row["note"] and row["overlap_points"] < 1.0:
+                row["note"] = "accuracy overlap under 1 point"
             rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=["kind", "codec", "anchor", column, "note"])
+    return pd.DataFrame(rows).reindex(columns=["kind", "codec", "anchor", column, "overlap_points", "note"])
 
 
 def bits_for_accuracy(points: pd.DataFrame, target: float, metric: str) -> pd.DataFrame:

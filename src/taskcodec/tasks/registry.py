@@ -122,7 +122,12 @@ class ClassificationTask(Task):
     }
 
     def target(self, row, image):
-        return int(row["label"])
+        label = int(row["label"])
+        if not 0 <= label < len(self.class_names):
+            raise UserError(f"image label {label} is outside the {len(self.class_names)} classes the task model was "
+                            f"trained for ({', '.join(self.class_names)}); the task model belongs to another dataset: "
+                            "retrain it (train_task) or point --task-model to this dataset's checkpoint")
+        return label
 
     def build_model(self, model_params):
         from taskcodec.tasks.models import build_task_model

@@ -1,0 +1,78 @@
+"""Condense one pipeline run's rate–distortion report into the small summary a benchmark commits.
+
+``python bench/collect.py --results bench/results/kodak --dataset kodak --out bench/results-summary/kodak.json``
+
+Reads ``<results>/report/<dataset>/rd_points.csv`` and ``bd_rate.csv`` (the report stage's tables) and the
+``metrics.json`` of every pretrained codec under ``<results>/codecs`` (steps and CPU seconds of training),
+and writes: every measured point (bpp from bytes, estimated bpp, PSNR, MS-SSIM, image size), the BD-rates
+with the width of the overlap each averages over, each learned curve's PSNR span, and (with
+``--references``, CompressAI's published result files) the published curves' BD-rates against the
+classical codecs measured in this run, as a yardstick. bench/summary.py
+turns these files into the numbers of README.md and bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from taskcodec.report.tables import bd_rate_table, load_reference_curves
+
+
+def _rounded(frame: pd.DataFrame, digits: int = 4) -> list[dict]:
+    return json.loads(frame.round(digits).to_json(orient="records"))
+
+
+def training(codecs: Path) -> pd.DataFrame:
+    """Steps and seconds of training of every pretrained codec (its metrics.json), by codec id and λ."""
+    rows = []
+    for path in sorted(codecs.glob("*/*/lmbda*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        rows.append({"codec": f"{path.parents[2].name}/{path.parents[1].name}", "point": metrics["lmbda"],
+                     "steps": metrics["steps"], "train_seconds": round(metrics["train_seconds"], 1)})
+    return pd.DataFrame(rows, columns=["codec", "point", "steps", "train_seconds"])
+
+
+def published(points: pd.DataFrame, references: Path, method: str = "pchip") -> list[dict]:
+    """BD-rates of the published curves in ``references`` against this run's classical codecs."""
+    curves = load_reference_curves(references).assign(kind="pretrained")
+    table = bd_rate_table(pd.concat([points[points["kind"] == "classical"], curves], ignore_index=True), method)
+    return _rounded(table.fillna({"note": ""}))
+
+
+def collect(results: Path, dataset: str, references: Path | None = None) -> dict:
+    report = results / "report" / dataset
+    points = pd.read_csv(report / "rd_points.csv")
+    bd = pd.read_csv(report / "bd_rate.csv").fillna({"note": ""})
+    learned = points[points["kind"] == "pretrained"].merge(training(results / "codecs"), on=["codec", "point"],
+                                                            how="left")
+    columns = ["kind", "codec", "point", "images", "image_size", "bpp", "bpp_estimated", "psnr", "ms_ssim"]
+    spans = learned.groupby("codec")["psnr"].agg(lambda psnr: psnr.max() - psnr.min())
+    return {
+        "dataset": dataset,
+        "learned": _rounded(learned[columns + ["steps", "train_seconds"]]),
+        "classical": _rounded(points[points["kind"] == "classical"][columns]),
+        "bd_rate": _rounded(bd),
+        "psnr_span_db": {codec: round(float(span), 2) for codec, span in spans.items()},
+        "published_bd_rate": published(points, references) if references is not None else [],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, required=True, help="the run's results_dir")
+    parser.add_argument("--dataset", required=True, help="the report's dataset (test, kodak, ...)")
+    parser.add_argument("--references", type=Path, help="folder of CompressAI result files (the report's references)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    summary = collect(args.results, args.dataset, args.references)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

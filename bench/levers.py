@@ -1,0 +1,145 @@
+"""Which levers make codec pretraining converge fast: each variant trains codecs for the same budget on a
+study's training split and is scored on its validation split (never Kodak, never a test split).
+
+``python bench/levers.py [--study kodak|demo] [--budget 300] [--jobs 2] [--only NAME ...]``
+
+Studies: ``kodak`` trains one codec per variant at λ 0.0067 for ``--budget`` CPU seconds on the photos
+(``bench/kodak/params.yaml``); ``demo`` trains the default demo's three λ for its step count
+(``params.yaml``). Every variant is the study's ``codec.train`` with a few keys changed (``STUDIES``); it
+runs the train_codec stage as a user would (one thread; a budget counts process CPU seconds). Scored on
+the validation images: the rate–distortion loss R + λ·255²·MSE it was trained for (lower is better; bpp
+estimated from the likelihoods), PSNR and bpp, and throughput (training images/s). The table goes to
+``bench/results-summary/<study>-levers.csv``; bench/summary.py puts it in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: name → (codec hyperparameters, changes to codec.train), in the order they were tried; each row says what
+#: it changes from the row it builds on
+OLD = {"lr": 1e-3, "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8, 0.95], "lr_gamma": 0.3,
+       "ema_decay": None, "quantization": "noise", "patch_size": 256, "batch_size": 8}
+KODAK: dict[str, tuple[dict, dict]] = {
+    "old: N128-M192, 256² patches, step drops": ({"N": 128, "M": 192}, OLD),
+    "N64-M96": ({"N": 64, "M": 96}, OLD),
+    "N64-M96, 128² patches": ({"N": 64, "M": 96}, {**OLD, "patch_size": 128}),
+    "+ warm-up 2 %, cosine": ({"N": 64, "M": 96}, {**OLD, "patch_size": 128, "lr_warmup": 0.02,
+                                                 "lr_decay": "cosine"}),
+    "+ peak lr 2e-3": ({"N": 64, "M": 96}, {**OLD, "patch_size": 128, "lr_warmup": 0.02, "lr_decay": "cosine",
+                                           "lr": 2e-3}),
+    "+ straight-through rounding": ({"N": 64, "M": 96}, {**OLD, "patch_size": 128, "lr_warmup": 0.02,
+                                                         "lr_decay": "cosine", "lr": 2e-3, "quantization": "ste"}),
+    # cosine lost to step drops at this budget (the rows above): the rest builds on step drops at 1e-3
+    "128², step drops + straight-through": ({"N": 64, "M": 96}, {**OLD, "patch_size": 128, "quantization": "ste"}),
+    "+ weight average 0.99": ({"N": 64, "M": 96}, {**OLD, "patch_size": 128, "quantization": "ste",
+                                                   "ema_decay": 0.99}),
+    "+ N48-M64 (no average)": ({"N": 48, "M": 64}, {**OLD, "patch_size": 128, "quantization": "ste"}),
+}
+
+
+DEMO_OLD = {"steps": 1200, "lr": 2e-3, "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.75, 0.9], "lr_gamma": 0.3,
+            "ema_decay": None, "quantization": "noise"}
+DEMO: dict[str, tuple[dict, dict]] = {
+    "demo before: step drops, noise": ({"N": 32, "M": 48}, DEMO_OLD),
+    "+ warm-up 2 %, cosine": ({"N": 32, "M": 48}, {**DEMO_OLD, "lr_warmup": 0.02, "lr_decay": "cosine"}),
+    # cosine lost (above): the rest builds on step drops
+    "step drops + straight-through": ({"N": 32, "M": 48}, {**DEMO_OLD, "quantization": "ste"}),
+    # 4×4×48 latents for 64×64 images: at most 1 value per 16 (pixel, colour) values, a ceiling on PSNR
+    # for the demo's textured backgrounds; M costs little (only g_a's last and g_s's first layer see it)
+    "+ M96": ({"N": 32, "M": 96}, {**DEMO_OLD, "quantization": "ste"}),
+}
+
+#: study → (params file, variants, λ values, results folder); a study without a budget trains its step count
+STUDIES = {
+    "kodak": ("bench/kodak/params.yaml", KODAK, [0.0067], "bench/results/kodak-levers"),
+    "demo": ("params.yaml", DEMO, [0.0009, 0.0035, 0.025, 0.18], "bench/results/demo-levers"),
+}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isascii() and c.isalnum() else "-" for c in name).strip("-").lower()[:60]
+
+
+def prepare(params: dict, out: Path) -> Path:
+    """The study's prepared data (train / val split), made once with the prepare stage."""
+    out = out / "prepared"
+    if not (out / "manifest.csv").is_file():
+        subprocess.run([sys.executable, "-m", "taskcodec.stages.prepare", "--params", json.dumps(params["prepare"]),
+                        "--out", str(out)], check=True, cwd=ROOT,
+                       env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out.parent}/mlflow.db"})
+    return out / "manifest.csv"
+
+
+def train_params(base: dict, changes: dict, budget: float | None) -> dict:
+    params = {**base, **changes, "val_every": 1_000_000, "checkpoint_every": 500}
+    if budget is not None:
+        params.update(time_budget_s=budget, steps=1_000_000)
+    return params
+
+
+def train(folder: Path, hyper: dict, params: dict, lmbda: float, manifest: Path, out: Path) -> None:
+    """One codec trained by the train_codec stage into ``folder`` (skipped when it is already there)."""
+    model = folder / "model.pt"
+    if model.is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "train.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "taskcodec.stages.train_codec", "--params", json.dumps(params),
+                        "--threads", "1", "--device", "cpu", "--arch", "bmshj2018-hyperprior",
+                        "--hyper", json.dumps(hyper), "--lmbda", str(lmbda), "--manifest", str(manifest),
+                        "--out", str(model)], check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                       env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db"})
+
+
+def row(name: str, hyper: dict, params: dict, budget: float | None, folder: Path) -> dict:
+    """A trained variant's table row, from its metrics.json."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    val = metrics["val"]
+    return {"variant": name, "N": hyper["N"], "M": hyper["M"], "patch": params["patch_size"],
+            "batch": params["batch_size"], "lmbda": metrics["lmbda"], "budget_cpu_s": budget,
+            "steps": metrics["steps"], "train_cpu_s": round(metrics["train_seconds"], 1),
+            "images_per_s": round(metrics["steps"] * params["batch_size"] / metrics["train_seconds"], 2),
+            "val_loss": round(val["loss"], 4), "val_bpp": round(val["bpp"], 4), "val_psnr": round(val["psnr"], 2)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", choices=sorted(STUDIES), default="kodak")
+    parser.add_argument("--budget", type=float, help="CPU seconds of training per codec (kodak: 300)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="variant names to run (default: all; [] none: the table only)")
+    args = parser.parse_args(argv)
+    params_file, variants, lmbdas, out = STUDIES[args.study]
+    budget = args.budget if args.budget is not None else (300.0 if args.study == "kodak" else None)
+    params = yaml.safe_load((ROOT / params_file).read_text())
+    out = ROOT / out
+    manifest = prepare(params, out)
+    base = params["codec"]["train"]
+    jobs = [(name, lmbda) for name in (list(variants) if args.only is None else args.only) for lmbda in lmbdas]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda job: train(out / slug(job[0]) / f"lmbda{job[1]}", variants[job[0]][0],
+                                        train_params(base, variants[job[0]][1], budget), job[1], manifest, out), jobs))
+    # the study's table: every variant and λ trained so far (a variant may have been tried at more λ than others)
+    table = pd.DataFrame([row(name, hyper, train_params(base, changes, budget), budget, folder)
+                          for name, (hyper, changes) in variants.items()
+                          for folder in sorted((out / slug(name)).glob("lmbda*/"), key=lambda f: float(f.name[5:]))
+                          if (folder / "metrics.json").is_file()])
+    print(table.to_string(index=False))
+    summary = ROOT / f"bench/results-summary/{args.study}-levers.csv"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(summary, index=False)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Write the benchmark numbers quoted in README.md and bench/README.md from the committed summaries.
+
+``python bench/summary.py`` rewrites every block between ``<!-- summary:NAME -->`` and ``<!-- /summary -->``
+in those files with what ``RENDERERS[NAME]`` makes of ``bench/results-summary/``; ``--check`` only reports
+the blocks that differ (exit status 1), so a number edited by hand or a summary committed without its
+README is caught by the tests. No number in those blocks is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARIES = ROOT / "bench/results-summary"
+DOCUMENTS = (ROOT / "README.md", ROOT / "bench/README.md")
+BLOCK = re.compile(r"(<!-- summary:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /summary -->)", re.S)
+
+
+def _json(name: str) -> dict:
+    return json.loads((SUMMARIES / name).read_text())
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.1f} %"
+
+
+def _bd_rows(summary: dict, anchors: list[str] | None = None) -> list[dict]:
+    rows = [row for row in summary["bd_rate"] if anchors is None or row["anchor"] in anchors]
+    return sorted(rows, key=lambda row: (row["codec"], row["anchor"]))
+
+
+def _overlap(value: float | None) -> str:
+    if value is None or value <= 0:
+        return "none"
+    return f"{value:.2f} dB" + (" (under 1 dB)" if value < 1 else "")
+
+
+def bd_table(summary: dict, anchors: list[str] | None = None) -> str:
+    lines = ["| learned codec | anchor | BD-rate (PSNR) | PSNR overlap | BD-rate (MS-SSIM) | MS-SSIM overlap | note |",
+             "|---|---|---|---|---|---|---|"]
+    for row in _bd_rows(summary, anchors):
+        lines.append(f"| {row['codec']} | {row['anchor']} | {_pct(row['bd_rate_psnr'])} | "
+                     f"{_overlap(row['overlap_psnr_db'])} | {_pct(row['bd_rate_ms_ssim'])} | "
+                     f"{_overlap(row['overlap_ms_ssim_db'])} | {row['note']} |")
+    return "\n".join(lines)
+
+
+def points_table(summary: dict) -> str:
+    lines = ["| codec | λ | training steps | training CPU-s | image size | bpp (bytes) | bpp (estimated) | PSNR (dB) "
+             "| MS-SSIM |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["learned"]:
+        lines.append(f"| {row['codec']} | {row['point']:g} | {row['steps']} | {row['train_seconds']:.0f} | "
+                     f"{row['image_size']} | {row['bpp']:.3f} | {row['bpp_estimated']:.3f} | {row['psnr']:.2f} | "
+                     f"{row['ms_ssim']:.4f} |")
+    return "\n".join(lines)
+
+
+def classical_line(summary: dict) -> str:
+    parts = []
+    for codec in sorted({row["codec"] for row in summary["classical"]}):
+        rows = [row for row in summary["classical"] if row["codec"] == codec]
+        low, high = min(rows, key=lambda row: row["bpp"]), max(rows, key=lambda row: row["bpp"])
+        parts.append(f"{codec} {low['bpp']:.3f}–{high['bpp']:.3f} bpp at {low['psnr']:.2f}–{high['psnr']:.2f} dB")
+    return "Classical codecs in the same run, on the same images: " + "; ".join(parts) + "."
+
+
+def render_kodak() -> str:
+    summary = _json("kodak.json")
+    published = {"bd_rate": [row for row in summary["published_bd_rate"]
+                             if row["anchor"] in ("jpeg", "webp", "avif") and "hyperprior" in row["codec"]]}
+    return "\n\n".join([points_table(summary), bd_table(summary), classical_line(summary),
+                         "For scale, CompressAI's published curves against the classical codecs of this run:",
+                         bd_table(published)]) + "\n"
+
+
+def headline(summary: dict, anchors: list[str]) -> str:
+    size = summary["learned"][0]["image_size"]
+    parts = [f"{_pct(row['bd_rate_psnr'])} against {row['anchor']} (PSNR overlap {_overlap(row['overlap_psnr_db'])})"
+             for row in _bd_rows(summary, anchors)]
+    spans = ", ".join(f"{span:.2f} dB" for span in summary["psnr_span_db"].values())
+    return f"BD-rate (PSNR) {'; '.join(parts)}; learned curve spans {spans} of PSNR; images {size}"
+
+
+def render_kodak_headline() -> str:
+    summary = _json("kodak.json")
+    cpu = max(row["train_seconds"] for row in summary["learned"])
+    return (f"Kodak (24 images), {len(summary['learned'])} λ, at most {cpu:.0f} CPU-s of training per λ: "
+            f"{headline(summary, ['jpeg', 'webp', 'avif'])}.\n")
+
+
+def render_demo() -> str:
+    summary = _json("demo.json")
+    return f"Default demo (its test split): {headline(summary, ['jpeg', 'webp'])}.\n\n{bd_table(summary)}\n"
+
+
+def render_levers(study: str) -> str:
+    with open(SUMMARIES / f"{study}-levers.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    lines = ["| variant | N / M | patch | λ | steps | training CPU-s | images/s | val loss R + λ·255²·D | val bpp (est.) "
+             "| val PSNR (dB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {row['N']} / {row['M']} | {row['patch']}² | {row['lmbda']} | {row['steps']} | "
+                     f"{row['train_cpu_s']} | {row['images_per_s']} | {row['val_loss']} | {row['val_bpp']} | "
+                     f"{row['val_psnr']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_pipeline_speed() -> str:
+    summary = _json("pipeline-speed.json")
+    lines = ["| measurement | value |", "|---|---|",
+             f"| full run, wall time | **{summary['full_run_s']:.1f} s ({summary['full_run_s'] / 60:.1f} min)** |",
+             f"| no-op rerun, wall time | {summary['noop_run_s']:.1f} s |", f"| jobs | {summary['jobs']} |",
+             f"| CPU time of all jobs (the wall time of 2 perfectly packed cores is half) | {summary['cpu_s']:.0f} s |",
+             "", "| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |", "|---|---|---|---|---|"]
+    lines += [f"| {row['rule']} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | {row['cpu_s']:.1f} |"
+              for row in summary["rules"]]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Callable[[], str]] = {
+    "pipeline-speed": render_pipeline_speed,
+    "kodak": render_kodak,
+    "kodak-headline": render_kodak_headline,
+    "kodak-levers": lambda: render_levers("kodak"),
+    "demo-levers": lambda: render_levers("demo"),
+    "demo": render_demo,
+}
+
+
+def rewrite(text: str) -> str:
+    def block(match: re.Match) -> str:
+        name = match["name"]
+        if name not in RENDERERS:
+            raise SystemExit(f"unknown summary block '{name}'; known: {', '.join(RENDERERS)}")
+        return match.group(1) + RENDERERS[name]() + match.group(4)
+
+    return BLOCK.sub(block, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report stale blocks, change nothing")
+    args = parser.parse_args(argv)
+    stale = []
+    for document in DOCUMENTS:
+        text = document.read_text()
+        new = rewrite(text)
+        if new != text:
+            stale.append(document)
+            if not args.check:
+                document.write_text(new)
+    if args.check and stale:
+        print(f"stale benchmark numbers in {', '.join(map(str, stale))}; run python bench/summary.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

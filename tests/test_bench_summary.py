@@ -1,0 +1,35 @@
+"""The benchmark numbers in README.md and bench/README.md are generated from the committed summaries."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_summary", ROOT / "bench" / "summary.py")
+summary = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(summary)
+
+
+def test_the_readmes_quote_the_committed_summaries():
+    assert summary.main(["--check"]) == 0, "run python bench/summary.py and commit the READMEs"
+
+
+def test_a_number_edited_by_hand_is_caught(tmp_path, monkeypatch):
+    document = tmp_path / "README.md"
+    text = (ROOT / "bench" / "README.md").read_text()
+    body = summary.BLOCK.search(text).start("body")  # the first generated block
+    digit = next(i for i in range(body, len(text)) if text[i].isdigit())
+    document.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])
+    monkeypatch.setattr(summary, "DOCUMENTS", (document,))
+    assert summary.main(["--check"]) == 1
+    assert summary.main([]) == 0 and document.read_text() == text
+
+
+def test_bd_rates_stand_beside_their_overlap():
+    rows = {"bd_rate": [
+        {"codec": "a", "anchor": "jpeg", "bd_rate_psnr": -12.34, "overlap_psnr_db": 0.5, "bd_rate_ms_ssim": None,
+         "overlap_ms_ssim_db": -0.2, "note": "PSNR overlap under 1 dB"},
+        {"codec": "a", "anchor": "webp", "bd_rate_psnr": 3.0, "overlap_psnr_db": 4.25, "bd_rate_ms_ssim": -1.0,
+         "overlap_ms_ssim_db": 2.0, "note": ""}]}
+    table = summary.bd_table(rows).splitlines()
+    assert table[2] == "| a | jpeg | -12.3 % | 0.50 dB (under 1 dB) | n/a | none | PSNR overlap under 1 dB |"
+    assert table[3] == "| a | webp | +3.0 % | 4.25 dB | -1.0 % | 2.00 dB |  |"
