@@ -56,9 +56,17 @@ class JointModel(nn.Module):
     def __init__(self, codec: CompressionModel, classifier: nn.Module):
         super().__init__()
         self.codec, self.classifier = codec, classifier
-        if type(codec).analyze is LayeredCodec.analyze:
+        if type(codec).analyze is LayeredCodec.analyze or self._without_scales():
             raise UserError(f"joint training needs a codec whose ŷ and σ̂ decode without the synthesis "
                             f"(e.g. bmshj2018-hyperprior or mbt2018-mean), not {type(codec).__name__}")
+
+    def _without_scales(self) -> bool:
+        """Whether the task layer's analysis has no σ̂ (a factorized prior), probed on one blank input."""
+        side = self.codec.pad_multiple
+        with torch.no_grad():
+            blank = torch.zeros(1, 3, side, side, device=next(self.codec.parameters()).device)
+            latents = self.codec.analyze(blank)["latents"][self.codec.task_layer()]
+        return latents.scales_hat is None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = x.shape[-2] * x.shape[-1]
