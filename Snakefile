@@ -2,6 +2,8 @@
 #
 #   prepare -> saliency, train_task -> extract_features
 #           -> train_codec (one job per architecture and hyperparameters x lambda) -> cache_latents (per split)
+#           -> train_scalable (seed 002: per hyperparameters x lambda x lambda_task, around the frozen task model)
+#              -> cache_scalable / evaluate_scalable (the image from both layers, the task from the base layer)
 #           -> finetune_codec (per codec x tau, through the frozen task model) -> cache/evaluate_finetuned
 #           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
 #           -> evaluate_codec / evaluate_classical (per dataset; task accuracy and feature distortion on the
@@ -27,6 +29,7 @@ include: "workflow/rules/codec.smk"
 include: "workflow/rules/cache.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/scalable.smk"
 include: "workflow/rules/latent.smk"
 include: "workflow/rules/report.smk"
 
@@ -67,4 +70,8 @@ onsuccess:
     record_in_dvc()
     for codec, dataset, reason in skipped_classical_codecs():
         print(f"taskcodec: skipped {codec} on {dataset}: {reason}")
+    if MACHINE and LATENT_SKIP_REASON:
+        print(f"taskcodec: skipped the compressed-domain classifiers: {LATENT_SKIP_REASON}")
+    if MACHINE and FINETUNE_SKIP_REASON and config["finetune"]["sweep"]["lmbdas"]:
+        print(f"taskcodec: skipped joint fine-tuning: {FINETUNE_SKIP_REASON}")
     print(f"\ntaskcodec: results are in {Path(RESULTS).resolve()}/report/<dataset>/ (README.md, tables, plots)")

@@ -82,8 +82,10 @@ def render_kodak() -> str:
 
 def headline(summary: dict, anchors: list[str]) -> str:
     size = summary["learned"][0]["image_size"]
-    parts = [f"{_pct(row['bd_rate_psnr'])} against {row['anchor']} (PSNR overlap {_overlap(row['overlap_psnr_db'])})"
-             for row in _bd_rows(summary, anchors)]
+    rows = _bd_rows(summary, anchors)
+    named = len({row["codec"] for row in rows}) > 1  # several learned codecs: say whose BD-rate each is
+    parts = [f"{row['codec'] + ': ' if named else ''}{_pct(row['bd_rate_psnr'])} against {row['anchor']} "
+             f"(PSNR overlap {_overlap(row['overlap_psnr_db'])})" for row in rows]
     spans = ", ".join(f"{span:.2f} dB" for span in summary["psnr_span_db"].values())
     return f"BD-rate (PSNR) {'; '.join(parts)}; learned curve spans {spans} of PSNR; images {size}"
 

@@ -9,8 +9,9 @@ case " ${args[*]} " in
     *" --profile "*|*" --profile="*) ;;  # the caller's profile replaces the local one
     *) args=(--profile workflow/profiles/local "${args[@]}") ;;
 esac
-# a SLURM run: stop early without sbatch; add the status-check arguments the cluster needs
-slurm_args=$(bash scripts/slurm/preflight.sh "${args[@]}")
 bash scripts/setup.sh
+# a SLURM run: stop without sbatch or when a job does not fit its partition; add the status-check arguments the
+# cluster needs (preflight checks with .venv's Python, hence after setup)
+slurm_args=$(bash scripts/slurm/preflight.sh "${args[@]}")
 # shellcheck disable=SC2086 # preflight prints plain words
 exec .venv/bin/snakemake "${args[@]}" $slurm_args

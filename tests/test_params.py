@@ -66,6 +66,7 @@ def test_run_settings_in_a_science_section_are_unknown_keys(params, dotted):
         (("resources", "device"), "tpu", "resources.device = 'tpu' is invalid"),
         (("resources", "train_codec", "gpu"), -1, "resources.train_codec.gpu = -1 is invalid"),
         (("resources", "cache_latents", "threads"), 0, "resources.cache_latents.threads = 0 is invalid"),
+        (("resources", "train_codec", "tasks"), 0, "resources.train_codec.tasks = 0 is invalid"),
         (("task", "name"), 3, "task.name = 3 has the wrong type"),
     ],
 )
@@ -81,6 +82,16 @@ def test_bad_values_name_the_key(params, path, value, message):
 def test_every_stage_job_needs_its_resources(params):
     del params["resources"]["evaluate_codec"]["runtime"]
     with pytest.raises(UserError, match="resources.evaluate_codec is missing a required key: 'runtime'"):
+        validate_params(params, SCHEMA)
+
+
+def test_only_the_codec_trainings_run_several_processes(params):
+    del params["resources"]["finetune_codec"]["tasks"]
+    with pytest.raises(UserError, match="resources.finetune_codec is missing a required key: 'tasks'"):
+        validate_params(params, SCHEMA)
+    params["resources"]["finetune_codec"]["tasks"] = 1
+    params["resources"]["evaluate_codec"]["tasks"] = 2
+    with pytest.raises(UserError, match="unknown key 'resources.evaluate_codec.tasks'"):
         validate_params(params, SCHEMA)
 
 
@@ -216,6 +227,25 @@ def test_finetuned_lambdas_must_be_pretrained_ones(params):
     assert str(err.value) == ("params.yaml: finetune.sweep.lmbdas has 0.004, which is not in codec.sweep.lmbdas "
                               "(0.0009, 0.0035, 0.18); fine-tuning starts from a pretrained codec of the sweep, so use "
                               "one of those or add 0.004 there")
+
+
+def test_scalable_codecs_have_their_own_sweep_and_need_the_task_branch(params):
+    scalable_entry = params["scalable"]["sweep"]["models"][0]
+    params["codec"]["sweep"]["models"].append(dict(scalable_entry))
+    with pytest.raises(UserError, match=escaped("codec.sweep.models.1.arch scalable-hyperprior is built on the "
+                                                "frozen task model; list it in scalable.sweep.models")):
+        validate_params(params, SCHEMA)
+    params["codec"]["sweep"]["models"].pop()
+    params["scalable"]["sweep"]["models"][0] = {"arch": "bmshj2018-hyperprior", "N": 8, "M": 8}
+    with pytest.raises(UserError, match=escaped("scalable.sweep.models.0.arch bmshj2018-hyperprior is not built on "
+                                                "the task model; list it in codec.sweep.models")):
+        validate_params(params, SCHEMA)
+    params["scalable"]["sweep"]["models"][0] = scalable_entry
+    params["task"]["enabled"] = False
+    with pytest.raises(UserError, match=escaped("scalable.enabled is true but task.enabled is false")):
+        validate_params(params, SCHEMA)
+    params["scalable"]["enabled"] = False
+    validate_params(params, SCHEMA)
 
 
 def test_unknown_task_suggests_the_closest(params):

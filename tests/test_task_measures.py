@@ -40,3 +40,17 @@ def test_features_without_the_task_model_are_refused(task_files):
     folder, _ = task_files
     with pytest.raises(UserError, match="measuring feature distortion needs --task-model"):
         TaskMeasures(None, None, 0.5, "cpu", folder / "test.pt")
+
+
+def test_summaries_per_point_are_the_means_of_the_per_image_scores_for_classification(task_files):
+    folder, images = task_files
+    task = TaskMeasures(folder / "model.pt", None, 0.5, "cpu")
+    rows = {point: [task.measure(image_id, {"label": label}, image, image, point)
+                    for image_id, label, image in zip("xy", (0, 1), images)] for point in (10, 90)}
+    logits = torch.tensor([[0.0, 5.0, 0.0]])  # outputs a codec computed itself: class 1, whatever the image
+    given = task.measure("x", {"label": 1}, images[0], images[0], 50, outputs=logits)
+    assert given["pred"] == 1 and given["top1"] == 1.0
+    summaries = task.summarize()
+    assert [s["point"] for s in summaries] == [10, 50, 90] and [s["images"] for s in summaries] == [2, 1, 2]
+    for summary in (summaries[0], summaries[2]):
+        assert summary["top1"] == np.mean([row["top1"] for row in rows[summary["point"]]])

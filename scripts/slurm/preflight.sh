@@ -2,9 +2,12 @@
 # Checks scripts/pipeline.sh runs before a pipeline run that submits to SLURM. Usage:
 #   bash scripts/slurm/preflight.sh <the snakemake arguments, --profile included>
 # Prints nothing when the run does not use the slurm executor. Otherwise it stops (exit 2, one sentence) on a
-# machine without sbatch, and prints the extra snakemake arguments the cluster needs, one per line: on a cluster
-# without job accounting (`sacct` cannot answer), `--slurm-status-command squeue`, which works only while
-# SLURM keeps finished jobs visible (MinJobAge) for at least 3 x the first status-check delay.
+# machine without sbatch, and when a job would ask for more than the partition it goes to allows (CPU cores,
+# memory, time, GPUs; a GPU rule sent to a partition without GPUs), one sentence per problem naming the key to
+# change (taskcodec.slurm_preflight, with .venv's Python: run scripts/setup.sh first). Then it prints the extra
+# snakemake arguments the cluster needs, one per line: on a cluster without job accounting (`sacct` cannot
+# answer), `--slurm-status-command squeue`, which works only while SLURM keeps finished jobs visible
+# (MinJobAge) for at least 3 x the first status-check delay. Messages go to stderr.
 set -euo pipefail
 
 executor="" profile="" status_command="" init_delay=""
@@ -37,6 +40,14 @@ if ! command -v sbatch >/dev/null; then
         "workflow/profiles/local)" >&2
     exit 2
 fi
+
+# every job fits its partition, before any is submitted (SLURM would refuse them one at a time, when their turn comes)
+python="$(dirname "$0")/../../.venv/bin/python"
+if [ ! -x "$python" ]; then
+    echo "taskcodec: the checks before a SLURM run need the project's .venv; run bash scripts/setup.sh first" >&2
+    exit 2
+fi
+"$python" -m taskcodec.slurm_preflight "$@" >&2
 
 status_command=${status_command:-$(profile_key slurm-status-command)}
 [ -z "$status_command" ] || exit 0  # chosen by the user

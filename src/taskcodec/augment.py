@@ -10,7 +10,8 @@ always used, so the same seed gives the same batches:
   fine-tuning: translated whole images): image indices, window tops, lefts,
   then flips;
 - :func:`random_shift_flip` (classifiers on a given batch, the same shift and
-  flip for every input tensor of a sample): flips, tops, then lefts.
+  flip for every input tensor of a sample): flips, tops, then lefts
+  (:func:`shift_flip_draws`, which a task also replays to move boxes with the image).
 """
 
 from __future__ import annotations
@@ -56,9 +57,17 @@ def random_shift_flip(tensors: tuple[torch.Tensor, ...], padding: int,
     """The same random translation by up to ±``padding`` pixels (replicate padding) and horizontal flip
     (probability ½) of sample i in every one of ``tensors`` (each N×C×H×W, the same N, H, W)."""
     count, _, height, width = tensors[0].shape
-    flips = torch.rand(count, generator=generator) < 0.5
-    tops = torch.randint(2 * padding + 1, (count,), generator=generator)
-    lefts = torch.randint(2 * padding + 1, (count,), generator=generator)
+    flips, tops, lefts = shift_flip_draws(count, padding, generator)
     index = torch.arange(count)
     return tuple(crop_flip(translatable(tensor, padding), index, tops, lefts, flips, height, width)
                  for tensor in tensors)
+
+
+def shift_flip_draws(count: int, padding: int,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random numbers of :func:`random_shift_flip` for ``count`` samples: flips (bool), and the window's top and
+    left in the padded tensor (0 … 2·``padding``; the content moves by ``padding`` minus them)."""
+    flips = torch.rand(count, generator=generator) < 0.5
+    tops = torch.randint(2 * padding + 1, (count,), generator=generator)
+    lefts = torch.randint(2 * padding + 1, (count,), generator=generator)
+    return flips, tops, lefts

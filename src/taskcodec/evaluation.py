@@ -9,7 +9,9 @@ inside and outside the salient region.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +20,9 @@ from PIL import Image
 from taskcodec.data.images import load_rgb8
 from taskcodec.errors import UserError
 from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr, region_psnr
+
+if TYPE_CHECKING:
+    import torch
 
 #: columns of every per_image.csv written by the evaluation stages, around the task's own columns
 #: (:attr:`TaskMeasures.columns`); ``kind`` is classical, pretrained or finetuned
@@ -71,7 +76,11 @@ class TaskMeasures:
     """Machine-side measures of a reconstruction, for images of a prepared split: the frozen task model's
     prediction and scores (the metrics its task declares, :mod:`taskcodec.tasks.registry`), the mean squared
     difference of its feature maps from the original image's (``features``: an ``extract_features`` file of the
-    split), and PSNR inside / outside the salient region (saliency ≥ ``threshold``, maps of the saliency stage)."""
+    split), and PSNR inside / outside the salient region (saliency ≥ ``threshold``, maps of the saliency stage).
+
+    It keeps the task model's outputs and targets of every codec point it measures, so that :meth:`summarize`
+    gives the task's metrics over each point's whole set (:meth:`Task.summarize`: mean average precision for
+    detection; for classification the mean of the per-image scores)."""
 
     def __init__(self, task_model: Path | None, saliency: Path | None, threshold: float, device,
                  features: Path | None = None):
@@ -95,29 +104,57 @@ class TaskMeasures:
         self.columns = ((["label", "pred", *self.task.metric_names] if self.task else [])
                         + (["feature_mse"] if self.features else [])
                         + (["psnr_salient", "psnr_background"] if self.maps else []))
+        self.collected: dict[float | None, tuple[list, list]] = {}  # point -> (outputs, targets) of its images
 
     @property
     def metrics(self) -> list[str]:
         """The columns holding measurements (means are reported), not identities."""
         return [column for column in self.columns if column not in ("label", "pred")]
 
-    def measure(self, image_id: str, sample: dict, original: np.ndarray, reconstruction: np.ndarray) -> dict:
-        """The measures of one reconstruction; ``sample`` holds the task's fields (e.g. its label)."""
+    def measure(self, image_id: str, sample: dict, original: np.ndarray, reconstruction: np.ndarray,
+                point: float | None = None, outputs: torch.Tensor | None = None) -> dict:
+        """The measures of one reconstruction at codec ``point``; ``sample`` holds the task's fields (its label,
+        its objects...). ``outputs`` are the task model's outputs when the codec computed them itself (from its
+        task layers, :meth:`~taskcodec.codecs.contract.LayeredCodec.task_outputs`); otherwise the task model
+        runs on the reconstruction. Feature distortion is always the reconstruction's."""
         row = {}
         if self.model is not None:
-            import torch
-
             from taskcodec.tasks.evaluation import image_outputs
 
-            target = torch.as_tensor([self.task.target(sample, original)])
-            outputs = image_outputs(self.model, reconstruction, self.device)[None]
-            scores = self.task.scores(outputs, target)
-            row.update(label=target.item(), pred=self.task.predictions(outputs).item(),
+            target = self.task.target(sample, original)
+            if outputs is None or self.features is not None:  # this forward pass also gives the features
+                reconstructed = image_outputs(self.model, reconstruction, self.device)[None]
+                outputs = reconstructed if outputs is None else outputs
+            outputs = outputs.float().cpu()
+            scores = self.task.scores(outputs, self.task.collate([target]))
+            row.update(label=_cell(target), pred=_cell(self.task.predictions(outputs)[0]),
                        **{name: float(value[0]) for name, value in scores.items()})
-            if self.features is not None:  # the features of image_outputs' forward pass
+            if self.features is not None:
                 row["feature_mse"] = self.features.mse_of_last_forward(image_id)
+            collected = self.collected.setdefault(point, ([], []))
+            collected[0].append(outputs)
+            collected[1].append(target)
         if self.maps is not None:
             saliency = np.asarray(Image.open(self.maps / f"{image_id}.png"), dtype=np.float32) / 255.0
             row["psnr_salient"], row["psnr_background"] = region_psnr(original, reconstruction,
                                                                       saliency >= self.threshold)
         return row
+
+    def summarize(self) -> list[dict]:
+        """``{"point", "images", <metric>: value}`` over all images of every point measured (none without a task
+        model), NaN where a metric is undefined: a stage's ``summary.json`` ``task_metrics``, from which the
+        rate–accuracy report takes its accuracies."""
+        import torch
+
+        return [{"point": point, "images": len(targets),
+                 **self.task.summarize(torch.cat(outputs), self.task.collate(targets))}
+                for point, (outputs, targets) in sorted(self.collected.items())]
+
+
+def _cell(value) -> int | float | str:
+    """A target or prediction as a per_image.csv cell: a number as it is, anything else (boxes) as JSON."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return value.item()
+    return value if isinstance(value, (int, float, str)) else json.dumps(value, separators=(",", ":"))

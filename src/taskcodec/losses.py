@@ -135,3 +135,32 @@ class TaskAwareLoss(nn.Module):
         accuracy = self.task.scores(outputs.detach(), targets)[self.task.primary_metric].float().mean()
         return {**losses, "loss": losses["loss"] + self.task_weight * task_loss, "rd_loss": losses["loss"],
                 "task_loss": task_loss, "accuracy": accuracy}
+
+
+class ScalableLoss(nn.Module):
+    """``loss = R_b + R_e + λ_task·D(f, f̂) + λ_img·D(x, x̂)``, equation 2 of seed 002.
+
+    Özyılkan et al., "Learned Disentangled Latent Representations for Scalable
+    Image Coding for Humans and Machines" (DCC 2023): the rate of both layers,
+    the distortion of the task features ``f`` reconstructed from the base layer
+    (MSE of ``features_hat`` against ``features`` in the codec's output,
+    :class:`taskcodec.codecs.scalable.ScalableHyperprior`) and the image
+    distortion. ``R + λ_img·D(x, x̂)`` is exactly :class:`RateDistortionLoss`
+    at ``λ_img``, so ``task_lmbda`` 0 is the plain rate–distortion loss of the
+    two-layer codec. ``bpp_<layer>`` reports each layer's rate.
+    """
+
+    def __init__(self, lmbda: float, task_lmbda: float, distortion: str = "mse"):
+        super().__init__()
+        self.rate_distortion = RateDistortionLoss(lmbda, distortion)
+        self.task_lmbda = task_lmbda
+
+    def forward(self, output: dict, target: torch.Tensor,
+                weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        losses = self.rate_distortion(output, target, weights)
+        feature_mse = F.mse_loss(output["features_hat"], output["features"])
+        pixels = target.shape[0] * target.shape[-2] * target.shape[-1]
+        per_layer = {f"bpp_{layer}": bits_per_pixel({layer: likelihoods}, pixels)
+                     for layer, likelihoods in output["likelihoods"].items()}
+        return {**losses, "loss": losses["loss"] + self.task_lmbda * feature_mse, "feature_mse": feature_mse,
+                **per_layer}

@@ -97,14 +97,20 @@ def _unknown_name(key: str, value: str, kind: str, known: Iterable[str], source:
 
 
 def _check_codec_sweep(sweep: dict[str, Any], source: str, name: str) -> None:
-    from taskcodec.codecs.registry import CODECS, codec_hyperparameters  # imports CompressAI: seconds
+    """codec.sweep holds codecs trained alone, scalable.sweep those built on the frozen task model (seed 002)."""
+    from taskcodec.codecs.registry import CODECS, codec_hyperparameters, needs_task_model  # imports CompressAI
 
     seen: dict[str, int] = {}
+    scalable = name == "scalable.sweep"
     for index, entry in enumerate(sweep["models"]):
         key = f"{name}.models.{index}"
         arch = entry["arch"]
         if arch not in CODECS:
             raise _unknown_name(f"{key}.arch", arch, "codec architecture", CODECS, source)
+        if needs_task_model(arch) != scalable:
+            raise UserError(f"{source}: {key}.arch {arch} " + (
+                "is not built on the task model; list it in codec.sweep.models" if scalable else
+                "is built on the frozen task model; list it in scalable.sweep.models"))
         required, optional = codec_hyperparameters(arch)
         accepted = ", ".join(required + optional) or "none"
         for hyper in hyperparameters(entry):
@@ -171,6 +177,8 @@ SECTION_CHECKS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
     "prepare": _check_prepare,
     "codec.sweep": _check_codec_sweep,
     "codec.train": _check_codec_train,
+    "scalable.sweep": _check_codec_sweep,
+    "scalable.train": _check_codec_train,
     "task": _check_task,
     "evaluate": _check_evaluate,
 }
@@ -181,6 +189,13 @@ def _check_across_sections(params: dict[str, Any], source: str) -> None:
     if train["patch_size"] > image_size:
         raise UserError(f"{source}: codec.train.patch_size {train['patch_size']} is larger than prepare.image_size "
                         f"{image_size}; make it at most {image_size}")
+    scalable = params["scalable"]
+    if scalable["enabled"] and not params["task"]["enabled"]:
+        raise UserError(f"{source}: scalable.enabled is true but task.enabled is false; the scalable codec's base "
+                        "layer is built on the task model: enable the task branch or set scalable.enabled: false")
+    if scalable["enabled"] and scalable["train"]["patch_size"] > image_size:
+        raise UserError(f"{source}: scalable.train.patch_size {scalable['train']['patch_size']} is larger than "
+                        f"prepare.image_size {image_size}; make it at most {image_size}")
     pretrained = [float(value) for value in params["codec"]["sweep"]["lmbdas"]]
     for value in params["finetune"]["sweep"]["lmbdas"]:
         if float(value) not in pretrained:

@@ -23,7 +23,13 @@ budget, which weights to keep). :func:`train` owns everything else:
   the resume checkpoint; after a SIGTERM the process exits with status 143
   without returning, so the stage writes no final output. A rerun with the
   same fingerprint (the science params and the data) continues from there and
-  ends with the same weights as an uninterrupted run.
+  ends with the same weights as an uninterrupted run;
+- several processes (:mod:`taskcodec.distributed`, codecs under ``torchrun``): the
+  objective's training forward is the DDP-wrapped model, ``model`` itself is
+  the unwrapped one (identical in every process: validation, the averaged and
+  kept weights); the processes agree on every step's time and on SIGTERM, so
+  all stop at the same step, the log has the terms of the global batch, and
+  only the main process prints and writes the log.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from taskcodec import artifacts
+from taskcodec import artifacts, distributed
 from taskcodec.resume import load_resume, save_resume
 
 #: exit status of a training stopped by SIGTERM after saving its resume checkpoint (128 + 15)
@@ -318,7 +324,7 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
     progress = load_resume(resume_path, fingerprint, stateful, generator) or {
         "step": 0, "elapsed_s": 0.0, "history": [], "pending": {"sums": {}, "seen": 0}, "validated": -1, "best": None}
     if progress["step"]:
-        tqdm.write(f"resuming {resume_path} at step {progress['step']}")
+        distributed.write(f"resuming {resume_path} at step {progress['step']}")
 
     def save() -> None:
         save_resume(resume_path, fingerprint, stateful, generator, progress)
@@ -339,13 +345,14 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
         model.train()
 
     budget, clock = plan.time_budget_s, budget_clock(device)
-    progress_bar = tqdm(total=plan.steps, initial=progress["step"], desc=desc, mininterval=5.0)
+    progress_bar = tqdm(total=plan.steps, initial=progress["step"], desc=desc, mininterval=5.0,
+                        disable=not distributed.is_main())
     with termination_requests() as terminated:
         while progress["step"] < plan.steps and (budget is None or progress["elapsed_s"] < budget):
-            if terminated():
+            if distributed.any_process(terminated()):
                 save()
                 progress_bar.close()
-                tqdm.write(f"terminated: saved {resume_path} at step {progress['step']}; rerun to resume")
+                distributed.write(f"terminated: saved {resume_path} at step {progress['step']}; rerun to resume")
                 raise SystemExit(TERMINATED)
             started = clock()
             fraction = progress["step"] / plan.steps
@@ -356,8 +363,8 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
             if average is not None:
                 average.update()
             progress["step"] += 1
-            progress["elapsed_s"] += clock() - started
-            terms = {"loss": loss.item(), **terms}
+            progress["elapsed_s"] += distributed.job_seconds(clock() - started, device)
+            terms = distributed.mean_over_processes({"loss": loss.item(), **terms})
             log.train(progress, terms, aux_loss, lr)
             progress_bar.update(1)
             progress_bar.set_postfix({key: f"{value:.3f}" for key, value in terms.items()}, refresh=False)
@@ -374,6 +381,7 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
     elif average is not None:
         average.swap()
     model.eval()
-    write_log(log_path, progress["history"], log.fields)
+    if distributed.is_main():
+        write_log(log_path, progress["history"], log.fields)
     return Trained(progress["step"], progress["elapsed_s"], progress["history"],
                    progress["history"][best["row"]] if best is not None else None)

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taskcodec.errors import UserError
 from taskcodec.report.accuracy import (accuracy_envelope, bd_rate_accuracy, bits_for_accuracy, classifier_points,
-                                       decoded_points)
+                                       decoded_points, set_metrics_of)
 
 METRICS = ["top1", "top5"]
 
@@ -29,15 +30,32 @@ def test_the_tables_follow_the_metric_names_a_task_declares():
     assert list(bits_for_accuracy(curve, 0.5, "accuracy")["measured_bpp"]) == [1.0]
     assert "target_accuracy" in bits_for_accuracy(curve, 0.5, "accuracy").columns
     frame = per_image("c", {1: (0.5, [1, 0])}).rename(columns={"top1": "accuracy"})
-    assert decoded_points(frame, "pretrained", ["accuracy"])["accuracy"].tolist() == [0.5]
+    points = decoded_points(frame, "pretrained", ["accuracy"], {("c", 1.0): {"accuracy": 0.5}})
+    assert points["accuracy"].tolist() == [0.5]
 
 
-def test_decoded_points_average_hits_per_point():
-    points = decoded_points(per_image("jpeg", {10: (0.5, [1, 0, 0, 0]), 50: (1.0, [1, 1, 0, 0])}), "classical", METRICS)
-    assert list(points["top1"]) == [0.25, 0.5] and list(points["images"]) == [4, 4]
+def test_decoded_points_take_the_task_metrics_over_each_point_and_average_the_rest():
+    """The accuracies are the evaluations' set-level values (mAP is no mean of per-image APs), PSNR & co. means."""
+    summaries = [{"codec": "jpeg", "task_metrics": [{"point": 10, "images": 4, "top1": 0.3, "top5": 1.0},
+                                                    {"point": 50, "images": 4, "top1": 0.5, "top5": 1.0}]}]
+    points = decoded_points(per_image("jpeg", {10: (0.5, [1, 0, 0, 0]), 50: (1.0, [1, 1, 0, 0])}), "classical",
+                            METRICS, set_metrics_of(summaries))
+    assert list(points["top1"]) == [0.3, 0.5] and list(points["images"]) == [4, 4]
+    assert list(points["bpp"]) == list(points["bpp_image"]) == [0.5, 1.0]
     assert points["mse"].iloc[0] == pytest.approx(255.0**2 * 1e-3)
     assert points["feature_mse"].iloc[0] == pytest.approx(0.1)
     assert set(points["image_size"]) == {"64×64"} and set(points["kind"]) == {"classical"}
+    with pytest.raises(UserError, match="rerun it"):
+        decoded_points(per_image("jpeg", {90: (2.0, [1])}), "classical", METRICS, set_metrics_of(summaries))
+
+
+def test_a_codec_carrying_the_task_model_is_placed_at_the_bits_of_its_task_layers():
+    frame = pd.concat([per_image("scalable", {0.01: (0.8, [1, 1])}).assign(bpp_task=0.2),
+                       per_image("plain", {0.01: (0.5, [1, 0])})])
+    sets = {("scalable", 0.01): {"top1": 1.0, "top5": 1.0}, ("plain", 0.01): {"top1": 0.5, "top5": 1.0}}
+    points = decoded_points(frame, "pretrained", METRICS, sets).set_index("codec")
+    assert points.loc["scalable", "bpp"] == 0.2 and points.loc["scalable", "bpp_image"] == 0.8
+    assert points.loc["plain", "bpp"] == points.loc["plain", "bpp_image"] == 0.5
 
 
 def test_bd_rate_at_equal_accuracy_of_a_curve_needing_half_the_bits():

@@ -13,15 +13,17 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-# the stages with run settings in params.yaml's `resources` section
+# the stages with run settings in params.yaml's `resources` section; the training stages also have `tasks`
 STAGES = ("train_codec", "finetune_codec", "cache_latents", "evaluate_codec", "evaluate_classical", "train_task",
           "extract_features", "train_latent_classifier", "train_joint_classifier")
+PROCESSES = {"train_codec": {"tasks": 1}, "finetune_codec": {"tasks": 1}}
 
 TINY = {
     "results_dir": "results",
     "tracking": {"uri": None, "experiment": "taskcodec-tests"},
     "resources": {"device": "auto",
-                  **{stage: {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0} for stage in STAGES}},
+                  **{stage: {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0, **PROCESSES.get(stage, {})}
+                     for stage in STAGES}},
     "prepare": {
         "dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
         "seed": 0, "on_bad_image": "stop",
@@ -35,6 +37,15 @@ TINY = {
                   "clip_max_norm": 1.0, "ema_decay": 0.9, "quantization": "ste",
                   "saliency_floor": None, "time_budget_s": None, "val_every": 6, "checkpoint_every": 6, "init": None,
                   "seed": 0},
+    },
+    "scalable": {
+        "enabled": True,
+        "sweep": {"models": [{"arch": "scalable-hyperprior", "N": 8, "M_base": 4, "M_enh": 8}], "lmbdas": [0.01],
+                  "task_lmbdas": [1.0]},
+        "train": {"distortion": "mse", "steps": 8, "batch_size": 4, "patch_size": 64, "lr": 0.001, "aux_lr": 0.001,
+                  "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
+                  "ema_decay": None, "quantization": "ste", "saliency_floor": None, "time_budget_s": None,
+                  "val_every": 4, "checkpoint_every": 4, "init": None, "seed": 0},
     },
     "saliency": {"method": "spectral-residual", "working_width": 64, "blur_sigma": 2.5, "grid_images": 4},
     "task": {

@@ -106,6 +106,13 @@ def run_on_slurm(project: Path, experiment: str, *args: str, timeout: float, on_
     return text
 
 
+def time_limits(job_ids) -> dict[str, str]:
+    """SLURM's time limit of each job (squeue's %l, e.g. 10:00 for 10 minutes)."""
+    listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%l", "-j", ",".join(sorted(job_ids))],
+                             capture_output=True, text=True, check=True).stdout
+    return dict(line.split("|") for line in listing.split())
+
+
 def job_states(job_ids) -> dict[str, str]:
     """SLURM's state of each job (finished jobs stay visible to squeue for start.sh's MinJobAge)."""
     listing = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T", "-j", ",".join(sorted(job_ids))],
@@ -202,6 +209,9 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes_from_its_checkpoin
     assert len(attempts) == 2 and attempts[0] == killed["job"], output[-6000:]
     states = job_states(attempts)
     assert states[attempts[0]] == "FAILED" and states[attempts[1]] == "COMPLETED", states
+    # the retry asks for the rule's runtime times the attempt (resources.train_codec.runtime is 10 minutes)
+    limits = time_limits(attempts)
+    assert (limits[attempts[0]], limits[attempts[1]]) == ("10:00", "20:00"), limits
     # the resubmitted job continued from the step the first one had reached when it got SIGTERM, not from 0
     resumed = [line for line in log.read_text().replace("\r", "\n").splitlines() if line.startswith("resuming")]
     assert resumed, f"the retried training job did not resume (no 'resuming' line in {log}):\n{log.read_text()[-3000:]}"

@@ -1,5 +1,6 @@
 # Stage 3: train one codec per (architecture with its hyperparameters, lambda) of the sweep on
 # rate + lambda * distortion.
+# resources.train_codec.tasks > 1 runs the stage under torchrun, that many processes (job_resources' launcher).
 
 
 rule train_codec:
@@ -24,6 +25,6 @@ rule train_codec:
     conda:
         CONDA_ENV
     shell:
-        "python -m taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
+        "{resources.launcher} taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
         " --device {resources.device:q} --arch {wildcards.arch} --hyper {params.hyper:q} --lmbda {wildcards.lmbda}"
         " --manifest {input.prepared:q}/manifest.csv {params.saliency} --out {output.model:q} > {log:q} 2>&1"

@@ -47,7 +47,13 @@ CLASSICAL_CODECS = list(config["evaluate"]["classical"])
 # lambda and tau keep full precision (number_id).
 CODEC = "{arch}/{hyper}/lmbda{lmbda}"
 TUNED = "{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a task-fine-tuned codec
+SCALABLE = "{arch}/{hyper}/lmbda{lmbda}/task{task_lmbda}"  # a scalable codec (seed 002) of scalable.sweep
 MACHINE = config["task"]["enabled"]  # the machine branch (needs a labeled dataset)
+# Joint fine-tuning translates and flips the images it trains on and moves class labels with them, not boxes: with
+# another task it is left out of the DAG, and the run says why at its end (Snakefile, onsuccess).
+FINETUNE_SKIP_REASON = (None if config["task"]["name"] == "classification" else
+                        f"its training moves class labels with the translated images, not the targets of "
+                        f"task.name {config['task']['name']}")
 
 for name, folder in EXTRA_DATASETS.items():
     if not Path(folder).is_dir():
@@ -60,6 +66,7 @@ wildcard_constraints:
     hyper="[A-Za-z0-9_-]+",
     lmbda=r"[0-9.eE+-]+",
     tau=r"[0-9.eE+-]+",
+    task_lmbda=r"[0-9.eE+-]+",
     dataset="[A-Za-z0-9_-]+",
     codec="[A-Za-z0-9_-]+",
 
@@ -83,10 +90,21 @@ def job_resources(stage):
 
     Run settings, not science: rules pass them as ``threads:`` and ``resources:``, which Snakemake does not compare
     with the previous run (only params, shell code, inputs and software are rerun triggers), so changing them reruns
-    nothing. ``cpus_per_task`` (the cores a cluster job asks for) follows the threads."""
+    nothing. ``cpus_per_task`` (the cores a cluster job asks for) follows the threads. A training stage's ``tasks``
+    gives ``launcher``, how its command starts: ``python -m``, or torchrun with that many processes
+    (taskcodec.distributed), which share the job's threads and GPUs. The cluster still gets one task: torchrun
+    starts the processes inside it (the SLURM plugin runs a job's command as one task with ``cpus_per_task`` cores
+    and all ``gpu`` GPUs), and ``tasks_per_gpu`` 0 keeps the plugin from asking for a task per GPU. A retried job
+    (a cluster profile's ``retries``, e.g. after its time limit killed it) asks for ``runtime`` × the attempt: a
+    training resumes from its checkpoint, so the longer limit lets it finish."""
     job = config["resources"][stage]
-    return {"device": config["resources"]["device"], "mem_mb": job["mem_mb"], "runtime": job["runtime"],
-            "gpu": job["gpu"], "cpus_per_task": job["threads"]}
+    resources = {"device": config["resources"]["device"], "mem_mb": job["mem_mb"],
+                 "runtime": lambda wildcards, attempt: job["runtime"] * attempt,
+                 "gpu": job["gpu"], "cpus_per_task": job["threads"], "tasks_per_gpu": 0}
+    if "tasks" in job:
+        resources["launcher"] = ("python -m" if job["tasks"] == 1
+                                 else f"torchrun --standalone --nnodes 1 --nproc-per-node {job['tasks']} -m")
+    return resources
 
 
 def job_threads(stage):
@@ -118,7 +136,10 @@ def per_codec(template, **fields):
 
 
 def finetune_points():
-    """Every (arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus."""
+    """Every (arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus
+    (none when the task is not classification: FINETUNE_SKIP_REASON)."""
+    if FINETUNE_SKIP_REASON:
+        return []
     sweep = config["finetune"]["sweep"]
     selected = [float(lmbda) for lmbda in sweep["lmbdas"]]
     return [
@@ -209,6 +230,7 @@ def versioned_outputs():
     if MACHINE:
         outputs += [TASK_MODEL]
         outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
+        outputs += per_scalable(results("scalable", SCALABLE, "model.pt"))
     return outputs
 
 
@@ -235,3 +257,27 @@ def record_in_dvc():
     dag = workflow.dag_settings
     narrowed = dag.until or dag.omit_from or dag.allowed_rules or dag.batch
     dvc_record.record(config, whole_workflow=set(dag.targets) <= {"all"} and not narrowed)
+
+
+def scalable_points():
+    """Every (arch, hyper, lmbda, task_lmbda) of scalable.sweep (none unless scalable.enabled), as wildcard dicts."""
+    scalable = config["scalable"]
+    if not scalable["enabled"]:
+        return []
+    sweep = scalable["sweep"]
+    return [{"arch": model["arch"], "hyper": codec_dirname(model), "lmbda": number_id(lmbda),
+             "task_lmbda": number_id(task_lmbda)}
+            for model in sweep["models"] for lmbda in sweep["lmbdas"] for task_lmbda in sweep["task_lmbdas"]]
+
+
+def per_scalable(template, **fields):
+    """``template`` formatted for every scalable codec of the sweep (with extra ``fields``)."""
+    return [template.format(**point, **fields) for point in scalable_points()]
+
+
+def scalable_hyper_json(wildcards):
+    """The ``--hyper`` JSON of the scalable.sweep entry that a scalable codec path names."""
+    for model in config["scalable"]["sweep"]["models"]:
+        if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
+            return json.dumps(hyperparameters(model))
+    raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among scalable.sweep.models of params.yaml")

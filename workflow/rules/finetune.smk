@@ -2,6 +2,7 @@
 # L = R + tau * lambda * D + w * L_task through the frozen task model; tau is a sweep wildcard.
 # The fine-tuned codecs are entropy-coded and evaluated on the test split like the pretrained ones (job group
 # "coding", see cache.smk).
+# resources.finetune_codec.tasks > 1 runs the stage under torchrun, as train_codec.
 
 
 rule finetune_codec:
@@ -27,7 +28,7 @@ rule finetune_codec:
     conda:
         CONDA_ENV
     shell:
-        "python -m taskcodec.stages.finetune_codec --params {params.section:q} --threads {threads}"
+        "{resources.launcher} taskcodec.stages.finetune_codec --params {params.section:q} --threads {threads}"
         " --device {resources.device:q} --model {input.model:q} --task-model {input.task_model:q} --tau {wildcards.tau}"
         " --manifest {input.prepared:q}/manifest.csv {params.saliency} --out {output.model:q} > {log:q} 2>&1"
 

@@ -6,6 +6,7 @@ rule report:
     input:
         unpack(dataset_inputs),
         learned=lambda wc: per_codec(results("eval", "learned", CODEC, "{dataset}"), dataset=wc.dataset),
+        scalable=lambda wc: per_scalable(results("eval", "scalable", SCALABLE, "{dataset}"), dataset=wc.dataset),
         classical=expand(results("eval", "classical", "{codec}", "{{dataset}}"), codec=CLASSICAL_CODECS),
         references=reference_inputs,
     output:
@@ -25,10 +26,12 @@ rule report:
         CONDA_ENV
     shell:
         "python -m taskcodec.stages.report --params {params.section:q} --dataset {wildcards.dataset}"
-        " --eval {input.learned:q} {input.classical:q} {params.source} --out {output:q} > {log:q} 2>&1"
+        " --eval {input.learned:q} {input.scalable:q} {input.classical:q} {params.source} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
-# Stage 6c: rate-accuracy of every way of sending the test images to the task model.
+# Stage 6c: rate-accuracy of every way of sending the test images to the task model (a scalable codec: against the
+# bits of its base layer, which the task receives alone).
 
 
 rule report_task:
@@ -38,8 +41,10 @@ rule report_task:
         classical=expand(results("eval", "classical", "{codec}", "test"), codec=CLASSICAL_CODECS),
         pretrained=per_codec(results("eval", "learned", CODEC, "test")),
         finetuned=[results("eval", "finetuned", TUNED.format(**point), "test") for point in finetune_points()],
-        latent=per_codec(results("latent", CODEC, "metrics.json")),
-        joint=per_codec(results("joint", CODEC)) if config["latent_classifier"]["joint"]["enabled"] else [],
+        scalable=per_scalable(results("eval", "scalable", SCALABLE, "test")),
+        latent=[] if LATENT_SKIP_REASON else per_codec(results("latent", CODEC, "metrics.json")),
+        joint=(per_codec(results("joint", CODEC))
+               if config["latent_classifier"]["joint"]["enabled"] and not LATENT_SKIP_REASON else []),
     output:
         report(
             directory(MACHINE_REPORT),
@@ -56,7 +61,8 @@ rule report_task:
     shell:
         "python -m taskcodec.stages.report_task --params {params.section:q} --task-model {input.task_model:q}"
         " --manifest {input.prepared:q}/manifest.csv --classical {input.classical:q}"
-        " --pretrained {input.pretrained:q} --finetuned {input.finetuned:q} --latent {input.latent:q}"
+        " --pretrained {input.pretrained:q} --finetuned {input.finetuned:q} --scalable {input.scalable:q}"
+        " --latent {input.latent:q}"
         " --joint {input.joint:q} --out {output:q} > {log:q} 2>&1"
 
 

@@ -3,7 +3,8 @@
 A cache folder holds ``shard-NNNNN.tcbs`` (real bitstreams, one record per image
 and layer; :mod:`taskcodec.codecs.bitstream`), ``shard-NNNNN.pt`` (ŷ and σ̂ per
 layer decoded from those bytes, with the images' labels), ``index.csv`` (actual
-bpp per image from the bytes, per layer and cumulative for layered codecs) and
+bpp per image from the bytes, per layer and cumulative for layered codecs, and
+the image's task fields: its label, a detection dataset's objects) and
 ``cache.json`` (the codec's identity and totals).
 """
 
@@ -45,9 +46,9 @@ def read_bitstreams(cache_dir: str | os.PathLike, layers: tuple[str, ...]) -> It
 
 
 def cached_images(cache_dir: str | os.PathLike, model_path: str | os.PathLike, index: pd.DataFrame,
-                  layers: tuple[str, ...]) -> Iterator[tuple[str, dict[str, ImageBitstream], int]]:
-    """Yield (image id, {layer: bitstream}, their stored bytes) of ``layers`` for every image of ``index``,
-    validated before decoding.
+                  layers: tuple[str, ...]) -> Iterator[tuple[str, dict[str, ImageBitstream], dict[str, int]]]:
+    """Yield (image id, {layer: bitstream}, {layer: its stored bytes}) of ``layers`` for every image of
+    ``index``, validated before decoding.
 
     The cache must come from ``model_path`` (its SHA-256 in ``cache.json``); every header must agree with
     the index (image size) and the codec (layers, strings per layer); and the shards must hold exactly
@@ -72,7 +73,7 @@ def cached_images(cache_dir: str | os.PathLike, model_path: str | os.PathLike, i
         bitstreams = {layer: ImageBitstream.from_bytes(parts[layer], where=f"{where}:{layer}") for layer in layers}
         for layer, bitstream in bitstreams.items():
             check_header(bitstream, sizes[image_id], summary["strings"][layer], f"{where}:{layer}", advice)
-        yield image_id, bitstreams, sum(len(parts[layer]) for layer in layers)
+        yield image_id, bitstreams, {layer: len(parts[layer]) for layer in layers}
     missing = sorted(set(sizes) - seen)
     if missing:
         raise CorruptBitstream(f"{cache_dir} lacks the bitstreams of {len(missing)} of its {len(sizes)} indexed images "

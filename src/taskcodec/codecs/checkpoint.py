@@ -9,22 +9,37 @@ import torch
 from compressai.models import CompressionModel
 
 from taskcodec import __version__, artifacts
-from taskcodec.codecs.registry import build_codec, hyper_label, zoo_codec
+from taskcodec.codecs.registry import build_codec, hyper_label, needs_task_model, zoo_codec
 from taskcodec.errors import UserError
+from taskcodec.tasks.registry import build_task
 
 KIND = "taskcodec-codec"
 
 
 def save_codec(path: Path, model: CompressionModel, arch: str, hyper: dict[str, int], lmbda: float,
-               params: dict[str, Any], metrics: dict[str, Any]) -> None:
+               params: dict[str, Any], metrics: dict[str, Any], task_model: dict[str, Any] | None = None) -> None:
     """Write ``model`` (after ``update()``) with everything needed to rebuild and audit it.
 
-    ``hyper`` are the constructor's hyperparameters (:func:`~taskcodec.codecs.registry.build_codec`).
+    ``hyper`` are the constructor's hyperparameters (:func:`~taskcodec.codecs.registry.build_codec`). A codec
+    built on the frozen task model also records how to rebuild that model (``task_model``: its ``task``
+    name, ``model_params`` and ``class_names``, as :func:`taskcodec.tasks.checkpoint.load_task_model` gives
+    them); its weights are in the codec's own state dict.
     """
+    if needs_task_model(arch) and task_model is None:
+        raise ValueError(f"{arch} is built on a task model: pass task_model to save_codec")
     artifacts.save_checkpoint(path, {
         "kind": KIND, "taskcodec_version": __version__, "arch": arch, "hyper": dict(hyper), "lmbda": lmbda,
         "params": params, "metrics": metrics, "state_dict": model.state_dict(),
+        **({"task_model": task_model} if task_model is not None else {}),
     })
+
+
+def _task_model(payload: dict[str, Any]) -> torch.nn.Module | None:
+    """The (untrained) task model a codec checkpoint is built on, or None; its weights come with the codec's."""
+    if not needs_task_model(payload["arch"]):
+        return None
+    info = payload["task_model"]
+    return build_task(info["task"], info["class_names"]).build_model({**info["model_params"], "weights": None})
 
 
 def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch: str | None = None) -> tuple[CompressionModel, dict[str, Any]]:
@@ -41,7 +56,7 @@ def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch
             f"checkpoint {path} holds a {payload['arch']} model, but {expect_arch} was asked for; "
             "point to a checkpoint of that architecture"
         )
-    model = build_codec(payload["arch"], payload["hyper"])
+    model = build_codec(payload["arch"], payload["hyper"], _task_model(payload))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:

@@ -33,7 +33,7 @@ from compressai.zoo.image import model_architectures
 from taskcodec.codecs.contract import Decoded, LayeredCodec, Latents
 
 
-def _per_image(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+def per_image(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """``module`` applied to each image alone, as the encoder applies it (bit-identical floats)."""
     return torch.cat([module(image) for image in batch.split(1)])
 
@@ -84,7 +84,7 @@ class FactorizedFamily(CompressAICodec):
 class ScaleHyperpriorFamily(CompressAICodec):
     def decode_latents(self, strings, shape):
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        scales_hat = _per_image(self.h_s, z_hat)
+        scales_hat = per_image(self.h_s, z_hat)
         indexes = self.gaussian_conditional.build_indexes(scales_hat)
         return Latents(self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype), scales_hat)
 
@@ -100,7 +100,7 @@ class ScaleHyperpriorFamily(CompressAICodec):
 class MeanScaleHyperpriorFamily(CompressAICodec):
     def decode_latents(self, strings, shape):
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        scales_hat, means_hat = _per_image(self.h_s, z_hat).chunk(2, 1)
+        scales_hat, means_hat = per_image(self.h_s, z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales_hat)
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means=means_hat)
         return Latents(y_hat, scales_hat)
@@ -119,8 +119,8 @@ class AutoregressiveFamily(CompressAICodec):
 
     def decode(self, strings, padded_size, pixels=True):
         shape = (padded_size[0] // self.shape_divisor, padded_size[1] // self.shape_divisor)
-        per_image = list(zip(*strings["main"]))
-        x_hat = torch.cat([self.decompress([[s] for s in image], shape)["x_hat"] for image in per_image])
+        images = list(zip(*strings["main"]))
+        x_hat = torch.cat([self.decompress([[s] for s in image], shape)["x_hat"] for image in images])
         return Decoded(x_hat if pixels else None, None)
 
 

@@ -27,7 +27,10 @@ What the stages call, and nothing else:
 - ``analyze(x)`` → ``{"latents": {layer: Latents}, "likelihoods": {layer: ...}}``,
   the differentiable encoder side (ŷ rounded with a straight-through gradient)
   for training a compressed-domain model jointly with the encoder;
-- ``pad_multiple``: the input's sides are padded to a multiple of it.
+- ``pad_multiple``: the input's sides are padded to a multiple of it;
+- ``task_outputs(latents)`` (only codecs built on the frozen task model, class
+  attribute ``needs_task_model``): the task model's outputs from the task
+  receiver's latents, without a reconstruction (seed 002's base layer).
 
 A new architecture is one module with one class decorated by
 :func:`taskcodec.codecs.registry.register_codec`; see README "Extending taskcodec".
@@ -80,6 +83,9 @@ class LayeredCodec:
 
     def analyze(self, x: torch.Tensor) -> dict:
         raise NotImplementedError(f"{type(self).__name__} has no differentiable latent analysis")
+
+    def task_outputs(self, latents: dict[str, Latents]) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} carries no task model: run it on the reconstruction")
 
     @classmethod
     def task_layer(cls) -> str:

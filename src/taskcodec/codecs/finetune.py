@@ -12,8 +12,8 @@ Whole images go through the codec, since the task model classifies whole
 images, with random horizontal flips and translations by up to ``crop_padding``
 pixels (replicate padding, as the task model was trained), which keep the
 codec from fitting the task on the training images alone. Optimizers,
-schedule, clipping, resume and time budget are those of codec pretraining
-(:func:`taskcodec.codecs.training.optimize`, the one training loop).
+schedule, clipping, resume, time budget and several processes are those of
+codec pretraining (:func:`taskcodec.codecs.training.optimize`, the one training loop).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 from compressai.models import CompressionModel
 from torch import nn
 
+from taskcodec import distributed
 from taskcodec.augment import translatable
 from taskcodec.codecs.training import CodecObjective, Terms, check_saliency, optimize, with_maps
 from taskcodec.losses import TaskAwareLoss
@@ -62,8 +63,8 @@ def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model
     task_model = freeze(task_model.to(device))
     criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"], task, pad_multiple=model.pad_multiple)
     train_labels, val_labels = train_labels.to(device), val_labels.to(device)
-    generator = torch.Generator().manual_seed(params["seed"])
-    torch.manual_seed(params["seed"])
+    generator = torch.Generator().manual_seed(params["seed"] + distributed.rank())
+    torch.manual_seed(params["seed"] + distributed.rank())
 
     def task_aware_terms(labels: torch.Tensor) -> Terms:
         def terms(output: dict, x: torch.Tensor, weights: torch.Tensor | None, rows) -> dict[str, torch.Tensor]:
@@ -74,7 +75,7 @@ def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model
         return terms
 
     objective = CodecObjective(model, params, train_source, height, val_source, task_aware_terms(train_labels),
-                               task_aware_terms(val_labels), generator, device)
+                               task_aware_terms(val_labels), generator, device, "finetune.train")
     fingerprint = params_fingerprint({"lmbda": lmbda, "tau": tau, "data": data_id, **params})
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, LOG_FIELDS,
                     f"finetune λ={lmbda:g} τ={tau:g}",

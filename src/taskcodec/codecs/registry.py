@@ -14,11 +14,22 @@ CompressAI's own architectures are registered under CompressAI's names
   Compression with Discretized Gaussian Mixture Likelihoods and Attention
   Modules", CVPR 2020 (these take only N).
 
+The project's own layered codecs:
+
+- ``scalable-hyperprior``: Özyılkan et al., "Learned Disentangled Latent
+  Representations for Scalable Image Coding for Humans and Machines", DCC 2023
+  (seed 002; :mod:`taskcodec.codecs.scalable`).
+- ``choi2022-scalable``: Choi & Bajić, "Scalable Image Coding for Humans and
+  Machines", IEEE TIP 2022, seed 002's baseline, on the same base
+  architecture (:mod:`taskcodec.codecs.choi2022`).
+
 A project codec is one class with one ``@register_codec("name")``: a
 :class:`compressai.models.CompressionModel` that inherits
 :class:`~taskcodec.codecs.contract.LayeredCodec` and implements its methods.
 Its constructor's parameters are the hyperparameters a ``codec.sweep.models``
-entry gives (integers, e.g. ``N`` and ``M``).
+entry gives (integers, e.g. ``N`` and ``M``), except ``task_model``: a codec
+built on the frozen task model (class attribute ``needs_task_model``) gets it
+from the stage that builds it.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from __future__ import annotations
 import difflib
 import inspect
 
+import torch
 from compressai.models import CompressionModel
 from compressai.zoo.image import load_pretrained, model_urls
 from torch.hub import load_state_dict_from_url
@@ -61,7 +73,7 @@ def codec_class(arch: str) -> type:
 def codec_hyperparameters(arch: str) -> tuple[list[str], list[str]]:
     """(required, optional) constructor parameters of ``arch``: the keys a sweep entry may give."""
     parameters = [p for p in inspect.signature(codec_class(arch)).parameters.values()
-                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "task_model"]
     return ([p.name for p in parameters if p.default is p.empty],
             [p.name for p in parameters if p.default is not p.empty])
 
@@ -71,8 +83,14 @@ def hyper_label(hyper: dict[str, int]) -> str:
     return "-".join(f"{name}{value}" for name, value in hyper.items())
 
 
-def build_codec(arch: str, hyper: dict[str, int]) -> CompressionModel:
-    """Instantiate ``arch`` with the hyperparameters ``hyper`` (e.g. ``{"N": 64, "M": 96}``)."""
+def needs_task_model(arch: str) -> bool:
+    """Whether ``arch`` is built on the frozen task model (e.g. the scalable codec's base layer)."""
+    return getattr(codec_class(arch), "needs_task_model", False)
+
+
+def build_codec(arch: str, hyper: dict[str, int], task_model: torch.nn.Module | None = None) -> CompressionModel:
+    """Instantiate ``arch`` with the hyperparameters ``hyper`` (e.g. ``{"N": 64, "M": 96}``), and the frozen
+    ``task_model`` when the architecture is built on one (:func:`needs_task_model`)."""
     required, optional = codec_hyperparameters(arch)
     unknown = sorted(set(hyper) - set(required) - set(optional))
     if unknown:
@@ -81,6 +99,8 @@ def build_codec(arch: str, hyper: dict[str, int]) -> CompressionModel:
     missing = [name for name in required if name not in hyper]
     if missing:
         raise UserError(f"codec {arch} needs the hyperparameter '{missing[0]}'; add it to the sweep entry")
+    if needs_task_model(arch):
+        return codec_class(arch)(**hyper, task_model=task_model)
     return codec_class(arch)(**hyper)
 
 
@@ -95,3 +115,7 @@ def zoo_codec(arch: str, quality: int) -> CompressionModel:
                         f"{', '.join(sorted(model_urls))} at qualities 1-8")
     state = load_state_dict_from_url(model_urls[arch]["mse"][quality], progress=True, weights_only=True)
     return codec_class(arch).from_state_dict(load_pretrained(state))
+
+
+# The project's own codecs register themselves on import (after register_codec exists).
+from taskcodec.codecs import choi2022, scalable  # noqa: E402,F401

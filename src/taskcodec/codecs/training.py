@@ -16,6 +16,9 @@ step decay of the learning rate, an exponential moving average of the weights
 (``ema_decay``), and straight-through rounding of the decoder's input
 (``quantization: ste``; Ballé et al.'s additive noise still gives the
 likelihoods, as in CompressAI's variable-rate models) instead of noise everywhere.
+Both can train in several processes (:mod:`taskcodec.distributed`, DDP under
+``torchrun``): ``batch_size`` stays the global batch, of which each process
+draws its share from its own generator (seed + rank).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import torch
 from compressai.models import CompressionModel
 from compressai.optimizers import net_aux_optimizer
 
+from taskcodec import distributed
 from taskcodec.augment import random_windows
 from taskcodec.codecs.coding import pad
 from taskcodec.codecs.contract import LayeredCodec
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
-from taskcodec.losses import RateDistortionLoss, saliency_weights
+from taskcodec.losses import RateDistortionLoss, ScalableLoss, saliency_weights
 from taskcodec.metrics import psnr_batch
 from taskcodec.resume import params_fingerprint
 from taskcodec.trainer import Objective, Optimizers, Plan, StepLog, Trained, cosine, step_drops, train, warmup
@@ -73,14 +77,28 @@ def check_saliency(params: dict[str, Any], distortion: str, saliency: torch.Tens
 Terms = Callable[[dict, torch.Tensor, "torch.Tensor | None", Any], dict[str, torch.Tensor]]
 
 
-def rate_distortion_terms(criterion: RateDistortionLoss, multiple: int) -> Terms:
-    """The :data:`Terms` of ``criterion`` on the batch padded to ``multiple``, as the coder sees it: loss, bpp, mse."""
+def rate_distortion_terms(criterion: RateDistortionLoss | ScalableLoss, multiple: int,
+                          extra: tuple[str, ...] = ()) -> Terms:
+    """The :data:`Terms` of ``criterion`` on the batch padded to ``multiple``, as the coder sees it: loss, bpp,
+    mse and the ``extra`` terms of its output."""
 
     def terms(output: dict, x: torch.Tensor, weights: torch.Tensor | None, rows: Any) -> dict[str, torch.Tensor]:
         losses = criterion(output, pad(x, multiple), None if weights is None else pad(weights, multiple))
-        return {"loss": losses["loss"], "bpp": losses["bpp_loss"], "mse": losses["mse_loss"]}
+        return {"loss": losses["loss"], "bpp": losses["bpp_loss"], "mse": losses["mse_loss"],
+                **{name: losses[name] for name in extra}}
 
     return terms
+
+
+def codec_loss(model: CompressionModel, lmbda: float, task_lmbda: float | None,
+               distortion: str) -> tuple[RateDistortionLoss | ScalableLoss, tuple[str, ...]]:
+    """The pretraining loss of ``model`` and the terms it logs beside loss, bpp and mse: R + λ·D, or for a
+    codec built on the frozen task model (seed 002) equation 2 with ``task_lmbda`` (feature MSE, bpp per layer)."""
+    if not getattr(model, "needs_task_model", False):
+        return RateDistortionLoss(lmbda, distortion), ()
+    if task_lmbda is None:
+        raise UserError(f"{type(model).__name__} trains on R + λ_task·D(features) + λ·D(image): give --task-lmbda")
+    return ScalableLoss(lmbda, task_lmbda, distortion), ("feature_mse", *(f"bpp_{layer}" for layer in model.layers))
 
 
 @torch.no_grad()
@@ -116,23 +134,26 @@ class CodecObjective(Objective):
 
     ``train_terms``/``val_terms`` get the model's output on the batch padded to its ``pad_multiple``, the
     images, the distortion weights (with ``params["saliency_floor"]``) and the batch's rows in its source
-    (image indices for training, a slice for validation). Training batches go through the codec's forward
-    with ``quantization`` (``"noise"`` or ``"ste"``); validation uses the default.
+    (image indices for training, a slice for validation). Training batches go through ``forward``, the model or
+    the DDP-wrapped model that :func:`optimize` sets, with ``quantization`` (``"noise"`` or ``"ste"``); each of
+    several processes draws its share of ``params["batch_size"]`` (named ``section``.batch_size in an error).
+    Validation uses the model and the default quantization.
     """
 
     def __init__(self, model: CompressionModel, params: dict[str, Any], source: torch.Tensor, window: int,
                  val_source: torch.Tensor, train_terms: Terms, val_terms: Terms, generator: torch.Generator,
-                 device: torch.device, quantization: str = "noise"):
-        self.model, self.source, self.window, self.val_source = model, source, window, val_source
+                 device: torch.device, section: str, quantization: str = "noise"):
+        self.model, self.forward, self.source, self.window, self.val_source = model, model, source, window, val_source
         self.quantization = quantization
         self.train_terms, self.val_terms, self.generator, self.device = train_terms, val_terms, generator, device
         self.batch_size, self.floor = params["batch_size"], params["saliency_floor"]
+        self.process_batch = distributed.share(self.batch_size, f"{section}.batch_size")
 
     def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        index, batch = random_windows(self.source, self.batch_size, self.window, self.generator)
+        index, batch = random_windows(self.source, self.process_batch, self.window, self.generator)
         x, weights = split_maps(batch, self.device, self.floor)
         padded = pad(x, self.model.pad_multiple)  # the contract's forward takes quantization only for "ste"
-        output = self.model(padded) if self.quantization == "noise" else self.model(padded, quantization="ste")
+        output = self.forward(padded) if self.quantization == "noise" else self.forward(padded, quantization="ste")
         terms = self.train_terms(output, x, weights, index.to(self.device))
         return terms["loss"], logged_terms(terms)
 
@@ -147,7 +168,7 @@ DECAYS: dict[str, Callable[[dict[str, Any]], Callable[[float], float]]] = {
 }
 
 
-def optimize(model: CompressionModel, objective: Objective, params: dict[str, Any], fingerprint: str,
+def optimize(model: CompressionModel, objective: CodecObjective, params: dict[str, Any], fingerprint: str,
              generator: torch.Generator, device: torch.device, resume_path: Path, log_path: Path,
              log_fields: list[str], description: str, learning_rate: Callable[[float], float],
              ema_decay: float | None = None) -> Trained:
@@ -160,8 +181,11 @@ def optimize(model: CompressionModel, objective: Objective, params: dict[str, An
     checkpoint every ``checkpoint_every`` steps, a row per step in the log; the
     last weights (or their moving average with ``ema_decay``) are kept. The
     model ends in eval mode after ``update(force=True, update_quantiles=True)``.
+    With several processes the objective's training forward is the model in
+    DDP; the optimizers, the auxiliary loss and the loop work on ``model``.
     """
     model.to(device)
+    objective.forward = distributed.wrap(model, device)
     optimizers = net_aux_optimizer(
         model, {"net": {"type": "Adam", "lr": params["lr"]}, "aux": {"type": "Adam", "lr": params["aux_lr"]}}
     )
@@ -187,8 +211,10 @@ def train_codec(
     data_id: str = "",
     train_saliency: torch.Tensor | None = None,
     val_saliency: torch.Tensor | None = None,
+    task_lmbda: float | None = None,
 ) -> Trained:
-    """Train ``model`` in place on rate + λ·distortion from random patches, with :func:`optimize`.
+    """Train ``model`` in place on rate + λ·distortion (:func:`codec_loss`; with ``task_lmbda`` for a codec
+    built on the task model) from random patches, with :func:`optimize`.
 
     With ``params["saliency_floor"]`` set, uint8 saliency maps N×1×H×W aligned
     with the images weight the MSE per pixel by ``floor + (1 − floor)·saliency``
@@ -208,13 +234,16 @@ def train_codec(
         raise UserError(f"codec.train.quantization ste needs a codec with a differentiable analysis; "
                         f"{type(model).__name__} has none; set it to noise")
     floor = params["saliency_floor"]
-    terms = rate_distortion_terms(RateDistortionLoss(lmbda, params["distortion"]), model.pad_multiple)
-    generator = torch.Generator().manual_seed(params["seed"])
-    torch.manual_seed(params["seed"])
+    criterion, extra = codec_loss(model, lmbda, task_lmbda, params["distortion"])
+    terms = rate_distortion_terms(criterion, model.pad_multiple, extra)
+    generator = torch.Generator().manual_seed(params["seed"] + distributed.rank())
+    torch.manual_seed(params["seed"] + distributed.rank())
     objective = CodecObjective(model, params, with_maps(train_images, train_saliency if floor is not None else None),
                                params["patch_size"], with_maps(val_images, val_saliency if floor is not None else None),
-                               terms, terms, generator, device, params["quantization"])
-    fingerprint = params_fingerprint({"lmbda": lmbda, "data": data_id, **params})
-    return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, LOG_FIELDS,
+                               terms, terms, generator, device, "codec.train", params["quantization"])
+    scalable = {} if task_lmbda is None else {"task_lmbda": task_lmbda}
+    fingerprint = params_fingerprint({"lmbda": lmbda, **scalable, "data": data_id, **params})
+    fields = LOG_FIELDS[:5] + list(extra) + LOG_FIELDS[5:]  # the extra terms after mse
+    return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, fields,
                     f"train λ={lmbda:g}", warmup(params["lr_warmup"], DECAYS[params["lr_decay"]](params)),
                     params["ema_decay"])

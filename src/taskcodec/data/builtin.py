@@ -1,11 +1,20 @@
-"""The default dataset: one simple shape per image on a photographic background.
+"""The default dataset: simple shapes on a photographic background.
 
 Everything is generated offline from the photographs and textures that
 scikit-image ships inside its wheel (nothing is downloaded). Image ``i``
 depends only on ``(seed, i)``: it is drawn from
 ``np.random.default_rng([seed, i])``, so the same params give byte-identical
-images in any order. Image ``i`` shows class ``i % len(classes)``, so the
-classes are balanced.
+images in any order.
+
+- Classification (default, ``prepare.builtin.objects`` absent or null): one
+  shape per image; image ``i`` shows class ``i % len(classes)``, so the
+  classes are balanced.
+- Detection (``objects: [lo, hi]``): ``lo``–``hi`` shapes per image, each of a
+  random class, scale (``object_scale``), position and rotation, drawn in turn
+  so later ones may cover earlier ones. Each object's box is drawn around its
+  *visible* pixels (coverage ≥ ½ after the later objects are drawn over it, the
+  convention of COCO's boxes); an object hidden entirely is left out. The images
+  are unlabeled (label -1); the classes are those of their objects.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw
 
-from taskcodec.data.registry import Sample, register_dataset, require_int, require_param
+from taskcodec.data.registry import UNLABELED, Sample, register_dataset, require_int, require_param
 from taskcodec.errors import UserError
 
 SHIPPED_PHOTOS = (
@@ -68,6 +77,7 @@ SHAPES: dict[str, list[tuple[np.ndarray, int]]] = {
 
 _SUPERSAMPLE = 4  # shapes are drawn at 4x and box-downsampled, which anti-aliases their edges
 _MIN_COLOUR_DISTANCE = 110.0  # RGB distance of the object colour from the background under it
+MAX_OBJECTS = 16  # objects per image of a detection dataset
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class SceneSpec:
     classes: tuple[str, ...]
     object_scale: tuple[float, float]
     seed: int
+    objects: tuple[int, int] | None = None  # detection: the range of objects per image
+
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.classes if name not in SHAPES]
@@ -93,6 +105,9 @@ class SceneSpec:
             raise UserError(
                 f"prepare.builtin.object_scale is {list(self.object_scale)}; use [lo, hi] with 0 < lo <= hi <= 1"
             )
+        if self.objects is not None and not 1 <= self.objects[0] <= self.objects[1] <= MAX_OBJECTS:
+            raise UserError(f"prepare.builtin.objects is {list(self.objects)}; use [lo, hi] with "
+                            f"1 <= lo <= hi <= {MAX_OBJECTS}, or null for one object per image (classification)")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "SceneSpec":
@@ -104,11 +119,16 @@ class SceneSpec:
             raise UserError(f"prepare.builtin.classes is {classes!r}; set it to a list of class names")
         if not isinstance(scale, list) or len(scale) != 2 or not all(isinstance(v, (int, float)) for v in scale):
             raise UserError(f"prepare.builtin.object_scale is {scale!r}; set it to [lo, hi], e.g. [0.3, 0.75]")
+        objects = section.get("objects")
+        if objects is not None and (not isinstance(objects, list) or len(objects) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in objects)):
+            raise UserError(f"prepare.builtin.objects is {objects!r}; set it to [lo, hi], e.g. [1, 4], or null")
         return cls(
             canvas_size=require_int(section, "canvas_size", 16, "prepare.builtin"),
             classes=tuple(classes),
             object_scale=(float(scale[0]), float(scale[1])),
             seed=require_int(params, "seed", 0),
+            objects=None if objects is None else (objects[0], objects[1]),
         )
 
 
@@ -119,19 +139,54 @@ def class_of(index: int, num_classes: int) -> int:
 
 def render_image(spec: SceneSpec, index: int) -> np.ndarray:
     """Render builtin image ``index`` as a ``canvas_size`` square ``uint8`` RGB array."""
+    return render_scene(spec, index)[0].copy()
+
+
+@functools.lru_cache(maxsize=2)  # prepare loads an image, then asks for its objects
+def render_scene(spec: SceneSpec, index: int) -> tuple[np.ndarray, tuple[tuple[tuple[float, ...], int], ...]]:
+    """Builtin image ``index`` and its objects ``((x0, y0, x1, y1), class index)`` in canvas pixels."""
     rng = np.random.default_rng([spec.seed, index])
+    canvas = _background(rng, spec.canvas_size)
+    if spec.objects is None:
+        labels = [class_of(index, len(spec.classes))]
+    else:
+        count = rng.integers(spec.objects[0], spec.objects[1] + 1)
+        labels = rng.integers(len(spec.classes), size=count).tolist()
+    masks = []
+    for label in labels:
+        canvas, mask = _draw_object(rng, spec, canvas, SHAPES[spec.classes[label]])
+        masks.append(mask)
+    image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    image.flags.writeable = False  # cached: shared by every caller
+    return image, _visible_boxes(masks, labels)
+
+
+def _draw_object(rng: np.random.Generator, spec: SceneSpec, canvas: np.ndarray,
+                 shape: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """``canvas`` with one shape of random scale, position, rotation and colour drawn over it, and its coverage."""
     size = spec.canvas_size
-    canvas = _background(rng, size)
     radius = rng.uniform(*spec.object_scale) * size / 2
     margin = min(0.8 * radius, size / 2)  # the object's bounding circle stays mostly inside
     cx, cy = rng.uniform(margin, size - margin, size=2)
     angle = rng.uniform(0.0, 2.0 * math.pi)
-    shape = SHAPES[spec.classes[class_of(index, len(spec.classes))]]
     mask = _shape_mask(shape, size, cx, cy, radius, angle)[:, :, None]
     colour = _contrasting_colour(rng, _mean_under(canvas, cx, cy, radius))
     fill = _shaded_fill(rng, colour, size, cx, cy, radius)
-    image = canvas * (1.0 - mask) + fill * mask
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return canvas * (1.0 - mask) + fill * mask, mask[:, :, 0]
+
+
+def _visible_boxes(masks: list[np.ndarray], labels: list[int]) -> tuple[tuple[tuple[float, ...], int], ...]:
+    """The box around each object's visible pixels (coverage ≥ ½ under the objects drawn after it), with its label;
+    an object hidden entirely is left out."""
+    objects = []
+    covered = np.zeros_like(masks[0])  # coverage by the objects drawn later
+    for mask, label in reversed(list(zip(masks, labels))):
+        visible = mask * (1.0 - covered) >= 0.5
+        covered = covered + mask * (1.0 - covered)
+        if visible.any():
+            rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
+            objects.append(((float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)), label))
+    return tuple(reversed(objects))
 
 
 def generate_images(spec: SceneSpec, num_images: int) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -230,7 +285,7 @@ def _shaded_fill(
 @register_dataset("builtin")
 @dataclass(frozen=True)
 class BuiltinDataset:
-    """``prepare.dataset: builtin``: ``num_images`` generated images, labeled by shape."""
+    """``prepare.dataset: builtin``: ``num_images`` generated images, labeled by shape or with their objects' boxes."""
 
     spec: SceneSpec
     num_images: int
@@ -251,6 +306,16 @@ class BuiltinDataset:
         return list(self.spec.classes)
 
     def samples(self) -> Iterator[Sample]:
+        if self.spec.objects is not None:
+            for index in range(self.num_images):
+                yield Sample(
+                    image_id=f"{index:06d}",
+                    label=UNLABELED,
+                    source=f"builtin(seed={self.spec.seed}, index={index})",
+                    load=functools.partial(render_image, self.spec, index),
+                    objects=functools.partial(_scene_objects, self.spec, index),
+                )
+            return
         for index in range(self.num_images):
             label = class_of(index, len(self.spec.classes))
             yield Sample(
@@ -259,3 +324,7 @@ class BuiltinDataset:
                 source=f"builtin(seed={self.spec.seed}, index={index})",
                 load=functools.partial(render_image, self.spec, index),
             )
+
+
+def _scene_objects(spec: SceneSpec, index: int) -> tuple[tuple[tuple[float, ...], int], ...]:
+    return render_scene(spec, index)[1]

@@ -3,7 +3,10 @@
 ``prepare.dataset: imagefolder`` reads either ``root/<class>/**/*.<ext>``
 (labeled; labels are the sorted class folder names) or images directly in
 ``root`` (unlabeled, label -1). Hidden files and folders are skipped; files
-whose extension is not in :data:`IMAGE_EXTENSIONS` are ignored.
+whose extension is not in :data:`IMAGE_EXTENSIONS` are ignored. With
+``prepare.annotations`` (a COCO JSON file, :mod:`taskcodec.data.coco`) it is a
+detection dataset: every image below ``root`` (any folder layout) with the boxes
+the file gives it, unlabeled (-1), the file's categories as classes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from taskcodec.data.coco import Objects, read_coco
 from taskcodec.data.images import IMAGE_EXTENSIONS, load_rgb8
 from taskcodec.data.registry import UNLABELED, Sample, register_dataset, require_param
 from taskcodec.errors import UserError, shown_path
@@ -112,11 +116,12 @@ def _safe_name(text: str) -> str:
 @register_dataset("imagefolder")
 @dataclass(frozen=True)
 class ImageFolderDataset:
-    """``prepare.dataset: imagefolder``: the images under ``prepare.root``."""
+    """``prepare.dataset: imagefolder``: the images under ``prepare.root`` (with boxes from ``prepare.annotations``)."""
 
     root: Path
     classes: list[str]
     files: list[tuple[Path, int]]  # (image path, label), in a fixed order
+    objects: dict[Path, Objects] | None = None  # with prepare.annotations: each image's boxes
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ImageFolderDataset":
@@ -128,11 +133,18 @@ class ImageFolderDataset:
         if not isinstance(root, str):
             raise UserError(f"prepare.root is {root!r}; set it to the path of a folder of images")
         resolved = (Path.cwd() / Path(root).expanduser()).resolve()
+        annotations = params.get("annotations")
         try:
-            classes, files = scan_image_folder(resolved)
+            if annotations is None:
+                classes, files = scan_image_folder(resolved)
+                return cls(root=resolved, classes=classes, files=files)
+            images = folder_images(resolved)
         except UserError as err:
             raise UserError(f"prepare.root: {err}") from None
-        return cls(root=resolved, classes=classes, files=files)
+        if not isinstance(annotations, str) or not annotations:
+            raise UserError(f"prepare.annotations is {annotations!r}; set it to the path of a COCO JSON file or null")
+        classes, objects = read_coco((Path.cwd() / Path(annotations).expanduser()).resolve(), resolved, images)
+        return cls(root=resolved, classes=classes, files=[(path, UNLABELED) for path in images], objects=objects)
 
     def samples(self) -> Iterator[Sample]:
         for index, (path, label) in enumerate(self.files):
@@ -142,4 +154,5 @@ class ImageFolderDataset:
                 label=label,
                 source=shown_path(path),
                 load=functools.partial(load_rgb8, path),
+                objects=None if self.objects is None else functools.partial(self.objects.__getitem__, path),
             )

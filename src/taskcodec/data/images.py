@@ -105,6 +105,19 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
+def crop_geometry(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """How :func:`resize_center_crop` maps a ``width``×``height`` image: ``(resized width, resized height,
+    left, top)``, the crop's offset in the resized image."""
+    shorter = min(height, width)
+    new_width, new_height = width, height
+    if shorter != size:
+        if width <= height:
+            new_width, new_height = size, max(size, round(height * size / width))
+        else:
+            new_width, new_height = max(size, round(width * size / height)), size
+    return new_width, new_height, (new_width - size) // 2, (new_height - size) // 2
+
+
 def resize_center_crop(
     img: np.ndarray, size: int, path: str | os.PathLike | None = None
 ) -> np.ndarray:
@@ -113,23 +126,32 @@ def resize_center_crop(
     ``path`` only names the image in the error raised when it is too small.
     """
     height, width = img.shape[:2]
-    shorter = min(height, width)
-    if shorter < size:
+    if min(height, width) < size:
         raise UnusableImageError(
             path if path is not None else "(array)",
             f"is {width}x{height} pixels, smaller than prepare.image_size={size} on its shorter side",
             "set a smaller prepare.image_size or remove the file",
         )
-    if shorter != size:
-        if width <= height:
-            new_width, new_height = size, max(size, round(height * size / width))
-        else:
-            new_width, new_height = max(size, round(width * size / height)), size
+    new_width, new_height, left, top = crop_geometry(width, height, size)
+    if (new_width, new_height) != (width, height):
         resized = Image.fromarray(img).resize(
             (new_width, new_height), Image.Resampling.LANCZOS, reducing_gap=3.0
         )
         img = np.asarray(resized)
-        height, width = new_height, new_width
-    top = (height - size) // 2
-    left = (width - size) // 2
     return np.ascontiguousarray(img[top : top + size, left : left + size])
+
+
+def resize_center_crop_boxes(boxes: np.ndarray, width: int, height: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``x0, y0, x1, y1`` (K×4, pixels of a ``width``×``height`` image) in the square that
+    :func:`resize_center_crop` makes of it, and which of them are kept.
+
+    Pixel edges scale with the resize (Pillow maps the image's extent onto the new one) and shift by
+    the crop. A box is clipped to the square; one left less than a pixel wide or high by the crop is
+    dropped (``kept`` False), so a returned box always shows part of its object.
+    """
+    new_width, new_height, left, top = crop_geometry(width, height, size)
+    scale = np.array([new_width / width, new_height / height] * 2)
+    shift = np.array([left, top] * 2)
+    mapped = np.clip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale - shift, 0.0, size)
+    kept = (mapped[:, 2] - mapped[:, 0] >= 1.0) & (mapped[:, 3] - mapped[:, 1] >= 1.0)
+    return mapped[kept], kept

@@ -2,11 +2,16 @@
 
 The manifest has one row per image with exactly :data:`MANIFEST_COLUMNS`;
 ``path`` is relative to the manifest's folder, ``label`` is -1 and
-``class_name`` is ``''`` for unlabeled images.
+``class_name`` is ``''`` for unlabeled images. A detection dataset's manifest
+has one more column, :data:`OBJECTS_COLUMN`: each image's objects as JSON,
+``{"boxes": [[x0, y0, x1, y1], ...], "labels": [k, ...]}`` (pixel edges of the
+prepared image; labels index ``classes.json``), the form torchvision's
+detection models take as targets.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -20,6 +25,7 @@ from taskcodec.errors import UserError
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ("image_id", "path", "label", "class_name", "split", "source", "orig_width", "orig_height")
+OBJECTS_COLUMN = "objects"
 
 
 def check_split_fractions(fractions: Mapping[str, Any]) -> dict[str, float]:
@@ -87,25 +93,28 @@ def assign_splits(labels: Sequence[int], fractions: Mapping[str, Any], seed: int
 
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write manifest rows (mappings with exactly :data:`MANIFEST_COLUMNS`) as CSV, atomically."""
+    """Write manifest rows (mappings with exactly :data:`MANIFEST_COLUMNS`, every one with
+    :data:`OBJECTS_COLUMN` too for a detection dataset) as CSV, atomically."""
     rows = list(rows)
+    columns = [*MANIFEST_COLUMNS, *([OBJECTS_COLUMN] if rows and OBJECTS_COLUMN in rows[0] else [])]
     for row in rows:
-        if set(row) != set(MANIFEST_COLUMNS):
-            raise ValueError(f"manifest row has keys {sorted(row)}, expected {list(MANIFEST_COLUMNS)}")
-    frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+        if set(row) != set(columns):
+            raise ValueError(f"manifest row has keys {sorted(row)}, expected {columns}")
+    frame = pd.DataFrame(rows, columns=columns)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a manifest written by :func:`write_manifest`."""
+    """Read a manifest written by :func:`write_manifest` (with its objects column if it has one)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"manifest {path} does not exist; run the prepare stage first")
     try:
         frame = pd.read_csv(
             path,
-            dtype={"image_id": str, "path": str, "class_name": str, "split": str, "source": str},
+            dtype={"image_id": str, "path": str, "class_name": str, "split": str, "source": str,
+                   OBJECTS_COLUMN: str},
             keep_default_na=False,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
@@ -113,11 +122,36 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
     if missing:
         raise UserError(f"manifest {path} lacks column(s) {', '.join(missing)}; delete it and rerun prepare")
-    frame = frame[list(MANIFEST_COLUMNS)]
+    frame = frame[[*MANIFEST_COLUMNS, *([OBJECTS_COLUMN] if OBJECTS_COLUMN in frame.columns else [])]]
     try:
         return frame.astype({"label": "int64", "orig_width": "int64", "orig_height": "int64"})
     except ValueError as err:
         raise UserError(f"manifest {path} has a non-integer label or size ({err}); delete it and rerun prepare") from None
+
+
+def objects_json(boxes: Sequence[Sequence[float]], labels: Sequence[int]) -> str:
+    """The :data:`OBJECTS_COLUMN` cell of an image: boxes rounded to 1/100 pixel."""
+    return json.dumps({"boxes": [[round(float(v), 2) for v in box] for box in boxes],
+                       "labels": [int(label) for label in labels]}, separators=(",", ":"))
+
+
+def parse_objects(cell: str, where: str) -> dict[str, list]:
+    """An :data:`OBJECTS_COLUMN` cell as ``{"boxes": [[x0, y0, x1, y1], ...], "labels": [...]}``."""
+    try:
+        objects = json.loads(cell)
+        if (len(objects["boxes"]) != len(objects["labels"])
+                or any(len(box) != 4 for box in objects["boxes"])):
+            raise ValueError("boxes and labels differ in number or shape")
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{where} has malformed objects {cell[:80]!r} ({err}); delete it and rerun prepare") from None
+    return objects
+
+
+def split_rows(manifest_path: str | os.PathLike, split: str) -> list[dict[str, Any]]:
+    """The manifest rows of ``split`` (every column, ``path`` made absolute), in manifest order."""
+    records = split_images(manifest_path, split)
+    frame = read_manifest(manifest_path).set_index("image_id")
+    return [{**frame.loc[image_id].to_dict(), "image_id": image_id, "path": path} for image_id, path, _ in records]
 
 
 def split_images(manifest_path: str | os.PathLike, split: str) -> list[tuple[str, Path, int]]:

@@ -26,6 +26,9 @@ class Sample:
     label: int  # class index, or UNLABELED
     source: str  # where the image comes from, for the manifest and messages
     load: Callable[[], np.ndarray]  # returns the raw HxWx3 uint8 RGB image
+    #: a detection dataset's objects (called after ``load``): ``((x0, y0, x1, y1), class index)`` each, in
+    #: pixels of the raw image (edges: a box around one pixel is 1 wide); None for a dataset without boxes
+    objects: Callable[[], tuple[tuple[tuple[float, ...], int], ...]] | None = None
 
 
 class Dataset(Protocol):

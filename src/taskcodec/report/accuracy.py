@@ -5,10 +5,16 @@ Every function takes the task's metric names (:mod:`taskcodec.tasks.registry`: e
 
 The kinds of points (``kind`` column): the classical codecs and the pretrained
 (human-oriented) and task-fine-tuned learned codecs, decoded and classified by
-the frozen task model (seed 000); and the compressed-domain classifiers of
+the frozen task model (seed 000); the scalable codecs of seed 002, whose base
+layer alone gives the task model its outputs; and the compressed-domain classifiers of
 seed 004, which classify the decoded latents ŷ, σ̂ without reconstructing pixels
 (``latent``: trained on the cached latents of a pretrained codec; ``joint``: its
 encoder fine-tuned together with the classifier, on real bitstreams).
+
+A point's accuracy is the task's metric over all its images (:meth:`Task.summarize
+<taskcodec.tasks.registry.Task.summarize>`, as the evaluation stages record it), so
+detection's is the mAP of the point, not a mean of per-image APs; its rate is the bits
+the task receives (the task layers alone for a codec that carries the task model).
 """
 
 from __future__ import annotations
@@ -25,15 +31,17 @@ from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from taskcodec import artifacts  # noqa: E402
+from taskcodec.errors import UserError  # noqa: E402
 from taskcodec.metrics import bd_rate  # noqa: E402
 from taskcodec.report.tables import overlap, size_label  # noqa: E402
 
 
 
 def point_columns(metrics: list[str]) -> list[str]:
-    """The columns of rate_accuracy.csv for a task with ``metrics``."""
-    return ["kind", "codec", "point", "images", "bpp", *metrics, "psnr", "mse", "feature_mse", "psnr_salient",
-            "psnr_background", "image_size", "run_id"]
+    """The columns of rate_accuracy.csv for a task with ``metrics``: ``bpp`` is the rate the task receives,
+    ``bpp_image`` the image receiver's (PSNR's), the same but for a codec that carries the task model."""
+    return ["kind", "codec", "point", "images", "bpp", *metrics, "bpp_image", "psnr", "mse", "feature_mse",
+            "psnr_salient", "psnr_background", "image_size", "run_id"]
 
 
 #: slack when comparing an accuracy with a target computed in floating point (far below 1 / any test set's size)
@@ -41,19 +49,49 @@ ACCURACY_TOLERANCE = 1e-9
 
 STYLES = {"classical": {"marker": "s", "linestyle": "--"}, "pretrained": {"marker": "o", "linestyle": "-"},
           "finetuned": {"marker": "D", "linestyle": "-"}, "latent": {"marker": "^", "linestyle": "-."},
-          "joint": {"marker": "v", "linestyle": "-."}}
+          "joint": {"marker": "v", "linestyle": "-."}, "scalable": {"marker": "P", "linestyle": "-"}}
 
 
-def decoded_points(per_image: pd.DataFrame, kind: str, metrics: list[str]) -> pd.DataFrame:
-    """One row per codec point of per-image evaluations whose reconstructions the task model measured."""
-    frame = per_image.assign(mse=lambda t: 255.0**2 * 10 ** (-t["psnr"] / 10))
+def decoded_points(per_image: pd.DataFrame, kind: str, metrics: list[str],
+                   set_metrics: dict[tuple[str, float], dict[str, float]]) -> pd.DataFrame:
+    """One row per codec point of per-image evaluations whose reconstructions the task model measured.
+
+    The task's ``metrics`` of a point are its values over the point's whole set, ``set_metrics[(codec,
+    point)]`` (an evaluation's ``summary.json`` ``task_metrics``: mean average precision for detection, the
+    mean of the per-image scores for classification); the other measures are means over the images. ``bpp``
+    is the rate the task receives: ``bpp_task`` for a codec that carries the task model (its task layers
+    alone), else the image's ``bpp``, which is also ``bpp_image``.
+    """
+    frame = per_image.assign(mse=lambda t: 255.0**2 * 10 ** (-t["psnr"] / 10), bpp_image=per_image["bpp"])
+    if "bpp_task" in frame.columns:
+        frame["bpp"] = frame["bpp_task"].fillna(frame["bpp"])
     grouped = frame.groupby(["codec", "point"], sort=True)
-    means = [name for name in (*metrics, "psnr", "mse", "feature_mse", "psnr_salient", "psnr_background")
+    means = [name for name in ("bpp_image", "psnr", "mse", "feature_mse", "psnr_salient", "psnr_background")
              if name in frame.columns]
     points = grouped.agg(images=("image_id", "count"), bpp=("bpp", "mean"),
                          **{name: (name, "mean") for name in means}, run_id=("run_id", "first")).reset_index()
+    for name in metrics:
+        points[name] = [_set_metric(set_metrics, codec, point, name) for codec, point in zip(points["codec"],
+                                                                                             points["point"])]
     points["image_size"] = [size_label(group["height"], group["width"]) for _, group in grouped]
     return points.assign(kind=kind).reindex(columns=point_columns(metrics))
+
+
+def _set_metric(set_metrics: dict[tuple[str, float], dict[str, float]], codec: str, point: float,
+                name: str) -> float:
+    """The value of metric ``name`` over the images of one codec point, from its evaluation's summary."""
+    values = set_metrics.get((codec, float(point)))
+    if values is None:
+        raise UserError(f"the evaluation of {codec} at {point:g} has no task metrics over its images (summary.json "
+                        "task_metrics); it predates them: rerun it (snakemake --forcerun evaluate_codec "
+                        "evaluate_finetuned evaluate_scalable evaluate_classical)")
+    return float(values[name])
+
+
+def set_metrics_of(summaries: list[dict]) -> dict[tuple[str, float], dict[str, float]]:
+    """``(codec, point)`` → the task's metrics over that point's images, from evaluations' ``summary.json``."""
+    return {(summary["codec"], float(point["point"])): point
+            for summary in summaries for point in summary.get("task_metrics", [])}
 
 
 def classifier_points(records: list[dict], kind: str, image_size: str, metrics: list[str]) -> pd.DataFrame:
@@ -151,7 +189,7 @@ def rate_accuracy_plot(points: pd.DataFrame, uncompressed: dict, metric: str, ti
     ax.set_xscale("log")
     for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
         axis_formatter(FormatStrFormatter("%g"))  # 0.3, 0.5, 1, 2 rather than 3×10⁻¹
-    ax.set_xlabel("bits per pixel (actual, from file sizes; log scale)")
+    ax.set_xlabel("bits per pixel the task receives (actual, from file sizes; log scale)")
     ax.set_ylabel(f"{metric} accuracy (%)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3, which="both")

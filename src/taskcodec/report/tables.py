@@ -13,7 +13,7 @@ from taskcodec.errors import UserError
 from taskcodec.metrics import bd_quality, bd_rate
 
 #: the ``kind`` values of learned codec points (the others: classical, reference)
-LEARNED_KINDS = ("pretrained", "finetuned")
+LEARNED_KINDS = ("pretrained", "finetuned", "scalable")
 
 
 def size_label(heights: pd.Series, widths: pd.Series) -> str:

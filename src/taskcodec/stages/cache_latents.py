@@ -9,9 +9,11 @@ The output folder (written atomically) holds:
   (see :mod:`taskcodec.codecs.bitstream`);
 - ``shard-NNNNN.pt``: latents ŷ, scales σ̂ per layer and labels, decoded from those bitstreams
   (omitted with ``--no-latents``, or for architectures that decode pixels only);
-- ``index.csv``: one row per image with its actual bpp (from the bytes) and estimated bpp
+- ``index.csv``: one row per image with its label, actual bpp (from the bytes) and estimated bpp
   (from the likelihoods); for codecs with several layers also ``bytes_<layer>``, ``bpp_<layer>``
-  and the cumulative ``bpp_upto_<layer>`` in coding order;
+  and the cumulative ``bpp_upto_<layer>`` in coding order; for a prepared split also the
+  manifest's columns beyond :data:`~taskcodec.data.manifest.MANIFEST_COLUMNS` (a detection
+  dataset's ``objects``), the task fields ``evaluate_codec`` hands the task model's targets;
 - ``cache.json``: totals and the decode check: the stored bitstreams of the first
   ``decode_check`` images are read back from disk, decompressed, and compared with the
   model's forward reconstruction.
@@ -34,6 +36,7 @@ from taskcodec.codecs.cache import read_bitstreams
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images, encode_images, estimated_bits, pad
 from taskcodec.data.images import load_rgb8
+from taskcodec.data.manifest import MANIFEST_COLUMNS, read_manifest
 from taskcodec.data.tensors import to_float, to_uint8
 from taskcodec.device import resolve_device
 from taskcodec.errors import UserError
@@ -178,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 raise UserError(f"no images to cache for {args.out}")
             check = _decode_check(model, tmp, rows, params["decode_check"], device)
             index = pd.DataFrame(rows).sort_values("position").assign(run_id=tracked.run_id)
+            if args.manifest is not None:
+                manifest = read_manifest(args.manifest).set_index("image_id")
+                index = index.join(manifest.drop(columns=list(MANIFEST_COLUMNS[1:])), on="image_id")
             index.to_csv(tmp / "index.csv", index=False)
             totals = {"images": len(index), "bpp_mean": float(index["bpp"].mean()),
                       "bpp_estimated_mean": float(index["bpp_estimated"].mean())}

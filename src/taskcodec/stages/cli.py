@@ -10,11 +10,12 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from taskcodec import artifacts
 from taskcodec.data.imagefolder import folder_images
@@ -70,6 +71,23 @@ def apply_run_arguments(args: argparse.Namespace) -> torch.device:
 
     torch.set_num_threads(args.threads)
     return resolve_device(args.device)
+
+
+@contextlib.contextmanager
+def training_run(rule: str, wildcards: dict[str, Any], params: dict[str, Any], inputs: dict[str, Path],
+                 device: torch.device) -> Iterator[StageRun | None]:
+    """The MLflow run of a training stage (:func:`taskcodec.tracking.stage_run`, tagged with the device and
+    the number of training processes) on the main process; None on the other processes of a multi-process
+    training (:mod:`taskcodec.distributed`), which write no outputs."""
+    from taskcodec import distributed
+    from taskcodec.tracking import stage_run
+
+    if not distributed.is_main():
+        yield None
+        return
+    with stage_run(rule, wildcards, params, inputs=inputs) as tracked:
+        tracked.set_tags({"device": device, "processes": distributed.world_size()})
+        yield tracked
 
 
 def hyper_object(text: str) -> dict[str, int]:

@@ -13,7 +13,9 @@ installed writes an empty ``per_image.csv`` and a ``summary.json`` with
 With ``--task-model`` / ``--features`` / ``--saliency`` (prepared splits) every
 reconstruction is also classified by the frozen task model, its feature maps are
 compared with the original's cached ones, and its PSNR is split into salient and
-background regions.
+background regions; ``summary.json`` then holds the task's metrics over all images of
+each quality (``task_metrics``, e.g. detection's mAP), which the rate–accuracy report uses.
+The task model's targets come from the manifest row of each image (label, objects).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tqdm import tqdm
 
 from taskcodec import artifacts
 from taskcodec.baselines.registry import get_classical
+from taskcodec.data.manifest import split_rows
 from taskcodec.device import resolve_device
 from taskcodec.evaluation import (BASE_FIELDS, EVALUATE_KEYS, TaskMeasures, load_original, measure, row_fields,
                                   save_reconstruction)
@@ -75,10 +78,10 @@ def image_chunks(records: list[tuple[str, Path, int]]) -> Iterator[list[tuple[in
 
 
 def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, name: str,
-                  task: TaskMeasures) -> list[dict]:
-    """Per-image rows for every quality of the sweep, ordered by image then quality."""
+                  task: TaskMeasures, samples: dict[str, dict]) -> list[dict]:
+    """Per-image rows for every quality of the sweep, ordered by image then quality; ``samples`` holds each image's
+    task fields (its label, its objects...)."""
     rows = []
-    samples = {image_id: {"label": label} for image_id, _, label in records}
     qualities = params["qualities"]
     with tqdm(total=len(records) * len(qualities), desc=name, unit="codings", mininterval=5.0) as progress:
         for chunk in image_chunks(records):
@@ -90,7 +93,8 @@ def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, na
                 for (position, image_id, original), data, reconstruction, image_rows in zip(
                     chunk, encoded, reconstructions, chunk_rows, strict=True
                 ):
-                    image_rows.append({**task.measure(image_id, samples[image_id], original, reconstruction),
+                    image_rows.append({**task.measure(image_id, samples[image_id], original, reconstruction,
+                                                      quality),
                                        "kind": "classical", "codec": name, "point": quality, "image_id": image_id,
                                        "bpp_estimated": float("nan"), "run_id": run_id,
                                        **measure(original, reconstruction, len(data))})
@@ -118,21 +122,27 @@ def main(argv: Sequence[str] | None = None) -> Path:
             features = args.features / f"{dataset_name(args)}.pt" if args.features else None
             task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"],
                                 resolve_device(args.device), features)
-            rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec, task)
+            samples = ({row["image_id"]: row for row in split_rows(args.manifest, args.split)} if args.manifest
+                       else {image_id: {"label": label} for image_id, _, label in records})
+            rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec, task, samples)
             columns, measured = row_fields(task), ["bpp", "psnr", "ms_ssim", *task.metrics]
+            task_metrics = task.summarize()
         else:
-            rows, columns, measured = [], BASE_FIELDS + ["run_id"], []
+            rows, columns, measured, task_metrics = [], BASE_FIELDS + ["run_id"], [], []
             print(f"skipping {args.codec}: {reason}")
         table = pd.DataFrame(rows, columns=columns)
         table.to_csv(tmp / "per_image.csv", index=False)
         status = "ok" if reason is None else "skipped"
         artifacts.write_json(tmp / "summary.json", {
             "status": status, "reason": reason, "codec": args.codec,
-            "quality_knob": codec.quality_knob, "images": len(records), "params": params, "run_id": tracked.run_id,
+            "quality_knob": codec.quality_knob, "images": len(records), "task_metrics": task_metrics, "params": params,
+            "run_id": tracked.run_id,
         })
         tracked.set_tags({"status": status, "skip_reason": reason or ""})
+        set_level = {point["point"]: {k: v for k, v in point.items() if k != "point"} for point in task_metrics}
         for quality, values in table.groupby("point")[measured].mean().iterrows():
-            tracked.log_metrics(values.dropna().to_dict(), step=int(quality))
+            logged = {**values.to_dict(), **set_level.get(quality, {})}  # the task's metrics over the point's images
+            tracked.log_metrics({name: value for name, value in logged.items() if value == value}, step=int(quality))
         tracked.log_artifact(tmp / "per_image.csv")
     return args.out
 

@@ -9,8 +9,18 @@ for codecs with several layers), PSNR and MS-SSIM on the 8-bit reconstruction ag
 the original image. Writes ``per_image.csv``, ``summary.json`` and the first
 ``save_reconstructions`` reconstructions under ``recon/``. With ``--task-model``,
 ``--features`` and ``--saliency`` (prepared splits) the rows also hold the task
-model's prediction on the reconstruction, the MSE of its feature maps against the
-original's cached ones, and PSNR inside/outside the salient region.
+model's prediction on the reconstruction and its scores against the sample's task
+fields in the cache's index (label, objects), the MSE of its feature maps against the
+original's cached ones, and PSNR inside/outside the salient region; ``summary.json``
+holds the task's metrics over the whole split (``task_metrics``; detection's mAP is
+not a mean of per-image values).
+
+A codec that carries the task model (``needs_task_model``, e.g. the scalable codec's
+base layer) is measured for the task as its task receiver sees it: only the layers
+of ``layers_for("task")`` are decoded, without pixels, the codec's ``task_outputs``
+gives the task model's outputs, and ``bytes_task`` / ``bpp_task`` count those layers'
+bytes (the rate of the rate–accuracy report). PSNR, MS-SSIM, feature distortion and
+``bpp`` stay those of the image receiver.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from taskcodec import artifacts
 from taskcodec.codecs.cache import cached_images
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images
+from taskcodec.codecs.registry import needs_task_model
 from taskcodec.data.tensors import to_uint8
 from taskcodec.device import resolve_device
 from taskcodec.evaluation import EVALUATE_KEYS, TaskMeasures, load_original, measure, read_table, row_fields, save_reconstruction
@@ -57,32 +68,47 @@ def main(argv: Sequence[str] | None = None) -> Path:
     index = read_table(args.cache / "index.csv").set_index("image_id")
     # the first images in dataset order, as the classical evaluation saves them, so the report can pair them
     saved = set(index.sort_values("position").index[: params["save_reconstructions"]])
-    kind = "finetuned" if "tau" in meta["params"] else "pretrained"
+    kind = "scalable" if needs_task_model(meta["arch"]) else "finetuned" if "tau" in meta["params"] else "pretrained"
     image_layers = model.layers_for("image")
+    # the task receiver of a codec carrying the task model: its layers alone give the task's outputs
+    task_layers = model.layers_for("task") if needs_task_model(meta["arch"]) and task.model is not None else ()
     layer_columns = [column for layer in model.layers for column in (f"bytes_{layer}", f"bpp_{layer}")
                      if len(model.layers) > 1]
+    rate_columns = layer_columns + (["bytes_task", "bpp_task"] if task_layers else [])
     wildcards = {"codec": args.codec_id, "lmbda": meta["lmbda"], "dataset": args.cache.name}
     with stage_run(args.rule, wildcards, params, inputs={"model": args.model}) as tracked, \
             artifacts.atomic_dir(args.out) as tmp:
         rows = []
-        for image_id, layered, n_bytes in cached_images(args.cache, args.model, index, image_layers):
-            reconstruction = to_uint8(decode_images(model, [layered]).x_hat)[0]
+        decoded_layers = tuple(layer for layer in model.layers if layer in image_layers + task_layers)
+        for image_id, layered, sizes in cached_images(args.cache, args.model, index, decoded_layers):
+            image_bitstream = {layer: layered[layer] for layer in image_layers}
+            reconstruction = to_uint8(decode_images(model, [image_bitstream]).x_hat)[0]
             original = load_original(index.loc[image_id, "path"])
-            rows.append({**task.measure(image_id, {"label": int(index.loc[image_id, "label"])}, original, reconstruction),
+            sample = {**index.loc[image_id].to_dict(), "image_id": image_id}
+            outputs, rates = None, {column: index.loc[image_id, column] for column in layer_columns}
+            if task_layers:
+                latents = decode_images(model, [{layer: layered[layer] for layer in task_layers}], pixels=False).latents
+                outputs = model.task_outputs(latents)
+                task_bytes = sum(sizes[layer] for layer in task_layers)
+                rates.update(bytes_task=task_bytes, bpp_task=8 * task_bytes / (original.shape[0] * original.shape[1]))
+            rows.append({**task.measure(image_id, sample, original, reconstruction, meta["lmbda"], outputs),
                          "position": index.loc[image_id, "position"], "kind": kind,
                          "codec": args.codec_id, "point": meta["lmbda"], "image_id": image_id,
-                         "bpp_estimated": index.loc[image_id, "bpp_estimated"], "run_id": tracked.run_id,
-                         **{column: index.loc[image_id, column] for column in layer_columns},
-                         **measure(original, reconstruction, n_bytes)})
+                         "bpp_estimated": index.loc[image_id, "bpp_estimated"], "run_id": tracked.run_id, **rates,
+                         **measure(original, reconstruction, sum(sizes[layer] for layer in image_layers))})
             if image_id in saved:
                 save_reconstruction(tmp / "recon", image_id, reconstruction)
-        table = pd.DataFrame(sorted(rows, key=lambda row: row["position"]), columns=row_fields(task) + layer_columns)
+        table = pd.DataFrame(sorted(rows, key=lambda row: row["position"]), columns=row_fields(task) + rate_columns)
         table.to_csv(tmp / "per_image.csv", index=False)
         means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim", *task.metrics,
-                                                           *layer_columns)}
+                                                           *rate_columns)}
+        task_metrics = task.summarize()
+        for point in task_metrics:  # the task's metrics over the whole split, not means of per-image values
+            means.update({name: point[name] for name in task.task.metric_names})
         artifacts.write_json(tmp / "summary.json", {"status": "ok", "kind": kind, "codec": args.codec_id,
                                                     "point": meta["lmbda"], "images": len(table), **means,
-                                                    "params": params, "run_id": tracked.run_id})
+                                                    "task_metrics": task_metrics, "params": params,
+                                                    "run_id": tracked.run_id})
         tracked.log_metrics({key: value for key, value in means.items() if value == value})  # NaN: not measured
         tracked.log_artifact(tmp / "per_image.csv")
     return args.out

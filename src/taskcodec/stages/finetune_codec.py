@@ -10,7 +10,8 @@
 ``train_log.csv`` and ``metrics.json`` (validation bpp, PSNR, MSE, accuracy,
 τ, w, run id) beside it. A ``resume.pt`` lets a killed job continue; it is
 removed once the model is saved. On SIGTERM the job saves ``resume.pt`` and
-exits with status 143 without writing the outputs.
+exits with status 143 without writing the outputs. Under ``torchrun`` it trains
+in several processes, as ``train_codec`` does.
 """
 
 from __future__ import annotations
@@ -21,17 +22,15 @@ from typing import Sequence
 
 import torch
 
-from taskcodec import artifacts
+from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import load_codec, save_codec
 from taskcodec.codecs.finetune import finetune_codec
 from taskcodec.data.manifest import read_manifest, split_images
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
-from taskcodec.stages.cli import (apply_run_arguments, final_validation, finish_training, params_argument, run,
-                                  run_arguments)
+from taskcodec.stages.cli import final_validation, finish_training, params_argument, run, run_arguments, training_run
 from taskcodec.tasks.checkpoint import load_task_model
-from taskcodec.tracking import stage_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,34 +62,44 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     if args.tau < 0:
         raise UserError(f"--tau is {args.tau}; give a weight >= 0 for the distortion term")
-    device = apply_run_arguments(args)
-    train_records, train_labels = labelled(args.manifest, "train")
-    val_records, val_labels = labelled(args.manifest, "val")
-    num_classes = int(read_manifest(args.manifest)["label"].max()) + 1
-    task_model, task_info = load_task_model(args.task_model, device, expect_num_classes=num_classes)
-    model, codec = load_codec(args.model)
-    train_images = images_to_tensor([path for _, path, _ in train_records])
-    val_images = images_to_tensor([path for _, path, _ in val_records])
-    maps, saliency_id, saliency_input = saliency_inputs(args.saliency, params["saliency_floor"],
-                                                        [train_records, val_records], tuple(train_images.shape[-2:]))
+    with distributed.session(args.threads, args.device, "finetune_codec") as device:
+        task_model, task_info = load_task_model(args.task_model, device)
+        if task_info["task"].name != "classification":
+            raise UserError(f"{args.task_model} is a {task_info['task'].name} model; joint fine-tuning moves class "
+                            "labels with its translated images, not that task's targets: use a classification task")
+        train_records, train_labels = labelled(args.manifest, "train")
+        val_records, val_labels = labelled(args.manifest, "val")
+        num_classes = int(read_manifest(args.manifest)["label"].max()) + 1
+        if task_info["num_classes"] != num_classes:
+            raise UserError(f"{args.task_model} was trained for {task_info['num_classes']} classes but the dataset "
+                            f"has {num_classes}; retrain the task model (train_task) on this dataset")
+        model, codec = load_codec(args.model)
+        train_images = images_to_tensor([path for _, path, _ in train_records])
+        val_images = images_to_tensor([path for _, path, _ in val_records])
+        maps, saliency_id, saliency_input = saliency_inputs(args.saliency, params["saliency_floor"],
+                                                            [train_records, val_records],
+                                                            tuple(train_images.shape[-2:]))
 
-    wildcards = {"arch": codec["arch"], **codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau}
-    inputs = {"manifest": args.manifest, "model": args.model, "task_model": args.task_model, **saliency_input}
-    with stage_run("finetune_codec", wildcards, params, inputs=inputs) as tracked:
-        tracked.set_tags({"device": device})
-        data_id = "".join(artifacts.file_digest(path) for path in (args.manifest, args.model, args.task_model)) + saliency_id
-        trained = finetune_codec(model, codec["lmbda"], args.tau, task_model, task_info["task"], params, train_images,
-                                 train_labels, val_images, val_labels, device, args.out.parent / "resume.pt",
-                                 args.out.parent / "train_log.csv",
-                                 data_id=data_id, train_saliency=maps[0], val_saliency=maps[1])
-        metrics = {"arch": codec["arch"], "hyper": codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau,
-                   "task_weight": params["task_weight"], "saliency_floor": params["saliency_floor"],
-                   "pretrained": str(args.model), "task_model": str(args.task_model),
-                   "task_classes": task_info["class_names"], "steps": trained.step, "train_seconds": trained.elapsed_s,
-                   "val": final_validation(trained.history), "device": str(device), "run_id": tracked.run_id}
-        save_codec(args.out, model.cpu(), codec["arch"], codec["hyper"], codec["lmbda"],
-                   {**params, "tau": args.tau, "pretrained_params": codec["params"]}, metrics)
-        finish_training(tracked, args.out, trained, metrics)
+        wildcards = {"arch": codec["arch"], **codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau}
+        inputs = {"manifest": args.manifest, "model": args.model, "task_model": args.task_model, **saliency_input}
+        with training_run("finetune_codec", wildcards, params, inputs, device) as tracked:
+            data_id = "".join(artifacts.file_digest(path)
+                              for path in (args.manifest, args.model, args.task_model)) + saliency_id
+            trained = finetune_codec(model, codec["lmbda"], args.tau, task_model, task_info["task"], params,
+                                     train_images, train_labels, val_images, val_labels, device,
+                                     args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
+                                     data_id=data_id, train_saliency=maps[0], val_saliency=maps[1])
+            if tracked is None:  # another process of a multi-process training: the main one writes
+                return args.out
+            metrics = {"arch": codec["arch"], "hyper": codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau,
+                       "task_weight": params["task_weight"], "saliency_floor": params["saliency_floor"],
+                       "pretrained": str(args.model), "task_model": str(args.task_model),
+                       "task_classes": task_info["class_names"], "steps": trained.step,
+                       "train_seconds": trained.elapsed_s, "val": final_validation(trained.history),
+                       "device": str(device), "processes": distributed.world_size(), "run_id": tracked.run_id}
+            save_codec(args.out, model.cpu(), codec["arch"], codec["hyper"], codec["lmbda"],
+                       {**params, "tau": args.tau, "pretrained_params": codec["params"]}, metrics)
+            finish_training(tracked, args.out, trained, metrics)
     return args.out
 
 

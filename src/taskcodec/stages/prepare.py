@@ -5,7 +5,7 @@
 Writes, atomically (a killed job or an error leaves no complete-looking folder)::
 
     <out>/images/<split>/<image_id>.png   8-bit RGB, image_size x image_size
-    <out>/manifest.csv                    see taskcodec.data.manifest
+    <out>/manifest.csv                    see taskcodec.data.manifest (a detection dataset's boxes included)
     <out>/classes.json                    class names ([] when unlabeled)
     <out>/skipped.csv                     images left out (source, reason); only a header unless on_bad_image: skip
     <out>/prepare.json                    the params used, the counts (num_classes, num_skipped) and skipped sources
@@ -14,6 +14,12 @@ An image that cannot be used (empty, unreadable, truncated, corrupt, too small,
 over Pillow's decompression-bomb limit) stops the stage with one sentence
 listing them (``on_bad_image: stop``) or is left out (``skip``). Splits are
 drawn from the usable images only.
+
+A detection dataset's boxes (the builtin dataset with ``builtin.objects``, an
+image folder with ``annotations``) are mapped into the prepared square exactly as
+its pixels are (:func:`~taskcodec.data.images.resize_center_crop_boxes`: scaled,
+shifted by the crop, clipped to the square; a box the crop leaves less than a
+pixel wide or high is dropped).
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
 from taskcodec.artifacts import atomic_dir
-from taskcodec.data.images import UnusableImageError, resize_center_crop
-from taskcodec.data.manifest import SPLITS, assign_splits, check_split_fractions, split_sizes, write_manifest
+from taskcodec.data.images import UnusableImageError, resize_center_crop, resize_center_crop_boxes
+from taskcodec.data.manifest import (OBJECTS_COLUMN, SPLITS, assign_splits, check_split_fractions, objects_json,
+                                     parse_objects, split_sizes, write_manifest)
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
 from taskcodec.errors import UserError
 from taskcodec.tracking import stage_run
@@ -104,15 +112,22 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
     return out
 
 
-def _write_image(sample: Sample, image_size: int, folder: Path) -> tuple[int, int]:
-    """Load, resize and save one sample as ``folder/<image_id>.png``; return its original (width, height)."""
+def _write_image(sample: Sample, image_size: int, folder: Path) -> tuple[int, int, str | None]:
+    """Load, resize and save one sample as ``folder/<image_id>.png``; return its original (width, height) and its
+    objects in the saved image (:func:`~taskcodec.data.manifest.objects_json`; None without boxes)."""
     raw = sample.load()
     square = resize_center_crop(raw, image_size, path=sample.source)
     Image.fromarray(square).save(folder / f"{sample.image_id}.png")
-    return raw.shape[1], raw.shape[0]
+    width, height = raw.shape[1], raw.shape[0]
+    if sample.objects is None:
+        return width, height, None
+    objects = sample.objects()
+    boxes, kept = resize_center_crop_boxes(np.array([box for box, _ in objects]), width, height, image_size)
+    return width, height, objects_json(boxes, [label for (_, label), keep in zip(objects, kept) if keep])
 
 
-def _place(folder: Path, sample: Sample, size: tuple[int, int], split: str, dataset: Dataset) -> dict[str, Any]:
+def _place(folder: Path, sample: Sample, size: tuple[int, int, str | None], split: str,
+           dataset: Dataset) -> dict[str, Any]:
     """Move a staged image into its split folder; return its manifest row."""
     relative = f"images/{split}/{sample.image_id}.png"
     (folder / relative).parent.mkdir(exist_ok=True)
@@ -126,6 +141,7 @@ def _place(folder: Path, sample: Sample, size: tuple[int, int], split: str, data
         "source": sample.source,
         "orig_width": size[0],
         "orig_height": size[1],
+        **({OBJECTS_COLUMN: size[2]} if size[2] is not None else {}),
     }
 
 
@@ -155,11 +171,18 @@ def _check_every_class_kept(classes: list[str], usable: list, problems: list) ->
 def _counts(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
     split_counts = Counter(row["split"] for row in rows)
     class_split_counts = Counter((row["class_name"], row["split"]) for row in rows)
+    objects = {}
+    if rows and OBJECTS_COLUMN in rows[0]:  # a detection dataset: objects of each class per split
+        labels = Counter((label, row["split"]) for row in rows
+                         for label in parse_objects(row[OBJECTS_COLUMN], "prepare")["labels"])
+        objects["object_counts"] = {name: {split: labels[k, split] for split in SPLITS}
+                                    for k, name in enumerate(classes)}
     return {
         "num_images": len(rows),
         "num_classes": len(classes),
         "split_counts": {split: split_counts[split] for split in SPLITS},
         "class_counts": {name: {split: class_split_counts[name, split] for split in SPLITS} for name in classes},
+        **objects,
     }
 
 

@@ -3,15 +3,20 @@
 ``python -m taskcodec.stages.report_task --params '<evaluate.report as JSON>' --task-model results/task/model.pt
 --manifest results/prepared/manifest.csv --classical results/eval/classical/*/test
 --pretrained results/eval/learned/.../test --finetuned results/eval/finetuned/.../test
+--scalable results/eval/scalable/.../test
 --latent results/latent/.../metrics.json --joint results/joint/... --out results/report/task``
 
-Writes ``rate_accuracy.csv/.md`` (top-1/top-5 against actual bpp for every
-codec point and compressed-domain classifier, with the uncompressed accuracy),
+Writes ``rate_accuracy.csv/.md`` (the task's metrics — top-1/top-5, or detection's
+mAP — over each point's images, as the evaluations' ``summary.json`` record them,
+against the actual bpp the task receives, for every codec point and compressed-domain
+classifier, with the uncompressed accuracy; a codec carrying the task model is
+plotted against the bits of its task layers, ``bpp_task``),
 ``rate_accuracy_top1.png`` (and top-5 with ≥ 5 classes), ``bd_rate_accuracy.csv``
 (bits saved at equal accuracy against each classical codec),
 ``bits_for_accuracy.csv`` (bpp each curve needs to come within 2 points of the
 uncompressed accuracy), ``tradeoff.csv`` (bpp, PSNR, MSE, feature MSE and accuracy
-of the task-fine-tuned codecs beside the pretrained ones: seed 000, Tables 1–2),
+of the task-fine-tuned and scalable codecs beside the pretrained ones: seed 000, Tables 1–2;
+``bpp_image`` is the image receiver's rate, which PSNR belongs to),
 ``qualitative.png`` (seed 000, Figure 4), ``summary.json`` (uncompressed accuracy) and a README.
 """
 
@@ -30,7 +35,7 @@ from taskcodec.data.manifest import split_images
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
 from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
-                                       rate_accuracy_plot)
+                                       rate_accuracy_plot, set_metrics_of)
 from taskcodec.report.grid import reconstruction_grid
 from taskcodec.stages.cli import params_argument, run
 from taskcodec.tasks.checkpoint import load_task_model
@@ -46,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     params_argument(parser, "evaluate.report")
     parser.add_argument("--task-model", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
-    for name in ("classical", "pretrained", "finetuned"):
+    for name in ("classical", "pretrained", "finetuned", "scalable"):
         parser.add_argument(f"--{name}", type=Path, nargs="*", default=[], help=f"{name} evaluation folders (test split)")
     parser.add_argument("--latent", type=Path, nargs="*", default=[], help="latent classifier metrics.json files")
     parser.add_argument("--joint", type=Path, nargs="*", default=[], help="joint classifier folders")
@@ -65,12 +70,11 @@ def _per_image(folders: list[Path]) -> pd.DataFrame:
 
 
 def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, list[Path]], model, task,
-                       metric: str, image_id: str, original: np.ndarray, path: Path) -> None:
+                       best: tuple[str, float], image_id: str, original: np.ndarray, path: Path) -> None:
     """Original, the pretrained and the task-fine-tuned reconstruction at similar bpp, each with the task
     model's answer as the task describes it (top-3 classes for classification; seed 000, Figure 4). The
-    fine-tuned point is its best one on ``metric``."""
+    fine-tuned point is ``best`` (codec, point)."""
     tuned, human = per_image["finetuned"], per_image["pretrained"]
-    best = tuned.groupby(["codec", "point"])[metric].mean().idxmax()
     tuned_row = tuned[(tuned["codec"] == best[0]) & (tuned["point"] == best[1]) & (tuned["image_id"] == image_id)].iloc[0]
     candidates = human[human["image_id"] == image_id]
     human_row = candidates.loc[(candidates["bpp"] - tuned_row["bpp"]).abs().idxmin()]
@@ -94,9 +98,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     task = info["task"]
     metric, plotted = task.primary_metric, [m for m in task.metric_names if info["metrics"][f"test_{m}"] is not None]
     uncompressed = {name: info["metrics"][f"test_{name}"] for name in task.metric_names}
-    folders = {"classical": args.classical, "pretrained": args.pretrained, "finetuned": args.finetuned}
+    folders = {"classical": args.classical, "pretrained": args.pretrained, "finetuned": args.finetuned,
+               "scalable": args.scalable}
     per_image = {kind: _per_image(paths) for kind, paths in folders.items()}
-    measured = [decoded_points(frame, kind, plotted) for kind, frame in per_image.items() if not frame.empty]
+    set_metrics = set_metrics_of([artifacts.read_json(folder / "summary.json")
+                                  for paths in folders.values() for folder in paths])
+    measured = [decoded_points(frame, kind, plotted, set_metrics) for kind, frame in per_image.items()
+                if not frame.empty]
     if not measured:
         raise UserError("no evaluations with task accuracy to report; run the evaluation with a task model")
     image_size = measured[0]["image_size"].iloc[0]
@@ -107,9 +115,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ], ignore_index=True).dropna(subset=["bpp"])
     bd = bd_rate_accuracy(points, params["bd_rate_method"], metric)
     needed = bits_for_accuracy(points, uncompressed[metric] - ACCURACY_MARGIN, metric)
-    tradeoff = points[points["kind"].isin(["pretrained", "finetuned"])].reindex(
-        columns=["kind", "codec", "point", "bpp", "psnr", "mse", "feature_mse", *plotted, "psnr_salient",
-                 "psnr_background"])
+    tradeoff = points[points["kind"].isin(["pretrained", "finetuned", "scalable"])].reindex(
+        columns=["kind", "codec", "point", "bpp", "bpp_image", "psnr", "mse", "feature_mse", *plotted,
+                 "psnr_salient", "psnr_background"])
     records = split_images(args.manifest, "test")
     image_id, image_path, _ = records[min(params["grid_image"], len(records) - 1)]
 
@@ -123,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
             rate_accuracy_plot(points, uncompressed, name, title, tmp / f"rate_accuracy_{name}.png")
         has_figure = not per_image["finetuned"].empty and not per_image["pretrained"].empty
         if has_figure:
-            qualitative_figure(per_image, folders, model, task, metric, image_id, load_rgb8(image_path),
+            best = points[points["kind"] == "finetuned"].set_index(["codec", "point"])[metric].idxmax()
+            qualitative_figure(per_image, folders, model, task, best, image_id, load_rgb8(image_path),
                                tmp / "qualitative.png")
         lines = [
             "# Rate–accuracy report (test split)", "",

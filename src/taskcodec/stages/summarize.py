@@ -8,8 +8,9 @@ bpp, PSNR and MS-SSIM and every BD-rate against the classical anchors (null
 where the curves do not overlap); ``dvc metrics show/diff`` read it.
 ``rate_distortion.csv`` holds the test split's points of every codec (one
 ``series`` per curve) for ``dvc plots show``. With ``--machine`` (the
-rate–accuracy report), ``metrics.json`` also holds the uncompressed and every
-point's top-1 accuracy and the BD-rates at equal accuracy, and
+rate–accuracy report), ``metrics.json`` also holds the task's primary metric
+(top-1; detection: mAP@0.5 over the point's images) uncompressed and at every
+point, against the bits the task receives, and the BD-rates at equal accuracy, and
 ``rate_accuracy.csv`` the rate–accuracy points (empty without the machine branch).
 """
 

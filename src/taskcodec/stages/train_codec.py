@@ -5,12 +5,19 @@
 --out results/codecs/.../model.pt``
 
 With ``saliency_floor`` set in the params, ``--saliency`` (the saliency stage's
-folder) supplies the maps that weight the MSE (seed 003).
+folder) supplies the maps that weight the MSE (seed 003). A codec built on the
+frozen task model (``scalable-hyperprior``, seed 002) takes ``--task-model``
+(train_task's model.pt) and ``--task-lmbda`` and trains on
+R + λ_task·D(features) + λ·D(image); its checkpoint carries the task model.
 
 Writes ``model.pt`` (weights after ``update()``, with the resolved params),
 ``train_log.csv`` and ``metrics.json`` beside it. A ``resume.pt`` next to
 them lets a killed job continue; it is removed once the model is saved. On SIGTERM the
 job saves ``resume.pt`` and exits with status 143 without writing the outputs.
+
+``torchrun --standalone --nnodes 1 --nproc-per-node <n> -m taskcodec.stages.train_codec …`` trains in n
+processes (:mod:`taskcodec.distributed`; one per GPU), each with ``--threads`` // n threads; the main one
+logs and writes the outputs.
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ from typing import Sequence
 
 import torch
 
-from taskcodec import artifacts
+from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import initial_weights, save_codec
-from taskcodec.codecs.registry import build_codec
+from taskcodec.codecs.registry import build_codec, needs_task_model
 from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import split_images
 from taskcodec.data.tensors import images_to_tensor
+from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
-from taskcodec.tracking import stage_run
-from taskcodec.stages.cli import (apply_run_arguments, final_validation, finish_training, hyper_object,
-                                  params_argument, run, run_arguments)
+from taskcodec.tasks.checkpoint import load_task_model
+from taskcodec.stages.cli import (final_validation, finish_training, hyper_object, params_argument, run,
+                                  run_arguments, training_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,36 +51,61 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lmbda", type=float, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--saliency", type=Path, help="saliency stage folder (needed when saliency_floor is set)")
+    parser.add_argument("--task-model", type=Path,
+                        help="the frozen task model a codec built on one (scalable-hyperprior) takes its features from")
+    parser.add_argument("--task-lmbda", type=float, help="weight of the task-feature distortion (scalable-hyperprior)")
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
+
+
+def frozen_task_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None, dict]:
+    """The task model an architecture built on one needs (``--task-model``), and what its checkpoint records
+    of it (``model``: how to rebuild it; ``digest``: part of the resume fingerprint); none for the others."""
+    if not needs_task_model(args.arch):
+        return None, {"model": None, "digest": ""}
+    if args.task_model is None or args.task_lmbda is None:
+        raise UserError(f"codec {args.arch} is built on the frozen task model: give --task-model (train_task's "
+                        "model.pt) and --task-lmbda")
+    task_model, info = load_task_model(args.task_model)
+    return task_model, {"model": {"task": info["task"].name, "model_params": info["model_params"],
+                                  "class_names": info["class_names"]},
+                        "digest": artifacts.file_digest(args.task_model)}
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
-    device = apply_run_arguments(args)
-    train_records = split_images(args.manifest, "train")
-    val_records = split_images(args.manifest, "val")
-    train_images = images_to_tensor([path for _, path, _ in train_records])
-    val_images = images_to_tensor([path for _, path, _ in val_records])
-    maps, saliency_id, inputs = saliency_inputs(args.saliency, params["saliency_floor"], [train_records, val_records],
-                                                tuple(train_images.shape[-2:]))
+    with distributed.session(args.threads, args.device, "train_codec") as device:
+        train_records = split_images(args.manifest, "train")
+        val_records = split_images(args.manifest, "val")
+        train_images = images_to_tensor([path for _, path, _ in train_records])
+        val_images = images_to_tensor([path for _, path, _ in val_records])
+        maps, saliency_id, inputs = saliency_inputs(args.saliency, params["saliency_floor"],
+                                                    [train_records, val_records], tuple(train_images.shape[-2:]))
 
-    torch.manual_seed(params["seed"])  # the initial weights
-    model = build_codec(args.arch, args.hyper)
-    wildcards = {"arch": args.arch, **args.hyper, "lmbda": args.lmbda}
-    with stage_run("train_codec", wildcards, params, inputs={"manifest": args.manifest, **inputs}) as tracked:
-        tracked.set_tags({"device": device})
-        initial_weights(model, params["init"], args.arch)
-        trained = train_codec(model, args.lmbda, params, train_images, val_images, device,
-                              args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
-                              data_id=artifacts.file_digest(args.manifest) + saliency_id,
-                              train_saliency=maps[0], val_saliency=maps[1])
-        metrics = {"arch": args.arch, "hyper": args.hyper, "lmbda": args.lmbda, "steps": trained.step,
-                   "train_seconds": trained.elapsed_s, "val": final_validation(trained.history),
-                   "device": str(device), "run_id": tracked.run_id}
-        save_codec(args.out, model.cpu(), args.arch, args.hyper, args.lmbda, params, metrics)
-        finish_training(tracked, args.out, trained, metrics)
+        task_model, task_info = frozen_task_model(args)
+        if task_model is not None:
+            inputs["task_model"] = args.task_model
+        torch.manual_seed(params["seed"])  # the initial weights
+        model = build_codec(args.arch, args.hyper, task_model)
+        wildcards = {"arch": args.arch, **args.hyper, "lmbda": args.lmbda,
+                     **({"task_lmbda": args.task_lmbda} if task_model is not None else {})}
+        with training_run("train_codec", wildcards, params, {"manifest": args.manifest, **inputs}, device) as tracked:
+            initial_weights(model, params["init"], args.arch)
+            trained = train_codec(model, args.lmbda, params, train_images, val_images, device,
+                                  args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
+                                  data_id=artifacts.file_digest(args.manifest) + saliency_id + task_info["digest"],
+                                  train_saliency=maps[0], val_saliency=maps[1],
+                                  task_lmbda=args.task_lmbda if task_model is not None else None)
+            if tracked is None:  # another process of a multi-process training: the main one writes
+                return args.out
+            metrics = {"arch": args.arch, "hyper": args.hyper, "lmbda": args.lmbda, "steps": trained.step,
+                       **({"task_lmbda": args.task_lmbda} if task_model is not None else {}),
+                       "train_seconds": trained.elapsed_s, "val": final_validation(trained.history),
+                       "device": str(device), "processes": distributed.world_size(), "run_id": tracked.run_id}
+            save_codec(args.out, model.cpu(), args.arch, args.hyper, args.lmbda, params, metrics,
+                       task_info["model"])
+            finish_training(tracked, args.out, trained, metrics)
     return args.out
 
 

@@ -77,6 +77,9 @@ class ResNetSmall(nn.Module):
     ``widths[i]`` channels and ``blocks[i]`` blocks in stage ``i + 1``; every stage after the
     first halves the resolution. ``stem_stride`` 1 keeps the input resolution (CIFAR's 32×32);
     2 halves it first, as the ImageNet ResNets' stem does, which quarters the cost on larger images.
+    ``split_stage`` (optional, default 1; 0 = the stem) divides the model into ``front`` (up to and including
+    that stage) and ``back`` (the rest), ``model(x) == back(front(x))``: the scalable codec's base layer
+    carries the features at the split (seed 002).
     """
 
     def __init__(self, model_params: dict[str, Any], num_classes: int):
@@ -93,17 +96,31 @@ class ResNetSmall(nn.Module):
             self.add_module(f"stage{index}", nn.Sequential(*layers))
             in_channels = width
         self.num_stages = len(widths)
+        self.split_stage = model_params.get("split_stage", 1)
+        if not 0 <= self.split_stage <= self.num_stages:
+            raise UserError(f"task.model.split_stage is {self.split_stage} but the model has {self.num_stages} "
+                            f"stages; set it between 0 (the stem) and {self.num_stages}")
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def front(self, x: torch.Tensor) -> torch.Tensor:
+        """The features at the split point (output of the stem, or of stage ``split_stage``)."""
         x = self.stem(self.normalize(x))
-        for index in range(1, self.num_stages + 1):
+        for index in range(1, self.split_stage + 1):
             x = getattr(self, f"stage{index}")(x)
-        return self.fc(self.pool(x).flatten(1))
+        return x
+
+    def back(self, features: torch.Tensor) -> torch.Tensor:
+        """The class logits from the features at the split point."""
+        for index in range(self.split_stage + 1, self.num_stages + 1):
+            features = getattr(self, f"stage{index}")(features)
+        return self.fc(self.pool(features).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.back(self.front(x))
 
 
 def _torchvision_model(arch: str, num_classes: int) -> nn.Module:

@@ -6,12 +6,18 @@ nothing else, so a new task is one module with one class decorated by
 :func:`register_task` and named in ``task.name`` (README "Extending taskcodec").
 
 - ``sample_fields``: the manifest columns a sample holds beside the image
-  (classification: ``label``); :meth:`Task.target` turns one sample into the
-  model's target.
-- ``metric_names``: per-sample scores in [0, 1], higher is better (the
-  rate–accuracy tables, plots and the DVC summary have one column each);
-  ``primary_metric`` is the one behind BD-rate at equal accuracy and the bits
-  each curve needs to come within a margin of the uncompressed model.
+  (classification: ``label``; detection: ``objects``); :meth:`Task.target` turns
+  one sample into the model's target and :meth:`Task.collate` a list of them into
+  the targets of a batch or a split (classification: a tensor of labels;
+  detection: a list of ``{"boxes", "labels"}`` dicts, as torchvision's detection
+  models take them). A tensor is moved to the model's device by the stages;
+  other targets are the task's to move.
+- ``metric_names``: scores in [0, 1], higher is better (the rate–accuracy
+  tables, plots and the DVC summary have one column each); ``primary_metric``
+  is the one behind BD-rate at equal accuracy and the bits each curve needs to
+  come within a margin of the uncompressed model. :meth:`Task.summarize` gives
+  their values over a whole set — the mean of the per-sample scores unless a
+  metric is defined over the set, as detection's mean average precision is.
 - :meth:`Task.build_model`: the model, float images in [0, 1] → outputs; it
   is trained on the uncompressed training split and frozen afterwards.
   ``model_schema`` (JSON schema) is what ``task.model`` may hold; it is checked
@@ -20,6 +26,9 @@ nothing else, so a new task is one module with one class decorated by
   same loss is the task term ``L_task`` of joint fine-tuning (seed 000).
 - :meth:`Task.scores` / :meth:`Task.predictions`: per-sample metric values and
   the prediction written to per_image.csv.
+- :meth:`Task.augment`: a training batch's targets moved with its images, which
+  :func:`taskcodec.augment.random_shift_flip` translates and flips (needed by
+  targets in image coordinates, such as detection's boxes).
 """
 
 from __future__ import annotations
@@ -62,6 +71,18 @@ def build_task(name: str, class_names: list[str]) -> "Task":
     return TASKS[name](class_names)
 
 
+#: ``task.model`` keys of a model by name with optional local weights, whose project models have a residual trunk
+#: (:class:`taskcodec.tasks.models.ResNetSmall`: widths, blocks, stem stride, and the split point of ``front``/``back``)
+TRUNK_PROPERTIES = {
+    "arch": {"type": "string", "minLength": 1},
+    "widths": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+    "blocks": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+    "stem_stride": {"enum": [1, 2]},
+    "split_stage": {"type": "integer", "minimum": 0},
+    "weights": {"type": ["string", "null"], "minLength": 1},
+}
+
+
 class Task:
     """A machine task; see the module docstring. ``class_names`` are the dataset's labels by index."""
 
@@ -74,19 +95,33 @@ class Task:
     def __init__(self, class_names: list[str]):
         self.class_names = list(class_names)
 
-    def target(self, row: dict[str, Any], image: np.ndarray) -> int | float:
+    def target(self, row: dict[str, Any], image: np.ndarray) -> Any:
         """The model's target for one sample: its manifest ``row`` and its original 8-bit image H×W×3."""
         raise NotImplementedError
+
+    def collate(self, targets: list[Any]) -> Any:
+        """The targets of a batch or a split from the samples' :meth:`target` s (by default a tensor of them)."""
+        return torch.tensor(targets)
+
+    def augment(self, targets: Any, padding: int, generator: torch.Generator, size: tuple[int, int]) -> Any:
+        """The ``targets`` of a batch of H×W (``size``) images that :func:`~taskcodec.augment.random_shift_flip`
+        translates by up to ±``padding`` pixels and flips with ``generator`` in its present state (replay its
+        draws with :func:`~taskcodec.augment.shift_flip_draws`); by default unchanged."""
+        return targets
 
     def build_model(self, model_params: dict[str, Any]) -> nn.Module:
         raise NotImplementedError
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, targets: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def scores(self, outputs: torch.Tensor, targets: Any) -> dict[str, torch.Tensor]:
         """Per-sample values (shape N) of every name in ``metric_names``; NaN where undefined."""
         raise NotImplementedError
+
+    def summarize(self, outputs: torch.Tensor, targets: Any) -> dict[str, float]:
+        """The value of every name in ``metric_names`` over a whole set (by default the mean of :meth:`scores`)."""
+        return {name: values.double().mean().item() for name, values in self.scores(outputs, targets).items()}
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -94,10 +129,6 @@ class Task:
     def describe(self, outputs: torch.Tensor, k: int = 3) -> str:
         """A caption of the model's answer for one sample (its ``outputs``), for figures."""
         raise NotImplementedError
-
-    def validation_score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """The mean primary metric (model selection on validation keeps the best)."""
-        return self.scores(outputs, targets)[self.primary_metric].float().mean().item()
 
 
 @register_task("classification")
@@ -110,19 +141,16 @@ class ClassificationTask(Task):
     #: resnet-small (:mod:`taskcodec.tasks.models`) or a torchvision classifier name, optional local weights
     model_schema = {
         "type": "object", "additionalProperties": False, "required": ["arch", "weights"],
-        "properties": {
-            "arch": {"type": "string", "minLength": 1},
-            "widths": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
-            "blocks": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
-            "stem_stride": {"enum": [1, 2]},
-            "weights": {"type": ["string", "null"], "minLength": 1},
-        },
+        "properties": {**TRUNK_PROPERTIES},
         "if": {"properties": {"arch": {"const": "resnet-small"}}},
         "then": {"required": ["widths", "blocks", "stem_stride"]},
     }
 
     def target(self, row, image):
         label = int(row["label"])
+        if label == -1:
+            raise UserError(f"image {row.get('image_id', '')} has no class label, but the classification task "
+                            "needs one; prepare a labeled dataset (class folders, or the builtin dataset without objects)")
         if not 0 <= label < len(self.class_names):
             raise UserError(f"image label {label} is outside the {len(self.class_names)} classes the task model was "
                             f"trained for ({', '.join(self.class_names)}); the task model belongs to another dataset: "
@@ -153,3 +181,7 @@ class ClassificationTask(Task):
         top = probabilities.topk(min(k, len(probabilities)))
         return "\n".join(f"{self.class_names[i]} {100 * p:.0f}%" for p, i in zip(top.values.tolist(),
                                                                                top.indices.tolist()))
+
+
+# The project's other tasks register themselves on import (after Task and register_task exist).
+from taskcodec.tasks import detection  # noqa: E402,F401

@@ -1,7 +1,8 @@
 """Supervised training of a task model (the pixel task model, or a latent classifier), resumable.
 
-The loss, the training targets and the validation metrics are the task's
-(:mod:`taskcodec.tasks.registry`; classification: cross-entropy, top-1, top-5).
+The loss, the training targets, their augmentation and the validation metrics are the task's
+(:mod:`taskcodec.tasks.registry`; classification: cross-entropy, top-1, top-5; detection:
+:mod:`taskcodec.tasks.detection`).
 
 The recipe is the usual one for residual networks on small images (He et al., "Deep Residual
 Learning for Image Recognition", CVPR 2016, §4.2): SGD with Nesterov momentum and weight decay,
@@ -9,7 +10,7 @@ random translations (pad, then random crop back to size) and horizontal flips, w
 learning-rate decay over the run. Seed 004 (Gupta et al., "Learning-Based Compression for
 Machines", §2.3) augments the compressed-domain inputs ŷ and σ̂ the same way (random crop and
 horizontal flip); here the same crop and flip are applied to every input tensor of a sample.
-After every epoch the model is validated; the weights of the best validation top-1 epoch are
+After every epoch the model is validated; the weights of the best validation epoch (the task's primary metric) are
 the result. The loop is :func:`taskcodec.trainer.train`; :func:`epoch_plan` states the
 epoch-based params (``epochs``, ``checkpoint_every`` in epochs) in its steps.
 """
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from taskcodec.augment import random_shift_flip
-from taskcodec.data.manifest import split_images
+from taskcodec.data.manifest import split_rows
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.evaluation import as_model_input, predict_logits
@@ -39,29 +40,37 @@ def log_fields(task: Task) -> list[str]:
 
 @dataclass
 class LabeledSet:
-    """Model inputs (each N×C×H×W: uint8 images, or float latents such as ŷ and σ̂) and the task's targets."""
+    """Model inputs (each N×C×H×W: uint8 images, or float latents such as ŷ and σ̂) and the task's targets
+    (:meth:`Task.collate`: a tensor, or a list with one item per sample)."""
 
     inputs: tuple[torch.Tensor, ...]
-    labels: torch.Tensor
+    labels: Any
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
 def labeled_split(manifest: Path, split: str, task: Task) -> LabeledSet:
-    """uint8 images of one manifest split and their targets (:meth:`Task.target` of each sample)."""
-    records = split_images(manifest, split)
-    images = images_to_tensor([path for _, path, _ in records])
-    targets = [task.target({"image_id": image_id, "label": label}, image.permute(1, 2, 0).numpy())
-               for (image_id, _, label), image in zip(records, images)]
-    return LabeledSet((images,), torch.tensor(targets))
+    """uint8 images of one manifest split and their targets (:meth:`Task.target` of each sample's manifest row)."""
+    rows = split_rows(manifest, split)
+    images = images_to_tensor([row["path"] for row in rows])
+    targets = [task.target(row, image.permute(1, 2, 0).numpy()) for row, image in zip(rows, images)]
+    return LabeledSet((images,), task.collate(targets))
 
 
-def task_metrics(task: Task, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Mean loss and mean metrics (NaN where a metric is undefined) of the task over a set."""
-    scores = task.scores(outputs, targets)
-    return {"loss": task.loss(outputs, targets.to(outputs.device)).item(),
-            **{name: values.double().mean().item() for name, values in scores.items()}}
+def take(targets: Any, index: torch.Tensor) -> Any:
+    """The targets of the samples ``index``: rows of a tensor, or items of a list (one per sample)."""
+    return targets[index] if isinstance(targets, torch.Tensor) else [targets[i] for i in index.tolist()]
+
+
+def to_device(targets: Any, device: torch.device) -> Any:
+    """A tensor of targets on ``device``; other targets as they are (the task moves them)."""
+    return targets.to(device) if isinstance(targets, torch.Tensor) else targets
+
+
+def task_metrics(task: Task, outputs: torch.Tensor, targets: Any) -> dict[str, float]:
+    """Mean loss and the task's metrics (:meth:`Task.summarize`; NaN where undefined) over a set."""
+    return {"loss": task.loss(outputs, to_device(targets, outputs.device)).item(), **task.summarize(outputs, targets)}
 
 
 def epoch_plan(params: dict[str, Any], objective: EpochObjective, keep_best: tuple[str, str]) -> Plan:
@@ -90,12 +99,14 @@ class ClassifierObjective(EpochObjective):
 
     def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         index = self.indices(step)
-        inputs = random_shift_flip(tuple(as_model_input(t[index], self.device) for t in self.train.inputs),
-                                   self.params["crop_padding"], self.generator)
-        targets = self.train.labels[index].to(self.device)
+        inputs = tuple(as_model_input(t[index], self.device) for t in self.train.inputs)
+        replay = torch.Generator().set_state(self.generator.get_state())  # the draws random_shift_flip makes next
+        targets = to_device(self.task.augment(take(self.train.labels, index), self.params["crop_padding"], replay,
+                                              inputs[0].shape[-2:]), self.device)
+        inputs = random_shift_flip(inputs, self.params["crop_padding"], self.generator)
         outputs = self.model(*inputs)
-        score = self.task.scores(outputs.detach(), targets)[self.task.primary_metric]
-        return self.task.loss(outputs, targets), {self.task.primary_metric: score.float().mean().item()}
+        score = self.task.summarize(outputs.detach(), targets)[self.task.primary_metric]
+        return self.task.loss(outputs, targets), {self.task.primary_metric: score}
 
     def validate(self) -> dict[str, float]:
         outputs = predict_logits(self.model, self.val.inputs, self.params["batch_size"], self.device)
