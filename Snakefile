@@ -72,6 +72,4 @@ onsuccess:
         print(f"taskcodec: skipped {codec} on {dataset}: {reason}")
     if MACHINE and LATENT_SKIP_REASON:
         print(f"taskcodec: skipped the compressed-domain classifiers: {LATENT_SKIP_REASON}")
-    if MACHINE and FINETUNE_SKIP_REASON and config["finetune"]["sweep"]["lmbdas"]:
-        print(f"taskcodec: skipped joint fine-tuning: {FINETUNE_SKIP_REASON}")
     print(f"\ntaskcodec: results are in {Path(RESULTS).resolve()}/report/<dataset>/ (README.md, tables, plots)")

@@ -7,8 +7,10 @@ Reads ``<results>/report/<dataset>/rd_points.csv`` and ``bd_rate.csv`` (the repo
 and writes: every measured point (bpp from bytes, estimated bpp, PSNR, MS-SSIM, image size), the BD-rates
 with the width of the overlap each averages over, each learned curve's PSNR span, and (with
 ``--references``, CompressAI's published result files) the published curves' BD-rates against the
-classical codecs measured in this run, as a yardstick. bench/summary.py
-turns these files into the numbers of README.md and bench/README.md.
+classical codecs measured in this run, as a yardstick. For the test split of a run with the machine branch it
+also keeps the rate–accuracy points of the learned codecs (``report/machine/test/tradeoff.csv``: the bits the
+task receives and its primary metric beside the image's bits and PSNR) and the uncompressed task model's test
+value. bench/summary.py turns these files into the numbers of README.md and bench/README.md.
 """
 
 from __future__ import annotations
@@ -43,6 +45,20 @@ def published(points: pd.DataFrame, references: Path, method: str = "pchip") -> 
     return _rounded(table.fillna({"note": ""}))
 
 
+def machine(results: Path) -> dict | None:
+    """The learned codecs' rate–accuracy points on the test split and the uncompressed model's value, or None."""
+    tradeoff = results / "report" / "machine" / "test" / "tradeoff.csv"
+    if not tradeoff.is_file():
+        return None
+    task = json.loads((results / "task" / "metrics.json").read_text())
+    from taskcodec.tasks.registry import TASKS
+
+    metric = TASKS[task["task"]].primary_metric
+    points = pd.read_csv(tradeoff)[["kind", "codec", "point", "bpp", metric, "bpp_image", "psnr"]]
+    return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),
+            "points": _rounded(points)}
+
+
 def collect(results: Path, dataset: str, references: Path | None = None) -> dict:
     report = results / "report" / dataset
     points = pd.read_csv(report / "rd_points.csv")
@@ -58,6 +74,7 @@ def collect(results: Path, dataset: str, references: Path | None = None) -> dict
         "bd_rate": _rounded(bd),
         "psnr_span_db": {codec: round(float(span), 2) for codec, span in spans.items()},
         "published_bd_rate": published(points, references) if references is not None else [],
+        "machine": machine(results) if dataset == "test" else None,
     }
 
 

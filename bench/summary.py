@@ -126,6 +126,18 @@ def render_pipeline_speed() -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_demo_machine() -> str:
+    machine = _json("demo.json")["machine"]
+    metric, size = machine["metric"], _json("demo.json")["learned"][0]["image_size"]
+    lines = [f"Default demo ({machine['task']}, its test split, images {size}): uncompressed {metric} "
+             f"{100 * machine['uncompressed']:.1f} %.", "",
+             f"| kind | codec | λ | bpp the task receives | {metric} | image bpp | image PSNR (dB) |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['kind']} | {row['codec']} | {row['point']:g} | {row['bpp']:.3f} | {100 * row[metric]:.1f} % | "
+              f"{row['bpp_image']:.3f} | {row['psnr']:.2f} |" for row in machine["points"]]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "pipeline-speed": render_pipeline_speed,
     "kodak": render_kodak,
@@ -133,6 +145,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "kodak-levers": lambda: render_levers("kodak"),
     "demo-levers": lambda: render_levers("demo"),
     "demo": render_demo,
+    "demo-machine": render_demo_machine,
 }
 
 

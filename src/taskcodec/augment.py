@@ -8,16 +8,33 @@ always used, so the same seed gives the same batches:
 
 - :func:`random_windows` (codec pretraining: patches of whole images; codec
   fine-tuning: translated whole images): image indices, window tops, lefts,
-  then flips;
+  then flips (:func:`window_draws`);
 - :func:`random_shift_flip` (classifiers on a given batch, the same shift and
   flip for every input tensor of a sample): flips, tops, then lefts
-  (:func:`shift_flip_draws`, which a task also replays to move boxes with the image).
+  (:func:`shift_flip_draws`).
+
+Both state their random numbers as :class:`Draws`, which a task's
+``augment`` reads to move its targets (detection's boxes) with the images.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+
+@dataclass
+class Draws:
+    """The windows of a batch: sample i is the window at (``tops[i]``, ``lefts[i]``) of item ``index[i]`` of the
+    (padded) source, mirrored left–right where ``flips[i]``; in a source replicate-padded by p
+    (:func:`translatable`) its content moves by (p − top, p − left) pixels."""
+
+    index: torch.Tensor
+    tops: torch.Tensor
+    lefts: torch.Tensor
+    flips: torch.Tensor
 
 
 def translatable(images: torch.Tensor, padding: int) -> torch.Tensor:
@@ -40,16 +57,23 @@ def crop_flip(images: torch.Tensor, index: torch.Tensor, tops: torch.Tensor, lef
     return torch.where(flips.view(-1, 1, 1, 1).to(device), crops.flip(-1), crops).contiguous()
 
 
-def random_windows(images: torch.Tensor, batch_size: int, size: int,
-                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image indices, crops): ``batch_size`` random ``size``×``size`` windows of random images of
-    ``images`` (N×C×H×W, drawn with replacement), each flipped with probability ½."""
-    count, _, height, width = images.shape
+def window_draws(count: int, batch_size: int, height: int, width: int, size: int,
+                 generator: torch.Generator) -> Draws:
+    """The random numbers of :func:`random_windows`: image indices, window tops, lefts, then flips."""
     index = torch.randint(count, (batch_size,), generator=generator)
     tops = torch.randint(height - size + 1, (batch_size,), generator=generator)
     lefts = torch.randint(width - size + 1, (batch_size,), generator=generator)
     flips = torch.rand(batch_size, generator=generator) < 0.5
-    return index, crop_flip(images, index, tops, lefts, flips, size, size)
+    return Draws(index, tops, lefts, flips)
+
+
+def random_windows(images: torch.Tensor, batch_size: int, size: int,
+                   generator: torch.Generator) -> tuple[Draws, torch.Tensor]:
+    """(draws, crops): ``batch_size`` random ``size``×``size`` windows of random images of ``images``
+    (N×C×H×W, drawn with replacement), each flipped with probability ½."""
+    count, _, height, width = images.shape
+    draws = window_draws(count, batch_size, height, width, size, generator)
+    return draws, crop_flip(images, draws.index, draws.tops, draws.lefts, draws.flips, size, size)
 
 
 def random_shift_flip(tensors: tuple[torch.Tensor, ...], padding: int,
@@ -57,17 +81,15 @@ def random_shift_flip(tensors: tuple[torch.Tensor, ...], padding: int,
     """The same random translation by up to ±``padding`` pixels (replicate padding) and horizontal flip
     (probability ½) of sample i in every one of ``tensors`` (each N×C×H×W, the same N, H, W)."""
     count, _, height, width = tensors[0].shape
-    flips, tops, lefts = shift_flip_draws(count, padding, generator)
-    index = torch.arange(count)
-    return tuple(crop_flip(translatable(tensor, padding), index, tops, lefts, flips, height, width)
-                 for tensor in tensors)
+    draws = shift_flip_draws(count, padding, generator)
+    return tuple(crop_flip(translatable(tensor, padding), draws.index, draws.tops, draws.lefts, draws.flips, height,
+                           width) for tensor in tensors)
 
 
-def shift_flip_draws(count: int, padding: int,
-                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The random numbers of :func:`random_shift_flip` for ``count`` samples: flips (bool), and the window's top and
-    left in the padded tensor (0 … 2·``padding``; the content moves by ``padding`` minus them)."""
+def shift_flip_draws(count: int, padding: int, generator: torch.Generator) -> Draws:
+    """The random numbers of :func:`random_shift_flip` for ``count`` samples: flips, then the window's tops and
+    lefts in the padded tensor (0 … 2·``padding``)."""
     flips = torch.rand(count, generator=generator) < 0.5
     tops = torch.randint(2 * padding + 1, (count,), generator=generator)
     lefts = torch.randint(2 * padding + 1, (count,), generator=generator)
-    return flips, tops, lefts
+    return Draws(torch.arange(count), tops, lefts, flips)

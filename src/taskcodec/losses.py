@@ -114,7 +114,8 @@ class TaskAwareLoss(nn.Module):
     when the sides are multiples of it): R and D are measured on the padded image
     as the coder sees it, the task model gets the reconstruction cropped to
     ``x``'s size and clamped to [0, 1], as a decoded image is. ``accuracy`` is the
-    batch mean of the task's primary metric.
+    task's primary metric over the batch (:meth:`Task.summarize`: the mean top-1 of classification, the mAP of
+    detection).
     """
 
     def __init__(self, lmbda: float, tau: float, task_model: nn.Module, task_weight: float, task,
@@ -132,7 +133,7 @@ class TaskAwareLoss(nn.Module):
         losses = self.rate_distortion(output, pad(x, multiple), None if weights is None else pad(weights, multiple))
         outputs = self.task_model(output["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1))
         task_loss = self.task.loss(outputs, targets)
-        accuracy = self.task.scores(outputs.detach(), targets)[self.task.primary_metric].float().mean()
+        accuracy = torch.tensor(self.task.summarize(outputs.detach(), targets)[self.task.primary_metric])
         return {**losses, "loss": losses["loss"] + self.task_weight * task_loss, "rd_loss": losses["loss"],
                 "task_loss": task_loss, "accuracy": accuracy}
 

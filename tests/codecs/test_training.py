@@ -160,9 +160,9 @@ def test_windows_of_a_translatable_source_shift_image_and_map_together():
     maps = images[:, :1].clone()
     source = augment.translatable(training.with_maps(images, maps), 3)
     assert source.shape == (2, 4, 22, 22) and torch.equal(source[:, :, 3:19, 3:19], training.with_maps(images, maps))
-    index, batch = augment.random_windows(source, 64, 16, torch.Generator().manual_seed(0))
+    draws, batch = augment.random_windows(source, 64, 16, torch.Generator().manual_seed(0))
     assert torch.equal(batch[:, 3], batch[:, 0])  # the map moved with its image
-    originals = images[index]
+    originals = images[draws.index]
     unshifted = [torch.equal(batch[i, :3], originals[i]) or torch.equal(batch[i, :3], originals[i].flip(-1))
                  for i in range(len(batch))]
     assert 0 < sum(unshifted) < len(batch)  # some windows are the image itself, most are translated

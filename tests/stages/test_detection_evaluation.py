@@ -1,6 +1,7 @@
 """Detection through the evaluation stages' main(): prepare with objects -> train_task (fcos-small) -> train_codec ->
 cache_latents -> evaluate_codec / evaluate_classical -> report_task, whose mAP is the mAP over each point's images;
-and a scalable codec carrying the detector, measured for the task from its base layer alone."""
+a codec fine-tuned through the frozen detector; and a scalable codec carrying the detector, measured for the task
+from its base layer alone."""
 
 import json
 
@@ -16,7 +17,8 @@ from taskcodec.codecs.coding import decode_images
 from taskcodec.codecs.registry import build_codec
 from taskcodec.data.manifest import read_manifest
 from taskcodec.evaluation import read_table
-from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, prepare, report_task, train_codec
+from taskcodec.stages import (cache_latents, evaluate_classical, evaluate_codec, finetune_codec, prepare, report_task,
+                              train_codec)
 from taskcodec.stages import train_task
 from taskcodec.tasks.checkpoint import load_task_model
 
@@ -141,3 +143,24 @@ def test_a_scalable_codec_is_measured_for_the_task_from_its_base_layer_alone(det
     point = pd.read_csv(machine / "rate_accuracy.csv").iloc[0]
     assert point["bpp"] == pytest.approx(table["bpp_task"].mean()) and point["bpp"] < point["bpp_image"]
     assert point["bpp_image"] == pytest.approx(table["bpp"].mean())
+
+
+FINETUNE = {"steps": 6, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0,
+            "crop_padding": 2, "saliency_floor": None, "time_budget_s": None, "val_every": 3, "checkpoint_every": 3,
+            "seed": 0, "lr_drop_at": [0.75], "lr_gamma": 0.3}
+
+
+def test_a_codec_fine_tuned_through_the_frozen_detector_trains_on_its_loss(detection):
+    root, manifest, task_model = detection
+    codec = root / "codec-ft" / "model.pt"
+    train_codec.main(["--params", json.dumps(TRAIN), *RUN, "--arch", "bmshj2018-hyperprior", "--hyper",
+                      '{"N": 8, "M": 12}', "--lmbda", "0.01", "--manifest", str(manifest), "--out", str(codec)])
+    out = finetune_codec.main(["--params", json.dumps(FINETUNE), *RUN, "--model", str(codec), "--task-model",
+                               str(task_model), "--tau", "1", "--manifest", str(manifest),
+                               "--out", str(root / "finetuned" / "model.pt")])
+    log = pd.read_csv(out.parent / "train_log.csv")
+    train_rows = log[log["split"] == "train"]
+    # the detection loss on the boxes moved with each translated, flipped window, and the batch's mAP
+    assert len(train_rows) == 6 and (train_rows["task_loss"] > 0).all() and train_rows["accuracy"].between(0, 1).all()
+    assert json.loads((out.parent / "metrics.json").read_text())["task_classes"] == CLASSES
+    cache_and_evaluate(root, manifest, task_model, out, "finetuned")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskcodec.augment import random_shift_flip
+from taskcodec.augment import random_shift_flip, random_windows, shift_flip_draws, translatable
 from taskcodec.errors import UserError
 from taskcodec.stages.prepare import prepare
 from taskcodec.tasks.evaluation import predict_logits
@@ -69,10 +69,26 @@ def test_boxes_move_with_the_augmented_image():
     image[:, :, 3:9, 2:12] = 1.0
     targets = [_target([[2, 3, 12, 9]], [0])] * 8
     generator = torch.Generator().manual_seed(3)
-    moved = task.augment(targets, 4, torch.Generator().set_state(generator.get_state()), (20, 24))
+    moved = task.augment(targets, shift_flip_draws(8, 4, torch.Generator().set_state(generator.get_state())), 4,
+                         (20, 24))
     (shifted,) = random_shift_flip((image,), 4, generator)
     for picture, target in zip(shifted, moved):
         rows, cols = np.nonzero(picture[0].numpy() > 0.5)
+        assert target["boxes"].tolist() == [[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]]
+
+
+def test_boxes_move_with_the_translated_windows_of_codec_fine_tuning():
+    task = build_task("detection", ["a"])
+    images = torch.zeros(3, 1, 20, 20)
+    boxes = [[3, 3, 12, 9], [5, 5, 9, 17], [4, 4, 16, 8]]  # 3 px or more from the edges: padding adds nothing
+    for picture, (x0, y0, x1, y1) in zip(images, boxes):
+        picture[:, y0:y1, x0:x1] = 1.0
+    targets = [_target([box], [0]) for box in boxes]
+    draws, windows = random_windows(translatable(images, 3), 16, 20, torch.Generator().manual_seed(5))
+    moved = task.augment([targets[i] for i in draws.index.tolist()], draws, 3, (20, 20))
+    assert draws.flips.any() and not draws.flips.all() and (draws.tops != 3).any()
+    for window, target in zip(windows, moved):
+        rows, cols = np.nonzero(window[0].numpy() > 0.5)
         assert target["boxes"].tolist() == [[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]]
 
 

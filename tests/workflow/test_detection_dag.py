@@ -15,7 +15,7 @@ def test_detection_plans_the_machine_branch_without_the_compressed_domain_classi
     jobs = job_stats(output)
     assert {"train_task", "evaluate_codec", "evaluate_classical", "report_task", "summarize"} <= set(jobs)
     assert "train_latent_classifier" not in jobs and "train_joint_classifier" not in jobs  # they classify
-    assert "finetune_codec" not in jobs  # its translations move class labels, not boxes
+    assert jobs["finetune_codec"] == 1  # through the frozen detector, its boxes moved with the translated images
     assert "train_scalable" in jobs  # the scalable codec's base layer carries the detector's features
     report_task = next(line for line in output.splitlines() if "taskcodec.stages.report_task " in line)
     assert "results/latent" not in report_task and "results/joint" not in report_task

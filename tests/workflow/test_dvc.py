@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DVC_OUTS = ("results/prepared", "results/codecs", "results/report", "data/extra")
 EXPERIMENT = "taskcodec-dvc-tests"
 CODEC = "bmshj2018-hyperprior/N8-M12@lmbda0.003"
+SCALABLE = "scalable-hyperprior/N8-M_base4-M_enh8 task1.0@lmbda0.01"  # the tiny config's scalable codec
 #: what a change of evaluate.report rewrites (the rest of results/ must stay as it was)
 REPORTING = ("report", "summary", "logs", "benchmarks")
 
@@ -147,7 +148,7 @@ def test_metrics_and_plots_read_the_summary(clone, steps):
     summary = metrics[next(iter(metrics))]["data"]["results/summary/metrics.json"]["data"]
     assert set(summary) == {"test", "extra", "machine"}
     learned = summary["test"]["learned"]
-    assert set(learned) == {CODEC}
+    assert set(learned) == {CODEC, SCALABLE}
     assert all(point["bpp"] > 0 and point["psnr"] > 0 for point in learned.values())  # 12 steps: barely trained
     plots = dvc(clone, "plots", "show", "--json")
     assert "results/summary/rate_distortion.csv" in plots.stdout

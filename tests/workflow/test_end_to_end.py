@@ -4,6 +4,8 @@ import json
 
 import pandas as pd
 
+SCALABLE = "scalable-hyperprior/N8-M_base4-M_enh8 task1.0"  # the tiny config's scalable codec (seed 002)
+
 
 def test_pipeline_produces_reports(pipeline_run):
     project, result = pipeline_run
@@ -12,13 +14,14 @@ def test_pipeline_produces_reports(pipeline_run):
     for dataset, size in (("test", "64×64"), ("extra", "70×90, 90×70")):
         report = results / "report" / dataset
         points = pd.read_csv(report / "rd_points.csv")
-        assert set(points["codec"]) == {"bmshj2018-hyperprior/N8-M12", "jpeg", "webp"}
-        assert len(points) == 2 + 3 + 3
+        assert set(points["codec"]) == {"bmshj2018-hyperprior/N8-M12", SCALABLE, "jpeg", "webp"}
+        assert len(points) == 2 + 1 + 3 + 3
+        assert set(points.loc[points["codec"] == SCALABLE, "kind"]) == {"scalable"}
         assert (points["image_size"] == size).all()
         learned = points[points["kind"] == "pretrained"]
         assert learned["bpp"].notna().all() and learned["bpp_estimated"].notna().all()
         bd = pd.read_csv(report / "bd_rate.csv")
-        assert len(bd) == 2
+        assert len(bd) == 2 * 2  # 2 learned codecs x 2 classical anchors
         for name in ("README.md", "rd_psnr.png", "rd_ms_ssim.png", "recon_grid.png", "bd_rate.md"):
             assert (report / name).stat().st_size > 0
     for split in ("train", "val", "test"):
@@ -43,9 +46,11 @@ def test_mlflow_has_one_parent_with_a_child_per_job(pipeline_run, mlflow_store):
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     rules = sorted(run.data.tags["rule"] for run in children)
     # prepare, saliency, task model + features; train 2, cache 2 codecs x 4 datasets + the fine-tuned codec's test
-    # split, evaluate 2 x 2 learned + 1 fine-tuned + 2 x 2 classical; 2 latent and 2 joint classifiers; reports
+    # split, evaluate 2 x 2 learned + 1 fine-tuned + 2 x 2 classical; 2 latent and 2 joint classifiers; the scalable
+    # codec trained, cached and evaluated on 2 datasets; reports
     assert rules == sorted(["prepare", "saliency", "train_task", "extract_features", "finetune_codec", "report_task",
-                            "summarize", "cache_finetuned", "evaluate_finetuned"] + ["train_codec"] * 2
+                            "summarize", "cache_finetuned", "evaluate_finetuned", "train_scalable"]
+                           + ["cache_scalable"] * 2 + ["evaluate_scalable"] * 2 + ["train_codec"] * 2
                            + ["cache_latents"] * 8 + ["evaluate_codec"] * 4
                            + ["evaluate_classical"] * 4 + ["report"] * 2 + ["train_latent_classifier"] * 2
                            + ["train_joint_classifier"] * 2)
@@ -61,12 +66,12 @@ def test_machine_branch_produces_rate_accuracy_tables(pipeline_run):
     project, _ = pipeline_run
     report = project.path / "results" / "report" / "machine" / "test"
     points = pd.read_csv(report / "rate_accuracy.csv")
-    assert set(points["kind"]) == {"classical", "pretrained", "finetuned", "latent", "joint"}
+    assert set(points["kind"]) == {"classical", "pretrained", "finetuned", "latent", "joint", "scalable"}
     assert points["bpp"].gt(0).all() and points["top1"].between(0, 1).all()
     decoded = points[points["kind"].isin(["classical", "pretrained", "finetuned"])]
     assert decoded["psnr_salient"].notna().all() and decoded["psnr_background"].notna().all()
     assert decoded["feature_mse"].gt(0).all()  # reconstructions' task features against the cached originals'
-    assert len(pd.read_csv(report / "bd_rate_accuracy.csv")) == 4 * 2  # 4 learned curves x 2 classical anchors
+    assert len(pd.read_csv(report / "bd_rate_accuracy.csv")) == 5 * 2  # 5 learned curves x 2 classical anchors
     tradeoff = pd.read_csv(report / "tradeoff.csv")
     assert {"bpp", "psnr", "mse", "feature_mse", "top1"} <= set(tradeoff.columns)
     assert "finetuned" in set(tradeoff["kind"])

@@ -49,11 +49,6 @@ CODEC = "{arch}/{hyper}/lmbda{lmbda}"
 TUNED = "{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a task-fine-tuned codec
 SCALABLE = "{arch}/{hyper}/lmbda{lmbda}/task{task_lmbda}"  # a scalable codec (seed 002) of scalable.sweep
 MACHINE = config["task"]["enabled"]  # the machine branch (needs a labeled dataset)
-# Joint fine-tuning translates and flips the images it trains on and moves class labels with them, not boxes: with
-# another task it is left out of the DAG, and the run says why at its end (Snakefile, onsuccess).
-FINETUNE_SKIP_REASON = (None if config["task"]["name"] == "classification" else
-                        f"its training moves class labels with the translated images, not the targets of "
-                        f"task.name {config['task']['name']}")
 
 for name, folder in EXTRA_DATASETS.items():
     if not Path(folder).is_dir():
@@ -136,10 +131,7 @@ def per_codec(template, **fields):
 
 
 def finetune_points():
-    """Every (arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus
-    (none when the task is not classification: FINETUNE_SKIP_REASON)."""
-    if FINETUNE_SKIP_REASON:
-        return []
+    """Every (arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus."""
     sweep = config["finetune"]["sweep"]
     selected = [float(lmbda) for lmbda in sweep["lmbdas"]]
     return [

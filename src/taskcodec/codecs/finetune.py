@@ -5,13 +5,14 @@ Extreme Lossy Compressed Images using a Variational Approach with Scale
 Hyperprior", train a scale-hyperprior codec with ``L = R + τ·D + L_task``,
 the task network frozen and its gradients flowing into the codec. Here the
 codec starts from a rate–distortion model trained at λ and minimises
-``R + τ·λ·D + w·L_task(task(x̂), label)`` (:class:`~taskcodec.losses.TaskAwareLoss`; the
-task's own loss, cross-entropy for classification),
+``R + τ·λ·D + w·L_task(task(x̂), target)`` (:class:`~taskcodec.losses.TaskAwareLoss`; the
+task's own loss: cross-entropy for classification, detection's loss on its boxes),
 so τ = 1, w = 0 continues pretraining; D may be saliency-weighted (seed 003).
 Whole images go through the codec, since the task model classifies whole
 images, with random horizontal flips and translations by up to ``crop_padding``
 pixels (replicate padding, as the task model was trained), which keep the
-codec from fitting the task on the training images alone. Optimizers,
+codec from fitting the task on the training images alone; the targets move with
+them (:meth:`Task.augment <taskcodec.tasks.registry.Task.augment>`: boxes do, labels stay). Optimizers,
 schedule, clipping, resume, time budget and several processes are those of
 codec pretraining (:func:`taskcodec.codecs.training.optimize`, the one training loop).
 """
@@ -26,27 +27,28 @@ from compressai.models import CompressionModel
 from torch import nn
 
 from taskcodec import distributed
-from taskcodec.augment import translatable
+from taskcodec.augment import Draws, translatable
 from taskcodec.codecs.training import CodecObjective, Terms, check_saliency, optimize, with_maps
 from taskcodec.losses import TaskAwareLoss
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.checkpoint import freeze
 from taskcodec.tasks.registry import Task
+from taskcodec.tasks.training import take, to_device
 from taskcodec.trainer import Trained, step_drops
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accuracy", "aux_loss", "lr", "elapsed_s"]
 
 
 def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model: nn.Module, task: Task,
-                   params: dict[str, Any], train_images: torch.Tensor, train_labels: torch.Tensor,
-                   val_images: torch.Tensor, val_labels: torch.Tensor, device: torch.device, resume_path: Path,
+                   params: dict[str, Any], train_images: torch.Tensor, train_targets: Any,
+                   val_images: torch.Tensor, val_targets: Any, device: torch.device, resume_path: Path,
                    log_path: Path,
                    data_id: str = "", train_saliency: torch.Tensor | None = None,
                    val_saliency: torch.Tensor | None = None) -> Trained:
     """Fine-tune ``model`` (trained at ``lmbda``) in place on ``R + τ·λ·D + w·L_task`` with ``task_model`` (of
     ``task``, whose loss is L_task) frozen.
 
-    ``train_images``/``val_images`` are uint8 N×3×H×W with int64 labels;
+    ``train_images``/``val_images`` are uint8 N×3×H×W with the task's targets (:meth:`Task.collate`);
     ``params`` is the ``finetune`` section (``task_weight`` is w). With
     ``saliency_floor`` set, the aligned uint8 maps N×1×H×W weight the MSE.
     The resume fingerprint covers params, λ, τ and ``data_id`` (fingerprints of
@@ -62,20 +64,21 @@ def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model
     val_source = with_maps(val_images, val_saliency if floor is not None else None)
     task_model = freeze(task_model.to(device))
     criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"], task, pad_multiple=model.pad_multiple)
-    train_labels, val_labels = train_labels.to(device), val_labels.to(device)
     generator = torch.Generator().manual_seed(params["seed"] + distributed.rank())
     torch.manual_seed(params["seed"] + distributed.rank())
 
-    def task_aware_terms(labels: torch.Tensor) -> Terms:
+    def task_aware_terms(targets: Any) -> Terms:
         def terms(output: dict, x: torch.Tensor, weights: torch.Tensor | None, rows) -> dict[str, torch.Tensor]:
-            losses = criterion(output, x, labels[rows], weights)
+            batch = (task.augment(take(targets, rows.index), rows, params["crop_padding"], (height, width))
+                     if isinstance(rows, Draws) else targets[rows])
+            losses = criterion(output, x, to_device(batch, device), weights)
             return {"loss": losses["loss"], "bpp": losses["bpp_loss"], "mse": losses["mse_loss"],
                     "task_loss": losses["task_loss"], "accuracy": losses["accuracy"]}
 
         return terms
 
-    objective = CodecObjective(model, params, train_source, height, val_source, task_aware_terms(train_labels),
-                               task_aware_terms(val_labels), generator, device, "finetune.train")
+    objective = CodecObjective(model, params, train_source, height, val_source, task_aware_terms(train_targets),
+                               task_aware_terms(val_targets), generator, device, "finetune.train")
     fingerprint = params_fingerprint({"lmbda": lmbda, "tau": tau, "data": data_id, **params})
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, LOG_FIELDS,
                     f"finetune λ={lmbda:g} τ={tau:g}",

@@ -73,7 +73,8 @@ def check_saliency(params: dict[str, Any], distortion: str, saliency: torch.Tens
                         "set saliency_floor to null")
 
 
-#: (model output for the padded batch, images x, weights or None, rows of the batch) → batch means by log name
+#: (model output for the padded batch, images x, weights or None, where the batch comes from: the training
+#: windows' :class:`~taskcodec.augment.Draws`, or a validation slice) → batch means by log name
 Terms = Callable[[dict, torch.Tensor, "torch.Tensor | None", Any], dict[str, torch.Tensor]]
 
 
@@ -133,8 +134,8 @@ class CodecObjective(Objective):
     saliency maps, :func:`with_maps`), validated on ``val_source``.
 
     ``train_terms``/``val_terms`` get the model's output on the batch padded to its ``pad_multiple``, the
-    images, the distortion weights (with ``params["saliency_floor"]``) and the batch's rows in its source
-    (image indices for training, a slice for validation). Training batches go through ``forward``, the model or
+    images, the distortion weights (with ``params["saliency_floor"]``) and where the batch comes from in its
+    source (the windows' :class:`~taskcodec.augment.Draws` for training, a slice for validation). Training batches go through ``forward``, the model or
     the DDP-wrapped model that :func:`optimize` sets, with ``quantization`` (``"noise"`` or ``"ste"``); each of
     several processes draws its share of ``params["batch_size"]`` (named ``section``.batch_size in an error).
     Validation uses the model and the default quantization.
@@ -150,11 +151,11 @@ class CodecObjective(Objective):
         self.process_batch = distributed.share(self.batch_size, f"{section}.batch_size")
 
     def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        index, batch = random_windows(self.source, self.process_batch, self.window, self.generator)
+        draws, batch = random_windows(self.source, self.process_batch, self.window, self.generator)
         x, weights = split_maps(batch, self.device, self.floor)
         padded = pad(x, self.model.pad_multiple)  # the contract's forward takes quantization only for "ste"
         output = self.forward(padded) if self.quantization == "noise" else self.forward(padded, quantization="ste")
-        terms = self.train_terms(output, x, weights, index.to(self.device))
+        terms = self.train_terms(output, x, weights, draws)
         return terms["loss"], logged_terms(terms)
 
     def validate(self) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Stage: fine-tune a trained codec through a frozen task model, ``R + τ·λ·D + w·CE`` (seed 000).
+"""Stage: fine-tune a trained codec through a frozen task model, ``R + τ·λ·D + w·L_task`` (seed 000).
 
 ``python -m taskcodec.stages.finetune_codec --params '<finetune section as JSON>' --model results/codecs/.../model.pt
 --task-model results/task/model.pt --tau 1.0 --manifest results/prepared/manifest.csv [--saliency results/saliency]
@@ -20,17 +20,17 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
 from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import load_codec, save_codec
 from taskcodec.codecs.finetune import finetune_codec
-from taskcodec.data.manifest import read_manifest, split_images
-from taskcodec.data.tensors import images_to_tensor
+from taskcodec.data.manifest import split_images
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
 from taskcodec.stages.cli import final_validation, finish_training, params_argument, run, run_arguments, training_run
 from taskcodec.tasks.checkpoint import load_task_model
+from taskcodec.tasks.labels import class_names
+from taskcodec.tasks.training import labeled_split
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,15 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def labelled(manifest: Path, split: str) -> tuple[list[tuple[str, Path, int]], torch.Tensor]:
-    """The split's records and their labels, which must all be known."""
-    records = split_images(manifest, split)
-    unlabeled = [image_id for image_id, _, label in records if label < 0]
-    if unlabeled:
-        raise UserError(f"{manifest} has unlabeled {split} images (e.g. '{unlabeled[0]}'); "
-                        "fine-tuning through a classifier needs a labeled dataset")
-    return records, torch.tensor([label for _, _, label in records], dtype=torch.int64)
-
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
@@ -63,19 +54,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.tau < 0:
         raise UserError(f"--tau is {args.tau}; give a weight >= 0 for the distortion term")
     with distributed.session(args.threads, args.device, "finetune_codec") as device:
-        task_model, task_info = load_task_model(args.task_model, device)
-        if task_info["task"].name != "classification":
-            raise UserError(f"{args.task_model} is a {task_info['task'].name} model; joint fine-tuning moves class "
-                            "labels with its translated images, not that task's targets: use a classification task")
-        train_records, train_labels = labelled(args.manifest, "train")
-        val_records, val_labels = labelled(args.manifest, "val")
-        num_classes = int(read_manifest(args.manifest)["label"].max()) + 1
-        if task_info["num_classes"] != num_classes:
-            raise UserError(f"{args.task_model} was trained for {task_info['num_classes']} classes but the dataset "
-                            f"has {num_classes}; retrain the task model (train_task) on this dataset")
+        task_model, task_info = load_task_model(args.task_model, device,
+                                                expect_num_classes=len(class_names(args.manifest)))
+        train, val = (labeled_split(args.manifest, split, task_info["task"]) for split in ("train", "val"))
+        train_records, val_records = split_images(args.manifest, "train"), split_images(args.manifest, "val")
         model, codec = load_codec(args.model)
-        train_images = images_to_tensor([path for _, path, _ in train_records])
-        val_images = images_to_tensor([path for _, path, _ in val_records])
+        (train_images,), (val_images,) = train.inputs, val.inputs
         maps, saliency_id, saliency_input = saliency_inputs(args.saliency, params["saliency_floor"],
                                                             [train_records, val_records],
                                                             tuple(train_images.shape[-2:]))
@@ -86,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             data_id = "".join(artifacts.file_digest(path)
                               for path in (args.manifest, args.model, args.task_model)) + saliency_id
             trained = finetune_codec(model, codec["lmbda"], args.tau, task_model, task_info["task"], params,
-                                     train_images, train_labels, val_images, val_labels, device,
+                                     train_images, train.labels, val_images, val.labels, device,
                                      args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
                                      data_id=data_id, train_saliency=maps[0], val_saliency=maps[1])
             if tracked is None:  # another process of a multi-process training: the main one writes

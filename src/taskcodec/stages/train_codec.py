@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_codec", description=__doc__.splitlines()[0])
     params_argument(parser, "codec.train")
     run_arguments(parser)
+    parser.add_argument("--rule", default="train_codec", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--arch", required=True)
     parser.add_argument("--hyper", type=hyper_object, required=True,
                         help="the architecture's hyperparameters as a JSON object, e.g. '{\"N\": 64, \"M\": 96}'")
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         model = build_codec(args.arch, args.hyper, task_model)
         wildcards = {"arch": args.arch, **args.hyper, "lmbda": args.lmbda,
                      **({"task_lmbda": args.task_lmbda} if task_model is not None else {})}
-        with training_run("train_codec", wildcards, params, {"manifest": args.manifest, **inputs}, device) as tracked:
+        with training_run(args.rule, wildcards, params, {"manifest": args.manifest, **inputs}, device) as tracked:
             initial_weights(model, params["init"], args.arch)
             trained = train_codec(model, args.lmbda, params, train_images, val_images, device,
                                   args.out.parent / "resume.pt", args.out.parent / "train_log.csv",

@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
 
-from taskcodec.augment import shift_flip_draws
 from taskcodec.data.manifest import OBJECTS_COLUMN, parse_objects
 from taskcodec.errors import UserError
 from taskcodec.tasks.detector import CHANNELS, build_detector
@@ -96,11 +95,10 @@ class DetectionTask(Task):
         return [{"boxes": torch.tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4),
                  "labels": torch.tensor(t["labels"], dtype=torch.int64)} for t in targets]
 
-    def augment(self, targets, padding, generator, size):
+    def augment(self, targets, draws, padding, size):
         height, width = size
-        flips, tops, lefts = shift_flip_draws(len(targets), padding, generator)
         moved = []
-        for target, flip, top, left in zip(targets, flips.tolist(), tops.tolist(), lefts.tolist()):
+        for target, flip, top, left in zip(targets, draws.flips.tolist(), draws.tops.tolist(), draws.lefts.tolist()):
             boxes = target["boxes"] + torch.tensor([padding - left, padding - top] * 2, dtype=torch.float32)
             if flip:
                 boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)

@@ -27,7 +27,7 @@ nothing else, so a new task is one module with one class decorated by
 - :meth:`Task.scores` / :meth:`Task.predictions`: per-sample metric values and
   the prediction written to per_image.csv.
 - :meth:`Task.augment`: a training batch's targets moved with its images, which
-  :func:`taskcodec.augment.random_shift_flip` translates and flips (needed by
+  the trainings translate and flip (:class:`taskcodec.augment.Draws`; needed by
   targets in image coordinates, such as detection's boxes).
 """
 
@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taskcodec.augment import Draws
 from taskcodec.errors import UserError
 from taskcodec.registration import registrar
 from taskcodec.plugins import load_plugins
@@ -103,10 +104,10 @@ class Task:
         """The targets of a batch or a split from the samples' :meth:`target` s (by default a tensor of them)."""
         return torch.tensor(targets)
 
-    def augment(self, targets: Any, padding: int, generator: torch.Generator, size: tuple[int, int]) -> Any:
-        """The ``targets`` of a batch of H×W (``size``) images that :func:`~taskcodec.augment.random_shift_flip`
-        translates by up to ±``padding`` pixels and flips with ``generator`` in its present state (replay its
-        draws with :func:`~taskcodec.augment.shift_flip_draws`); by default unchanged."""
+    def augment(self, targets: Any, draws: Draws, padding: int, size: tuple[int, int]) -> Any:
+        """The ``targets`` of a batch of H×W (``size``) images cut as ``draws`` say from their sources
+        replicate-padded by ``padding`` (:class:`~taskcodec.augment.Draws`: translated by padding − top,
+        padding − left, and mirrored where flipped); by default unchanged."""
         return targets
 
     def build_model(self, model_params: dict[str, Any]) -> nn.Module:

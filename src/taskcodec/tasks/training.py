@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from taskcodec.augment import random_shift_flip
+from taskcodec.augment import random_shift_flip, shift_flip_draws
 from taskcodec.data.manifest import split_rows
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.resume import params_fingerprint
@@ -101,7 +101,8 @@ class ClassifierObjective(EpochObjective):
         index = self.indices(step)
         inputs = tuple(as_model_input(t[index], self.device) for t in self.train.inputs)
         replay = torch.Generator().set_state(self.generator.get_state())  # the draws random_shift_flip makes next
-        targets = to_device(self.task.augment(take(self.train.labels, index), self.params["crop_padding"], replay,
+        draws = shift_flip_draws(len(index), self.params["crop_padding"], replay)
+        targets = to_device(self.task.augment(take(self.train.labels, index), draws, self.params["crop_padding"],
                                               inputs[0].shape[-2:]), self.device)
         inputs = random_shift_flip(inputs, self.params["crop_padding"], self.generator)
         outputs = self.model(*inputs)
