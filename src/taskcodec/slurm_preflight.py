@@ -324,6 +324,7 @@ def sentence(problem: tuple, rules: list[str], profile: str) -> str:
     """One problem of :func:`problems` for ``rules``, as one sentence naming what to change."""
     kind, *details = problem
     named = f"rule {rules[0]}" if len(rules) == 1 else f"rules {', '.join(rules)}"
+    verb_s = "s" if len(rules) == 1 else ""  # "rule x asks", "rules x, y ask"
     route = f"`set-resources: {rules[0]}: slurm_partition:`" + (
         f" (and the same for {', '.join(rules[1:])})" if len(rules) > 1 else "") + f" in {profile}"
     if kind == "unknown":
@@ -332,7 +333,7 @@ def sentence(problem: tuple, rules: list[str], profile: str) -> str:
                 f"{named}; set it to one of those")
     if kind == "no default":
         (names,) = details
-        return (f"{named} names no partition and this cluster has no default one (none marked * in sinfo); set "
+        return (f"{named} name{verb_s} no partition and this cluster has no default one (none marked * in sinfo); set "
                 f"`default-resources: slurm_partition:` in {profile} to one of {', '.join(names)}")
     if kind == "no gpus":
         gpu, partition, chosen, with_gpus = details
@@ -341,7 +342,7 @@ def sentence(problem: tuple, rules: list[str], profile: str) -> str:
                       f"{partition}, which")
         choices = f"({', '.join(with_gpus)})" if with_gpus else "(sinfo shows none on this cluster)"
         key = "that key" if chosen is not None and chosen.key.startswith("set-resources") else route
-        return (f"{named} asks for GPUs ({gpu}), but {where} has no GPUs (no gpu GRES in sinfo); set {key} to a "
+        return (f"{named} ask{verb_s} for GPUs ({gpu}), but {where} has no GPUs (no gpu GRES in sinfo); set {key} to a "
                 f"partition with GPUs {choices}, or set {gpu.key} to 0 to run it on CPUs")
     if kind == "too much":
         setting, amount, partition, limit = details
@@ -350,7 +351,7 @@ def sentence(problem: tuple, rules: list[str], profile: str) -> str:
                 f"{named}; lower it to {limit} or less, or name a partition that allows more with {route}")
     if kind == "no node":
         settings, partition = details
-        return (f"{named} asks for {' and '.join(map(str, settings))} on one node, which no node of partition "
+        return (f"{named} ask{verb_s} for {' and '.join(map(str, settings))} on one node, which no node of partition "
                 f"{partition} has; lower them, or name a partition with larger nodes with {route}")
     runtime, retries, partition, limit = details
     return (f"{runtime} fits partition {partition} (at most {limit} min), but a retried job asks for runtime x "

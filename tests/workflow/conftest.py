@@ -1,10 +1,12 @@
 """Run the real Snakefile on a tiny config in a temporary working directory."""
 
 import copy
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +192,38 @@ def extra_images():
 def job_counts():
     """:func:`job_stats`."""
     return job_stats
+
+
+#: what scripts/slurm/start.sh starts and the SLURM tests call
+SLURM_TOOLS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel")
+
+
+def cannot_start_slurm() -> str | None:
+    """Why scripts/slurm/start.sh cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "scripts/slurm/start.sh needs root (it installs Debian's Slurm and starts its daemons)"
+    missing = [tool for tool in SLURM_TOOLS if not shutil.which(tool, path=f"/usr/sbin:/usr/bin:{os.environ['PATH']}")]
+    if missing and not shutil.which("apt-get"):
+        return f"Slurm is not installed ({', '.join(missing)} missing) and there is no apt-get to install it"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running single-node SLURM for a test module (test_slurm.py, test_slurm_preflight.py); stopped afterwards
+    if this fixture started it (start.sh only waits for the node when its daemons already run)."""
+    reason = cannot_start_slurm()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so the SLURM tests must run, but {reason}")
+    if reason:
+        pytest.skip(reason)
+    started = time.monotonic()
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "start.sh")], capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout.strip(), f"(start.sh took {time.monotonic() - started:.1f} s)")
+    try:
+        yield
+    finally:
+        if "already running" not in result.stdout:  # leave a cluster someone else started alone
+            subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "stop.sh")], timeout=300)

@@ -11,7 +11,6 @@ import copy
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -24,44 +23,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "workflow/profiles/slurm"  # relative to the project folder, as in the README
-SLURM_TOOLS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel")
 # the tables a user reads; they must equal the local run's except for the MLflow run ids
 TABLES = ("report/test/rd_points.csv", "report/extra/rd_points.csv", "report/test/bd_rate.csv",
           "report/extra/bd_rate.csv", "report/machine/test/rate_accuracy.csv",
           "report/machine/test/bd_rate_accuracy.csv", "report/machine/test/tradeoff.csv",
           "summary/rate_distortion.csv", "summary/rate_accuracy.csv")
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
-
-
-def cannot_start_slurm() -> str | None:
-    """Why scripts/slurm/start.sh cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "scripts/slurm/start.sh needs root (it installs Debian's Slurm and starts its daemons)"
-    missing = [tool for tool in SLURM_TOOLS if not shutil.which(tool, path=f"/usr/sbin:/usr/bin:{os.environ['PATH']}")]
-    if missing and not shutil.which("apt-get"):
-        return f"Slurm is not installed ({', '.join(missing)} missing) and there is no apt-get to install it"
-    return None
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """A running single-node SLURM; stopped afterwards if this fixture started it."""
-    reason = cannot_start_slurm()
-    if reason and os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true, so the SLURM tests must run, but {reason}")
-    if reason:
-        pytest.skip(reason)
-    started = time.monotonic()
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "start.sh")], capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    seconds = time.monotonic() - started
-    print(result.stdout.strip(), f"(start.sh took {seconds:.1f} s)")
-    try:
-        yield
-    finally:
-        if "already running" not in result.stdout:  # leave a cluster someone else started alone
-            subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "stop.sh")], timeout=300)
 
 
 def make_project(path: Path, config: dict, extra_images) -> Path:

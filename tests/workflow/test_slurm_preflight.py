@@ -8,8 +8,6 @@ where it cannot start, except under CI=true, as in test_slurm.py).
 """
 
 import copy
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -99,18 +97,22 @@ def test_the_shipped_settings_fit_without_a_word(preflight):
     assert preflight(SITE, scontrol=SITE_SCONTROL) == (0, "")
 
 
+#: the rules whose jobs take resources.train_codec (codec pretraining, and the scalable codecs')
+TRAINING = ("train_codec", "train_scalable")
+
+
 def test_every_job_that_asks_too_much_is_one_sentence_naming_its_key(preflight, tmp_path):
     status, said = preflight(CI, resources={"train_codec": {"mem_mb": 64000}, "evaluate_classical": {"threads": 4}})
     assert status == 2 and len(said.splitlines()) == 2, said
     assert said.splitlines()[0] == (
         f"taskcodec: resources.train_codec.mem_mb = 64000 in {tmp_path}/params.yaml asks for more memory than "
-        "partition cpu allows (at most 24105 MB per node) for rule train_codec; lower it to 24105 or less, or name a "
-        f"partition that allows more with `set-resources: train_codec: slurm_partition:` in {tmp_path}/profile/"
-        "config.yaml")
+        "partition cpu allows (at most 24105 MB per node) for rules train_codec, train_scalable; lower it to 24105 "
+        "or less, or name a partition that allows more with `set-resources: train_codec: slurm_partition:` (and the "
+        f"same for train_scalable) in {tmp_path}/profile/config.yaml")
     assert "resources.evaluate_classical.threads = 4" in said and "CPU cores" in said and "at most 2 per node" in said
     # a stage's resources cover several rules: one sentence for them all
     status, said = preflight(CI, resources={"cache_latents": {"mem_mb": 64000}})
-    assert status == 2 and len(said.splitlines()) == 1 and "for rules cache_latents, cache_finetuned;" in said
+    assert status == 2 and len(said.splitlines()) == 1 and "for rules cache_latents, cache_finetuned, cache_scalable;" in said
     # the profile's defaults, for the rules that declare no resources
     status, said = preflight("cpu*|2|2000|infinite|(null)\n")
     assert status == 2 and "default-resources: mem_mb = 4000 in" in said and "for rules prepare, saliency;" in said
@@ -130,18 +132,18 @@ def test_time_limits_and_the_runtime_of_retries(preflight):
 def test_a_gpu_rule_without_a_gpu_partition_names_the_profile_key(preflight, tmp_path):
     status, said = preflight(CI, resources={"train_codec": {"gpu": 1}})
     assert status == 2 and said == (
-        f"taskcodec: rule train_codec asks for GPUs (resources.train_codec.gpu = 1 in {tmp_path}/params.yaml), but "
-        "no partition is configured for it, so it would go to the cluster's default partition cpu, which has no "
-        f"GPUs (no gpu GRES in sinfo); set `set-resources: train_codec: slurm_partition:` in {tmp_path}/profile/"
-        "config.yaml to a partition with GPUs (sinfo shows none on this cluster), or set resources.train_codec.gpu "
-        "to 0 to run it on CPUs\n")
+        f"taskcodec: rules train_codec, train_scalable ask for GPUs (resources.train_codec.gpu = 1 in {tmp_path}/"
+        "params.yaml), but no partition is configured for it, so it would go to the cluster's default partition "
+        "cpu, which has no GPUs (no gpu GRES in sinfo); set `set-resources: train_codec: slurm_partition:` (and the "
+        f"same for train_scalable) in {tmp_path}/profile/config.yaml to a partition with GPUs (sinfo shows none on "
+        "this cluster), or set resources.train_codec.gpu to 0 to run it on CPUs\n")
     # the profile names a partition without GPUs: that key, and the partitions that have them
     status, said = preflight(SITE, resources={"train_codec": {"gpu": 1}},
-                             profile={"set-resources": {"train_codec": {"slurm_partition": "short"}}})
+                             profile={"set-resources": {rule: {"slurm_partition": "short"} for rule in TRAINING}})
     assert status == 2 and "the partition configured for it, set-resources: train_codec: slurm_partition = short" \
         in said and "set that key to a partition with GPUs (gpu)" in said
     # a GPU partition: fits up to the GPUs of one node
-    gpu = {"set-resources": {"train_codec": {"slurm_partition": "gpu"}}}
+    gpu = {"set-resources": {rule: {"slurm_partition": "gpu"} for rule in TRAINING}}
     assert preflight(SITE, resources={"train_codec": {"gpu": 4}}, profile=gpu, scontrol=SITE_SCONTROL) == (0, "")
     status, said = preflight(SITE, resources={"train_codec": {"gpu": 8}}, profile=gpu)
     assert status == 2 and "more GPUs than partition gpu allows (at most 4 per node)" in said
@@ -162,7 +164,8 @@ def test_partitions_that_do_not_exist(preflight):
 
 def test_the_settings_snakemake_would_use_win(preflight, tmp_path):
     too_much = {"train_codec": {"mem_mb": 64000}}
-    assert preflight(CI, "--set-resources", "train_codec:mem_mb=2000", resources=too_much) == (0, "")
+    assert preflight(CI, "--set-resources", "train_codec:mem_mb=2000", "train_scalable:mem_mb=2000",
+                     resources=too_much) == (0, "")
     status, said = preflight(CI, profile={"set-resources": {"train_codec": {"mem_mb": 64000}}})
     assert status == 2 and f"set-resources: train_codec: mem_mb = 64000 in {tmp_path}/profile/config.yaml" in said
     (tmp_path / "study.yaml").write_text(yaml.safe_dump({"resources": too_much}))
@@ -171,36 +174,6 @@ def test_the_settings_snakemake_would_use_win(preflight, tmp_path):
 
 
 # --- the real cluster --------------------------------------------------------------------------------------------
-
-def cannot_start_slurm() -> str | None:
-    """Why scripts/slurm/start.sh cannot run here, or None (as in test_slurm.py)."""
-    if os.geteuid() != 0:
-        return "scripts/slurm/start.sh needs root (it installs Debian's Slurm and starts its daemons)"
-    tools = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
-    missing = [tool for tool in tools if not shutil.which(tool, path=f"/usr/sbin:/usr/bin:{os.environ['PATH']}")]
-    if missing and not shutil.which("apt-get"):
-        return f"Slurm is not installed ({', '.join(missing)} missing) and there is no apt-get to install it"
-    return None
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """A running single-node SLURM; stopped afterwards if this fixture started it (start.sh only waits for the node
-    when its daemons already run, so this and test_slurm.py's fixture can follow each other in one session)."""
-    reason = cannot_start_slurm()
-    if reason and os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true, so the SLURM tests must run, but {reason}")
-    if reason:
-        pytest.skip(reason)
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "start.sh")], capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    try:
-        yield
-    finally:
-        if "already running" not in result.stdout:  # leave a cluster someone else started alone
-            subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "stop.sh")], timeout=300)
-
 
 def submitted_jobs() -> set[str]:
     """Every job SLURM knows of, finished ones included (start.sh keeps them visible for MinJobAge)."""
