@@ -9,8 +9,10 @@ with the width of the overlap each averages over, each learned curve's PSNR span
 ``--references``, CompressAI's published result files) the published curves' BD-rates against the
 classical codecs measured in this run, as a yardstick. For the test split of a run with the machine branch it
 also keeps the rate–accuracy points of the learned codecs (``report/machine/test/tradeoff.csv``: the bits the
-task receives and its primary metric beside the image's bits and PSNR) and the uncompressed task model's test
-value. bench/summary.py turns these files into the numbers of README.md and bench/README.md.
+task receives and its primary metric beside the image's bits and PSNR), the uncompressed task model's test
+value, the bits each curve needs to come within 2 points of it, the scalable codecs' savings at that target and
+their redundancy over training (the report's ``bits_for_accuracy``, ``savings`` and ``redundancy`` tables, when
+present). bench/summary.py turns these files into the numbers of README.md and bench/README.md.
 """
 
 from __future__ import annotations
@@ -55,8 +57,13 @@ def machine(results: Path) -> dict | None:
 
     metric = TASKS[task["task"]].primary_metric
     points = pd.read_csv(tradeoff)[["kind", "codec", "point", "bpp", metric, "bpp_image", "psnr"]]
+    report = tradeoff.parent
+    measured = pd.read_csv(report / "rate_accuracy.csv").iloc[0]
+    tables = {name: _rounded(pd.read_csv(report / f"{name}.csv"))
+              for name in ("bits_for_accuracy", "savings", "redundancy") if (report / f"{name}.csv").is_file()}
     return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),
-            "points": _rounded(points)}
+            "images": int(measured["images"]), "image_size": measured["image_size"], "points": _rounded(points),
+            **tables}
 
 
 def collect(results: Path, dataset: str, references: Path | None = None) -> dict:

@@ -64,3 +64,17 @@ def test_a_failed_record_says_what_dvc_said_and_what_it_means(project, capsys):
     assert said.startswith("taskcodec: warning: DVC could not record this run (") and "results/codecs" in said
     assert said.rstrip().endswith("would replace its outputs with those of dvc.lock; fix that and run "
                                   "`dvc commit pipeline`")
+
+
+def test_outs_of_a_switched_off_branch_are_created_empty_so_dvc_finds_them(project):
+    """With task.enabled false (or no scalable codecs) no job makes results/task, and `dvc repro` would stop there."""
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"pipeline": {"cmd": "x", "outs": [
+        {"results/codecs": {"persist": True}}, {"results/task": {"persist": True}}, "results/report"]}}}))
+    (project / "results" / "codecs").mkdir(parents=True)
+    (project / "results" / "codecs" / "model.pt").write_bytes(b"kept")
+    assert dvc_record.create_absent_outs(PARAMS, False, project) == []  # some targets only: not DVC's run
+    created = dvc_record.create_absent_outs(PARAMS, True, project)
+    assert created == [project / "results" / "task", project / "results" / "report"]
+    assert all(path.is_dir() and not any(path.iterdir()) for path in created)
+    assert (project / "results" / "codecs" / "model.pt").read_bytes() == b"kept"
+    assert dvc_record.create_absent_outs(changed("results_dir", "out"), True, project) == []

@@ -8,6 +8,10 @@ repository, ends with ``dvc commit --force pipeline``: ``dvc.lock`` then names i
 DVC cache holds them. Not when DVC runs the pipeline (``dvc repro`` and ``dvc exp run`` record it themselves),
 not in the checkout of :mod:`taskcodec.reproduce`, not for a run of some targets, other params or another
 results folder. A run with nothing to do calls no Snakemake hook and records nothing.
+
+Every whole-workflow run into ``results/`` of a DVC repository, DVC's own included, first creates (empty) the
+outs that its params leave without a job (:func:`create_absent_outs`: ``task.enabled: false``, no scalable
+codecs, no joint classifiers...), or ``dvc repro`` and ``dvc commit`` would stop at the missing folder.
 """
 
 from __future__ import annotations
@@ -39,6 +43,21 @@ def should_record(config: dict[str, Any], whole_workflow: bool, folder: Path) ->
         return False
     params = yaml.safe_load((folder / "params.yaml").read_text())
     return Path(config["results_dir"]) == RESULTS and _science(params) == _science(config)
+
+
+def create_absent_outs(config: dict[str, Any], whole_workflow: bool, folder: Path = Path(".")) -> list[Path]:
+    """Create, empty, the folders of ``dvc.yaml``'s outs that a whole-workflow run into ``results/`` of a DVC
+    repository in ``folder`` left absent (a branch its params switch off); returns those created."""
+    if not whole_workflow or Path(config["results_dir"]) != RESULTS or not (folder / ".dvc").is_dir():
+        return []
+    outs = yaml.safe_load((folder / "dvc.yaml").read_text())["stages"][STAGE]["outs"]
+    created = []
+    for out in outs:
+        path = folder / (next(iter(out)) if isinstance(out, dict) else out)
+        if not path.exists():
+            path.mkdir(parents=True)
+            created.append(path)
+    return created
 
 
 def record(config: dict[str, Any], whole_workflow: bool, folder: Path = Path(".")) -> None:

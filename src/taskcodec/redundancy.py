@@ -57,11 +57,13 @@ initialisation).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from scipy.stats import entropy
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 #: fibre pairs sampled by default (the paper's N is not legible in the seed text)
 DEFAULT_SAMPLES = 16384
@@ -74,8 +76,13 @@ def fibres(latent: torch.Tensor) -> torch.Tensor:
 
 
 def cluster_ids(points: np.ndarray, clusters: int, seed: int, n_init: int) -> np.ndarray:
-    """Each row's cluster: the best of ``n_init`` scikit-learn ``KMeans`` runs, k-means++ seeded by ``seed``."""
-    return KMeans(n_clusters=clusters, n_init=n_init, random_state=seed).fit_predict(points)
+    """Each row's cluster: the best of ``n_init`` scikit-learn ``KMeans`` runs, k-means++ seeded by ``seed``.
+
+    Rounded latents often hold fewer distinct fibres than ``clusters``; each distinct fibre is then its own
+    cluster (scikit-learn's ConvergenceWarning about it is expected and silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=clusters, n_init=n_init, random_state=seed).fit_predict(points)
 
 
 def uncertainty_coefficients(y_base: torch.Tensor, y_enh: torch.Tensor, clusters: int = 16,

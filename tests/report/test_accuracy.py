@@ -8,7 +8,7 @@ import pytest
 
 from taskcodec.errors import UserError
 from taskcodec.report.accuracy import (accuracy_envelope, bd_rate_accuracy, bits_for_accuracy, classifier_points,
-                                       decoded_points, set_metrics_of)
+                                       decoded_points, scalable_savings, set_metrics_of)
 
 METRICS = ["top1", "top5"]
 
@@ -115,3 +115,20 @@ def test_saturated_anchor_still_gives_a_bd_rate():
                            "top1": [0.70, 0.80, 0.84, 0.88, 0.88]})
     test = anchor.assign(kind="pretrained", codec="learned", bpp=anchor["bpp"] * 0.8)
     assert bd_rate_accuracy(pd.concat([anchor, test]), "pchip", "top1")["bd_rate_top1"].iloc[0] == pytest.approx(-20.0)
+
+
+def test_the_scalable_codec_saving_against_every_other_learned_curve_at_the_target():
+    """Seed 002's claim: the base layer reaches the target with fewer bits (55 % fewer than Choi & Bajić's)."""
+    points = pd.DataFrame([
+        {"kind": "scalable", "codec": "ours", "bpp": 0.1, "top1": 0.9},
+        {"kind": "scalable", "codec": "choi", "bpp": 0.2, "top1": 0.7}, {"kind": "scalable", "codec": "choi", "bpp": 0.4, "top1": 0.9},
+        {"kind": "finetuned", "codec": "tuned", "bpp": 0.25, "top1": 0.9},
+        {"kind": "pretrained", "codec": "never", "bpp": 1.0, "top1": 0.5},
+        {"kind": "classical", "codec": "jpeg", "bpp": 2.0, "top1": 0.9},
+    ])
+    savings = scalable_savings(bits_for_accuracy(points, 0.9, "top1")).set_index(["codec", "against"])
+    assert savings.loc[("ours", "choi"), "saving_percent"] == pytest.approx(75.0)
+    assert savings.loc[("ours", "tuned"), "saving_percent"] == pytest.approx(60.0)
+    assert savings.loc[("choi", "ours"), "saving_percent"] == pytest.approx(-300.0)
+    assert math.isnan(savings.loc[("ours", "never"), "saving_percent"])  # never reaches the target
+    assert ("ours", "jpeg") not in savings.index  # classical codecs are in bits_for_accuracy's share columns

@@ -139,8 +139,10 @@ def test_a_scalable_codec_is_measured_for_the_task_from_its_base_layer_alone(det
 
     machine = root / "machine-scalable"
     report_task.main(["--params", json.dumps(REPORT), "--task-model", str(task_model), "--manifest", str(manifest),
-                      "--pretrained", str(learned), "--out", str(machine)])
+                      "--scalable", str(learned), "--out", str(machine)])
     point = pd.read_csv(machine / "rate_accuracy.csv").iloc[0]
+    # seed 002's qualitative figure: the detector on the original, on the base layer alone, on both layers
+    assert (machine / "boxes.png").stat().st_size > 0 and "![boxes](boxes.png)" in (machine / "README.md").read_text()
     assert point["bpp"] == pytest.approx(table["bpp_task"].mean()) and point["bpp"] < point["bpp_image"]
     assert point["bpp_image"] == pytest.approx(table["bpp"].mean())
 

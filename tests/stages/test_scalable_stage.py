@@ -63,6 +63,10 @@ def test_trains_on_equation_2_and_its_checkpoint_carries_the_task_model(workspac
     assert len(train_rows) == 12 and {"feature_mse", "bpp_base", "bpp_enh"} <= set(log.columns)
     assert (train_rows["bpp_base"] + train_rows["bpp_enh"] - train_rows["bpp"]).abs().max() < 1e-4
     assert train_rows["feature_mse"].notna().all() and (train_rows["feature_mse"] > 0).all()
+    # the redundancy between the two latents (seed 002, Section 5) at every validation, traced over training
+    val_rows = log[log["split"] == "val"]
+    assert list(val_rows["step"]) == [6, 12]
+    assert val_rows[["u_base_given_enh", "u_enh_given_base"]].apply(lambda u: u.between(0, 1)).all().all()
 
     cache = cache_latents.main(["--params", json.dumps({"shard_size": 4, "decode_check": -1}), *RUN, "--model",
                                 str(out), "--manifest", str(manifest), "--split", "test", "--out",

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-SCALABLE = "scalable-hyperprior/N8-M_base4-M_enh8 task1.0"  # the tiny config's scalable codec (seed 002)
+SCALABLE = "scalable-hyperprior/N8-M_base4-M_enh8 lmbda0.01"  # the tiny config's scalable codec (seed 002)
 
 
 def test_pipeline_produces_reports(pipeline_run):
@@ -79,6 +79,13 @@ def test_machine_branch_produces_rate_accuracy_tables(pipeline_run):
         assert (report / name).stat().st_size > 0
     summary = json.loads((project.path / "results" / "summary" / "metrics.json").read_text())
     assert 0 <= summary["machine"]["uncompressed_top1"] <= 1
+    # the scalable codec's curve is its lambda, its points are its lambda_task values
+    assert f"{SCALABLE}@task1" in summary["test"]["learned"]
+    assert set(points.loc[points["kind"] == "scalable", "point"]) == {1.0}
+    savings = pd.read_csv(report / "savings.csv")  # against the other learned curves at the 2-point target
+    assert set(savings["codec"]) == {SCALABLE} and set(savings["against_kind"]) == {"pretrained", "finetuned"}
+    redundancy = pd.read_csv(report / "redundancy.csv")  # the scalable codec's validations: steps 4 and 8
+    assert list(redundancy["step"]) == [4, 8] and (report / "redundancy.png").stat().st_size > 0
     per_image = pd.read_csv(project.path / "results" / "eval" / "classical" / "jpeg" / "test" / "per_image.csv")
     assert per_image["label"].notna().all() and per_image["top1"].isin([0.0, 1.0]).all()
     extra = pd.read_csv(project.path / "results" / "eval" / "classical" / "jpeg" / "extra" / "per_image.csv")

@@ -25,9 +25,12 @@ def run(repo: Path, *command: str, env: dict | None = None) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def tracked_repo(tmp_path_factory, tiny_config, git_dvc_project):
-    """A committed git + DVC copy of the project on the tiny config (extra images DVC-tracked), run once."""
+    """A committed git + DVC copy of the project on the tiny config's human branch (extra images DVC-tracked),
+    run once."""
     params = tiny_config
     params["tracking"]["experiment"] = EXPERIMENT
+    params["task"]["enabled"] = params["scalable"]["enabled"] = False  # reproducing a run needs no machine branch
+    params["cache"]["splits"] = ["test"]
     repo = git_dvc_project(tmp_path_factory.mktemp("reproduce") / "repo", params)
     # the repository's own code runs (and records its commit), as in a checkout with its own .venv
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}

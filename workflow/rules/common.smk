@@ -26,12 +26,13 @@ if workflow.is_main_process:
 # The software of every rule: environment.yml (path relative to this folder). Without
 # `--software-deployment-method conda` the stage commands run with the interpreter Snakemake runs under (the
 # project's .venv); with it, in the rules' conda environment, importing taskcodec from this checkout's src/.
+# PYTHONFAULTHANDLER: a crash inside a C extension leaves the Python stack in the rule's log, not an empty log.
 CONDA_ENV = "../../environment.yml"
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
     SRC = shlex.quote(str(Path(workflow.basedir, "src").resolve()))
-    shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}; ")
+    shell.prefix(f"set -euo pipefail; export PYTHONFAULTHANDLER=1 PYTHONPATH={SRC}; ")
 else:
-    shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
+    shell.prefix(f"set -euo pipefail; export PYTHONFAULTHANDLER=1 PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
 
 RESULTS = config["results_dir"]
 # One run per results folder (taskcodec.run_lock): while one runs, a second one stops here with one sentence.
@@ -245,10 +246,13 @@ def skipped_classical_codecs():
 
 def record_in_dvc():
     """After a run of the whole workflow (no targets, no --until/--omit-from/--allowed-rules/--batch), record it
-    in DVC as `dvc repro` would, when it is what `dvc repro` runs (taskcodec.dvc_record)."""
+    in DVC as `dvc repro` would, when it is what `dvc repro` runs, after creating the outs that a switched-off
+    branch leaves absent (taskcodec.dvc_record)."""
     dag = workflow.dag_settings
     narrowed = dag.until or dag.omit_from or dag.allowed_rules or dag.batch
-    dvc_record.record(config, whole_workflow=set(dag.targets) <= {"all"} and not narrowed)
+    whole_workflow = set(dag.targets) <= {"all"} and not narrowed
+    dvc_record.create_absent_outs(config, whole_workflow)
+    dvc_record.record(config, whole_workflow)
 
 
 def scalable_points():

@@ -15,6 +15,7 @@ rule evaluate_codec:
     params:
         section=evaluate_section(),
         codec_id=lambda wc: f"{wc.arch}/{wc.hyper}",
+        point="",  # the codec's place on its curve: its lambda
         task=task_measure_args,
         rule="evaluate_codec",
     threads: job_threads("evaluate_codec")
@@ -31,7 +32,7 @@ rule evaluate_codec:
     shell:
         "python -m taskcodec.stages.evaluate_codec --params {params.section:q} --threads {threads}"
         " --device {resources.device:q} --rule {params.rule} --model {input.model:q} --cache {input.cache:q}"
-        " --codec-id {params.codec_id:q} {params.task} --out {output:q} > {log:q} 2>&1"
+        " --codec-id {params.codec_id:q} {params.point} {params.task} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_classical:

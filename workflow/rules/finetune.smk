@@ -60,6 +60,7 @@ use rule evaluate_codec as evaluate_finetuned with:
     params:
         section=evaluate_section(),
         codec_id=lambda wc: f"{wc.arch}/{wc.hyper} task tau{wc.tau}",
+        point="",
         task=task_measure_args,
         rule="evaluate_finetuned",
     log:

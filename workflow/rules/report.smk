@@ -42,6 +42,7 @@ rule report_task:
         pretrained=per_codec(results("eval", "learned", CODEC, "test")),
         finetuned=[results("eval", "finetuned", TUNED.format(**point), "test") for point in finetune_points()],
         scalable=per_scalable(results("eval", "scalable", SCALABLE, "test")),
+        scalable_logs=per_scalable(results("scalable", SCALABLE, "train_log.csv")),
         latent=[] if LATENT_SKIP_REASON else per_codec(results("latent", CODEC, "metrics.json")),
         joint=(per_codec(results("joint", CODEC))
                if config["latent_classifier"]["joint"]["enabled"] and not LATENT_SKIP_REASON else []),
@@ -62,6 +63,7 @@ rule report_task:
         "python -m taskcodec.stages.report_task --params {params.section:q} --task-model {input.task_model:q}"
         " --manifest {input.prepared:q}/manifest.csv --classical {input.classical:q}"
         " --pretrained {input.pretrained:q} --finetuned {input.finetuned:q} --scalable {input.scalable:q}"
+        " --scalable-logs {input.scalable_logs:q}"
         " --latent {input.latent:q}"
         " --joint {input.joint:q} --out {output:q} > {log:q} 2>&1"
 

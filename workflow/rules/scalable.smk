@@ -57,7 +57,9 @@ use rule evaluate_codec as evaluate_scalable with:
         directory(results("eval", "scalable", SCALABLE, "{dataset}")),
     params:
         section=evaluate_section(),
-        codec_id=lambda wc: f"{wc.arch}/{wc.hyper} task{wc.task_lmbda}",
+        # one curve per (model, lambda_img), along lambda_task: the weight that sets the base layer's rate
+        codec_id=lambda wc: f"{wc.arch}/{wc.hyper} lmbda{wc.lmbda}",
+        point=lambda wc: f"--point {wc.task_lmbda}",
         task=task_measure_args,
         rule="evaluate_scalable",
     log:

@@ -39,10 +39,15 @@ from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
 from taskcodec.losses import RateDistortionLoss, ScalableLoss, saliency_weights
 from taskcodec.metrics import psnr_batch
+from taskcodec.redundancy import uncertainty_coefficients
 from taskcodec.resume import params_fingerprint
 from taskcodec.trainer import Objective, Optimizers, Plan, StepLog, Trained, cosine, step_drops, train, warmup
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "aux_loss", "lr", "elapsed_s"]
+#: validation columns of a codec with a base and an enhancement layer (seed 002, Section 5; :func:`layer_redundancy`)
+REDUNDANCY_FIELDS = ["u_base_given_enh", "u_enh_given_base"]
+#: k-means clusters of the latent fibres for the redundancy estimate, fixed so that the trend over training compares
+REDUNDANCY_CLUSTERS = 16
 
 
 def with_maps(images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
@@ -123,6 +128,32 @@ def validate(model: CompressionModel, terms: Terms, images: torch.Tensor, device
     return {key: value / images.shape[0] for key, value in totals.items()}
 
 
+def has_redundancy(model: CompressionModel) -> bool:
+    """Whether the codec has the base and enhancement layers whose redundancy validation measures."""
+    return set(getattr(model, "layers", ())) == {"base", "enh"}
+
+
+@torch.no_grad()
+def layer_redundancy(model: CompressionModel, images: torch.Tensor, device: torch.device, batch_size: int,
+                     floor: float | None = None) -> dict[str, float]:
+    """Theil's uncertainty coefficients between the rounded base and enhancement latents of ``images``
+    (:func:`taskcodec.redundancy.uncertainty_coefficients`, :data:`REDUNDANCY_CLUSTERS` clusters, seed 0:
+    the same estimate at every validation, so the columns trace the redundancy over training; seed 002, Section 5).
+    NaN when the images have fewer latent positions than clusters, or a latent collapsed to one cluster.
+    """
+    latents: dict[str, list[torch.Tensor]] = {"base": [], "enh": []}
+    for start in range(0, images.shape[0], batch_size):
+        x, _ = split_maps(images[start : start + batch_size], device, floor)
+        analyzed = model.analyze(pad(x, model.pad_multiple))["latents"]
+        for layer, found in latents.items():
+            found.append(analyzed[layer].y_hat.cpu())
+    base, enh = torch.cat(latents["base"]), torch.cat(latents["enh"])
+    if base.shape[0] * base.shape[2] * base.shape[3] < REDUNDANCY_CLUSTERS:  # too few fibres to cluster
+        return dict.fromkeys(REDUNDANCY_FIELDS, math.nan)
+    u = uncertainty_coefficients(base, enh, clusters=REDUNDANCY_CLUSTERS)
+    return {name: u[name] for name in REDUNDANCY_FIELDS}
+
+
 def logged_terms(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     """A training step's terms other than the loss as floats, with the batch PSNR from its MSE."""
     logged = {key: value.item() for key, value in terms.items() if key != "loss"}
@@ -159,7 +190,10 @@ class CodecObjective(Objective):
         return terms["loss"], logged_terms(terms)
 
     def validate(self) -> dict[str, float]:
-        return validate(self.model, self.val_terms, self.val_source, self.device, self.batch_size, self.floor)
+        metrics = validate(self.model, self.val_terms, self.val_source, self.device, self.batch_size, self.floor)
+        if has_redundancy(self.model):
+            metrics.update(layer_redundancy(self.model, self.val_source, self.device, self.batch_size, self.floor))
+        return metrics
 
 
 #: ``codec.train.lr_decay`` → the decay of the learning rate from ``lr`` (progress in [0, 1] → lr)
@@ -245,6 +279,7 @@ def train_codec(
     scalable = {} if task_lmbda is None else {"task_lmbda": task_lmbda}
     fingerprint = params_fingerprint({"lmbda": lmbda, **scalable, "data": data_id, **params})
     fields = LOG_FIELDS[:5] + list(extra) + LOG_FIELDS[5:]  # the extra terms after mse
+    fields += REDUNDANCY_FIELDS if has_redundancy(model) else []
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, fields,
                     f"train λ={lmbda:g}", warmup(params["lr_warmup"], DECAYS[params["lr_decay"]](params)),
                     params["ema_decay"])

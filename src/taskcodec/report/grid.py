@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from taskcodec import artifacts  # noqa: E402
+from taskcodec.report.plots import save_png  # noqa: E402
 
 
 def closest_points(per_image: pd.DataFrame, image_id: str, target_bpp: float) -> pd.DataFrame:
@@ -39,9 +39,7 @@ def reconstruction_grid(original: np.ndarray, panels: list[tuple[str, Path]], ti
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))  # keep the suptitle clear of multi-line captions
-    with artifacts.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def saliency_grid(images: list[np.ndarray], maps: list[np.ndarray], captions: list[str], title: str,
@@ -57,6 +55,4 @@ def saliency_grid(images: list[np.ndarray], maps: list[np.ndarray], captions: li
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with artifacts.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)

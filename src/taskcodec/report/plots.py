@@ -18,6 +18,13 @@ STYLES = {"pretrained": {"marker": "o", "linestyle": "-"}, "finetuned": {"marker
 LABELS = {"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM (RGB)"}
 
 
+def save_png(fig, path: Path) -> None:
+    """Write a report figure as PNG (120 dpi) atomically and release it."""
+    with artifacts.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
 def rd_plot(points: pd.DataFrame, metric: str, title: str, path: Path) -> None:
     """Plot ``metric`` against actual bpp, one line per codec curve, and save a PNG atomically."""
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -30,6 +37,4 @@ def rd_plot(points: pd.DataFrame, metric: str, title: str, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with artifacts.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)

@@ -1,7 +1,8 @@
 """Stage: measure a learned codec from its cached bitstreams.
 
 ``python -m taskcodec.stages.evaluate_codec --params '{"device": "auto", "save_reconstructions": 4}'
---model model.pt --cache results/cache/<codec>/<dataset> --codec-id <codec> --out results/eval/learned/<codec>/<dataset>``
+--model model.pt --cache results/cache/<codec>/<dataset> --codec-id <codec> [--point <value>]
+--out results/eval/learned/<codec>/<dataset>``
 
 Every bitstream of the cache is read back from disk and decompressed (the layers
 the codec's image receiver needs); bpp is counted from their bytes (per layer too,
@@ -20,7 +21,8 @@ base layer) is measured for the task as its task receiver sees it: only the laye
 of ``layers_for("task")`` are decoded, without pixels, the codec's ``task_outputs``
 gives the task model's outputs, and ``bytes_task`` / ``bpp_task`` count those layers'
 bytes (the rate of the rate–accuracy report). PSNR, MS-SSIM, feature distortion and
-``bpp`` stay those of the image receiver.
+``bpp`` stay those of the image receiver. The workflow names a scalable codec's curve by
+its λ and places it by ``--point`` λ_task, the weight that sets the base layer's rate.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rule", default="evaluate_codec", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--codec-id", required=True, help="name of this codec point in tables")
+    parser.add_argument("--codec-id", required=True, help="name of this codec's curve in tables")
+    parser.add_argument("--point", type=float,
+                        help="where this codec sits on its curve (default: its λ; a scalable codec's λ_task)")
     task_measure_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     return parser
@@ -75,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     layer_columns = [column for layer in model.layers for column in (f"bytes_{layer}", f"bpp_{layer}")
                      if len(model.layers) > 1]
     rate_columns = layer_columns + (["bytes_task", "bpp_task"] if task_layers else [])
-    wildcards = {"codec": args.codec_id, "lmbda": meta["lmbda"], "dataset": args.cache.name}
+    point = meta["lmbda"] if args.point is None else args.point
+    wildcards = {"codec": args.codec_id, "lmbda": meta["lmbda"], "point": point, "dataset": args.cache.name}
     with stage_run(args.rule, wildcards, params, inputs={"model": args.model}) as tracked, \
             artifacts.atomic_dir(args.out) as tmp:
         rows = []
@@ -91,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 outputs = model.task_outputs(latents)
                 task_bytes = sum(sizes[layer] for layer in task_layers)
                 rates.update(bytes_task=task_bytes, bpp_task=8 * task_bytes / (original.shape[0] * original.shape[1]))
-            rows.append({**task.measure(image_id, sample, original, reconstruction, meta["lmbda"], outputs),
+            rows.append({**task.measure(image_id, sample, original, reconstruction, point, outputs),
                          "position": index.loc[image_id, "position"], "kind": kind,
-                         "codec": args.codec_id, "point": meta["lmbda"], "image_id": image_id,
+                         "codec": args.codec_id, "point": point, "image_id": image_id,
                          "bpp_estimated": index.loc[image_id, "bpp_estimated"], "run_id": tracked.run_id, **rates,
                          **measure(original, reconstruction, sum(sizes[layer] for layer in image_layers))})
             if image_id in saved:
@@ -103,10 +108,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
         means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim", *task.metrics,
                                                            *rate_columns)}
         task_metrics = task.summarize()
-        for point in task_metrics:  # the task's metrics over the whole split, not means of per-image values
-            means.update({name: point[name] for name in task.task.metric_names})
+        for measured in task_metrics:  # the task's metrics over the whole split, not means of per-image values
+            means.update({name: measured[name] for name in task.task.metric_names})
         artifacts.write_json(tmp / "summary.json", {"status": "ok", "kind": kind, "codec": args.codec_id,
-                                                    "point": meta["lmbda"], "images": len(table), **means,
+                                                    "point": point, "images": len(table), **means,
                                                     "task_metrics": task_metrics, "params": params,
                                                     "run_id": tracked.run_id})
         tracked.log_metrics({key: value for key, value in means.items() if value == value})  # NaN: not measured

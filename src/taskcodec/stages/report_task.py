@@ -3,7 +3,7 @@
 ``python -m taskcodec.stages.report_task --params '<evaluate.report as JSON>' --task-model results/task/model.pt
 --manifest results/prepared/manifest.csv --classical results/eval/classical/*/test
 --pretrained results/eval/learned/.../test --finetuned results/eval/finetuned/.../test
---scalable results/eval/scalable/.../test
+--scalable results/eval/scalable/.../test --scalable-logs results/scalable/.../train_log.csv
 --latent results/latent/.../metrics.json --joint results/joint/... --out results/report/task``
 
 Writes ``rate_accuracy.csv/.md`` (the task's metrics — top-1/top-5, or detection's
@@ -17,12 +17,18 @@ plotted against the bits of its task layers, ``bpp_task``),
 uncompressed accuracy), ``tradeoff.csv`` (bpp, PSNR, MSE, feature MSE and accuracy
 of the task-fine-tuned and scalable codecs beside the pretrained ones: seed 000, Tables 1–2;
 ``bpp_image`` is the image receiver's rate, which PSNR belongs to),
-``qualitative.png`` (seed 000, Figure 4), ``summary.json`` (uncompressed accuracy) and a README.
+``savings.csv`` (the bits a scalable codec's base layer saves at that target against every other
+learned curve, seed 002), ``redundancy.csv/.png`` (the uncertainty coefficients between a scalable
+codec's latents over its training, from ``--scalable-logs``; seed 002, Figure 5),
+``qualitative.png`` (seed 000, Figure 4), for detection ``boxes.png`` (the detector on the original, on a
+scalable codec's base layer alone and on its full reconstruction), ``summary.json`` (uncompressed
+accuracy) and a README.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -35,8 +41,10 @@ from taskcodec.data.manifest import split_images
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
 from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
-                                       rate_accuracy_plot, set_metrics_of)
+                                       rate_accuracy_plot, scalable_savings, set_metrics_of)
+from taskcodec.report.boxes import Panel, detection_figure
 from taskcodec.report.grid import reconstruction_grid
+from taskcodec.report.redundancy import redundancy_plot, redundancy_table
 from taskcodec.stages.cli import params_argument, run
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.tasks.evaluation import image_outputs
@@ -53,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--manifest", type=Path, required=True)
     for name in ("classical", "pretrained", "finetuned", "scalable"):
         parser.add_argument(f"--{name}", type=Path, nargs="*", default=[], help=f"{name} evaluation folders (test split)")
+    parser.add_argument("--scalable-logs", type=Path, nargs="*", default=[],
+                        help="scalable codecs' train_log.csv (metrics.json beside it) for the redundancy over training")
     parser.add_argument("--latent", type=Path, nargs="*", default=[], help="latent classifier metrics.json files")
     parser.add_argument("--joint", type=Path, nargs="*", default=[], help="joint classifier folders")
     parser.add_argument("--out", type=Path, required=True)
@@ -69,6 +79,15 @@ def _per_image(folders: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_id"])
 
 
+def _eval_folder(folders: list[Path], codec: str, point: float) -> Path:
+    """The evaluation folder of one codec point."""
+    for folder in folders:
+        summary = artifacts.read_json(folder / "summary.json")
+        if (summary["codec"], float(summary["point"])) == (codec, float(point)):
+            return folder
+    raise UserError(f"no evaluation folder among {[str(f) for f in folders]} holds {codec} at {point:g}")
+
+
 def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, list[Path]], model, task,
                        best: tuple[str, float], image_id: str, original: np.ndarray, path: Path) -> None:
     """Original, the pretrained and the task-fine-tuned reconstruction at similar bpp, each with the task
@@ -78,17 +97,34 @@ def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, li
     tuned_row = tuned[(tuned["codec"] == best[0]) & (tuned["point"] == best[1]) & (tuned["image_id"] == image_id)].iloc[0]
     candidates = human[human["image_id"] == image_id]
     human_row = candidates.loc[(candidates["bpp"] - tuned_row["bpp"]).abs().idxmin()]
-    summaries = {kind: [artifacts.read_json(folder / "summary.json") for folder in folders[kind]]
-                 for kind in ("pretrained", "finetuned")}
     panels = []
     for kind, row in (("pretrained", human_row), ("finetuned", tuned_row)):
-        recon = next(folder / "recon" / f"{image_id}.png" for folder, summary in zip(folders[kind], summaries[kind])
-                     if (summary["codec"], float(summary["point"])) == (row["codec"], float(row["point"])))
+        recon = _eval_folder(folders[kind], row["codec"], row["point"]) / "recon" / f"{image_id}.png"
         caption = (f"{row['codec']} λ={row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.1f} dB\n"
                    + task.describe(image_outputs(model, load_rgb8(recon))))
         panels.append((caption, recon))
     title = f"test/{image_id}: original → {task.describe(image_outputs(model, original), 1)}"
     reconstruction_grid(original, panels, title, path)
+
+
+def boxes_figure(per_image: pd.DataFrame, folders: list[Path], model, task, best: tuple[str, float], image_id: str,
+                 original: np.ndarray, path: Path) -> None:
+    """The frozen detector on the original, on the base layer alone of the scalable codec point ``best``
+    (its detections from the evaluation, made from the decoded base latent) and on that point's full
+    reconstruction (:func:`taskcodec.report.boxes.detection_figure`)."""
+    row = per_image[(per_image["codec"] == best[0]) & (per_image["point"] == best[1])
+                    & (per_image["image_id"] == image_id)].iloc[0]
+    recon = load_rgb8(_eval_folder(folders, *best) / "recon" / f"{image_id}.png")
+
+    def detect(image: np.ndarray) -> dict:
+        return task.predictions(image_outputs(model, image)[None])[0]
+
+    panels = [Panel("original (uncompressed)", original, detect(original)),
+              Panel(f"base layer alone: {row['bpp_task']:.3f} bpp\n(detector on the decoded features)", original,
+                    json.loads(row["pred"]), dimmed=True),
+              Panel(f"base + enhancement: {row['bpp']:.3f} bpp, {row['psnr']:.1f} dB", recon, detect(recon))]
+    title = f"test/{image_id}: {best[0]} at λ_task={best[1]:g}; dashed: ground truth"
+    detection_figure(panels, json.loads(row["label"]), task.class_names, title, path)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -115,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ], ignore_index=True).dropna(subset=["bpp"])
     bd = bd_rate_accuracy(points, params["bd_rate_method"], metric)
     needed = bits_for_accuracy(points, uncompressed[metric] - ACCURACY_MARGIN, metric)
+    savings = scalable_savings(needed)
+    redundancy = redundancy_table(args.scalable_logs)
     tradeoff = points[points["kind"].isin(["pretrained", "finetuned", "scalable"])].reindex(
         columns=["kind", "codec", "point", "bpp", "bpp_image", "psnr", "mse", "feature_mse", *plotted,
                  "psnr_salient", "psnr_background"])
@@ -125,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         points.to_csv(tmp / "rate_accuracy.csv", index=False)
         bd.to_csv(tmp / "bd_rate_accuracy.csv", index=False)
         needed.to_csv(tmp / "bits_for_accuracy.csv", index=False)
+        savings.to_csv(tmp / "savings.csv", index=False)
         tradeoff.to_csv(tmp / "tradeoff.csv", index=False)
         title = f"test split ({len(records)} images, {image_size}); frozen task model"
         for name in plotted:
@@ -134,6 +173,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
             best = points[points["kind"] == "finetuned"].set_index(["codec", "point"])[metric].idxmax()
             qualitative_figure(per_image, folders, model, task, best, image_id, load_rgb8(image_path),
                                tmp / "qualitative.png")
+        has_boxes = task.name == "detection" and not per_image["scalable"].empty
+        if has_boxes:
+            best_scalable = points[points["kind"] == "scalable"].set_index(["codec", "point"])[metric].idxmax()
+            boxes_figure(per_image["scalable"], folders["scalable"], model, task, best_scalable, image_id,
+                         load_rgb8(image_path), tmp / "boxes.png")
+        if not redundancy.empty:
+            redundancy.to_csv(tmp / "redundancy.csv", index=False)
+            redundancy_plot(redundancy, tmp / "redundancy.png")
         lines = [
             "# Rate–accuracy report (test split)", "",
             f"Uncompressed task model ({task.name}): "
@@ -143,12 +190,21 @@ def main(argv: Sequence[str] | None = None) -> Path:
             f"## BD-rate at equal {metric} (%, negative = fewer bits than the anchor)", "", _markdown(bd),
             f"## Bits needed to reach {metric} ≥ uncompressed − {100 * ACCURACY_MARGIN:g} points", "",
             _markdown(needed),
+            "## Bits saved by the scalable codecs' base layers at that target (%)", "", _markdown(savings),
             "## Human/machine trade-off: PSNR, feature MSE and accuracy of the same codecs (as seed 000, Tables 1–2)",
             "",
             _markdown(tradeoff), *[f"![{name}](rate_accuracy_{name}.png)" for name in plotted], "",
         ]
         if has_figure:
             lines += ["![qualitative](qualitative.png)", ""]
+        if has_boxes:
+            lines += ["## Detections by receiver (seed 002)", "", "![boxes](boxes.png)", ""]
+        if not redundancy.empty:
+            lines += ["## Redundancy between base and enhancement latents over training (seed 002, Section 5)", "",
+                      "Uncertainty coefficients of k-means-clustered latent fibres of the validation images "
+                      "(U(base|enh): the share of the base latent's information also in the enhancement latent).",
+                      "", _markdown(redundancy.groupby(["codec", "lmbda", "task_lmbda"]).last().reset_index()),
+                      "![redundancy](redundancy.png)", ""]
         (tmp / "README.md").write_text("\n".join(lines))
         artifacts.write_json(tmp / "summary.json", {
             "task": task.name, "metrics": plotted, "primary_metric": metric,
