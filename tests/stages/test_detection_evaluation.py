@@ -17,6 +17,7 @@ from taskcodec.codecs.coding import decode_images
 from taskcodec.codecs.registry import build_codec
 from taskcodec.data.manifest import read_manifest
 from taskcodec.evaluation import read_table
+from taskcodec.losses import ScalableLoss
 from taskcodec.stages import (cache_latents, evaluate_classical, evaluate_codec, finetune_codec, prepare, report_task,
                               train_codec)
 from taskcodec.stages import train_task
@@ -145,6 +146,23 @@ def test_a_scalable_codec_is_measured_for_the_task_from_its_base_layer_alone(det
     assert (machine / "boxes.png").stat().st_size > 0 and "![boxes](boxes.png)" in (machine / "README.md").read_text()
     assert point["bpp"] == pytest.approx(table["bpp_task"].mean()) and point["bpp"] < point["bpp_image"]
     assert point["bpp_image"] == pytest.approx(table["bpp"].mean())
+
+
+def test_the_detector_inside_a_scalable_codec_stays_frozen_while_the_codec_trains(detection):
+    _, _, task_model = detection
+    detector, _ = load_task_model(task_model)
+    codec = build_codec("scalable-hyperprior", SCALABLE, task_model=detector).train()
+    before = {key: value.clone() for key, value in codec.task_model.state_dict().items()}
+    first_layer = codec.g_a_base[0].weight.clone()
+    optimizer = torch.optim.Adam([p for name, p in codec.named_parameters() if not name.endswith(".quantiles")], 1e-3)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        optimizer.zero_grad()
+        ScalableLoss(0.01, task_lmbda=1.0)(codec(x), x)["loss"].backward()
+        optimizer.step()
+    assert not codec.task_model.training  # its normalisation layers stay in eval mode
+    assert all(torch.equal(value, before[key]) for key, value in codec.task_model.state_dict().items())
+    assert not torch.equal(codec.g_a_base[0].weight, first_layer)
 
 
 FINETUNE = {"steps": 6, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0,

@@ -120,14 +120,6 @@ def job_stats(output: str) -> dict[str, int]:
     return jobs
 
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (scripts/test.sh: ``-n 2 --dist loadgroup``) every workflow test goes to one worker, in
-    file order: they share the tiny pipeline run and a SLURM cluster, and each drives both cores."""
-    for item in items:
-        if Path(item.fspath).is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.xdist_group("workflow"))
-
-
 @pytest.fixture(scope="package")
 def pipeline_run(tmp_path_factory):
     """The tiny pipeline, run once to completion; shared by the workflow tests (which run in file order)."""
