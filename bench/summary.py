@@ -152,11 +152,12 @@ def render_detection() -> str:
              f"{machine['image_size']}): uncompressed {metric} {100 * machine['uncompressed']:.1f} %; target "
              f"{100 * target:.1f} % (2 points below). bpp is what the detector receives (a scalable codec's base "
              "layer alone), measured from the bytes.", "",
-             f"| kind | curve | λ (scalable: λ_task) | bpp the detector receives | {metric} | image bpp | image PSNR (dB) |",
-             "|---|---|---|---|---|---|---|"]
+             f"| kind | curve | λ (scalable: λ_task) | bpp the detector receives | {metric} | image bpp "
+             "| image PSNR (dB) |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {row['kind']} | {row['codec']} | {row['point']:g} | {row['bpp']:.3f} | {100 * row[metric]:.1f} % | "
               f"{row['bpp_image']:.3f} | {row['psnr']:.2f} |" for row in machine["points"]]
-    lines += ["", "| kind | curve | bpp to reach the target | first measured point at or above it |", "|---|---|---|---|"]
+    lines += ["", "| kind | curve | bpp to reach the target | first measured point at or above it |",
+              "|---|---|---|---|"]
     lines += [f"| {row['kind']} | {row['codec']} | {_bpp(row['bpp'])} | {_bpp(row['measured_bpp'])} |"
               for row in sorted(needed, key=lambda row: (row["bpp"] is None or math.isnan(row["bpp"]),
                                                          row["bpp"] or 0))]
@@ -166,9 +167,11 @@ def render_detection() -> str:
     final: dict[tuple, dict] = {}
     for row in machine.get("redundancy", []):
         final[(row["codec"], row["lmbda"], row["task_lmbda"])] = row  # the last validation of each codec
-    lines += ["", "| scalable codec | λ | λ_task | step | U(base given enh) | U(enh given base) |", "|---|---|---|---|---|---|"]
+    lines += ["", "| scalable codec | λ | λ_task | step | U(base given enh) | U(enh given base) |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {codec} | {lmbda:g} | {task_lmbda:g} | {row['step']} | {_bpp(row['u_base_given_enh'], 'n/a')} | "
-              f"{_bpp(row['u_enh_given_base'], 'n/a')} |" for (codec, lmbda, task_lmbda), row in sorted(final.items())]
+              f"{_bpp(row['u_enh_given_base'], 'n/a')} |"
+              for (codec, lmbda, task_lmbda), row in sorted(final.items())]
     return "\n".join(lines) + "\n"
 
 

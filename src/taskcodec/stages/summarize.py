@@ -64,8 +64,8 @@ def dataset_metrics(points: pd.DataFrame, bd: pd.DataFrame) -> dict[str, Any]:
     """Learned points and BD-rates of one dataset's report as nested dicts."""
     learned = points[points["kind"].isin(LEARNED_KINDS)]
     return {
-        "learned": {f"{row.codec}@{POINT_NAMES.get(row.kind, 'lmbda')}{row.point:g}": {"bpp": _number(row.bpp), "psnr": _number(row.psnr),
-                                                         "ms_ssim": _number(row.ms_ssim)}
+        "learned": {f"{row.codec}@{POINT_NAMES.get(row.kind, 'lmbda')}{row.point:g}": {
+                        "bpp": _number(row.bpp), "psnr": _number(row.psnr), "ms_ssim": _number(row.ms_ssim)}
                     for row in learned.itertuples()},
         "bd_rate_psnr": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_psnr) for row in bd.itertuples()},
         "bd_rate_ms_ssim": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_ms_ssim) for row in bd.itertuples()},
