@@ -4,6 +4,8 @@
 #           -> train_codec (one job per architecture and hyperparameters x lambda) -> cache_latents (per split)
 #           -> train_scalable (seed 002: per hyperparameters x lambda x lambda_task, around the frozen task model)
 #              -> cache_scalable / evaluate_scalable (the image from both layers, the task from the base layer)
+#           -> train_variable_rate (seed 001: per model, one for all lambdas, on train_simclr's self-supervised
+#              features) -> cache_variable_rate / evaluate_variable_rate (per operating point)
 #           -> finetune_codec (per codec x tau, through the frozen task model) -> cache/evaluate_finetuned
 #           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
 #           -> evaluate_codec / evaluate_classical (per dataset; task accuracy and feature distortion on the
@@ -25,11 +27,13 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/saliency.smk"
 include: "workflow/rules/task.smk"
+include: "workflow/rules/simclr.smk"
 include: "workflow/rules/codec.smk"
 include: "workflow/rules/cache.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/scalable.smk"
+include: "workflow/rules/variable_rate.smk"
 include: "workflow/rules/latent.smk"
 include: "workflow/rules/report.smk"
 

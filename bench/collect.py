@@ -12,7 +12,9 @@ also keeps the rate–accuracy points of the learned codecs (``report/machine/te
 task receives and its primary metric beside the image's bits and PSNR), the uncompressed task model's test
 value, the bits each curve needs to come within 2 points of it, the scalable codecs' savings at that target and
 their redundancy over training (the report's ``bits_for_accuracy``, ``savings`` and ``redundancy`` tables, when
-present). bench/summary.py turns these files into the numbers of README.md and bench/README.md.
+present). For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost, and
+their BD-rates against the single-rate curves of the same run and, with ``--single-rate`` (a committed summary of
+single-rate codecs on the same dataset, e.g. kodak.json), against those. bench/summary.py turns these files into the numbers of README.md and bench/README.md.
 """
 
 from __future__ import annotations
@@ -47,6 +49,28 @@ def published(points: pd.DataFrame, references: Path, method: str = "pchip") -> 
     return _rounded(table.fillna({"note": ""}))
 
 
+def variable_rate(results: Path, points: pd.DataFrame, single_rate: Path | None, method: str = "pchip") -> dict | None:
+    """Variable-rate curves: points, training cost per model, BD-rates against single-rate curves, or None."""
+    curves = points[points["kind"] == "variable-rate"]
+    if curves.empty:
+        return None
+    anchors = [points[points["kind"] == "pretrained"].assign(codec=lambda f: f["codec"] + " (this run)")]
+    if single_rate is not None:
+        committed = pd.DataFrame(json.loads(single_rate.read_text())["learned"])
+        anchors.append(committed.assign(codec=committed["codec"] + f" ({single_rate.stem}.json)"))
+    versus = pd.concat([curves, *[anchor.assign(kind="classical") for anchor in anchors]], ignore_index=True)
+    costs = []
+    for path in sorted((results / "variable_rate").glob("*/*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        costs.append({"codec": f"{path.parents[1].name}/{path.parent.name}", "steps": metrics["steps"],
+                      "train_seconds": round(metrics["train_seconds"], 1), "points": len(metrics["lmbda"])})
+    single = training(results / "codecs")
+    columns = ["codec", "point", "images", "image_size", "bpp", "bpp_estimated", "psnr", "ms_ssim", "niqe"]
+    return {"points": _rounded(curves.reindex(columns=columns)), "training": costs,
+            "single_rate_train_seconds": round(float(single["train_seconds"].sum()), 1),
+            "bd_rate_vs_single_rate": _rounded(bd_rate_table(versus, method).fillna({"note": ""}))}
+
+
 def machine(results: Path) -> dict | None:
     """The learned codecs' rate–accuracy points on the test split and the uncompressed model's value, or None."""
     tradeoff = results / "report" / "machine" / "test" / "tradeoff.csv"
@@ -66,7 +90,7 @@ def machine(results: Path) -> dict | None:
             **tables}
 
 
-def collect(results: Path, dataset: str, references: Path | None = None) -> dict:
+def collect(results: Path, dataset: str, references: Path | None = None, single_rate: Path | None = None) -> dict:
     report = results / "report" / dataset
     points = pd.read_csv(report / "rd_points.csv")
     bd = pd.read_csv(report / "bd_rate.csv").fillna({"note": ""})
@@ -82,6 +106,7 @@ def collect(results: Path, dataset: str, references: Path | None = None) -> dict
         "psnr_span_db": {codec: round(float(span), 2) for codec, span in spans.items()},
         "published_bd_rate": published(points, references) if references is not None else [],
         "machine": machine(results) if dataset == "test" else None,
+        "variable_rate": variable_rate(results, points, single_rate),
     }
 
 
@@ -90,9 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, required=True, help="the run's results_dir")
     parser.add_argument("--dataset", required=True, help="the report's dataset (test, kodak, ...)")
     parser.add_argument("--references", type=Path, help="folder of CompressAI result files (the report's references)")
+    parser.add_argument("--single-rate", type=Path,
+                        help="a committed summary of single-rate codecs on the same dataset, for the variable-rate BD-rates")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    summary = collect(args.results, args.dataset, args.references)
+    summary = collect(args.results, args.dataset, args.references, args.single_rate)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {args.out}")

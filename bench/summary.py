@@ -175,6 +175,28 @@ def render_detection() -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_variable_rate() -> str:
+    """Seed 001's benchmark: every variable-rate model's curve, its training cost, its BD-rates against the
+    single-rate codecs (same total budget in this run; bench/kodak's with 8× that) and the classical codecs."""
+    summary = _json("variable-rate.json")
+    block = summary["variable_rate"]
+    single = _json("kodak.json")
+    committed = sum(row["train_seconds"] for row in single["learned"])
+    lines = ["| model | training steps | training CPU-s | operating points | single-rate CPU-s for as many λ: this run "
+             "(bench/kodak) |", "|---|---|---|---|---|"]
+    lines += [f"| {row['codec']} | {row['steps']} | {row['train_seconds']:.0f} | {row['points']} | "
+              f"{block['single_rate_train_seconds']:.0f} ({committed:.0f}) |" for row in block["training"]]
+    lines += ["", "| model | λ (point) | image size | bpp (bytes) | PSNR (dB) | MS-SSIM | NIQE |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['codec']} | {row['point']:g} | {row['image_size']} | {row['bpp']:.3f} | {row['psnr']:.2f} | "
+              f"{row['ms_ssim']:.4f} | {_bpp(row['niqe'], 'n/a')} |" for row in block["points"]]
+    models = {row["codec"] for row in block["points"]}
+    classical = {"bd_rate": [row for row in summary["bd_rate"] if row["codec"] in models
+                             and row["anchor"] in ("jpeg", "webp", "avif")]}
+    return "\n\n".join(["\n".join(lines), bd_table({"bd_rate": block["bd_rate_vs_single_rate"]}),
+                         bd_table(classical)]) + "\n"
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "pipeline-speed": render_pipeline_speed,
     "kodak": render_kodak,
@@ -184,6 +206,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "demo": render_demo,
     "demo-machine": render_demo_machine,
     "detection": render_detection,
+    "variable-rate": render_variable_rate,
 }
 
 

@@ -158,7 +158,7 @@ def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):
         ("classical", evaluate_classical, ["--codec", "jpeg", "--manifest", manifest, "--split", "test"]),
     ):
         evals[kind] = tmp_path / f"eval-{kind}"
-        params = {"saliency_threshold": 0.5, "save_reconstructions": 1, "qualities": [10, 50, 90]}
+        params = {"saliency_threshold": 0.5, "save_reconstructions": 1, "niqe": True, "qualities": [10, 50, 90]}
         if kind == "learned":
             params.pop("qualities")
         stage.main(["--params", json.dumps(params), *RUN, *args, "--task-model", str(task_model),

@@ -237,8 +237,8 @@ def test_scalable_codecs_have_their_own_sweep_and_need_the_task_branch(params):
         validate_params(params, SCHEMA)
     params["codec"]["sweep"]["models"].pop()
     params["scalable"]["sweep"]["models"][0] = {"arch": "bmshj2018-hyperprior", "N": 8, "M": 8}
-    with pytest.raises(UserError, match=escaped("scalable.sweep.models.0.arch bmshj2018-hyperprior is not built on "
-                                                "the task model; list it in codec.sweep.models")):
+    with pytest.raises(UserError, match=escaped("scalable.sweep.models.0.arch bmshj2018-hyperprior is trained alone "
+                                                "at one rate; list it in codec.sweep.models")):
         validate_params(params, SCHEMA)
     params["scalable"]["sweep"]["models"][0] = scalable_entry
     params["task"]["enabled"] = False
@@ -328,3 +328,22 @@ def test_check_section_without_the_keys_a_rule_leaves_out(params):
 def test_check_section_of_an_unknown_section_is_a_programming_error(params):
     with pytest.raises(ValueError, match="no section 'codec.trian'"):
         check_section("codec.trian", params["codec"]["train"], "--params")
+
+
+def test_variable_rate_codecs_have_their_own_sweep_whose_lambdas_set_their_levels(params):
+    params["codec"]["sweep"]["models"].append({"arch": "pyramid", "N": 8, "M": 4})
+    with pytest.raises(UserError, match=escaped("codec.sweep.models.1.arch pyramid is a variable-rate codec; list it "
+                                                "in variable_rate.sweep.models")):
+        validate_params(params, SCHEMA)
+    params["codec"]["sweep"]["models"].pop()
+    params["variable_rate"]["sweep"]["models"][0]["levels"] = 3
+    with pytest.raises(UserError, match=escaped("variable_rate.sweep.models.0.levels: the number of "
+                                                "variable_rate.sweep.lmbdas sets a variable-rate codec's levels")):
+        validate_params(params, SCHEMA)
+    del params["variable_rate"]["sweep"]["models"][0]["levels"]
+    params["variable_rate"]["sweep"]["lmbdas"] = [0.01, 0.001]
+    with pytest.raises(UserError, match="variable_rate.sweep.lmbdas must ascend"):
+        validate_params(params, SCHEMA)
+    params["variable_rate"]["sweep"]["lmbdas"] = [0.001, 0.01]
+    params["variable_rate"]["sweep"]["models"].append({"arch": "mbt2018-mean-vbr", "N": 8, "M": 8})
+    validate_params(params, SCHEMA)

@@ -1,6 +1,8 @@
 """Per-image rate and quality measurements shared by the learned and classical evaluations.
 
-Beside rate, PSNR and MS-SSIM, images of a prepared (labeled) split get the
+Beside rate, PSNR and MS-SSIM, every reconstruction gets the no-reference NIQE
+(:mod:`taskcodec.niqe`; NaN when switched off by ``evaluate.niqe``, under 96 pixels
+a side, or without its parameters). Images of a prepared (labeled) split get the
 machine-side measures of :class:`TaskMeasures`: the frozen task model's
 prediction on the reconstruction, the distortion of its intermediate features
 against those cached for the original image (``extract_features``), and PSNR
@@ -10,6 +12,7 @@ inside and outside the salient region.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,7 @@ from PIL import Image
 from taskcodec.data.images import load_rgb8
 from taskcodec.errors import UserError
 from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr, region_psnr
+from taskcodec.niqe import niqe as niqe_score
 
 if TYPE_CHECKING:
     import torch
@@ -28,10 +32,10 @@ if TYPE_CHECKING:
 #: (:attr:`TaskMeasures.columns`); ``kind`` is classical, pretrained or finetuned
 #: (:data:`taskcodec.report.tables.LEARNED_KINDS`)
 #: the keys of the ``evaluate`` section both evaluation stages read (beside a classical codec's sweep)
-EVALUATE_KEYS = ("save_reconstructions", "saliency_threshold")
+EVALUATE_KEYS = ("save_reconstructions", "saliency_threshold", "niqe")
 
 BASE_FIELDS = ["kind", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
-               "psnr", "ms_ssim"]
+               "psnr", "ms_ssim", "niqe"]
 
 
 def row_fields(task: "TaskMeasures") -> list[str]:
@@ -56,13 +60,15 @@ def load_original(path: Path) -> np.ndarray:
     return image
 
 
-def measure(original: np.ndarray, reconstruction: np.ndarray, n_bytes: int) -> dict[str, float]:
-    """Actual bpp from ``n_bytes`` and PSNR / MS-SSIM of an 8-bit reconstruction."""
+def measure(original: np.ndarray, reconstruction: np.ndarray, n_bytes: int, *, niqe: bool) -> dict[str, float]:
+    """Actual bpp from ``n_bytes``, PSNR / MS-SSIM of an 8-bit reconstruction and, with ``niqe`` (the
+    ``evaluate.niqe`` param), its NIQE (:func:`taskcodec.niqe.niqe`; NaN when not measured)."""
     if original.shape != reconstruction.shape:
         raise ValueError(f"reconstruction {reconstruction.shape} does not match original {original.shape}")
     height, width = original.shape[:2]
     return {"height": height, "width": width, "bytes": n_bytes, "bpp": 8 * n_bytes / (height * width),
-            "psnr": psnr(original, reconstruction), "ms_ssim": ms_ssim_uint8(original, reconstruction)}
+            "psnr": psnr(original, reconstruction), "ms_ssim": ms_ssim_uint8(original, reconstruction),
+            "niqe": niqe_score(reconstruction) if niqe else math.nan}
 
 
 def save_reconstruction(folder: Path, name: str, image: np.ndarray) -> None:

@@ -165,3 +165,39 @@ class ScalableLoss(nn.Module):
                      for layer, likelihoods in output["likelihoods"].items()}
         return {**losses, "loss": losses["loss"] + self.task_lmbda * feature_mse, "feature_mse": feature_mse,
                 **per_layer}
+
+
+class VariableRateLoss(nn.Module):
+    """``loss = R_{≤k} + λ_k·D + β·λ_k·P`` at the operating point ``k`` a variable-rate codec was run at.
+
+    One model serves several rates (seed 001: Sinha et al., "Self-Supervised
+    Variable Rate Image Compression using Visual Attention"; CompressAI's
+    variable-rate models): ``lmbdas`` holds one λ per operating point, ascending,
+    and the trainer draws ``k`` per step (``output["point"]``), so the expected
+    loss is the mean over points, the paper's equation 2 with α_k ∝ λ_k and
+    β_k ∝ β·λ_k rising and the weight of each level's rate falling with the
+    level (:mod:`taskcodec.codecs.pyramid`). ``R + λ_k·D`` is exactly
+    :class:`RateDistortionLoss` at λ_k. ``P`` is 255²·MSE between the frozen
+    network's features of x and x̂ (``features``, ``features_hat`` in the output)
+    on the scale of D, so β weighs it against the pixel MSE; β = 0 drops it.
+    """
+
+    def __init__(self, lmbdas: list[float], distortion: str = "mse", perceptual_weight: float = 0.0):
+        super().__init__()
+        if list(lmbdas) != sorted(lmbdas):
+            raise UserError(f"the λ of a variable-rate codec's points must ascend, not {list(lmbdas)}")
+        self.points = nn.ModuleList([RateDistortionLoss(lmbda, distortion) for lmbda in lmbdas])
+        self.lmbdas, self.perceptual_weight = list(lmbdas), perceptual_weight
+
+    def forward(self, output: dict, target: torch.Tensor,
+                weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        point = output["point"] if len(self.points) > 1 else 0
+        losses = self.points[point](output, target, weights)
+        if self.perceptual_weight == 0:
+            return losses
+        if "features_hat" not in output:
+            raise UserError("a perceptual weight needs a codec that computes features of x and x̂ "
+                            "(the pyramid codec with its self-supervised network); set it to 0")
+        perceptual = 255.0**2 * F.mse_loss(output["features_hat"], output["features"])
+        loss = losses["loss"] + self.perceptual_weight * self.lmbdas[point] * perceptual
+        return {**losses, "loss": loss, "perceptual": perceptual}

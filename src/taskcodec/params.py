@@ -96,22 +96,44 @@ def _unknown_name(key: str, value: str, kind: str, known: Iterable[str], source:
 # ---------------------------------------------------------------------------------------------- registries
 
 
+#: the sweep each kind of codec belongs in, and what makes it that kind
+SWEEP_KINDS = {"codec.sweep": "trained alone at one rate", "scalable.sweep": "built on the frozen task model",
+               "variable_rate.sweep": "a variable-rate codec"}
+
+
+def _codec_sweep_of(arch: str) -> str:
+    """The sweep an architecture is listed in: scalable.sweep for one built on the frozen task model (seed 002),
+    variable_rate.sweep for one model of several rates (seed 001: its class declares ``variable_rate``; the
+    number of variable_rate.sweep.lmbdas sets its ``levels``), codec.sweep for the others."""
+    from taskcodec.codecs.registry import is_variable_rate, needs_task_model  # imports CompressAI
+
+    if needs_task_model(arch):
+        return "scalable.sweep"
+    return "variable_rate.sweep" if is_variable_rate(arch) else "codec.sweep"
+
+
 def _check_codec_sweep(sweep: dict[str, Any], source: str, name: str) -> None:
-    """codec.sweep holds codecs trained alone, scalable.sweep those built on the frozen task model (seed 002)."""
-    from taskcodec.codecs.registry import CODECS, codec_hyperparameters, needs_task_model  # imports CompressAI
+    """Every entry is a registered codec of this sweep's kind (:func:`_codec_sweep_of`) with its hyperparameters."""
+    from taskcodec.codecs.registry import CODECS, codec_hyperparameters  # imports CompressAI
 
     seen: dict[str, int] = {}
-    scalable = name == "scalable.sweep"
     for index, entry in enumerate(sweep["models"]):
         key = f"{name}.models.{index}"
         arch = entry["arch"]
         if arch not in CODECS:
             raise _unknown_name(f"{key}.arch", arch, "codec architecture", CODECS, source)
-        if needs_task_model(arch) != scalable:
-            raise UserError(f"{source}: {key}.arch {arch} " + (
-                "is not built on the task model; list it in codec.sweep.models" if scalable else
-                "is built on the frozen task model; list it in scalable.sweep.models"))
+        belongs = _codec_sweep_of(arch)
+        if belongs != name:
+            raise UserError(f"{source}: {key}.arch {arch} is {SWEEP_KINDS[belongs]}; list it in {belongs}.models")
         required, optional = codec_hyperparameters(arch)
+        if name == "variable_rate.sweep":
+            if "levels" in entry:
+                raise UserError(f"{source}: {key}.levels: the number of variable_rate.sweep.lmbdas sets a "
+                                "variable-rate codec's levels; remove it")
+            required, optional = [h for h in required if h != "levels"], [h for h in optional if h != "levels"]
+            if list(sweep["lmbdas"]) != sorted(sweep["lmbdas"]):
+                raise UserError(f"{source}: {name}.lmbdas must ascend (one per operating point, the lowest rate "
+                                f"first), not {sweep['lmbdas']}; sort them")
         accepted = ", ".join(required + optional) or "none"
         for hyper in hyperparameters(entry):
             if hyper not in required and hyper not in optional:
@@ -179,6 +201,8 @@ SECTION_CHECKS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
     "codec.train": _check_codec_train,
     "scalable.sweep": _check_codec_sweep,
     "scalable.train": _check_codec_train,
+    "variable_rate.sweep": _check_codec_sweep,
+    "variable_rate.train": _check_codec_train,
     "task": _check_task,
     "evaluate": _check_evaluate,
 }
@@ -196,6 +220,10 @@ def _check_across_sections(params: dict[str, Any], source: str) -> None:
     if scalable["enabled"] and scalable["train"]["patch_size"] > image_size:
         raise UserError(f"{source}: scalable.train.patch_size {scalable['train']['patch_size']} is larger than "
                         f"prepare.image_size {image_size}; make it at most {image_size}")
+    variable_rate = params["variable_rate"]
+    if variable_rate["enabled"] and variable_rate["train"]["patch_size"] > image_size:
+        raise UserError(f"{source}: variable_rate.train.patch_size {variable_rate['train']['patch_size']} is larger "
+                        f"than prepare.image_size {image_size}; make it at most {image_size}")
     pretrained = [float(value) for value in params["codec"]["sweep"]["lmbdas"]]
     for value in params["finetune"]["sweep"]["lmbdas"]:
         if float(value) not in pretrained:

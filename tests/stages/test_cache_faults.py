@@ -52,7 +52,7 @@ def cache(cached, tmp_path):
 
 def _evaluate(cached, cache, model="model.pt"):
     return subprocess.run([sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params",
-                           json.dumps({"saliency_threshold": 0.5, "save_reconstructions": 0}), *RUN, "--model",
+                           json.dumps({"saliency_threshold": 0.5, "save_reconstructions": 0, "niqe": True}), *RUN, "--model",
                            str(cached / model), "--cache", str(cache), "--codec-id", "x", "--out",
                            str(cache.parent / "eval")], capture_output=True, text=True, timeout=300)
 
@@ -125,7 +125,7 @@ def test_fuzzed_bitstreams_are_rejected_or_decoded_never_crash(cached):
 def test_an_unreadable_cache_index_is_one_sentence(cached, cache):
     (cache / "cache.json").write_text("{")
     with pytest.raises(UserError):
-        evaluate_codec.main(["--params", json.dumps({"saliency_threshold": 0.5, "save_reconstructions": 0}), *RUN,
+        evaluate_codec.main(["--params", json.dumps({"saliency_threshold": 0.5, "save_reconstructions": 0, "niqe": True}), *RUN,
                              "--model", str(cached / "model.pt"), "--cache", str(cache), "--codec-id", "x",
                              "--out", str(cache.parent / "eval")])
 

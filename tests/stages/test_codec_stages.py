@@ -27,7 +27,7 @@ CACHE = {"shard_size": 5, "decode_check": -1}
 RUN = ["--device", "cpu", "--threads", "1"]
 REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
 
-EVAL = {"saliency_threshold": 0.5}  # the evaluate params both evaluation stages read
+EVAL = {"saliency_threshold": 0.5, "niqe": True}  # the evaluate params both evaluation stages read
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,8 @@ def test_evaluate_and_report(workspace, tmp_path):
         table = pd.read_csv(out / "per_image.csv")
         assert len(table) == 6 and (table["point"] == lmbda).all()
         assert table["psnr"].between(5, 60).all() and table["ms_ssim"].between(0, 1).all()
+        assert table["niqe"].isna().all()  # 64×64: under NIQE's 96-pixel patches
+        assert pd.isna(json.loads((out / "summary.json").read_text())["niqe"])  # the mean: not measured
         assert len(list((out / "recon").glob("*.png"))) == 2
         evals.append(out)
     for codec in ("jpeg", "webp"):
@@ -104,7 +106,7 @@ def test_evaluate_and_report(workspace, tmp_path):
                                  *RUN,
                                  "--codec", codec, "--manifest", manifest, "--split", "test", "--out", str(out)])
         table = pd.read_csv(out / "per_image.csv")
-        assert len(table) == 18
+        assert len(table) == 18 and "niqe" in table and table["niqe"].isna().all()
         by_quality = table.groupby("point")["bpp"].mean()
         assert by_quality[10] < by_quality[90]
         evals.append(out)
@@ -113,7 +115,9 @@ def test_evaluate_and_report(workspace, tmp_path):
                  manifest, "--split", "test", "--out", str(out)])
     points = pd.read_csv(out / "rd_points.csv")
     assert set(points["codec"]) == {"hyper/N8-M12", "jpeg", "webp"} and len(points) == 8
-    assert (points["image_size"] == "64×64").all()
+    assert (points["image_size"] == "64×64").all() and points["niqe"].isna().all()
+    cells = [cell.strip() for line in (out / "rd_points.md").read_text().splitlines() for cell in line.split("|")]
+    assert cells.count("n/a") == 8  # NIQE not measured, for learned and classical alike
     bd = pd.read_csv(out / "bd_rate.csv")
     assert set(zip(bd["codec"], bd["anchor"])) == {("hyper/N8-M12", "jpeg"), ("hyper/N8-M12", "webp")}
     for name in ("rd_psnr.png", "rd_ms_ssim.png", "recon_grid.png", "README.md", "rd_points.md", "bd_rate.md"):

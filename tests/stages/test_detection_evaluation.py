@@ -38,7 +38,7 @@ TRAIN = {"distortion": "mse", "steps": 4, "batch_size": 4, "patch_size": 64, "lr
          "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
          "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 4,
          "checkpoint_every": 4, "init": None, "seed": 0, "saliency_floor": None}
-EVALUATE = {"saliency_threshold": 0.5, "save_reconstructions": 1}
+EVALUATE = {"saliency_threshold": 0.5, "save_reconstructions": 1, "niqe": True}
 REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
 SCALABLE = {"N": 8, "M_base": 4, "M_enh": 6}
 

@@ -17,7 +17,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 # the stages with run settings in params.yaml's `resources` section; the training stages also have `tasks`
 STAGES = ("train_codec", "finetune_codec", "cache_latents", "evaluate_codec", "evaluate_classical", "train_task",
-          "extract_features", "train_latent_classifier", "train_joint_classifier")
+          "extract_features", "train_latent_classifier", "train_joint_classifier", "train_simclr")
 PROCESSES = {"train_codec": {"tasks": 1}, "finetune_codec": {"tasks": 1}}
 
 TINY = {
@@ -44,6 +44,19 @@ TINY = {
         "enabled": True,
         "sweep": {"models": [{"arch": "scalable-hyperprior", "N": 8, "M_base": 4, "M_enh": 8}], "lmbdas": [0.01],
                   "task_lmbdas": [1.0]},
+        "train": {"distortion": "mse", "steps": 8, "batch_size": 4, "patch_size": 64, "lr": 0.001, "aux_lr": 0.001,
+                  "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
+                  "ema_decay": None, "quantization": "ste", "saliency_floor": None, "time_budget_s": None,
+                  "val_every": 4, "checkpoint_every": 4, "init": None, "seed": 0},
+    },
+    "simclr": {"model": "resnet-small", "widths": [8, 16], "blocks": [1, 1], "weights": None, "normalize": False,
+               "projection_dim": 8, "crop_size": 16, "min_crop_scale": 0.3, "jitter_strength": 0.5, "temperature": 0.2,
+               "steps": 4, "batch_size": 8, "lr": 0.003, "weight_decay": 1e-6, "lr_warmup": 0.0, "time_budget_s": None,
+               "val_every": 2, "checkpoint_every": 2, "seed": 0},
+    "variable_rate": {
+        "enabled": True,
+        "sweep": {"models": [{"arch": "pyramid", "N": 8, "M": 4, "attention": 1, "simclr": 1}], "lmbdas": [0.003, 0.03],
+                  "perceptual_weight": 0.1},
         "train": {"distortion": "mse", "steps": 8, "batch_size": 4, "patch_size": 64, "lr": 0.001, "aux_lr": 0.001,
                   "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
                   "ema_decay": None, "quantization": "ste", "saliency_floor": None, "time_budget_s": None,
@@ -76,6 +89,7 @@ TINY = {
         "extra_datasets": {"extra": "extra_images"},
         "save_reconstructions": 2,
         "saliency_threshold": 0.5,
+        "niqe": True,  # every image is under NIQE's 96 pixels: NaN, without loading pyiqa
         "classical": {"jpeg": {"qualities": [10, 50, 90]}, "webp": {"qualities": [10, 50, 90]}},
         "report": {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}},
     },

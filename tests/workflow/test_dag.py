@@ -101,6 +101,18 @@ def test_training_parameter_retrains_everything_downstream(pipeline_run):
         project.write_params()
 
 
+def test_the_self_supervised_network_retrains_the_variable_rate_codec_and_nothing_else(pipeline_run):
+    project, _ = pipeline_run
+    project.params["simclr"]["steps"] = 5
+    project.write_params()
+    try:  # one model for both lambdas: one training, then each point's cache and evaluation per dataset
+        assert project.planned_jobs() == {"train_simclr": 1, "train_variable_rate": 1, "cache_variable_rate": 4,
+                                          "evaluate_variable_rate": 4, "report": 2, "summarize": 1}
+    finally:
+        project.params["simclr"]["steps"] = 4
+        project.write_params()
+
+
 def test_mistyped_params_key_fails_before_any_job_with_one_sentence(pipeline_run):
     project, _ = pipeline_run
     project.params["codec"]["train"]["stpes"] = project.params["codec"]["train"].pop("steps")

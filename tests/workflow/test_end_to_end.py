@@ -5,6 +5,7 @@ import json
 import pandas as pd
 
 SCALABLE = "scalable-hyperprior/N8-M_base4-M_enh8 lmbda0.01"  # the tiny config's scalable codec (seed 002)
+PYRAMID = "pyramid/N8-M4-attention1-simclr1"  # its variable-rate codec (seed 001): one model, two points
 
 
 def test_pipeline_produces_reports(pipeline_run):
@@ -14,14 +15,17 @@ def test_pipeline_produces_reports(pipeline_run):
     for dataset, size in (("test", "64×64"), ("extra", "70×90, 90×70")):
         report = results / "report" / dataset
         points = pd.read_csv(report / "rd_points.csv")
-        assert set(points["codec"]) == {"bmshj2018-hyperprior/N8-M12", SCALABLE, "jpeg", "webp"}
-        assert len(points) == 2 + 1 + 3 + 3
+        assert set(points["codec"]) == {"bmshj2018-hyperprior/N8-M12", SCALABLE, PYRAMID, "jpeg", "webp"}
+        assert len(points) == 2 + 1 + 2 + 3 + 3
         assert set(points.loc[points["codec"] == SCALABLE, "kind"]) == {"scalable"}
+        pyramid = points[points["codec"] == PYRAMID].sort_values("point")
+        assert set(pyramid["kind"]) == {"variable-rate"} and list(pyramid["point"]) == [0.003, 0.03]
+        assert pyramid["bpp"].is_monotonic_increasing  # the second point adds the finer level's bytes
         assert (points["image_size"] == size).all()
         learned = points[points["kind"] == "pretrained"]
         assert learned["bpp"].notna().all() and learned["bpp_estimated"].notna().all()
         bd = pd.read_csv(report / "bd_rate.csv")
-        assert len(bd) == 2 * 2  # 2 learned codecs x 2 classical anchors
+        assert len(bd) == 3 * 2  # 3 learned codecs x 2 classical anchors
         for name in ("README.md", "rd_psnr.png", "rd_ms_ssim.png", "recon_grid.png", "bd_rate.md"):
             assert (report / name).stat().st_size > 0
     for split in ("train", "val", "test"):
@@ -47,13 +51,15 @@ def test_mlflow_has_one_parent_with_a_child_per_job(pipeline_run, mlflow_store):
     rules = sorted(run.data.tags["rule"] for run in children)
     # prepare, saliency, task model + features; train 2, cache 2 codecs x 4 datasets + the fine-tuned codec's test
     # split, evaluate 2 x 2 learned + 1 fine-tuned + 2 x 2 classical; 2 latent and 2 joint classifiers; the scalable
-    # codec trained, cached and evaluated on 2 datasets; reports
+    # codec trained, cached and evaluated on 2 datasets; SimCLR and the variable-rate codec, cached and evaluated at
+    # its 2 points on 2 datasets; reports
     assert rules == sorted(["prepare", "saliency", "train_task", "extract_features", "finetune_codec", "report_task",
                             "summarize", "cache_finetuned", "evaluate_finetuned", "train_scalable"]
                            + ["cache_scalable"] * 2 + ["evaluate_scalable"] * 2 + ["train_codec"] * 2
                            + ["cache_latents"] * 8 + ["evaluate_codec"] * 4
                            + ["evaluate_classical"] * 4 + ["report"] * 2 + ["train_latent_classifier"] * 2
-                           + ["train_joint_classifier"] * 2)
+                           + ["train_joint_classifier"] * 2 + ["train_simclr", "train_variable_rate"]
+                           + ["cache_variable_rate"] * 4 + ["evaluate_variable_rate"] * 4)
     assert all(run.data.metrics for run in children)
     assert all(run.info.status == "FINISHED" for run in children)
     # every results table row names the run it came from

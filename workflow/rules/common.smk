@@ -49,6 +49,8 @@ CLASSICAL_CODECS = list(config["evaluate"]["classical"])
 CODEC = "{arch}/{hyper}/lmbda{lmbda}"
 TUNED = "{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a task-fine-tuned codec
 SCALABLE = "{arch}/{hyper}/lmbda{lmbda}/task{task_lmbda}"  # a scalable codec (seed 002) of scalable.sweep
+VARIABLE = "{arch}/{hyper}"  # a variable-rate codec (seed 001) of variable_rate.sweep: one model for all its lambdas
+VARIABLE_POINT = "{arch}/{hyper}/point{point}"  # one of its operating points (0: its lowest rate)
 MACHINE = config["task"]["enabled"]  # the machine branch (needs a labeled dataset)
 
 for name, folder in EXTRA_DATASETS.items():
@@ -63,6 +65,7 @@ wildcard_constraints:
     lmbda=r"[0-9.eE+-]+",
     tau=r"[0-9.eE+-]+",
     task_lmbda=r"[0-9.eE+-]+",
+    point="[0-9]+",
     dataset="[A-Za-z0-9_-]+",
     codec="[A-Za-z0-9_-]+",
 
@@ -73,6 +76,7 @@ def results(*parts):
 
 
 TASK_MODEL = results("task", "model.pt")
+SSL_MODEL = results("simclr", "model.pt")
 MACHINE_REPORT = results("report", "machine", "test")
 
 
@@ -202,7 +206,7 @@ def evaluate_section(**extra):
     """The keys of ``evaluate`` every evaluation stage takes, with ``extra`` keys, as JSON."""
     evaluate = config["evaluate"]
     return as_json({**extra, "save_reconstructions": evaluate["save_reconstructions"],
-                    "saliency_threshold": evaluate["saliency_threshold"]})
+                    "saliency_threshold": evaluate["saliency_threshold"], "niqe": evaluate["niqe"]})
 
 
 def reference_inputs(wildcards):
@@ -224,7 +228,8 @@ def versioned_outputs():
         outputs += [TASK_MODEL]
         outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
         outputs += per_scalable(results("scalable", SCALABLE, "model.pt"))
-    return outputs
+    variable_rate = per_variable_rate(results("variable_rate", VARIABLE, "model.pt"))
+    return outputs + ([SSL_MODEL] if variable_rate else []) + variable_rate
 
 
 def report_outputs():
@@ -277,3 +282,27 @@ def scalable_hyper_json(wildcards):
         if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
             return json.dumps(hyperparameters(model))
     raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among scalable.sweep.models of params.yaml")
+
+
+def variable_rate_points():
+    """Every (arch, hyper, point) of variable_rate.sweep (none unless variable_rate.enabled): one per model and
+    operating point, as wildcard dicts."""
+    variable_rate = config["variable_rate"]
+    if not variable_rate["enabled"]:
+        return []
+    sweep = variable_rate["sweep"]
+    return [{"arch": model["arch"], "hyper": codec_dirname(model), "point": str(point)}
+            for model in sweep["models"] for point in range(len(sweep["lmbdas"]))]
+
+
+def per_variable_rate(template, **fields):
+    """``template`` formatted for every operating point of every variable-rate model (with extra ``fields``)."""
+    return sorted({template.format(**point, **fields) for point in variable_rate_points()})
+
+
+def variable_rate_hyper_json(wildcards):
+    """The ``--hyper`` JSON of the variable_rate.sweep entry that a variable-rate codec path names."""
+    for model in config["variable_rate"]["sweep"]["models"]:
+        if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
+            return json.dumps(hyperparameters(model))
+    raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among variable_rate.sweep.models of params.yaml")

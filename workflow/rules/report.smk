@@ -7,6 +7,8 @@ rule report:
         unpack(dataset_inputs),
         learned=lambda wc: per_codec(results("eval", "learned", CODEC, "{dataset}"), dataset=wc.dataset),
         scalable=lambda wc: per_scalable(results("eval", "scalable", SCALABLE, "{dataset}"), dataset=wc.dataset),
+        variable_rate=lambda wc: per_variable_rate(results("eval", "variable_rate", VARIABLE_POINT, "{dataset}"),
+                                                   dataset=wc.dataset),
         classical=expand(results("eval", "classical", "{codec}", "{{dataset}}"), codec=CLASSICAL_CODECS),
         references=reference_inputs,
     output:
@@ -26,7 +28,8 @@ rule report:
         CONDA_ENV
     shell:
         "python -m taskcodec.stages.report --params {params.section:q} --dataset {wildcards.dataset}"
-        " --eval {input.learned:q} {input.scalable:q} {input.classical:q} {params.source} --out {output:q}"
+        " --eval {input.learned:q} {input.scalable:q} {input.variable_rate:q} {input.classical:q} {params.source}"
+        " --out {output:q}"
         " > {log:q} 2>&1"
 
 

@@ -16,14 +16,16 @@ from taskcodec.tasks.registry import build_task
 KIND = "taskcodec-codec"
 
 
-def save_codec(path: Path, model: CompressionModel, arch: str, hyper: dict[str, int], lmbda: float,
-               params: dict[str, Any], metrics: dict[str, Any], task_model: dict[str, Any] | None = None) -> None:
+def save_codec(path: Path, model: CompressionModel, arch: str, hyper: dict[str, int], lmbda: float | list[float],
+               params: dict[str, Any], metrics: dict[str, Any], task_model: dict[str, Any] | None = None,
+               ssl_model: dict[str, Any] | None = None) -> None:
     """Write ``model`` (after ``update()``) with everything needed to rebuild and audit it.
 
     ``hyper`` are the constructor's hyperparameters (:func:`~taskcodec.codecs.registry.build_codec`). A codec
     built on the frozen task model also records how to rebuild that model (``task_model``: its ``task``
     name, ``model_params`` and ``class_names``, as :func:`taskcodec.tasks.checkpoint.load_task_model` gives
-    them); its weights are in the codec's own state dict.
+    them); one built on the self-supervised network records that network's ``params`` (``ssl_model``, the
+    ``simclr`` section it was trained with). Their weights are in the codec's own state dict.
     """
     if needs_task_model(arch) and task_model is None:
         raise ValueError(f"{arch} is built on a task model: pass task_model to save_codec")
@@ -31,6 +33,7 @@ def save_codec(path: Path, model: CompressionModel, arch: str, hyper: dict[str, 
         "kind": KIND, "taskcodec_version": __version__, "arch": arch, "hyper": dict(hyper), "lmbda": lmbda,
         "params": params, "metrics": metrics, "state_dict": model.state_dict(),
         **({"task_model": task_model} if task_model is not None else {}),
+        **({"ssl_model": ssl_model} if ssl_model is not None else {}),
     })
 
 
@@ -42,11 +45,22 @@ def _task_model(payload: dict[str, Any]) -> torch.nn.Module | None:
     return build_task(info["task"], info["class_names"]).build_model({**info["model_params"], "weights": None})
 
 
-def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch: str | None = None) -> tuple[CompressionModel, dict[str, Any]]:
+def _ssl_model(payload: dict[str, Any]) -> torch.nn.Module | None:
+    """The (untrained) self-supervised feature extractor a codec checkpoint is built on, or None."""
+    if payload.get("ssl_model") is None:
+        return None
+    from taskcodec.selfsupervised.models import FeatureExtractor, SimCLR
+
+    return FeatureExtractor(SimCLR({**payload["ssl_model"]["params"], "weights": None}))
+
+
+def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch: str | None = None,
+               point: int | None = None) -> tuple[CompressionModel, dict[str, Any]]:
     """Rebuild the model stored at ``path``; returns (model in eval mode, checkpoint metadata).
 
-    The metadata holds ``arch``, ``hyper``, ``lmbda``, ``params``, ``metrics`` and ``codec_id``
-    (``<arch>/<hyper label>``, the codec's name in tables and tracking).
+    The metadata holds ``arch``, ``hyper``, ``lmbda`` (a variable-rate codec's: one λ per operating point),
+    ``params``, ``metrics`` and ``codec_id`` (``<arch>/<hyper label>``, the codec's name in tables and
+    tracking). ``point`` selects a variable-rate codec's operating point (``select_point``).
     """
     payload = artifacts.load_checkpoint(path, map_location="cpu")
     if payload.get("kind") != KIND:
@@ -56,7 +70,7 @@ def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch
             f"checkpoint {path} holds a {payload['arch']} model, but {expect_arch} was asked for; "
             "point to a checkpoint of that architecture"
         )
-    model = build_codec(payload["arch"], payload["hyper"], _task_model(payload))
+    model = build_codec(payload["arch"], payload["hyper"], _task_model(payload), _ssl_model(payload))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
@@ -64,6 +78,11 @@ def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch
                         f"{str(err).splitlines()[0]}") from None
     meta = {key: value for key, value in payload.items() if key != "state_dict"}
     meta["codec_id"] = f"{payload['arch']}/{hyper_label(payload['hyper'])}"
+    if point is not None:
+        if not 0 <= point < model.operating_points:
+            raise UserError(f"{path} has {model.operating_points} operating point(s); point {point} does not "
+                            f"exist: choose 0 to {model.operating_points - 1}")
+        model.select_point(point)
     return model.to(device).eval(), meta
 
 

@@ -30,7 +30,12 @@ What the stages call, and nothing else:
 - ``pad_multiple``: the input's sides are padded to a multiple of it;
 - ``task_outputs(latents)`` (only codecs built on the frozen task model, class
   attribute ``needs_task_model``): the task model's outputs from the task
-  receiver's latents, without a reconstruction (seed 002's base layer).
+  receiver's latents, without a reconstruction (seed 002's base layer);
+- ``operating_points`` and ``select_point(k)`` (only variable-rate codecs: one
+  model, several rates, e.g. seed 001's pyramid levels): from ``select_point(k)``
+  on, ``forward``, ``encode`` and ``decode`` work at operating point ``k``
+  (0 = the lowest rate), which the training loss weights with its own λ;
+  ``set_lambdas(lmbdas)`` tells it the run's λ, one per point.
 
 A new architecture is one module with one class decorated by
 :func:`taskcodec.codecs.registry.register_codec`; see README "Extending taskcodec".
@@ -70,6 +75,21 @@ class LayeredCodec:
     receivers: ClassVar[dict[str, tuple[str, ...]]] = {"image": ("main",)}
     #: spatial downsampling of the deepest latent; inputs are padded to a multiple of it
     pad_multiple: ClassVar[int] = 64
+
+    #: a variable-rate codec: its constructor takes ``levels``, its number of operating points, which the run's
+    #: λ list sets (one λ per point)
+    variable_rate: ClassVar[bool] = False
+    #: operating points of one trained model (1: a single-rate codec)
+    operating_points: int = 1
+
+    def select_point(self, index: int) -> None:
+        """Work at operating point ``index`` from now on (a single-rate codec has only point 0)."""
+        if index != 0:
+            raise ValueError(f"{type(self).__name__} has one operating point, not {index + 1}")
+
+    def set_lambdas(self, lmbdas: list[float]) -> None:
+        """A variable-rate codec told its run's λ, one per operating point (CompressAI's variable-rate models
+        set their quantisation gains from them); the others need nothing."""
 
     def encode(self, x: torch.Tensor) -> dict[str, list[bytes]]:
         raise NotImplementedError

@@ -13,12 +13,17 @@ CompressAI's own architectures are registered under CompressAI's names
 - ``cheng2020-anchor`` / ``cheng2020-attn``: Cheng et al., "Learned Image
   Compression with Discretized Gaussian Mixture Likelihoods and Attention
   Modules", CVPR 2020 (these take only N).
+- ``bmshj2018-hyperprior-vbr`` / ``mbt2018-mean-vbr`` (variable rate, :mod:`taskcodec.codecs.compressai_vbr`): Kamisli
+  et al., "Variable-Rate Learned Image Compression with Multi-Objective Optimization and […] Offsets", DCC 2024.
 
 The project's own layered codecs:
 
 - ``scalable-hyperprior``: Özyılkan et al., "Learned Disentangled Latent
   Representations for Scalable Image Coding for Humans and Machines", DCC 2023
   (seed 002; :mod:`taskcodec.codecs.scalable`).
+- ``pyramid``: Sinha et al., "Self-Supervised Variable Rate Image Compression
+  using Visual Attention" (seed 001; :mod:`taskcodec.codecs.pyramid`), one model
+  for several rates.
 - ``choi2022-scalable``: Choi & Bajić, "Scalable Image Coding for Humans and
   Machines", IEEE TIP 2022, seed 002's baseline, on the same base
   architecture (:mod:`taskcodec.codecs.choi2022`).
@@ -49,6 +54,8 @@ from taskcodec.registration import registrar
 from taskcodec.plugins import load_plugins
 
 CODECS: dict[str, type] = dict(COMPRESSAI_CODECS)
+#: constructor parameters that are frozen networks a stage hands over, not sweep hyperparameters
+FROZEN_MODELS = ("task_model", "ssl_model")
 
 
 def _accept_codec(name: str, cls: type) -> None:
@@ -73,7 +80,7 @@ def codec_class(arch: str) -> type:
 def codec_hyperparameters(arch: str) -> tuple[list[str], list[str]]:
     """(required, optional) constructor parameters of ``arch``: the keys a sweep entry may give."""
     parameters = [p for p in inspect.signature(codec_class(arch)).parameters.values()
-                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "task_model"]
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in FROZEN_MODELS]
     return ([p.name for p in parameters if p.default is p.empty],
             [p.name for p in parameters if p.default is not p.empty])
 
@@ -88,9 +95,21 @@ def needs_task_model(arch: str) -> bool:
     return getattr(codec_class(arch), "needs_task_model", False)
 
 
-def build_codec(arch: str, hyper: dict[str, int], task_model: torch.nn.Module | None = None) -> CompressionModel:
+def needs_ssl_model(arch: str) -> bool:
+    """Whether ``arch`` is built on the frozen self-supervised network (seed 001's pyramid codec)."""
+    return getattr(codec_class(arch), "needs_ssl_model", False)
+
+
+def is_variable_rate(arch: str) -> bool:
+    """Whether ``arch`` is one model for several rates (its constructor takes ``levels``; seed 001)."""
+    return getattr(codec_class(arch), "variable_rate", False)
+
+
+def build_codec(arch: str, hyper: dict[str, int], task_model: torch.nn.Module | None = None,
+                ssl_model: torch.nn.Module | None = None) -> CompressionModel:
     """Instantiate ``arch`` with the hyperparameters ``hyper`` (e.g. ``{"N": 64, "M": 96}``), and the frozen
-    ``task_model`` when the architecture is built on one (:func:`needs_task_model`)."""
+    ``task_model`` or ``ssl_model`` when the architecture is built on one (:func:`needs_task_model`,
+    :func:`needs_ssl_model`)."""
     required, optional = codec_hyperparameters(arch)
     unknown = sorted(set(hyper) - set(required) - set(optional))
     if unknown:
@@ -99,9 +118,9 @@ def build_codec(arch: str, hyper: dict[str, int], task_model: torch.nn.Module | 
     missing = [name for name in required if name not in hyper]
     if missing:
         raise UserError(f"codec {arch} needs the hyperparameter '{missing[0]}'; add it to the sweep entry")
-    if needs_task_model(arch):
-        return codec_class(arch)(**hyper, task_model=task_model)
-    return codec_class(arch)(**hyper)
+    frozen = {"task_model": task_model} if needs_task_model(arch) else {}
+    frozen.update({"ssl_model": ssl_model} if needs_ssl_model(arch) else {})
+    return codec_class(arch)(**hyper, **frozen)
 
 
 def zoo_codec(arch: str, quality: int) -> CompressionModel:
@@ -118,4 +137,4 @@ def zoo_codec(arch: str, quality: int) -> CompressionModel:
 
 
 # The project's own codecs register themselves on import (after register_codec exists).
-from taskcodec.codecs import choi2022, scalable  # noqa: E402,F401
+from taskcodec.codecs import choi2022, compressai_vbr, pyramid, scalable  # noqa: E402,F401

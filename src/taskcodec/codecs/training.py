@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 from compressai.models import CompressionModel
 from compressai.optimizers import net_aux_optimizer
 
@@ -37,7 +38,7 @@ from taskcodec.codecs.coding import pad
 from taskcodec.codecs.contract import LayeredCodec
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
-from taskcodec.losses import RateDistortionLoss, ScalableLoss, saliency_weights
+from taskcodec.losses import RateDistortionLoss, ScalableLoss, VariableRateLoss, saliency_weights
 from taskcodec.metrics import psnr_batch
 from taskcodec.redundancy import uncertainty_coefficients
 from taskcodec.resume import params_fingerprint
@@ -96,10 +97,18 @@ def rate_distortion_terms(criterion: RateDistortionLoss | ScalableLoss, multiple
     return terms
 
 
-def codec_loss(model: CompressionModel, lmbda: float, task_lmbda: float | None,
-               distortion: str) -> tuple[RateDistortionLoss | ScalableLoss, tuple[str, ...]]:
-    """The pretraining loss of ``model`` and the terms it logs beside loss, bpp and mse: R + λ·D, or for a
-    codec built on the frozen task model (seed 002) equation 2 with ``task_lmbda`` (feature MSE, bpp per layer)."""
+def codec_loss(model: CompressionModel, lmbda: float | list[float], task_lmbda: float | None,
+               distortion: str, perceptual_weight: float = 0.0) -> tuple[nn.Module, tuple[str, ...]]:
+    """The pretraining loss of ``model`` and the terms it logs beside loss, bpp and mse: R + λ·D; for a
+    variable-rate codec (``operating_points`` > 1) that loss at the drawn point with one λ per point
+    (:class:`~taskcodec.losses.VariableRateLoss`); for a codec built on the frozen task model (seed 002)
+    equation 2 with ``task_lmbda`` (feature MSE, bpp per layer)."""
+    if model.operating_points > 1 or isinstance(lmbda, (list, tuple)):
+        lmbdas = list(lmbda) if isinstance(lmbda, (list, tuple)) else [lmbda]
+        if len(lmbdas) != model.operating_points:
+            raise UserError(f"{type(model).__name__} has {model.operating_points} operating points but "
+                            f"{len(lmbdas)} λ were given; give one λ per point")
+        return VariableRateLoss(lmbdas, distortion, perceptual_weight), ()
     if not getattr(model, "needs_task_model", False):
         return RateDistortionLoss(lmbda, distortion), ()
     if task_lmbda is None:
@@ -184,16 +193,42 @@ class CodecObjective(Objective):
     def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         draws, batch = random_windows(self.source, self.process_batch, self.window, self.generator)
         x, weights = split_maps(batch, self.device, self.floor)
+        points = self.model.operating_points
+        point = int(torch.randint(points, (1,), generator=self.generator)) if points > 1 else 0
+        self.model.select_point(point)
         padded = pad(x, self.model.pad_multiple)  # the contract's forward takes quantization only for "ste"
         output = self.forward(padded) if self.quantization == "noise" else self.forward(padded, quantization="ste")
-        terms = self.train_terms(output, x, weights, draws)
+        terms = self.train_terms({**output, "point": point}, x, weights, draws)
         return terms["loss"], logged_terms(terms)
 
     def validate(self) -> dict[str, float]:
+        if self.model.operating_points > 1:
+            return self._validate_points()
         metrics = validate(self.model, self.val_terms, self.val_source, self.device, self.batch_size, self.floor)
         if has_redundancy(self.model):
             metrics.update(layer_redundancy(self.model, self.val_source, self.device, self.batch_size, self.floor))
         return metrics
+
+
+    def _validate_points(self) -> dict[str, float]:
+        """Validation of a variable-rate codec at each operating point: the mean loss, bpp/mse/PSNR of the
+        highest point, and ``bpp_p<k>`` / ``psnr_p<k>`` (:func:`point_fields`) of every point."""
+        metrics: dict[str, float] = {}
+        points = self.model.operating_points
+        for point in range(points):
+            self.model.select_point(point)
+            at_point = validate(self.model, lambda out, *rest: self.val_terms({**out, "point": point}, *rest),
+                                self.val_source, self.device, self.batch_size, self.floor)
+            metrics["loss"] = metrics.get("loss", 0.0) + at_point["loss"] / points
+            metrics.update({f"bpp_p{point}": at_point["bpp"], f"psnr_p{point}": at_point["psnr"]})
+            metrics.update({key: value for key, value in at_point.items() if key != "loss"})  # the last point's
+        return metrics
+
+
+def point_fields(model: CompressionModel) -> list[str]:
+    """The per-point validation columns of a variable-rate codec (none for a single-rate one)."""
+    points = model.operating_points
+    return [f"{name}_p{k}" for k in range(points) for name in ("bpp", "psnr")] if points > 1 else []
 
 
 #: ``codec.train.lr_decay`` → the decay of the learning rate from ``lr`` (progress in [0, 1] → lr)
@@ -236,7 +271,7 @@ def optimize(model: CompressionModel, objective: CodecObjective, params: dict[st
 
 def train_codec(
     model: CompressionModel,
-    lmbda: float,
+    lmbda: float | list[float],
     params: dict[str, Any],
     train_images: torch.Tensor,
     val_images: torch.Tensor,
@@ -247,6 +282,7 @@ def train_codec(
     train_saliency: torch.Tensor | None = None,
     val_saliency: torch.Tensor | None = None,
     task_lmbda: float | None = None,
+    perceptual_weight: float = 0.0,
 ) -> Trained:
     """Train ``model`` in place on rate + λ·distortion (:func:`codec_loss`; with ``task_lmbda`` for a codec
     built on the task model) from random patches, with :func:`optimize`.
@@ -269,7 +305,8 @@ def train_codec(
         raise UserError(f"codec.train.quantization ste needs a codec with a differentiable analysis; "
                         f"{type(model).__name__} has none; set it to noise")
     floor = params["saliency_floor"]
-    criterion, extra = codec_loss(model, lmbda, task_lmbda, params["distortion"])
+    criterion, extra = codec_loss(model, lmbda, task_lmbda, params["distortion"], perceptual_weight)
+    extra += ("perceptual",) if perceptual_weight else ()
     terms = rate_distortion_terms(criterion, model.pad_multiple, extra)
     generator = torch.Generator().manual_seed(params["seed"] + distributed.rank())
     torch.manual_seed(params["seed"] + distributed.rank())
@@ -277,9 +314,10 @@ def train_codec(
                                params["patch_size"], with_maps(val_images, val_saliency if floor is not None else None),
                                terms, terms, generator, device, "codec.train", params["quantization"])
     scalable = {} if task_lmbda is None else {"task_lmbda": task_lmbda}
+    scalable.update({"perceptual_weight": perceptual_weight} if perceptual_weight else {})
     fingerprint = params_fingerprint({"lmbda": lmbda, **scalable, "data": data_id, **params})
     fields = LOG_FIELDS[:5] + list(extra) + LOG_FIELDS[5:]  # the extra terms after mse
-    fields += REDUNDANCY_FIELDS if has_redundancy(model) else []
+    fields += (REDUNDANCY_FIELDS if has_redundancy(model) else []) + point_fields(model)
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, fields,
-                    f"train λ={lmbda:g}", warmup(params["lr_warmup"], DECAYS[params["lr_decay"]](params)),
+                    f"train λ={lmbda}", warmup(params["lr_warmup"], DECAYS[params["lr_decay"]](params)),
                     params["ema_decay"])

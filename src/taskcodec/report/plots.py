@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 from taskcodec import artifacts  # noqa: E402
 
 STYLES = {"pretrained": {"marker": "o", "linestyle": "-"}, "finetuned": {"marker": "D", "linestyle": "-"},
-          "scalable": {"marker": "P", "linestyle": "-"}, "classical": {"marker": "s", "linestyle": "--"},
+          "scalable": {"marker": "P", "linestyle": "-"}, "variable-rate": {"marker": "*", "linestyle": "-"},
+          "classical": {"marker": "s", "linestyle": "--"},
           "reference": {"marker": "", "linestyle": ":"}}
 LABELS = {"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM (RGB)"}
 

@@ -13,7 +13,7 @@ from taskcodec.errors import UserError
 from taskcodec.metrics import bd_quality, bd_rate
 
 #: the ``kind`` values of learned codec points (the others: classical, reference)
-LEARNED_KINDS = ("pretrained", "finetuned", "scalable")
+LEARNED_KINDS = ("pretrained", "finetuned", "scalable", "variable-rate")
 
 
 def size_label(heights: pd.Series, widths: pd.Series) -> str:
@@ -23,11 +23,15 @@ def size_label(heights: pd.Series, widths: pd.Series) -> str:
 
 
 def rd_points(per_image: pd.DataFrame) -> pd.DataFrame:
-    """One row per codec point: mean bpp, estimated bpp, PSNR and MS-SSIM over images, image size, and the
-    MLflow run id of the evaluation job that measured it."""
+    """One row per codec point: mean bpp, estimated bpp, PSNR, MS-SSIM and NIQE over images, image size, and the
+    MLflow run id of the evaluation job that measured it. NIQE is the mean over the images that have one (NaN:
+    none has, e.g. all under 96 pixels a side, or ``niqe`` missing from tables written before it was measured)."""
+    if "niqe" not in per_image:
+        per_image = per_image.assign(niqe=math.nan)
     grouped = per_image.groupby(["kind", "codec", "point"], sort=True)
     points = grouped.agg(images=("image_id", "count"), bpp=("bpp", "mean"), bpp_estimated=("bpp_estimated", "mean"),
-                         psnr=("psnr", "mean"), ms_ssim=("ms_ssim", "mean"), run_id=("run_id", "first")).reset_index()
+                         psnr=("psnr", "mean"), ms_ssim=("ms_ssim", "mean"), niqe=("niqe", "mean"),
+                         run_id=("run_id", "first")).reset_index()
     points["image_size"] = [size_label(group["height"], group["width"]) for _, group in grouped]
     return points
 

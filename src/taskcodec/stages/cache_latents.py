@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_arguments(parser)
     parser.add_argument("--rule", default="cache_latents", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--point-index", type=int,
+                        help="a variable-rate codec's operating point (0 = its lowest rate)")
     dataset_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-latents", dest="latents", action="store_false", help="store bitstreams only")
@@ -160,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model, meta = load_codec(args.model, device)
+    model, meta = load_codec(args.model, device, point=args.point_index)
     records = dataset_images(args)
     wildcards = {"arch": meta["arch"], **meta["hyper"], "lmbda": meta["lmbda"], "dataset": dataset_name(args)}
     if "tau" in meta["params"]:  # a task-fine-tuned codec (finetune_codec)
@@ -191,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 "model": str(args.model), "model_sha256": artifacts.file_digest(args.model), "codec": meta["codec_id"],
                 "arch": meta["arch"], "hyper": meta["hyper"], "lmbda": meta["lmbda"], "layers": list(model.layers),
                 "task_layer": model.task_layer(), "strings": strings_per_layer(tmp, model.layers), **totals,
-                "latents": latents_written,
+                "latents": latents_written, "point_index": args.point_index,
                 "decode_check": check, "params": params, "run_id": tracked.run_id,
             })
         tracked.log_metrics({**totals, "decode_check_max_abs_diff": check["max_abs_diff"]})

@@ -3,7 +3,8 @@
 ``python -m taskcodec.stages.evaluate_classical --params '{"qualities": [...], "save_reconstructions": 4}'
 --codec jpeg (--manifest manifest.csv --split test | --folder DIR) --out results/eval/classical/jpeg/<dataset>``
 
-bpp counts the whole encoded file (headers included). Images are loaded in
+bpp counts the whole encoded file (headers included); with ``niqe`` the no-reference
+NIQE of every reconstruction is measured too (:mod:`taskcodec.niqe`). Images are loaded in
 chunks of at most ``CHUNK_IMAGES`` images (and ``CHUNK_PIXELS`` pixels), and
 each chunk is coded at each quality with one ``encode_many``/``decode_many``
 call, so codecs that run an external tool start it once per chunk and
@@ -97,7 +98,7 @@ def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, na
                                                       quality),
                                        "kind": "classical", "codec": name, "point": quality, "image_id": image_id,
                                        "bpp_estimated": float("nan"), "run_id": run_id,
-                                       **measure(original, reconstruction, len(data))})
+                                       **measure(original, reconstruction, len(data), niqe=params["niqe"])})
                     if position < params["save_reconstructions"]:
                         save_reconstruction(recon_dir, f"{image_id}_q{quality}", reconstruction)
                 progress.update(len(chunk))
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             samples = ({row["image_id"]: row for row in split_rows(args.manifest, args.split)} if args.manifest
                        else {image_id: {"label": label} for image_id, _, label in records})
             rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec, task, samples)
-            columns, measured = row_fields(task), ["bpp", "psnr", "ms_ssim", *task.metrics]
+            columns, measured = row_fields(task), ["bpp", "psnr", "ms_ssim", "niqe", *task.metrics]
             task_metrics = task.summarize()
         else:
             rows, columns, measured, task_metrics = [], BASE_FIELDS + ["run_id"], [], []

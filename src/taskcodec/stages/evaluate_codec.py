@@ -22,7 +22,8 @@ of ``layers_for("task")`` are decoded, without pixels, the codec's ``task_output
 gives the task model's outputs, and ``bytes_task`` / ``bpp_task`` count those layers'
 bytes (the rate of the rate–accuracy report). PSNR, MS-SSIM, feature distortion and
 ``bpp`` stay those of the image receiver. The workflow names a scalable codec's curve by
-its λ and places it by ``--point`` λ_task, the weight that sets the base layer's rate.
+its λ and places it by ``--point`` λ_task, the weight that sets the base layer's rate. A variable-rate codec
+(seed 001) is measured at ``--point-index`` k, its curve's k-th point, placed by that point's λ.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_arguments(parser)
     parser.add_argument("--rule", default="evaluate_codec", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--point-index", type=int,
+                        help="a variable-rate codec's operating point (0 = its lowest rate)")
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--codec-id", required=True, help="name of this codec's curve in tables")
     parser.add_argument("--point", type=float,
@@ -66,13 +69,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model, meta = load_codec(args.model, device)
+    model, meta = load_codec(args.model, device, point=args.point_index)
     features = args.features / f"{args.cache.name}.pt" if args.features else None
     task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"], device, features)
     index = read_table(args.cache / "index.csv").set_index("image_id")
     # the first images in dataset order, as the classical evaluation saves them, so the report can pair them
     saved = set(index.sort_values("position").index[: params["save_reconstructions"]])
-    kind = "scalable" if needs_task_model(meta["arch"]) else "finetuned" if "tau" in meta["params"] else "pretrained"
+    kind = ("scalable" if needs_task_model(meta["arch"]) else "variable-rate" if model.operating_points > 1
+            else "finetuned" if "tau" in meta["params"] else "pretrained")
     image_layers = model.layers_for("image")
     # the task receiver of a codec carrying the task model: its layers alone give the task's outputs
     task_layers = model.layers_for("task") if needs_task_model(meta["arch"]) and task.model is not None else ()
@@ -80,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
                      if len(model.layers) > 1]
     rate_columns = layer_columns + (["bytes_task", "bpp_task"] if task_layers else [])
     point = meta["lmbda"] if args.point is None else args.point
+    if args.point is None and args.point_index is not None:  # a variable-rate codec: the point's own λ
+        point = meta["lmbda"][args.point_index]
     wildcards = {"codec": args.codec_id, "lmbda": meta["lmbda"], "point": point, "dataset": args.cache.name}
     with stage_run(args.rule, wildcards, params, inputs={"model": args.model}) as tracked, \
             artifacts.atomic_dir(args.out) as tmp:
@@ -100,12 +106,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
                          "position": index.loc[image_id, "position"], "kind": kind,
                          "codec": args.codec_id, "point": point, "image_id": image_id,
                          "bpp_estimated": index.loc[image_id, "bpp_estimated"], "run_id": tracked.run_id, **rates,
-                         **measure(original, reconstruction, sum(sizes[layer] for layer in image_layers))})
+                         **measure(original, reconstruction, sum(sizes[layer] for layer in image_layers), niqe=params["niqe"])})
             if image_id in saved:
                 save_reconstruction(tmp / "recon", image_id, reconstruction)
         table = pd.DataFrame(sorted(rows, key=lambda row: row["position"]), columns=row_fields(task) + rate_columns)
         table.to_csv(tmp / "per_image.csv", index=False)
-        means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim", *task.metrics,
+        means = {key: float(table[key].mean()) for key in ("bpp", "bpp_estimated", "psnr", "ms_ssim", "niqe", *task.metrics,
                                                            *rate_columns)}
         task_metrics = task.summarize()
         for measured in task_metrics:  # the task's metrics over the whole split, not means of per-image values

@@ -4,9 +4,9 @@
 --eval results/eval/learned/<codec>/test ... results/eval/classical/jpeg/test ...
 (--manifest manifest.csv --split test | --folder DIR) --out results/report/test``
 
-Writes ``rd_points.csv|md`` (mean actual bpp, estimated bpp, PSNR, MS-SSIM and the
-image size per codec point), ``bd_rate.csv|md`` (every learned codec against every
-classical codec), ``rd_psnr.png``, ``rd_ms_ssim.png``, ``recon_grid.png`` and a
+Writes ``rd_points.csv|md`` (mean actual bpp, estimated bpp, PSNR, MS-SSIM, NIQE and the
+image size per codec point; a NIQE not measured is empty in the CSV, n/a in Markdown),
+``bd_rate.csv|md`` (every learned codec against every classical codec), ``rd_psnr.png``, ``rd_ms_ssim.png``, ``recon_grid.png`` and a
 ``README.md`` that links them and lists skipped codecs with the reason.
 """
 
@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".4g") + "\n"
+    """``table`` in Markdown; a NIQE not measured shows as n/a."""
+    if "niqe" in table:
+        table = table.assign(niqe=table["niqe"].astype(object).where(table["niqe"].notna(), None))
+    return table.to_markdown(index=False, floatfmt=".4g", missingval="n/a") + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -94,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
                             f"{args.dataset}/{image_id} ({size}) near {target:.3f} bpp", tmp / "recon_grid.png")
         lines = [f"# Rate–distortion report: {args.dataset}", "",
                  f"{len(records)} images ({sizes}); bpp is measured from the bytes of each file or bitstream,"
-                 " headers included.", "", "## Points", "", _markdown(points),
+                 " headers included. NIQE is no-reference (lower is better); n/a: images under 96 pixels a side,"
+                 " or not measured.", "", "## Points", "", _markdown(points),
                  f"## BD-rate (%, {params['bd_rate_method']}; negative = fewer bits than the anchor)", "", _markdown(bd),
                  "![PSNR](rd_psnr.png) ![MS-SSIM](rd_ms_ssim.png)", "", "![grid](recon_grid.png)", ""]
         if skipped:

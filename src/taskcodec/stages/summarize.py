@@ -4,8 +4,8 @@
 --metrics results/summary/metrics.json --rate-distortion results/summary/rate_distortion.csv``
 
 ``metrics.json`` holds, per evaluation dataset, every learned codec point's
-bpp, PSNR and MS-SSIM and every BD-rate against the classical anchors (null
-where the curves do not overlap); ``dvc metrics show/diff`` read it.
+bpp, PSNR, MS-SSIM and NIQE (null: not measured) and every BD-rate against the
+classical anchors (null where the curves do not overlap); ``dvc metrics show/diff`` read it.
 ``rate_distortion.csv`` holds the test split's points of every codec (one
 ``series`` per curve) for ``dvc plots show``. With ``--machine`` (the
 rate–accuracy report), ``metrics.json`` also holds the task's primary metric
@@ -31,7 +31,7 @@ from taskcodec.stages.cli import run
 from taskcodec.tracking import stage_run
 
 PLOTTED_DATASET = "test"
-RD_COLUMNS = ["series", "kind", "point", "bpp", "psnr", "ms_ssim", "image_size"]
+RD_COLUMNS = ["series", "kind", "point", "bpp", "psnr", "ms_ssim", "niqe", "image_size"]
 
 
 def rate_accuracy_columns(metrics: list[str]) -> list[str]:
@@ -65,7 +65,8 @@ def dataset_metrics(points: pd.DataFrame, bd: pd.DataFrame) -> dict[str, Any]:
     learned = points[points["kind"].isin(LEARNED_KINDS)]
     return {
         "learned": {f"{row.codec}@{POINT_NAMES.get(row.kind, 'lmbda')}{row.point:g}": {
-                        "bpp": _number(row.bpp), "psnr": _number(row.psnr), "ms_ssim": _number(row.ms_ssim)}
+                        "bpp": _number(row.bpp), "psnr": _number(row.psnr), "ms_ssim": _number(row.ms_ssim),
+                        "niqe": _number(getattr(row, "niqe", math.nan))}  # reports written before NIQE: null
                     for row in learned.itertuples()},
         "bd_rate_psnr": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_psnr) for row in bd.itertuples()},
         "bd_rate_ms_ssim": {f"{row.codec} vs {row.anchor}": _number(row.bd_rate_ms_ssim) for row in bd.itertuples()},

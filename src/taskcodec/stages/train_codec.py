@@ -10,6 +10,11 @@ frozen task model (``scalable-hyperprior``, seed 002) takes ``--task-model``
 (train_task's model.pt) and ``--task-lmbda`` and trains on
 R + λ_task·D(features) + λ·D(image); its checkpoint carries the task model.
 
+A variable-rate codec (seed 001's ``pyramid``, CompressAI's ``*-vbr``: ``variable_rate`` architectures)
+takes ``--lmbdas`` instead of ``--lmbda``, one λ per operating point, ascending, and gets ``levels`` from
+their count; with ``--ssl-model`` (train_simclr's model.pt) the pyramid reads the self-supervised features,
+and ``--perceptual-weight`` β weighs the distortion of those features (R + λ_k·D + β·λ_k·P).
+
 Writes ``model.pt`` (weights after ``update()``, with the resolved params),
 ``train_log.csv`` and ``metrics.json`` beside it. A ``resume.pt`` next to
 them lets a killed job continue; it is removed once the model is saved. On SIGTERM the
@@ -30,7 +35,7 @@ import torch
 
 from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import initial_weights, save_codec
-from taskcodec.codecs.registry import build_codec, needs_task_model
+from taskcodec.codecs.registry import build_codec, is_variable_rate, needs_ssl_model, needs_task_model
 from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import split_images
 from taskcodec.data.tensors import images_to_tensor
@@ -49,12 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", required=True)
     parser.add_argument("--hyper", type=hyper_object, required=True,
                         help="the architecture's hyperparameters as a JSON object, e.g. '{\"N\": 64, \"M\": 96}'")
-    parser.add_argument("--lmbda", type=float, required=True)
+    rates = parser.add_mutually_exclusive_group(required=True)
+    rates.add_argument("--lmbda", type=float)
+    rates.add_argument("--lmbdas", type=lambda text: [float(value) for value in text.split(",")],
+                       help="a variable-rate codec's λ, one per operating point, comma-separated, ascending")
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--saliency", type=Path, help="saliency stage folder (needed when saliency_floor is set)")
     parser.add_argument("--task-model", type=Path,
                         help="the frozen task model a codec built on one (scalable-hyperprior) takes its features from")
     parser.add_argument("--task-lmbda", type=float, help="weight of the task-feature distortion (scalable-hyperprior)")
+    parser.add_argument("--ssl-model", type=Path, help="train_simclr's model.pt (a codec built on it: pyramid)")
+    parser.add_argument("--perceptual-weight", type=float, default=0.0,
+                        help="β of a variable-rate codec's perceptual term (needs --ssl-model)")
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
 
@@ -73,6 +84,27 @@ def frozen_task_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None,
                         "digest": artifacts.file_digest(args.task_model)}
 
 
+def frozen_ssl_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None, dict | None]:
+    """The self-supervised network an architecture built on one reads (``--ssl-model``), and its params."""
+    if not needs_ssl_model(args.arch) or args.ssl_model is None:
+        return None, None
+    from taskcodec.selfsupervised import FeatureExtractor, load_simclr
+
+    network, info = load_simclr(args.ssl_model)
+    return FeatureExtractor(network), {"params": info["params"]}
+
+
+def rate_hyper(args: argparse.Namespace) -> tuple[dict, float | list[float]]:
+    """The constructor hyperparameters and the λ (or one λ per point) of this job."""
+    variable = is_variable_rate(args.arch)
+    if variable != (args.lmbdas is not None):
+        raise UserError(f"codec {args.arch} is {'a variable-rate' if variable else 'a single-rate'} codec: give "
+                        f"{'--lmbdas (one λ per operating point)' if variable else '--lmbda'}")
+    if variable:
+        return {**args.hyper, "levels": len(args.lmbdas)}, args.lmbdas
+    return args.hyper, args.lmbda
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
@@ -87,25 +119,32 @@ def main(argv: Sequence[str] | None = None) -> Path:
         task_model, task_info = frozen_task_model(args)
         if task_model is not None:
             inputs["task_model"] = args.task_model
+        ssl_model, ssl_info = frozen_ssl_model(args)
+        if ssl_model is not None:
+            inputs["ssl_model"] = args.ssl_model
+            task_info["digest"] += artifacts.file_digest(args.ssl_model)
+        hyper, lmbda = rate_hyper(args)
         torch.manual_seed(params["seed"])  # the initial weights
-        model = build_codec(args.arch, args.hyper, task_model)
-        wildcards = {"arch": args.arch, **args.hyper, "lmbda": args.lmbda,
+        model = build_codec(args.arch, hyper, task_model, ssl_model)
+        wildcards = {"arch": args.arch, **hyper, "lmbda": lmbda,
                      **({"task_lmbda": args.task_lmbda} if task_model is not None else {})}
         with training_run(args.rule, wildcards, params, {"manifest": args.manifest, **inputs}, device) as tracked:
             initial_weights(model, params["init"], args.arch)
-            trained = train_codec(model, args.lmbda, params, train_images, val_images, device,
+            if args.lmbdas is not None:  # after the initial weights: this run's λ decide
+                model.set_lambdas(args.lmbdas)
+            trained = train_codec(model, lmbda, params, train_images, val_images, device,
                                   args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
                                   data_id=artifacts.file_digest(args.manifest) + saliency_id + task_info["digest"],
                                   train_saliency=maps[0], val_saliency=maps[1],
-                                  task_lmbda=args.task_lmbda if task_model is not None else None)
+                                  task_lmbda=args.task_lmbda if task_model is not None else None,
+                                  perceptual_weight=args.perceptual_weight)
             if tracked is None:  # another process of a multi-process training: the main one writes
                 return args.out
-            metrics = {"arch": args.arch, "hyper": args.hyper, "lmbda": args.lmbda, "steps": trained.step,
+            metrics = {"arch": args.arch, "hyper": hyper, "lmbda": lmbda, "steps": trained.step,
                        **({"task_lmbda": args.task_lmbda} if task_model is not None else {}),
                        "train_seconds": trained.elapsed_s, "val": final_validation(trained.history),
                        "device": str(device), "processes": distributed.world_size(), "run_id": tracked.run_id}
-            save_codec(args.out, model.cpu(), args.arch, args.hyper, args.lmbda, params, metrics,
-                       task_info["model"])
+            save_codec(args.out, model.cpu(), args.arch, hyper, lmbda, params, metrics, task_info["model"], ssl_info)
             finish_training(tracked, args.out, trained, metrics)
     return args.out
 

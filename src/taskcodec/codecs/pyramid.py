@@ -1,0 +1,241 @@
+"""One model, several rates: a feature-pyramid codec with a hierarchical decoder of shared weights (seed 001).
+
+Sinha, Moorthi, Dhar, "Self-Supervised Variable Rate Image Compression using
+Visual Attention" (2022), built from CompressAI's layers (GDN, ``EntropyBottleneck``):
+
+- **Input features** ``φ``: the first-stage ("group 1", stride 4) features of a
+  frozen self-supervised network (``simclr=1``, :mod:`taskcodec.selfsupervised`), or, for
+  the paper's baseline (``simclr=0``), a learned stem on the raw image (two
+  stride-2 convolutions with GDN, also stride 4).
+- **Self-attention** ``A(φ)`` (SAGAN: Zhang et al., "Self-Attention Generative
+  Adversarial Networks", ICML 2019; :class:`SelfAttention`), placed by
+  ``attention``: 0 none, 1 after the feature extractor (encoder), 2 in the
+  decoder, 3 both — the paper's four-way ablation (Section 4.2). The decoder's
+  attention sits on its stride-4 features, the mirror of the encoder's, rather
+  than right before its last layer at stride 2, where attention over every pair
+  of positions of a Kodak image does not fit a CPU budget.
+- **Feature pyramid encoder**: strided 5×5 convolutions with GDN from stride 4
+  down to stride 16 (the finest level) and one more per coarser level; level
+  ``i`` (1 = coarsest, stride 16·2^(levels−i)) is a 3×3 projection to ``M``
+  channels of the pyramid at its scale, quantised and entropy-coded to its own
+  bitstream layer ``level<i>`` with a fully factorized prior (the paper's
+  equation 1: one ``EntropyBottleneck`` per level).
+- **Hierarchical decoder with shared weights**: ``D_1`` maps ŷ_1 through one
+  synthesis trunk (5×5 transposed convolutions with inverse GDN) up to the
+  image; ``D_i`` is ``D_{i−1}`` plus its own parameters θ_i, a 3×3 convolution
+  that adds ŷ_i into the trunk where the trunk reaches level i's resolution. So
+  operating point ``k`` (:meth:`select_point`, 0-based) downloads levels 1…k+1
+  and decodes with θ_1…θ_{k+1}.
+
+Training (:class:`taskcodec.losses.VariableRateLoss`): each step the trainer
+draws one operating point ``k`` and applies ``R_{≤k} + λ_k·D + β·λ_k·P`` with
+the run's ascending λ list, an unbiased estimate of the paper's equation 2,
+``Σ_i α_i·D_i + β_i·P_i + γ_i·H_i``, with α_i = λ_i/L, β_i = β·λ_i/L growing
+and γ_i = (L−i+1)/L falling with the level, the ordering the paper prescribes.
+``P`` is the MSE between the frozen self-supervised network's features of x and
+x̂ (the paper uses VGG-19's, which cannot be downloaded here).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck
+from compressai.layers import GDN
+from compressai.models import CompressionModel
+from compressai.models.utils import conv, deconv
+from compressai.ops import quantize_ste
+from torch import nn
+
+from taskcodec.codecs.contract import Decoded, LayeredCodec, Latents
+from taskcodec.codecs.registry import register_codec
+from taskcodec.errors import UserError
+
+#: stride of the finest level's latent; level i of L has stride FINEST_STRIDE · 2^(L − i)
+FINEST_STRIDE = 16
+#: stride of the input features φ
+FEATURE_STRIDE = 4
+#: ``attention`` hyperparameter → (in the encoder, in the decoder)
+PLACEMENTS = {0: (False, False), 1: (True, False), 2: (False, True), 3: (True, True)}
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention (Zhang et al., ICML 2019): ``x + γ·softmax(q kᵀ) v`` over spatial positions, γ
+    starting at 0 so training begins from the identity. Keys and values are max-pooled 2×2 (as BigGAN's
+    SAGAN block does) and the product runs through ``scaled_dot_product_attention``, so large images fit."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        inner = max(channels // 8, 1)
+        self.query = nn.Conv2d(channels, inner, 1)
+        self.key = nn.Conv2d(channels, inner, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        pooled = F.max_pool2d(x, 2) if min(height, width) >= 2 else x
+        q = self.query(x).flatten(2).transpose(1, 2)  # B × HW × C'
+        k = self.key(pooled).flatten(2).transpose(1, 2)  # B × hw × C'
+        v = self.value(pooled).flatten(2).transpose(1, 2)  # B × hw × C
+        attended = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # SAGAN's energy has no 1/√d
+        return x + self.gamma * attended.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+def _down(channels_in: int, channels_out: int) -> nn.Sequential:
+    return nn.Sequential(conv(channels_in, channels_out, kernel_size=5, stride=2), GDN(channels_out))
+
+
+@register_codec("pyramid")
+class FeaturePyramidCodec(CompressionModel, LayeredCodec):
+    """Seed 001's variable-rate codec (see the module docstring). ``N``: channels of the transforms; ``M``:
+    channels of each level's latent; ``levels``: pyramid levels = operating points; ``attention``: placement
+    code of :data:`PLACEMENTS`; ``simclr``: 1 to read the frozen self-supervised features, 0 for the learned
+    stem; ``ssl_model``: that frozen network (``channels``, ``stride`` 4, ``forward`` → features), given by the
+    stage that builds the codec, also the perceptual term's feature space."""
+
+    needs_ssl_model = True
+    variable_rate = True
+
+    def __init__(self, N: int, M: int, levels: int = 3, attention: int = 1, simclr: int = 1,
+                 ssl_model: nn.Module | None = None):
+        super().__init__()
+        if attention not in PLACEMENTS:
+            raise UserError(f"pyramid: attention is {attention}; use 0 (none), 1 (encoder), 2 (decoder) or 3 (both)")
+        if levels < 1 or simclr not in (0, 1):
+            raise UserError(f"pyramid: levels must be ≥ 1 and simclr 0 or 1, not {levels} and {simclr}")
+        if simclr and ssl_model is None:
+            raise UserError("the pyramid codec with simclr: 1 reads the self-supervised features: enable "
+                            "variable_rate so that train_simclr runs first, or set simclr: 0")
+        self.levels, self.simclr, self.operating_points = levels, bool(simclr), levels
+        self.all_layers = tuple(f"level{i}" for i in range(1, levels + 1))
+        self.select_point(levels - 1)
+        self.pad_multiple = FINEST_STRIDE * 2 ** (levels - 1)
+        # Frozen by construction rather than by requires_grad (CompressAI's net_aux_optimizer wants every
+        # parameter trainable): it runs in eval mode, without gradient or with detached weights
+        # (:meth:`ssl_features`), so its weights never get a gradient; a submodule, so the checkpoint carries them.
+        self.ssl_model = None if ssl_model is None else ssl_model.eval().requires_grad_(True)
+        encoder_attention, decoder_attention = PLACEMENTS[attention]
+        stem_channels = ssl_model.channels if simclr else N
+        self.stem = None if simclr else nn.Sequential(_down(3, N), _down(N, N))
+        self.encoder_attention = SelfAttention(stem_channels) if encoder_attention else nn.Identity()
+        # stride 4 → 16, then one stride-2 step per coarser level
+        self.pyramid = nn.ModuleList([nn.Sequential(_down(stem_channels, N), _down(N, N))]
+                                     + [_down(N, N) for _ in range(levels - 1)])
+        self.project = nn.ModuleList([conv(N, M, kernel_size=3, stride=1) for _ in range(levels)])  # finest first
+        self.entropy_bottlenecks = nn.ModuleList([EntropyBottleneck(M) for _ in range(levels)])  # level order
+        self.entry = conv(M, N, kernel_size=3, stride=1)  # θ_1: ŷ_1 into the trunk
+        self.inject = nn.ModuleList([conv(M, N, kernel_size=3, stride=1) for _ in range(levels - 1)])  # θ_2…θ_L
+        # trunk: from level 1's stride down to 1, one 2× step each; its stride-4 features may be attended
+        steps = (levels - 1) + 4
+        self.trunk = nn.ModuleList([nn.Sequential(deconv(N, N if i < steps - 1 else 3, kernel_size=5, stride=2),
+                                                  GDN(N, inverse=True) if i < steps - 1 else nn.Identity())
+                                    for i in range(steps)])
+        self.decoder_attention = SelfAttention(N) if decoder_attention else nn.Identity()
+
+    def train(self, mode: bool = True) -> "FeaturePyramidCodec":
+        """Train mode for the codec; the self-supervised network stays frozen in eval mode."""
+        super().train(mode)
+        if self.ssl_model is not None:
+            self.ssl_model.eval()
+        return self
+
+    def ssl_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen network's features of ``x``, differentiable in ``x`` only (its weights detached)."""
+        weights = {name: value.detach() for name, value in self.ssl_model.state_dict(keep_vars=True).items()}
+        return torch.func.functional_call(self.ssl_model, weights, (x,))
+
+    # ------------------------------------------------------------------------------------ operating points
+    def select_point(self, index: int) -> None:
+        """Work at operating point ``index``: its bitstream ``layers`` are levels 1 … index + 1 (0 = the
+        coarsest level alone), which every receiver needs."""
+        if not 0 <= index < self.levels:
+            raise ValueError(f"the pyramid codec has {self.levels} operating points; {index} is out of range")
+        self.point = index
+        self.layers = self.all_layers[: index + 1]
+        self.receivers = {"image": self.layers}
+
+    def layers_for(self, output: str) -> tuple[str, ...]:
+        return self.layers
+
+    def task_layer(self) -> str:
+        return self.layers[0]
+
+    # ------------------------------------------------------------------------------------ transforms
+    def input_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``φ``: the frozen self-supervised features (simclr) or the learned stem's, both at stride 4."""
+        if not self.simclr:
+            return self.stem(x)
+        with torch.no_grad():
+            return self.ssl_model(x)
+
+    def _latents(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The unquantised latents of the active levels, coarsest (level 1) first."""
+        h = self.encoder_attention(self.input_features(x))
+        scales = []
+        for down in self.pyramid:
+            h = down(h)
+            scales.append(h)  # finest (stride 16) first
+        latents = [project(scale) for project, scale in zip(self.project, scales)][::-1]
+        return latents[: self.point + 1]
+
+    def synthesize(self, latents: dict[str, Latents]) -> torch.Tensor:
+        """The hierarchical decoder: ŷ_1 through the shared trunk, each further level added at its resolution."""
+        y_hats = [latents[layer].y_hat for layer in self.all_layers if layer in latents]
+        return self._synthesize(y_hats).clamp(0, 1)
+
+    def _synthesize(self, y_hats: list[torch.Tensor]) -> torch.Tensor:
+        t = self.entry(y_hats[0])
+        for step, block in enumerate(self.trunk):
+            if 1 <= step < len(y_hats):  # level step+1 joins at its stride
+                t = t + self.inject[step - 1](y_hats[step])
+            if step == len(self.trunk) - 2:  # stride 4
+                t = self.decoder_attention(t)
+            t = block(t)
+        return t
+
+    # ------------------------------------------------------------------------------------ contract
+    def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:
+        """Training pass at the selected point: ``x_hat``, the likelihoods of its levels, and with the
+        self-supervised network the features of x and x̂ for the perceptual term."""
+        y_hats, likelihoods = [], {}
+        for i, y in enumerate(self._latents(x)):
+            bottleneck = self.entropy_bottlenecks[i]
+            y_hat, y_likelihoods = bottleneck(y)
+            likelihoods[self.all_layers[i]] = {"y": y_likelihoods}
+            if quantization == "ste":
+                medians = bottleneck._get_medians()
+                y_hat = quantize_ste(y - medians) + medians
+            y_hats.append(y_hat)
+        out = {"x_hat": self._synthesize(y_hats), "likelihoods": likelihoods}
+        if self.ssl_model is not None:
+            with torch.no_grad():
+                out["features"] = self.ssl_model(x)
+            out["features_hat"] = self.ssl_features(out["x_hat"])
+        return out
+
+    def analyze(self, x: torch.Tensor) -> dict:
+        out: dict = {"latents": {}, "likelihoods": {}}
+        for i, y in enumerate(self._latents(x)):
+            bottleneck, layer = self.entropy_bottlenecks[i], self.all_layers[i]
+            medians = bottleneck._get_medians()
+            out["latents"][layer] = Latents(quantize_ste(y - medians) + medians, None)
+            out["likelihoods"][layer] = {"y": bottleneck(y)[1]}
+        return out
+
+    def encode(self, x: torch.Tensor) -> dict[str, list[bytes]]:
+        return {self.all_layers[i]: [self.entropy_bottlenecks[i].compress(y)[0]]
+                for i, y in enumerate(self._latents(x))}
+
+    def decode(self, strings: dict[str, list[list[bytes]]], padded_size: tuple[int, int],
+               pixels: bool = True) -> Decoded:
+        latents = {}
+        for i, layer in enumerate(self.all_layers):
+            if layer not in strings:
+                break  # a receiver holds a prefix of the levels
+            stride = FINEST_STRIDE * 2 ** (self.levels - 1 - i)
+            shape = (padded_size[0] // stride, padded_size[1] // stride)
+            latents[layer] = Latents(self.entropy_bottlenecks[i].decompress(strings[layer][0], shape), None)
+        if not latents:
+            raise ValueError("a pyramid bitstream needs at least its first level")
+        return Decoded(self.synthesize(latents) if pixels else None, latents)

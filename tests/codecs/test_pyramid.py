@@ -1,0 +1,133 @@
+"""Seed 001's feature-pyramid codec: one model, one bitstream layer per level, a hierarchical decoder that
+decodes any prefix of the levels with shared weights; trained on the variable-rate loss."""
+
+import pytest
+import torch
+from torch import nn
+
+from taskcodec.codecs.checkpoint import load_codec, save_codec
+from taskcodec.codecs.coding import decode_images, encode_images, pad
+from taskcodec.codecs.pyramid import SelfAttention
+from taskcodec.codecs.registry import build_codec, codec_hyperparameters
+from taskcodec.codecs.training import codec_loss
+from taskcodec.errors import UserError
+from taskcodec.losses import VariableRateLoss
+
+HYPER = {"N": 16, "M": 8, "levels": 3, "attention": 3, "simclr": 1}
+
+
+class Features(nn.Module):
+    """A stand-in for the self-supervised network: stride 4, 6 channels, with a batch norm."""
+
+    channels, stride = 6, 4
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 6, 3, 2, 1), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 6, 3, 2, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def make_codec(seed=0, **hyper):
+    torch.manual_seed(seed)
+    return build_codec("pyramid", {**HYPER, **hyper}, ssl_model=Features())
+
+
+def images(n=2, height=64, width=64, seed=1):
+    return torch.rand(n, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_frozen_network_is_not_a_hyperparameter_and_simclr_needs_it():
+    assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr"])
+    with pytest.raises(UserError, match="simclr: 1 reads the self-supervised features"):
+        build_codec("pyramid", HYPER)
+    with pytest.raises(UserError, match="attention is 4"):
+        make_codec(attention=4)
+    assert build_codec("pyramid", {**HYPER, "simclr": 0}).operating_points == 3  # the baseline needs none
+
+
+def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass_rounds():
+    codec = make_codec().eval()
+    codec.update(force=True)
+    x = images(2, 50, 70)
+    sizes = []
+    for point in range(3):
+        codec.select_point(point)
+        bitstreams = encode_images(codec, x)
+        assert list(bitstreams[0]) == [f"level{i}" for i in range(1, point + 2)] == list(codec.layers_for("image"))
+        decoded = decode_images(codec, bitstreams)
+        with torch.no_grad():
+            forward = codec(pad(x, codec.pad_multiple))["x_hat"][..., :50, :70].clamp(0, 1)
+        assert (decoded.x_hat - forward).abs().max() < 1e-4
+        sizes.append(sum(len(s) for b in bitstreams for layer in b.values() for s in layer.strings))
+    assert sizes[0] < sizes[1] < sizes[2]  # each point adds a level's bits
+    with pytest.raises(ValueError, match="3 operating points"):
+        codec.select_point(3)
+
+
+def test_the_decoder_of_a_level_reuses_the_lower_levels_weights_and_adds_its_own():
+    codec = make_codec()
+    codec.select_point(0)
+    used_at_0 = _trained(codec)
+    codec.select_point(2)
+    used_at_2 = _trained(codec)
+    assert used_at_0 < used_at_2  # θ_1 is shared; θ_2, θ_3 only join at the higher points
+    # the coarsest level runs through the whole encoder pyramid; the finer ones add their projection, their
+    # entropy model and their injection into the decoder
+    assert {name.split(".")[0] for name in used_at_2 - used_at_0} == {"inject", "project", "entropy_bottlenecks"}
+    assert not any(name.startswith("ssl_model") for name in used_at_2)  # the frozen network never trains
+
+
+def _trained(codec):
+    """The parameters that one training step's loss at the selected point gives a gradient."""
+    codec.zero_grad()
+    out = codec(images())
+    rate = sum(lk.log().sum() for layer in out["likelihoods"].values() for lk in layer.values())
+    (out["x_hat"].square().mean() - rate + out["features_hat"].square().mean()).backward()
+    return {name for name, p in codec.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_the_loss_weights_each_point_with_its_lambda_and_the_perceptual_term():
+    codec = make_codec()
+    criterion, _ = codec_loss(codec, [0.001, 0.01, 0.1], None, "mse", perceptual_weight=0.5)
+    assert isinstance(criterion, VariableRateLoss)
+    x = images()
+    codec.select_point(1)
+    out = {**codec(x), "point": 1}
+    losses = criterion(out, x)
+    expected = losses["bpp_loss"] + 0.01 * losses["distortion"] + 0.5 * 0.01 * losses["perceptual"]
+    assert torch.isclose(losses["loss"], expected)
+    assert set(out["likelihoods"]) == {"level1", "level2"}  # the rate of the point's levels only
+    with pytest.raises(UserError, match="3 operating points but 2"):
+        codec_loss(codec, [0.001, 0.01], None, "mse")
+    with pytest.raises(UserError, match="must ascend"):
+        VariableRateLoss([0.1, 0.01, 0.001])
+
+
+def test_a_checkpoint_keeps_the_frozen_network_and_the_bitstreams(tmp_path):
+    from taskcodec.selfsupervised.models import FeatureExtractor, SimCLR
+
+    simclr = {"model": "resnet-small", "widths": [6, 8], "blocks": [1, 1], "normalize": False, "projection_dim": 8,
+              "weights": None}
+    torch.manual_seed(0)
+    codec = build_codec("pyramid", HYPER, ssl_model=FeatureExtractor(SimCLR(simclr))).eval()
+    codec.update(force=True)
+    codec.select_point(1)
+    x = images(1)
+    before = encode_images(codec, x)
+    save_codec(tmp_path / "model.pt", codec, "pyramid", HYPER, [0.001, 0.01, 0.1], {}, {},
+               ssl_model={"params": simclr})
+    loaded, meta = load_codec(tmp_path / "model.pt", point=1)
+    assert meta["lmbda"] == [0.001, 0.01, 0.1] and loaded.layers == ("level1", "level2")
+    assert [b.strings for b in encode_images(loaded, x)[0].values()] == [b.strings for b in before[0].values()]
+    with pytest.raises(UserError, match="point 3 does not exist"):
+        load_codec(tmp_path / "model.pt", point=3)
+
+
+def test_self_attention_starts_as_the_identity_and_handles_odd_sizes():
+    attention = SelfAttention(8)
+    x = torch.randn(2, 8, 5, 7)
+    assert torch.equal(attention(x), x)
+    attention.gamma.data.fill_(1.0)
+    assert attention(x).shape == x.shape and not torch.equal(attention(x), x)
