@@ -62,6 +62,7 @@ def clone(tmp_path_factory, tiny_config, git_dvc_project) -> Path:
     params["codec"]["sweep"]["lmbdas"] = [0.003]
     params["evaluate"]["classical"] = {"jpeg": {"qualities": [10, 50, 90]}}
     params["scalable"]["enabled"] = params["latent_classifier"]["joint"]["enabled"] = False  # DVC needs no more jobs
+    params["variable_rate"]["enabled"] = False
     base = tmp_path_factory.mktemp("dvc")
     upstream = git_dvc_project(base / "upstream", params)
     dvc(upstream, "push", "-q")  # data/extra, to the default remote beside the project

@@ -30,6 +30,7 @@ def tracked_repo(tmp_path_factory, tiny_config, git_dvc_project):
     params = tiny_config
     params["tracking"]["experiment"] = EXPERIMENT
     params["task"]["enabled"] = params["scalable"]["enabled"] = False  # reproducing a run needs no machine branch
+    params["variable_rate"]["enabled"] = False  # nor more than one codec family
     params["cache"]["splits"] = ["test"]
     repo = git_dvc_project(tmp_path_factory.mktemp("reproduce") / "repo", params)
     # the repository's own code runs (and records its commit), as in a checkout with its own .venv
