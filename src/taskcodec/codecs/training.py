@@ -16,6 +16,9 @@ step decay of the learning rate, an exponential moving average of the weights
 (``ema_decay``), and straight-through rounding of the decoder's input
 (``quantization: ste``; Ballé et al.'s additive noise still gives the
 likelihoods, as in CompressAI's variable-rate models) instead of noise everywhere.
+A variable-rate codec (one model, several operating points; seed 001) trains at
+one point per step, drawn from the generator, with that point's λ
+(:class:`~taskcodec.losses.VariableRateLoss`), and validates at every point.
 Both can train in several processes (:mod:`taskcodec.distributed`, DDP under
 ``torchrun``): ``batch_size`` stays the global batch, of which each process
 draws its share from its own generator (seed + rank).
@@ -209,7 +212,6 @@ class CodecObjective(Objective):
             metrics.update(layer_redundancy(self.model, self.val_source, self.device, self.batch_size, self.floor))
         return metrics
 
-
     def _validate_points(self) -> dict[str, float]:
         """Validation of a variable-rate codec at each operating point: the mean loss, bpp/mse/PSNR of the
         highest point, and ``bpp_p<k>`` / ``psnr_p<k>`` (:func:`point_fields`) of every point."""
@@ -313,9 +315,9 @@ def train_codec(
     objective = CodecObjective(model, params, with_maps(train_images, train_saliency if floor is not None else None),
                                params["patch_size"], with_maps(val_images, val_saliency if floor is not None else None),
                                terms, terms, generator, device, "codec.train", params["quantization"])
-    scalable = {} if task_lmbda is None else {"task_lmbda": task_lmbda}
-    scalable.update({"perceptual_weight": perceptual_weight} if perceptual_weight else {})
-    fingerprint = params_fingerprint({"lmbda": lmbda, **scalable, "data": data_id, **params})
+    weights = {} if task_lmbda is None else {"task_lmbda": task_lmbda}  # the loss's weights beside λ
+    weights.update({"perceptual_weight": perceptual_weight} if perceptual_weight else {})
+    fingerprint = params_fingerprint({"lmbda": lmbda, **weights, "data": data_id, **params})
     fields = LOG_FIELDS[:5] + list(extra) + LOG_FIELDS[5:]  # the extra terms after mse
     fields += (REDUNDANCY_FIELDS if has_redundancy(model) else []) + point_fields(model)
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, fields,
