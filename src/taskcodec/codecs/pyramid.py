@@ -59,10 +59,15 @@ FEATURE_STRIDE = 4
 PLACEMENTS = {0: (False, False), 1: (True, False), 2: (False, True), 3: (True, True)}
 
 
+#: attention scores computed at once (queries × keys × images): bounds the memory of attention on large images
+SCORES_AT_ONCE = 2**24
+
+
 class SelfAttention(nn.Module):
     """SAGAN self-attention (Zhang et al., ICML 2019): ``x + γ·softmax(q kᵀ) v`` over spatial positions, γ
     starting at 0 so training begins from the identity. Keys and values are max-pooled 2×2 (as BigGAN's
-    SAGAN block does) and the product runs through ``scaled_dot_product_attention``, so large images fit."""
+    SAGAN block does) and the product runs through ``scaled_dot_product_attention`` in chunks of queries
+    (:data:`SCORES_AT_ONCE` scores each; every query's softmax is its own), so a Kodak image fits in memory."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -78,7 +83,9 @@ class SelfAttention(nn.Module):
         q = self.query(x).flatten(2).transpose(1, 2)  # B × HW × C'
         k = self.key(pooled).flatten(2).transpose(1, 2)  # B × hw × C'
         v = self.value(pooled).flatten(2).transpose(1, 2)  # B × hw × C
-        attended = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # SAGAN's energy has no 1/√d
+        chunk = max(1, SCORES_AT_ONCE // (batch * k.shape[1]))
+        attended = torch.cat([F.scaled_dot_product_attention(part, k, v, scale=1.0)  # SAGAN's energy has no 1/√d
+                              for part in q.split(chunk, dim=1)], dim=1)
         return x + self.gamma * attended.transpose(1, 2).reshape(batch, channels, height, width)
 
 
