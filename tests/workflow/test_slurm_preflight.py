@@ -97,8 +97,8 @@ def test_the_shipped_settings_fit_without_a_word(preflight):
     assert preflight(SITE, scontrol=SITE_SCONTROL) == (0, "")
 
 
-#: the rules whose jobs take resources.train_codec (codec pretraining, and the scalable codecs')
-TRAINING = ("train_codec", "train_scalable")
+#: the rules whose jobs take resources.train_codec (codec pretraining, the scalable and the variable-rate codecs')
+TRAINING = ("train_codec", "train_scalable", "train_variable_rate")
 
 
 def test_every_job_that_asks_too_much_is_one_sentence_naming_its_key(preflight, tmp_path):
@@ -106,13 +106,13 @@ def test_every_job_that_asks_too_much_is_one_sentence_naming_its_key(preflight, 
     assert status == 2 and len(said.splitlines()) == 2, said
     assert said.splitlines()[0] == (
         f"taskcodec: resources.train_codec.mem_mb = 64000 in {tmp_path}/params.yaml asks for more memory than "
-        "partition cpu allows (at most 24105 MB per node) for rules train_codec, train_scalable; lower it to 24105 "
-        "or less, or name a partition that allows more with `set-resources: train_codec: slurm_partition:` (and the "
-        f"same for train_scalable) in {tmp_path}/profile/config.yaml")
+        "partition cpu allows (at most 24105 MB per node) for rules train_codec, train_scalable, train_variable_rate; "
+        "lower it to 24105 or less, or name a partition that allows more with `set-resources: train_codec: "
+        f"slurm_partition:` (and the same for train_scalable, train_variable_rate) in {tmp_path}/profile/config.yaml")
     assert "resources.evaluate_classical.threads = 4" in said and "CPU cores" in said and "at most 2 per node" in said
     # a stage's resources cover several rules: one sentence for them all
     status, said = preflight(CI, resources={"cache_latents": {"mem_mb": 64000}})
-    assert status == 2 and len(said.splitlines()) == 1 and "for rules cache_latents, cache_finetuned, cache_scalable;" in said
+    assert status == 2 and len(said.splitlines()) == 1 and "for rules cache_latents, cache_finetuned, cache_scalable, cache_variable_rate;" in said
     # the profile's defaults, for the rules that declare no resources
     status, said = preflight("cpu*|2|2000|infinite|(null)\n")
     assert status == 2 and "default-resources: mem_mb = 4000 in" in said and "for rules prepare, saliency;" in said
@@ -132,10 +132,12 @@ def test_time_limits_and_the_runtime_of_retries(preflight):
 def test_a_gpu_rule_without_a_gpu_partition_names_the_profile_key(preflight, tmp_path):
     status, said = preflight(CI, resources={"train_codec": {"gpu": 1}})
     assert status == 2 and said == (
-        f"taskcodec: rules train_codec, train_scalable ask for GPUs (resources.train_codec.gpu = 1 in {tmp_path}/"
+        f"taskcodec: rules train_codec, train_scalable, train_variable_rate ask for GPUs (resources.train_codec.gpu = 1 "
+        f"in {tmp_path}/"
         "params.yaml), but no partition is configured for it, so it would go to the cluster's default partition "
         "cpu, which has no GPUs (no gpu GRES in sinfo); set `set-resources: train_codec: slurm_partition:` (and the "
-        f"same for train_scalable) in {tmp_path}/profile/config.yaml to a partition with GPUs (sinfo shows none on "
+        f"same for train_scalable, train_variable_rate) in {tmp_path}/profile/config.yaml to a partition with GPUs "
+        "(sinfo shows none on "
         "this cluster), or set resources.train_codec.gpu to 0 to run it on CPUs\n")
     # the profile names a partition without GPUs: that key, and the partitions that have them
     status, said = preflight(SITE, resources={"train_codec": {"gpu": 1}},
@@ -165,7 +167,7 @@ def test_partitions_that_do_not_exist(preflight):
 def test_the_settings_snakemake_would_use_win(preflight, tmp_path):
     too_much = {"train_codec": {"mem_mb": 64000}}
     assert preflight(CI, "--set-resources", "train_codec:mem_mb=2000", "train_scalable:mem_mb=2000",
-                     resources=too_much) == (0, "")
+                     "train_variable_rate:mem_mb=2000", resources=too_much) == (0, "")
     status, said = preflight(CI, profile={"set-resources": {"train_codec": {"mem_mb": 64000}}})
     assert status == 2 and f"set-resources: train_codec: mem_mb = 64000 in {tmp_path}/profile/config.yaml" in said
     (tmp_path / "study.yaml").write_text(yaml.safe_dump({"resources": too_much}))
