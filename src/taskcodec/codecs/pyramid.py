@@ -176,9 +176,11 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         with torch.no_grad():
             return self.ssl_model(x)
 
-    def _latents(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The unquantised latents of the active levels, coarsest (level 1) first."""
-        h = self.encoder_attention(self.input_features(x))
+    def _latents(self, x: torch.Tensor, features: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The unquantised latents of the active levels, coarsest (level 1) first; ``features``: the
+        self-supervised features of ``x`` when the caller has them already."""
+        phi = features if self.simclr and features is not None else self.input_features(x)
+        h = self.encoder_attention(phi)
         scales = []
         for down in self.pyramid:
             h = down(h)
@@ -205,8 +207,12 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:
         """Training pass at the selected point: ``x_hat``, the likelihoods of its levels, and with the
         self-supervised network the features of x and x̂ for the perceptual term."""
+        features = None
+        if self.ssl_model is not None:  # computed once: the encoder's input (simclr) and the perceptual target
+            with torch.no_grad():
+                features = self.ssl_model(x)
         y_hats, likelihoods = [], {}
-        for i, y in enumerate(self._latents(x)):
+        for i, y in enumerate(self._latents(x, features)):
             bottleneck = self.entropy_bottlenecks[i]
             y_hat, y_likelihoods = bottleneck(y)
             likelihoods[self.all_layers[i]] = {"y": y_likelihoods}
@@ -215,10 +221,8 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
                 y_hat = quantize_ste(y - medians) + medians
             y_hats.append(y_hat)
         out = {"x_hat": self._synthesize(y_hats), "likelihoods": likelihoods}
-        if self.ssl_model is not None:
-            with torch.no_grad():
-                out["features"] = self.ssl_model(x)
-            out["features_hat"] = self.ssl_features(out["x_hat"])
+        if features is not None:
+            out["features"], out["features_hat"] = features, self.ssl_features(out["x_hat"])
         return out
 
     def analyze(self, x: torch.Tensor) -> dict:
