@@ -13,7 +13,7 @@ rule train_codec:
         train_log=results("codecs", CODEC, "train_log.csv"),
     params:
         section=as_json(config["codec"]["train"]),
-        hyper=codec_hyper_json,
+        hyper=hyper_json("codec"),
         saliency=saliency_args(config["codec"]["train"]["saliency_floor"]),
     threads: job_threads("train_codec")
     resources:

@@ -122,12 +122,17 @@ def codec_points():
     ]
 
 
-def codec_hyper_json(wildcards):
-    """The ``--hyper`` JSON of the sweep entry that a codec path names: its hyperparameters, in the entry's order."""
-    for model in config["codec"]["sweep"]["models"]:
-        if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
-            return json.dumps(hyperparameters(model))
-    raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among codec.sweep.models of params.yaml")
+def hyper_json(section):
+    """The ``--hyper`` JSON of the entry of ``<section>.sweep.models`` (codec, scalable, variable_rate) that a
+    codec path names: its hyperparameters, in the entry's order; a function of the wildcards, for ``params:``."""
+
+    def of_path(wildcards):
+        for model in config[section]["sweep"]["models"]:
+            if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
+                return json.dumps(hyperparameters(model))
+        raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among {section}.sweep.models of params.yaml")
+
+    return of_path
 
 
 def per_codec(template, **fields):
@@ -276,14 +281,6 @@ def per_scalable(template, **fields):
     return [template.format(**point, **fields) for point in scalable_points()]
 
 
-def scalable_hyper_json(wildcards):
-    """The ``--hyper`` JSON of the scalable.sweep entry that a scalable codec path names."""
-    for model in config["scalable"]["sweep"]["models"]:
-        if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
-            return json.dumps(hyperparameters(model))
-    raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among scalable.sweep.models of params.yaml")
-
-
 def variable_rate_points():
     """Every (arch, hyper, point) of variable_rate.sweep (none unless variable_rate.enabled): one per model and
     operating point, as wildcard dicts."""
@@ -298,11 +295,3 @@ def variable_rate_points():
 def per_variable_rate(template, **fields):
     """``template`` formatted for every operating point of every variable-rate model (with extra ``fields``)."""
     return sorted({template.format(**point, **fields) for point in variable_rate_points()})
-
-
-def variable_rate_hyper_json(wildcards):
-    """The ``--hyper`` JSON of the variable_rate.sweep entry that a variable-rate codec path names."""
-    for model in config["variable_rate"]["sweep"]["models"]:
-        if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
-            return json.dumps(hyperparameters(model))
-    raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among variable_rate.sweep.models of params.yaml")

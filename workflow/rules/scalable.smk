@@ -14,7 +14,7 @@ rule train_scalable:
         train_log=results("scalable", SCALABLE, "train_log.csv"),
     params:
         section=as_json(config["scalable"]["train"]),
-        hyper=scalable_hyper_json,
+        hyper=hyper_json("scalable"),
     threads: job_threads("train_codec")
     resources:
         **job_resources("train_codec"),

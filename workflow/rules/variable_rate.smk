@@ -14,7 +14,7 @@ rule train_variable_rate:
         train_log=results("variable_rate", VARIABLE, "train_log.csv"),
     params:
         section=as_json(config["variable_rate"]["train"]),
-        hyper=variable_rate_hyper_json,
+        hyper=hyper_json("variable_rate"),
         lmbdas=",".join(number_id(lmbda) for lmbda in config["variable_rate"]["sweep"]["lmbdas"]),
         perceptual=config["variable_rate"]["sweep"]["perceptual_weight"],
     threads: job_threads("train_codec")
