@@ -85,7 +85,7 @@ class DominantColour(Task):
     def predictions(self, outputs):
         return outputs.argmax(1)
 
-    def describe(self, outputs, k=3):
+    def describe(self, outputs, target, k=3):
         return "RGB"[int(outputs.argmax())]
 
     model_schema = {"type": "object", "additionalProperties": False, "required": ["width"],

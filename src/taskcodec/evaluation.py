@@ -129,7 +129,7 @@ class TaskMeasures:
 
             target = self.task.target(sample, original)
             if outputs is None or self.features is not None:  # this forward pass also gives the features
-                reconstructed = image_outputs(self.model, reconstruction, self.device)[None]
+                reconstructed = image_outputs(self.model, self.task, reconstruction, target, self.device)[None]
                 outputs = reconstructed if outputs is None else outputs
             outputs = outputs.float().cpu()
             scores = self.task.scores(outputs, self.task.collate([target]))

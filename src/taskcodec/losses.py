@@ -106,8 +106,9 @@ class TaskAwareLoss(nn.Module):
     (there L_task is the VQA loss). Here R and D are exactly
     :class:`RateDistortionLoss` at λ' = τ·λ, so τ = 1, w = 0 is the pretraining
     loss, and L_task is the ``task``'s own loss (:mod:`taskcodec.tasks.registry`;
-    cross-entropy for classification). ``task_model`` maps float images in
-    [0, 1] to the task's outputs; it is only read (the caller freezes it),
+    cross-entropy for classification; VQA's answer loss). ``task_model`` maps float images in
+    [0, 1] to the task's outputs (:meth:`Task.apply`, which gives a VQA model the batch's questions from
+    the targets); it is only read (the caller freezes it),
     gradients flow through it into the codec. ``forward(output, x, targets,
     weights)`` takes the codec's output on ``pad(x, pad_multiple)``
     (:func:`taskcodec.codecs.coding.pad` with the codec's ``pad_multiple``; a no-op
@@ -131,7 +132,8 @@ class TaskAwareLoss(nn.Module):
                 weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         multiple = self.pad_multiple
         losses = self.rate_distortion(output, pad(x, multiple), None if weights is None else pad(weights, multiple))
-        outputs = self.task_model(output["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1))
+        x_hat = output["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)
+        outputs = self.task.apply(self.task_model, (x_hat,), targets)
         task_loss = self.task.loss(outputs, targets)
         accuracy = torch.tensor(self.task.summarize(outputs.detach(), targets)[self.task.primary_metric])
         return {**losses, "loss": losses["loss"] + self.task_weight * task_loss, "rd_loss": losses["loss"],

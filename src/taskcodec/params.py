@@ -209,6 +209,8 @@ SECTION_CHECKS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
 
 
 def _check_across_sections(params: dict[str, Any], source: str) -> None:
+    from taskcodec.tasks.registry import TASKS
+
     train, image_size = params["codec"]["train"], params["prepare"]["image_size"]
     if train["patch_size"] > image_size:
         raise UserError(f"{source}: codec.train.patch_size {train['patch_size']} is larger than prepare.image_size "
@@ -217,6 +219,10 @@ def _check_across_sections(params: dict[str, Any], source: str) -> None:
     if scalable["enabled"] and not params["task"]["enabled"]:
         raise UserError(f"{source}: scalable.enabled is true but task.enabled is false; the scalable codec's base "
                         "layer is built on the task model: enable the task branch or set scalable.enabled: false")
+    if scalable["enabled"] and not TASKS[params["task"]["name"]].splits:  # a known name (_check_task)
+        raise UserError(f"{source}: scalable.enabled is true but the {params['task']['name']} task's model does not "
+                        "split into features and the rest, which the scalable codec's base layer needs; set "
+                        "scalable.enabled: false")
     if scalable["enabled"] and scalable["train"]["patch_size"] > image_size:
         raise UserError(f"{source}: scalable.train.patch_size {scalable['train']['patch_size']} is larger than "
                         f"prepare.image_size {image_size}; make it at most {image_size}")

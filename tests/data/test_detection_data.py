@@ -132,7 +132,7 @@ def test_coco_boxes_map_into_the_prepared_images(tmp_path):
     root, path, _ = _coco_folder(tmp_path)
     out = prepare(_folder_params(root, path), tmp_path / "prepared")
     assert json.loads((out / "classes.json").read_text()) == ["cat", "dog", "unicorn"]  # by category id
-    assert class_names(out / "manifest.csv") == ["cat", "dog", "unicorn"]  # a class no image shows keeps its place
+    assert class_names(out / "manifest.csv", "detection") == ["cat", "dog", "unicorn"]  # a class no image shows keeps its place
     frame = read_manifest(out / "manifest.csv").set_index("source")
     objects = {source.rsplit("/", 1)[-1]: parse_objects(cell, source)
                for source, cell in frame[OBJECTS_COLUMN].items()}

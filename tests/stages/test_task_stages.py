@@ -43,7 +43,7 @@ def test_train_task_writes_model_metrics_and_log(workspace):
     root, manifest = workspace
     out = root / "task" / "model.pt"
     assert train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(out)]) == out
-    model, info = load_task_model(out, expect_num_classes=3)
+    model, info = load_task_model(out, manifest=manifest)
     assert info["class_names"] == ["circle", "square", "ring"] and info["train_params"] == TASK["train"]
     metrics = json.loads((out.parent / "metrics.json").read_text())
     assert metrics["num_classes"] == 3 and 0 <= metrics["test_top1"] <= 1 and metrics["test_top5"] is None

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from taskcodec.errors import UserError
+from taskcodec.stages.prepare import prepare
 from taskcodec.tasks.checkpoint import (freeze, load_latent_classifier, load_task_model, save_latent_classifier,
                                         save_task_model)
 from taskcodec.tasks.latent_models import build_latent_classifier
@@ -14,7 +15,7 @@ def test_task_model_round_trip(tmp_path):
     model = build_task_model(SMALL, 3).eval()
     path = tmp_path / "model.pt"
     save_task_model(path, model, "classification", SMALL, 3, ["a", "b", "c"], {"epochs": 1}, {"test_top1": 0.5})
-    loaded, info = load_task_model(path, expect_num_classes=3)
+    loaded, info = load_task_model(path)
     assert not loaded.training
     task = info.pop("task")
     assert task.name == "classification" and task.class_names == ["a", "b", "c"]
@@ -27,8 +28,12 @@ def test_task_model_round_trip(tmp_path):
 def test_class_count_mismatch_names_the_file(tmp_path):
     path = tmp_path / "model.pt"
     save_task_model(path, build_task_model(SMALL, 3), "classification", SMALL, 3, ["a", "b", "c"], {}, {})
+    builtin = {"num_images": 8, "canvas_size": 16, "classes": ["circle", "square", "ring", "star"],
+               "object_scale": [0.5, 0.9]}
+    prepared = prepare({"dataset": "builtin", "image_size": 16, "split": {"train": 0.5, "val": 0.25, "test": 0.25},
+                        "seed": 0, "on_bad_image": "stop", "builtin": builtin}, tmp_path / "prepared")
     with pytest.raises(UserError, match=f"{path} was trained for 3 classes but the dataset has 4; retrain"):
-        load_task_model(path, expect_num_classes=4)
+        load_task_model(path, manifest=prepared / "manifest.csv")
 
 
 def test_a_codec_checkpoint_is_not_a_task_model(tmp_path):

@@ -155,7 +155,7 @@ def test_train_task_stage_and_per_image_measures(tmp_path):
                      "--manifest", str(manifest), "--out", str(out)])
     metrics = json.loads((out.parent / "metrics.json").read_text())
     assert metrics["class_names"] == ["circle", "square", "ring"] and set(metrics) >= {"test_map_50", "test_map"}
-    _, info = load_task_model(out, expect_num_classes=3)
+    _, info = load_task_model(out, manifest=manifest)
     assert info["task"].name == "detection"
     measures = TaskMeasures(out, None, 0.5, "cpu")
     row = split_rows(manifest, "test")[0]

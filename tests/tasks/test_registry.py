@@ -25,7 +25,7 @@ def test_top5_is_undefined_with_fewer_than_five_classes():
 
 
 def test_describe_lists_the_most_probable_classes():
-    text = build_task("classification", list("abcd")).describe(torch.tensor([0.0, 3.0, 1.0, -2.0]))
+    text = build_task("classification", list("abcd")).describe(torch.tensor([0.0, 3.0, 1.0, -2.0]), 1)
     lines = text.splitlines()
     assert [line.split()[0] for line in lines] == ["b", "c", "a"]
     assert lines[0].endswith("84%")

@@ -186,8 +186,12 @@ def folder_files(folder):
 
 
 def prepare_inputs(wildcards):
-    """An image folder's files, so that changed data reruns prepare (none for the built-in dataset)."""
-    return folder_files(config["prepare"]["root"]) if config["prepare"]["dataset"] == "imagefolder" else []
+    """An image folder's files and its box and question files, so that changed data reruns prepare (none for the
+    built-in dataset)."""
+    section = config["prepare"]
+    if section["dataset"] != "imagefolder":
+        return []
+    return folder_files(section["root"]) + [section[key] for key in ("annotations", "questions") if section.get(key)]
 
 
 def saliency_input(floor):

@@ -32,8 +32,9 @@ from taskcodec.codecs.training import CodecObjective, Terms, check_saliency, opt
 from taskcodec.losses import TaskAwareLoss
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.checkpoint import freeze
+from taskcodec.tasks.evaluation import take
 from taskcodec.tasks.registry import Task
-from taskcodec.tasks.training import take, to_device
+from taskcodec.tasks.training import to_device
 from taskcodec.trainer import Trained, step_drops
 
 LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accuracy", "aux_loss", "lr", "elapsed_s"]

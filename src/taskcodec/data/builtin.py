@@ -15,6 +15,9 @@ images in any order.
   *visible* pixels (coverage ≥ ½ after the later objects are drawn over it, the
   convention of COCO's boxes); an object hidden entirely is left out. The images
   are unlabeled (label -1); the classes are those of their objects.
+- Visual question answering (``objects`` and ``questions: n``): the detection scenes with each object
+  in a nameable :data:`PALETTE` colour (the only draws that differ) and ``n`` questions per image about
+  the visible objects (:mod:`taskcodec.data.questions`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw
 
+from taskcodec.data.questions import generate_questions
 from taskcodec.data.registry import UNLABELED, Sample, register_dataset, require_int, require_param
 from taskcodec.errors import UserError
 
@@ -78,6 +82,16 @@ SHAPES: dict[str, list[tuple[np.ndarray, int]]] = {
 _SUPERSAMPLE = 4  # shapes are drawn at 4x and box-downsampled, which anti-aliases their edges
 _MIN_COLOUR_DISTANCE = 110.0  # RGB distance of the object colour from the background under it
 MAX_OBJECTS = 16  # objects per image of a detection dataset
+#: the nameable object colours of a question dataset (RGB): well apart in hue, and white
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "yellow": (235, 215, 40),
+    "green": (40, 175, 50),
+    "cyan": (40, 205, 215),
+    "blue": (40, 70, 230),
+    "purple": (180, 50, 210),
+    "white": (245, 245, 245),
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,7 @@ class SceneSpec:
     object_scale: tuple[float, float]
     seed: int
     objects: tuple[int, int] | None = None  # detection: the range of objects per image
-
+    questions: int | None = None  # visual question answering: questions per image (needs objects)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.classes if name not in SHAPES]
@@ -108,6 +122,9 @@ class SceneSpec:
         if self.objects is not None and not 1 <= self.objects[0] <= self.objects[1] <= MAX_OBJECTS:
             raise UserError(f"prepare.builtin.objects is {list(self.objects)}; use [lo, hi] with "
                             f"1 <= lo <= hi <= {MAX_OBJECTS}, or null for one object per image (classification)")
+        if self.questions is not None and self.objects is None:
+            raise UserError("prepare.builtin.questions needs scenes of several objects, but prepare.builtin.objects is "
+                            "null; set prepare.builtin.objects (e.g. [1, 4]) or set questions to null")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "SceneSpec":
@@ -129,6 +146,8 @@ class SceneSpec:
             object_scale=(float(scale[0]), float(scale[1])),
             seed=require_int(params, "seed", 0),
             objects=None if objects is None else (objects[0], objects[1]),
+            questions=None if section.get("questions") is None else require_int(
+                section, "questions", 1, "prepare.builtin"),
         )
 
 
@@ -137,14 +156,36 @@ def class_of(index: int, num_classes: int) -> int:
     return index % num_classes
 
 
+@dataclass(frozen=True)
+class SceneObject:
+    """One visible object of a builtin scene."""
+
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1) around its visible pixels, in canvas pixels
+    label: int  # class index
+    colour: str | None  # its :data:`PALETTE` name in a question dataset, else None (a random colour)
+
+    @property
+    def area(self) -> float:
+        """The visible box's area in canvas pixels: the object's size as the questions judge it."""
+        x0, y0, x1, y1 = self.box
+        return (x1 - x0) * (y1 - y0)
+
+
 def render_image(spec: SceneSpec, index: int) -> np.ndarray:
     """Render builtin image ``index`` as a ``canvas_size`` square ``uint8`` RGB array."""
-    return render_scene(spec, index)[0].copy()
+    return draw_scene(spec, index)[0].copy()
 
 
-@functools.lru_cache(maxsize=2)  # prepare loads an image, then asks for its objects
+@functools.lru_cache(maxsize=2)  # the view is built once per scene, as draw_scene's scene is
 def render_scene(spec: SceneSpec, index: int) -> tuple[np.ndarray, tuple[tuple[tuple[float, ...], int], ...]]:
-    """Builtin image ``index`` and its objects ``((x0, y0, x1, y1), class index)`` in canvas pixels."""
+    """Builtin image ``index`` and its objects ``((x0, y0, x1, y1), class index)`` in canvas pixels (detection's)."""
+    image, objects = draw_scene(spec, index)
+    return image, tuple((item.box, item.label) for item in objects)
+
+
+@functools.lru_cache(maxsize=2)  # prepare loads an image, then asks for its objects and questions
+def draw_scene(spec: SceneSpec, index: int) -> tuple[np.ndarray, tuple[SceneObject, ...]]:
+    """Builtin image ``index`` and its visible objects, in drawing order."""
     rng = np.random.default_rng([spec.seed, index])
     canvas = _background(rng, spec.canvas_size)
     if spec.objects is None:
@@ -152,25 +193,32 @@ def render_scene(spec: SceneSpec, index: int) -> tuple[np.ndarray, tuple[tuple[t
     else:
         count = rng.integers(spec.objects[0], spec.objects[1] + 1)
         labels = rng.integers(len(spec.classes), size=count).tolist()
-    masks = []
+    masks, colours = [], []  # colours: the objects' palette names, in a question dataset only
     for label in labels:
-        canvas, mask = _draw_object(rng, spec, canvas, SHAPES[spec.classes[label]])
+        canvas, mask = _draw_object(rng, spec, canvas, SHAPES[spec.classes[label]], colours)
         masks.append(mask)
     image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     image.flags.writeable = False  # cached: shared by every caller
-    return image, _visible_boxes(masks, labels)
+    visible = _visible_boxes(masks, list(range(len(labels))))  # labelled by drawing order, to find the colour
+    return image, tuple(SceneObject(box, labels[order], colours[order] if colours else None) for box, order in visible)
 
 
-def _draw_object(rng: np.random.Generator, spec: SceneSpec, canvas: np.ndarray,
-                 shape: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """``canvas`` with one shape of random scale, position, rotation and colour drawn over it, and its coverage."""
+def _draw_object(rng: np.random.Generator, spec: SceneSpec, canvas: np.ndarray, shape: list[tuple[np.ndarray, int]],
+                 colour_names: list[str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``canvas`` with one shape of random scale, position, rotation and colour drawn over it, and its coverage; in a
+    question dataset the colour is a :data:`PALETTE` one, whose name is appended to ``colour_names``."""
     size = spec.canvas_size
     radius = rng.uniform(*spec.object_scale) * size / 2
     margin = min(0.8 * radius, size / 2)  # the object's bounding circle stays mostly inside
     cx, cy = rng.uniform(margin, size - margin, size=2)
     angle = rng.uniform(0.0, 2.0 * math.pi)
     mask = _shape_mask(shape, size, cx, cy, radius, angle)[:, :, None]
-    colour = _contrasting_colour(rng, _mean_under(canvas, cx, cy, radius))
+    background = _mean_under(canvas, cx, cy, radius)
+    if spec.questions is None:
+        colour = _contrasting_colour(rng, background)
+    else:
+        name, colour = _palette_colour(rng, background)
+        colour_names.append(name)
     fill = _shaded_fill(rng, colour, size, cx, cy, radius)
     return canvas * (1.0 - mask) + fill * mask, mask[:, :, 0]
 
@@ -258,9 +306,23 @@ def _mean_under(canvas: np.ndarray, cx: float, cy: float, radius: float) -> np.n
 def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     """A random colour far from ``background``: the first of 8 candidates that is far enough, else the farthest."""
     candidates = rng.integers(0, 256, size=(8, 3)).astype(np.float32)
+    return candidates[_first_far_from(candidates, background)]
+
+
+def _palette_colour(rng: np.random.Generator, background: np.ndarray) -> tuple[str, np.ndarray]:
+    """A :data:`PALETTE` colour far from ``background`` (each of those equally likely), else the farthest one."""
+    names = [str(name) for name in rng.permutation(list(PALETTE))]
+    candidates = np.array([PALETTE[name] for name in names], dtype=np.float32)
+    index = _first_far_from(candidates, background)
+    return names[index], candidates[index]
+
+
+def _first_far_from(candidates: np.ndarray, background: np.ndarray) -> int:
+    """The index of the first candidate colour at least ``_MIN_COLOUR_DISTANCE`` from ``background``, else of the
+    farthest."""
     distance = np.linalg.norm(candidates - background, axis=1)
     far_enough = distance >= _MIN_COLOUR_DISTANCE
-    return candidates[int(np.argmax(far_enough)) if far_enough.any() else int(np.argmax(distance))]
+    return int(np.argmax(far_enough)) if far_enough.any() else int(np.argmax(distance))
 
 
 @functools.cache
@@ -314,6 +376,8 @@ class BuiltinDataset:
                     source=f"builtin(seed={self.spec.seed}, index={index})",
                     load=functools.partial(render_image, self.spec, index),
                     objects=functools.partial(_scene_objects, self.spec, index),
+                    questions=None if self.spec.questions is None else functools.partial(
+                        _scene_questions, self.spec, index),
                 )
             return
         for index in range(self.num_images):
@@ -328,3 +392,7 @@ class BuiltinDataset:
 
 def _scene_objects(spec: SceneSpec, index: int) -> tuple[tuple[tuple[float, ...], int], ...]:
     return render_scene(spec, index)[1]
+
+
+def _scene_questions(spec: SceneSpec, index: int) -> list[dict[str, Any]]:
+    return generate_questions(spec, index, draw_scene(spec, index)[1])

@@ -6,7 +6,9 @@
 whose extension is not in :data:`IMAGE_EXTENSIONS` are ignored. With
 ``prepare.annotations`` (a COCO JSON file, :mod:`taskcodec.data.coco`) it is a
 detection dataset: every image below ``root`` (any folder layout) with the boxes
-the file gives it, unlabeled (-1), the file's categories as classes.
+the file gives it, unlabeled (-1), the file's categories as classes. With
+``prepare.questions`` (a VQA-style JSON file, :mod:`taskcodec.data.vqa_annotations`)
+each image also has the questions the file asks about it (none if it names it not).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Iterator, Mapping
 from taskcodec.data.coco import Objects, read_coco
 from taskcodec.data.images import IMAGE_EXTENSIONS, load_rgb8
 from taskcodec.data.registry import UNLABELED, Sample, register_dataset, require_param
+from taskcodec.data.vqa_annotations import read_vqa_questions
 from taskcodec.errors import UserError, shown_path
 
 _EXTENSION_LIST = "/".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
@@ -116,12 +119,14 @@ def _safe_name(text: str) -> str:
 @register_dataset("imagefolder")
 @dataclass(frozen=True)
 class ImageFolderDataset:
-    """``prepare.dataset: imagefolder``: the images under ``prepare.root`` (with boxes from ``prepare.annotations``)."""
+    """``prepare.dataset: imagefolder``: the images under ``prepare.root`` (with boxes from ``prepare.annotations``,
+    questions from ``prepare.questions``)."""
 
     root: Path
     classes: list[str]
     files: list[tuple[Path, int]]  # (image path, label), in a fixed order
     objects: dict[Path, Objects] | None = None  # with prepare.annotations: each image's boxes
+    questions: dict[Path, list[dict[str, Any]]] | None = None  # with prepare.questions: each image's questions
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ImageFolderDataset":
@@ -132,19 +137,23 @@ class ImageFolderDataset:
             )
         if not isinstance(root, str):
             raise UserError(f"prepare.root is {root!r}; set it to the path of a folder of images")
-        resolved = (Path.cwd() / Path(root).expanduser()).resolve()
-        annotations = params.get("annotations")
+        resolved = _resolve(root)
+        annotations = _file_param(params, "annotations", "a COCO JSON file")
+        questions = _file_param(params, "questions", "a VQA-style JSON file")
         try:
             if annotations is None:
                 classes, files = scan_image_folder(resolved)
-                return cls(root=resolved, classes=classes, files=files)
-            images = folder_images(resolved)
+            else:
+                images = folder_images(resolved)
         except UserError as err:
             raise UserError(f"prepare.root: {err}") from None
-        if not isinstance(annotations, str) or not annotations:
-            raise UserError(f"prepare.annotations is {annotations!r}; set it to the path of a COCO JSON file or null")
-        classes, objects = read_coco((Path.cwd() / Path(annotations).expanduser()).resolve(), resolved, images)
-        return cls(root=resolved, classes=classes, files=[(path, UNLABELED) for path in images], objects=objects)
+        objects = None
+        if annotations is not None:
+            classes, objects = read_coco(annotations, resolved, images)
+            files = [(path, UNLABELED) for path in images]
+        return cls(root=resolved, classes=classes, files=files, objects=objects,
+                   questions=None if questions is None else read_vqa_questions(
+                       questions, resolved, [path for path, _ in files]))
 
     def samples(self) -> Iterator[Sample]:
         for index, (path, label) in enumerate(self.files):
@@ -155,4 +164,20 @@ class ImageFolderDataset:
                 source=shown_path(path),
                 load=functools.partial(load_rgb8, path),
                 objects=None if self.objects is None else functools.partial(self.objects.__getitem__, path),
+                questions=None if self.questions is None else functools.partial(self.questions.__getitem__, path),
             )
+
+
+def _resolve(path: str) -> Path:
+    """A path from the params, relative to the working folder, with ``~`` expanded."""
+    return (Path.cwd() / Path(path).expanduser()).resolve()
+
+
+def _file_param(params: Mapping[str, Any], key: str, what: str) -> Path | None:
+    """The resolved path ``prepare.<key>`` names, or None when it is absent or null."""
+    value = params.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise UserError(f"prepare.{key} is {value!r}; set it to the path of {what} or null")
+    return _resolve(value)

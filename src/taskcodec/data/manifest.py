@@ -6,7 +6,12 @@ The manifest has one row per image with exactly :data:`MANIFEST_COLUMNS`;
 has one more column, :data:`OBJECTS_COLUMN`: each image's objects as JSON,
 ``{"boxes": [[x0, y0, x1, y1], ...], "labels": [k, ...]}`` (pixel edges of the
 prepared image; labels index ``classes.json``), the form torchvision's
-detection models take as targets.
+detection models take as targets. A dataset with questions (visual question
+answering) has :data:`QUESTIONS_COLUMN` (after ``objects`` when both are there):
+each image's questions as a JSON list, ``[{"question": str, "answers": [str, ...],
+"type": "yes/no" | "number" | "other", "family": str}, ...]`` (``[]`` for an image
+without questions), and beside the manifest :data:`ANSWERS_FILE`, the answer
+vocabulary (:func:`answer_vocabulary` of the train split).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -26,6 +32,10 @@ from taskcodec.errors import UserError
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ("image_id", "path", "label", "class_name", "split", "source", "orig_width", "orig_height")
 OBJECTS_COLUMN = "objects"
+QUESTIONS_COLUMN = "questions"
+OPTIONAL_COLUMNS = (OBJECTS_COLUMN, QUESTIONS_COLUMN)  # after MANIFEST_COLUMNS, in this order, when present
+ANSWER_TYPES = ("yes/no", "number", "other")  # VQA v1's answer types
+ANSWERS_FILE = "answers.json"  # beside a question dataset's manifest: its answer vocabulary, a JSON list
 
 
 def check_split_fractions(fractions: Mapping[str, Any]) -> dict[str, float]:
@@ -94,9 +104,10 @@ def assign_splits(labels: Sequence[int], fractions: Mapping[str, Any], seed: int
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
     """Write manifest rows (mappings with exactly :data:`MANIFEST_COLUMNS`, every one with
-    :data:`OBJECTS_COLUMN` too for a detection dataset) as CSV, atomically."""
+    :data:`OBJECTS_COLUMN` too for a detection dataset, :data:`QUESTIONS_COLUMN` for one with questions)
+    as CSV, atomically."""
     rows = list(rows)
-    columns = [*MANIFEST_COLUMNS, *([OBJECTS_COLUMN] if rows and OBJECTS_COLUMN in rows[0] else [])]
+    columns = [*MANIFEST_COLUMNS, *(column for column in OPTIONAL_COLUMNS if rows and column in rows[0])]
     for row in rows:
         if set(row) != set(columns):
             raise ValueError(f"manifest row has keys {sorted(row)}, expected {columns}")
@@ -106,7 +117,7 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a manifest written by :func:`write_manifest` (with its objects column if it has one)."""
+    """Read a manifest written by :func:`write_manifest` (with its objects and questions columns if it has them)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"manifest {path} does not exist; run the prepare stage first")
@@ -114,7 +125,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         frame = pd.read_csv(
             path,
             dtype={"image_id": str, "path": str, "class_name": str, "split": str, "source": str,
-                   OBJECTS_COLUMN: str},
+                   **dict.fromkeys(OPTIONAL_COLUMNS, str)},
             keep_default_na=False,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
@@ -122,7 +133,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
     if missing:
         raise UserError(f"manifest {path} lacks column(s) {', '.join(missing)}; delete it and rerun prepare")
-    frame = frame[[*MANIFEST_COLUMNS, *([OBJECTS_COLUMN] if OBJECTS_COLUMN in frame.columns else [])]]
+    frame = frame[[*MANIFEST_COLUMNS, *(column for column in OPTIONAL_COLUMNS if column in frame.columns)]]
     try:
         return frame.astype({"label": "int64", "orig_width": "int64", "orig_height": "int64"})
     except ValueError as err:
@@ -145,6 +156,40 @@ def parse_objects(cell: str, where: str) -> dict[str, list]:
     except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"{where} has malformed objects {cell[:80]!r} ({err}); delete it and rerun prepare") from None
     return objects
+
+
+def questions_json(questions: Sequence[Mapping[str, Any]]) -> str:
+    """The :data:`QUESTIONS_COLUMN` cell of an image: its questions with exactly the four keys, answers as given."""
+    return json.dumps([{"question": str(item["question"]), "answers": [str(answer) for answer in item["answers"]],
+                        "type": str(item["type"]), "family": str(item["family"])} for item in questions],
+                      separators=(",", ":"))
+
+
+def parse_questions(cell: str, where: str) -> list[dict[str, Any]]:
+    """A :data:`QUESTIONS_COLUMN` cell as ``[{"question": str, "answers": [str, ...], "type": str, "family": str}]``
+    (see the module docstring); a malformed one is a :class:`UserError` naming ``where``."""
+    try:
+        questions = json.loads(cell)
+        if not isinstance(questions, list):
+            raise TypeError("not a list")
+        for item in questions:
+            if not (isinstance(item["question"], str) and isinstance(item["family"], str)
+                    and isinstance(item["answers"], list) and item["answers"]
+                    and all(isinstance(answer, str) for answer in item["answers"])):
+                raise ValueError(f"question {item!r} lacks a question, family or answers")
+            if item["type"] not in ANSWER_TYPES:
+                raise ValueError(f"answer type {item['type']!r} is not one of {', '.join(ANSWER_TYPES)}")
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{where} has malformed questions {cell[:80]!r} ({err}); delete it and rerun "
+                        "prepare") from None
+    return questions
+
+
+def answer_vocabulary(questions: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every answer of ``questions`` (each occurrence in each ``answers`` list counts), most frequent first, ties in
+    alphabetical order: the classes a VQA model answers with (:data:`ANSWERS_FILE`)."""
+    counts = Counter(answer for item in questions for answer in item["answers"])
+    return sorted(counts, key=lambda answer: (-counts[answer], answer))
 
 
 def split_rows(manifest_path: str | os.PathLike, split: str) -> list[dict[str, Any]]:

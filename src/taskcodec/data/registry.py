@@ -29,6 +29,10 @@ class Sample:
     #: a detection dataset's objects (called after ``load``): ``((x0, y0, x1, y1), class index)`` each, in
     #: pixels of the raw image (edges: a box around one pixel is 1 wide); None for a dataset without boxes
     objects: Callable[[], tuple[tuple[tuple[float, ...], int], ...]] | None = None
+    #: a visual-question-answering dataset's questions about the image (called after ``load``): dicts
+    #: ``{"question", "answers", "type", "family"}`` (:data:`taskcodec.data.manifest.QUESTIONS_COLUMN`), [] for an
+    #: image without any; None for a dataset without questions
+    questions: Callable[[], list[dict[str, Any]]] | None = None
 
 
 class Dataset(Protocol):

@@ -17,13 +17,12 @@ from typing import Sequence
 import torch
 
 from taskcodec import artifacts
-from taskcodec.data.manifest import SPLITS, read_manifest, split_images
+from taskcodec.data.manifest import SPLITS, split_images
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.device import resolve_device
 from taskcodec.stages.cli import params_argument, run, run_arguments
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.tasks.features import extract_features
-from taskcodec.tasks.labels import UNLABELED
 from taskcodec.tracking import stage_run
 
 
@@ -43,9 +42,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params = args.params
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    labels = read_manifest(args.manifest)["label"]
-    labeled_classes = None if (labels == UNLABELED).any() else int(labels.max()) + 1
-    model, info = load_task_model(args.task_model, device, expect_num_classes=labeled_classes)
+    model, info = load_task_model(args.task_model, device, manifest=args.manifest)
     with stage_run("extract_features", {"layer": params["layer"]}, params,
                    inputs={"task_model": args.task_model, "manifest": args.manifest}) as tracked:
         shapes = {}

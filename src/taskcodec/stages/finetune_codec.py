@@ -29,7 +29,6 @@ from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
 from taskcodec.stages.cli import final_validation, finish_training, params_argument, run, run_arguments, training_run
 from taskcodec.tasks.checkpoint import load_task_model
-from taskcodec.tasks.labels import class_names
 from taskcodec.tasks.training import labeled_split
 
 
@@ -54,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.tau < 0:
         raise UserError(f"--tau is {args.tau}; give a weight >= 0 for the distortion term")
     with distributed.session(args.threads, args.device, "finetune_codec") as device:
-        task_model, task_info = load_task_model(args.task_model, device,
-                                                expect_num_classes=len(class_names(args.manifest)))
+        task_model, task_info = load_task_model(args.task_model, device, manifest=args.manifest)
         train, val = (labeled_split(args.manifest, split, task_info["task"]) for split in ("train", "val"))
         train_records, val_records = split_images(args.manifest, "train"), split_images(args.manifest, "val")
         model, codec = load_codec(args.model)

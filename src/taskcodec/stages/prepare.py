@@ -5,8 +5,10 @@
 Writes, atomically (a killed job or an error leaves no complete-looking folder)::
 
     <out>/images/<split>/<image_id>.png   8-bit RGB, image_size x image_size
-    <out>/manifest.csv                    see taskcodec.data.manifest (a detection dataset's boxes included)
+    <out>/manifest.csv                    see taskcodec.data.manifest (a detection dataset's boxes, questions included)
     <out>/classes.json                    class names ([] when unlabeled)
+    <out>/answers.json                    with questions only: the answers of the train split's questions, most
+                                          frequent first (taskcodec.data.manifest.answer_vocabulary)
     <out>/skipped.csv                     images left out (source, reason); only a header unless on_bad_image: skip
     <out>/prepare.json                    the params used, the counts (num_classes, num_skipped) and skipped sources
 
@@ -20,6 +22,10 @@ image folder with ``annotations``) are mapped into the prepared square exactly a
 its pixels are (:func:`~taskcodec.data.images.resize_center_crop_boxes`: scaled,
 shifted by the crop, clipped to the square; a box the crop leaves less than a
 pixel wide or high is dropped).
+
+A dataset's questions (the builtin dataset with ``builtin.questions``, an image
+folder with ``questions``) are stored as they are; an image folder's are about the
+original image, which the centre crop may cut.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ from tqdm import tqdm
 
 from taskcodec.artifacts import atomic_dir
 from taskcodec.data.images import UnusableImageError, resize_center_crop, resize_center_crop_boxes
-from taskcodec.data.manifest import (OBJECTS_COLUMN, SPLITS, assign_splits, check_split_fractions, objects_json,
-                                     parse_objects, split_sizes, write_manifest)
+from taskcodec.data.manifest import (ANSWERS_FILE, OBJECTS_COLUMN, QUESTIONS_COLUMN, SPLITS, answer_vocabulary,
+                                     assign_splits, check_split_fractions, objects_json, parse_objects,
+                                     parse_questions, questions_json, split_sizes, write_manifest)
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
 from taskcodec.errors import UserError
 from taskcodec.tracking import stage_run
@@ -68,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         summary = json.loads((out / "prepare.json").read_text())
         tracked.log_metrics({"num_images": summary["num_images"], "num_skipped": summary["num_skipped"],
                              **{f"images_{split}": count for split, count in summary["split_counts"].items()}})
-        for name in ("manifest.csv", "prepare.json", "classes.json", "skipped.csv"):
-            tracked.log_artifact(out / name)
+        for name in ("manifest.csv", "prepare.json", "classes.json", "skipped.csv", ANSWERS_FILE):
+            if (out / name).is_file():
+                tracked.log_artifact(out / name)
     return out
 
 
@@ -105,6 +113,11 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
         (tmp / "classes.json").write_text(json.dumps(dataset.classes, indent=2) + "\n")
         summary = {"params": dict(params), **_counts(rows, dataset.classes),
                    "num_skipped": len(problems), "skipped": [err.path for _, err in problems]}
+        if rows and QUESTIONS_COLUMN in rows[0]:
+            answers = answer_vocabulary(item for row in rows if row["split"] == "train"
+                                        for item in parse_questions(row[QUESTIONS_COLUMN], "prepare"))
+            (tmp / ANSWERS_FILE).write_text(json.dumps(answers, indent=2) + "\n")
+            summary["num_answers"] = len(answers)
         (tmp / "prepare.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if problems:
         print(f"prepare: skipped {len(problems)} of {len(samples)} images that cannot be used "
@@ -112,21 +125,25 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
     return out
 
 
-def _write_image(sample: Sample, image_size: int, folder: Path) -> tuple[int, int, str | None]:
+def _write_image(sample: Sample, image_size: int, folder: Path) -> tuple[int, int, dict[str, str]]:
     """Load, resize and save one sample as ``folder/<image_id>.png``; return its original (width, height) and its
-    objects in the saved image (:func:`~taskcodec.data.manifest.objects_json`; None without boxes)."""
+    cells of the optional manifest columns, when the dataset has them: its objects in the saved image
+    (:func:`~taskcodec.data.manifest.objects_json`) and questions (:func:`~taskcodec.data.manifest.questions_json`)."""
     raw = sample.load()
     square = resize_center_crop(raw, image_size, path=sample.source)
     Image.fromarray(square).save(folder / f"{sample.image_id}.png")
     width, height = raw.shape[1], raw.shape[0]
-    if sample.objects is None:
-        return width, height, None
-    objects = sample.objects()
-    boxes, kept = resize_center_crop_boxes(np.array([box for box, _ in objects]), width, height, image_size)
-    return width, height, objects_json(boxes, [label for (_, label), keep in zip(objects, kept) if keep])
+    cells = {}
+    if sample.objects is not None:
+        objects = sample.objects()
+        boxes, kept = resize_center_crop_boxes(np.array([box for box, _ in objects]), width, height, image_size)
+        cells[OBJECTS_COLUMN] = objects_json(boxes, [label for (_, label), keep in zip(objects, kept) if keep])
+    if sample.questions is not None:
+        cells[QUESTIONS_COLUMN] = questions_json(sample.questions())
+    return width, height, cells
 
 
-def _place(folder: Path, sample: Sample, size: tuple[int, int, str | None], split: str,
+def _place(folder: Path, sample: Sample, size: tuple[int, int, dict[str, str]], split: str,
            dataset: Dataset) -> dict[str, Any]:
     """Move a staged image into its split folder; return its manifest row."""
     relative = f"images/{split}/{sample.image_id}.png"
@@ -141,7 +158,7 @@ def _place(folder: Path, sample: Sample, size: tuple[int, int, str | None], spli
         "source": sample.source,
         "orig_width": size[0],
         "orig_height": size[1],
-        **({OBJECTS_COLUMN: size[2]} if size[2] is not None else {}),
+        **size[2],
     }
 
 
@@ -171,18 +188,23 @@ def _check_every_class_kept(classes: list[str], usable: list, problems: list) ->
 def _counts(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
     split_counts = Counter(row["split"] for row in rows)
     class_split_counts = Counter((row["class_name"], row["split"]) for row in rows)
-    objects = {}
+    extra = {}
     if rows and OBJECTS_COLUMN in rows[0]:  # a detection dataset: objects of each class per split
         labels = Counter((label, row["split"]) for row in rows
                          for label in parse_objects(row[OBJECTS_COLUMN], "prepare")["labels"])
-        objects["object_counts"] = {name: {split: labels[k, split] for split in SPLITS}
-                                    for k, name in enumerate(classes)}
+        extra["object_counts"] = {name: {split: labels[k, split] for split in SPLITS}
+                                  for k, name in enumerate(classes)}
+    if rows and QUESTIONS_COLUMN in rows[0]:  # a dataset with questions: questions per split
+        asked: Counter[str] = Counter()
+        for row in rows:
+            asked[row["split"]] += len(parse_questions(row[QUESTIONS_COLUMN], "prepare"))
+        extra["question_counts"] = {split: asked[split] for split in SPLITS}
     return {
         "num_images": len(rows),
         "num_classes": len(classes),
         "split_counts": {split: split_counts[split] for split in SPLITS},
         "class_counts": {name: {split: class_split_counts[name, split] for split in SPLITS} for name in classes},
-        **objects,
+        **extra,
     }
 
 

@@ -37,7 +37,7 @@ import pandas as pd
 
 from taskcodec import artifacts
 from taskcodec.data.images import load_rgb8
-from taskcodec.data.manifest import split_images
+from taskcodec.data.manifest import split_rows
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
 from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
@@ -89,10 +89,11 @@ def _eval_folder(folders: list[Path], codec: str, point: float) -> Path:
 
 
 def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, list[Path]], model, task,
-                       best: tuple[str, float], image_id: str, original: np.ndarray, path: Path) -> None:
+                       best: tuple[str, float], image_id: str, original: np.ndarray, target, path: Path) -> None:
     """Original, the pretrained and the task-fine-tuned reconstruction at similar bpp, each with the task
-    model's answer as the task describes it (top-3 classes for classification; seed 000, Figure 4). The
-    fine-tuned point is ``best`` (codec, point)."""
+    model's answer as the task describes it (top-3 classes for classification, a question's top-3 answers for
+    VQA; seed 000, Figure 4); ``target`` is the image's :meth:`Task.target`. The fine-tuned point is ``best``
+    (codec, point)."""
     tuned, human = per_image["finetuned"], per_image["pretrained"]
     tuned_row = tuned[(tuned["codec"] == best[0]) & (tuned["point"] == best[1]) & (tuned["image_id"] == image_id)].iloc[0]
     candidates = human[human["image_id"] == image_id]
@@ -101,14 +102,14 @@ def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, li
     for kind, row in (("pretrained", human_row), ("finetuned", tuned_row)):
         recon = _eval_folder(folders[kind], row["codec"], row["point"]) / "recon" / f"{image_id}.png"
         caption = (f"{row['codec']} λ={row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.1f} dB\n"
-                   + task.describe(image_outputs(model, load_rgb8(recon))))
+                   + task.describe(image_outputs(model, task, load_rgb8(recon), target), target))
         panels.append((caption, recon))
-    title = f"test/{image_id}: original → {task.describe(image_outputs(model, original), 1)}"
+    title = f"test/{image_id}: original → {task.describe(image_outputs(model, task, original, target), target, 1)}"
     reconstruction_grid(original, panels, title, path)
 
 
 def boxes_figure(per_image: pd.DataFrame, folders: list[Path], model, task, best: tuple[str, float], image_id: str,
-                 original: np.ndarray, path: Path) -> None:
+                 original: np.ndarray, target, path: Path) -> None:
     """The frozen detector on the original, on the base layer alone of the scalable codec point ``best``
     (its detections from the evaluation, made from the decoded base latent) and on that point's full
     reconstruction (:func:`taskcodec.report.boxes.detection_figure`)."""
@@ -117,7 +118,7 @@ def boxes_figure(per_image: pd.DataFrame, folders: list[Path], model, task, best
     recon = load_rgb8(_eval_folder(folders, *best) / "recon" / f"{image_id}.png")
 
     def detect(image: np.ndarray) -> dict:
-        return task.predictions(image_outputs(model, image)[None])[0]
+        return task.predictions(image_outputs(model, task, image, target)[None])[0]
 
     panels = [Panel("original (uncompressed)", original, detect(original)),
               Panel(f"base layer alone: {row['bpp_task']:.3f} bpp\n(detector on the decoded features)", original,
@@ -156,8 +157,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     tradeoff = points[points["kind"].isin(["pretrained", "finetuned", "scalable"])].reindex(
         columns=["kind", "codec", "point", "bpp", "bpp_image", "psnr", "mse", "feature_mse", *plotted,
                  "psnr_salient", "psnr_background"])
-    records = split_images(args.manifest, "test")
-    image_id, image_path, _ = records[min(params["grid_image"], len(records) - 1)]
+    records = split_rows(args.manifest, "test")
+    shown = records[min(params["grid_image"], len(records) - 1)]
+    image_id, original = shown["image_id"], load_rgb8(shown["path"])
+    target = task.target(shown, original)
 
     with stage_run("report_task", {"dataset": "test"}, params) as tracked, artifacts.atomic_dir(args.out) as tmp:
         points.to_csv(tmp / "rate_accuracy.csv", index=False)
@@ -171,13 +174,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
         has_figure = not per_image["finetuned"].empty and not per_image["pretrained"].empty
         if has_figure:
             best = points[points["kind"] == "finetuned"].set_index(["codec", "point"])[metric].idxmax()
-            qualitative_figure(per_image, folders, model, task, best, image_id, load_rgb8(image_path),
+            qualitative_figure(per_image, folders, model, task, best, image_id, original, target,
                                tmp / "qualitative.png")
         has_boxes = task.name == "detection" and not per_image["scalable"].empty
         if has_boxes:
             best_scalable = points[points["kind"] == "scalable"].set_index(["codec", "point"])[metric].idxmax()
             boxes_figure(per_image["scalable"], folders["scalable"], model, task, best_scalable, image_id,
-                         load_rgb8(image_path), tmp / "boxes.png")
+                         original, target, tmp / "boxes.png")
         if not redundancy.empty:
             redundancy.to_csv(tmp / "redundancy.csv", index=False)
             redundancy_plot(redundancy, tmp / "redundancy.png")

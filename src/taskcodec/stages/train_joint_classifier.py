@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
     device = apply_run_arguments(args)
-    names = class_names(args.manifest)
+    names = class_names(args.manifest, "classification")
     codec, meta = load_codec(args.model, device)
     classifier, info = load_latent_classifier(args.classifier, device, expect_num_classes=len(names))
     classification = build_task("classification", names)  # the latent classifier's task, whatever the pixel task

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params, train_params = args.params, args.params["train"]
     device = apply_run_arguments(args)
-    names = class_names(args.manifest)
+    names = class_names(args.manifest, "classification")
     caches = {"train": read_latent_cache(args.train_cache), "val": read_latent_cache(args.val_cache),
               "test": read_latent_cache(args.test_cache)}
     codec = same_codec(caches)

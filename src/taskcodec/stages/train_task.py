@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     train_params = params["train"]
     device = apply_run_arguments(args)
     check_model_params(params["name"], params["model"], "--params")
-    names = class_names(args.manifest)
+    names = class_names(args.manifest, params["name"])
     task = build_task(params["name"], names)
     sets = {split: labeled_split(args.manifest, split, task) for split in ("train", "val", "test")}
     primary = task.primary_metric
@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         trained = train_classifier(model, train_params, sets["train"], sets["val"], task, device, resume_path,
                                    out_dir / "train_log.csv", data_id=artifacts.file_digest(args.manifest),
                                    desc="task model")
-        test = task_metrics(task, predict_logits(model, sets["test"].inputs, train_params["batch_size"], device),
-                            sets["test"].labels)
+        test_set = sets["test"]
+        outputs = predict_logits(model, test_set.inputs, train_params["batch_size"], device, task, test_set.labels)
+        test = task_metrics(task, outputs, test_set.labels)
         scores = {f"test_{name}": finite_or_none(test[name]) for name in task.metric_names}
         metrics = {
             "task": task.name, "arch": params["model"].get("arch"), "num_classes": len(names), "class_names": names,

@@ -10,6 +10,7 @@ from torch import nn
 
 from taskcodec import __version__, artifacts
 from taskcodec.errors import UserError
+from taskcodec.tasks.labels import class_names
 from taskcodec.tasks.latent_models import build_latent_classifier
 from taskcodec.tasks.registry import build_task
 
@@ -31,14 +32,17 @@ def save_task_model(path: str | Path, model: nn.Module, task: str, model_params:
 
 
 def load_task_model(path: str | Path, device: torch.device | str = "cpu",
-                    expect_num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the task model at ``path``: (model in eval mode on ``device``, info).
+                    manifest: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the task model at ``path``: (model in eval mode on ``device``, info); with a ``manifest``, one
+    trained for as many classes as its task has on that dataset (:func:`~taskcodec.tasks.labels.class_names`).
 
     The model maps float images in [0, 1] (N×3×H×W) to the task's outputs (logits N×K for
     classification). ``info`` holds ``task`` (the :class:`~taskcodec.tasks.registry.Task`),
     ``model_params``, ``num_classes``, ``class_names``, ``train_params`` and ``metrics``.
     """
-    payload = _payload(path, KIND, "train_task", expect_num_classes)
+    payload = artifacts.load_checkpoint(path, map_location="cpu")
+    expected = None if manifest is None or payload.get("kind") != KIND else len(class_names(manifest, payload["task"]))
+    payload = _payload(path, KIND, "train_task", expected, payload)
     task = build_task(payload["task"], payload["class_names"])
     model, info = _restore(path, task.build_model({**payload["model_params"], "weights": None}), payload, device)
     return model, {**info, "task": task}
@@ -65,8 +69,10 @@ def load_latent_classifier(path: str | Path, device: torch.device | str = "cpu",
     return model, {**info, "latent_channels": payload["latent_channels"]}
 
 
-def _payload(path: str | Path, kind: str, stage: str, expect_num_classes: int | None) -> dict[str, Any]:
-    payload = artifacts.load_checkpoint(path, map_location="cpu")
+def _payload(path: str | Path, kind: str, stage: str, expect_num_classes: int | None,
+             payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint at ``path`` (or its ``payload`` already read), checked to be of ``kind``."""
+    payload = artifacts.load_checkpoint(path, map_location="cpu") if payload is None else payload
     if payload.get("kind") != kind:
         raise UserError(f"{path} is not a {kind} checkpoint (kind {payload.get('kind')!r}); "
                         f"point to a model.pt written by {stage}")

@@ -195,7 +195,7 @@ class DetectionTask(Task):
                  "scores": [round(v, 4) for v in d["scores"].tolist()], "labels": d["labels"].tolist()}
                 for d in self.detections(outputs)]
 
-    def describe(self, outputs, k=3):
+    def describe(self, outputs, target, k=3):
         """The ``k`` most confident detections, class and score, one per line."""
         found = self.detections(outputs[None])[0]
         return "\n".join(f"{self.class_names[label]} {100 * score:.0f}%" for score, label in

@@ -1,8 +1,10 @@
-"""Classification metrics: cross-entropy, top-1 and (with at least five classes) top-5 accuracy."""
+"""A task model's outputs over a set or one image (:meth:`Task.apply`), and the classification metrics
+(cross-entropy, top-1 and, with at least five classes, top-5 accuracy) of the compressed-domain classifiers."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskcodec.data.tensors import to_float
+
+if TYPE_CHECKING:
+    from taskcodec.tasks.registry import Task
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
@@ -39,23 +44,36 @@ def as_model_input(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return to_float(tensor, device) if tensor.dtype == torch.uint8 else tensor.to(device, torch.float32)
 
 
+def take(targets: Any, index: torch.Tensor) -> Any:
+    """The targets of the samples ``index``: rows of a tensor, or items of a list (one per sample)."""
+    return targets[index] if isinstance(targets, torch.Tensor) else [targets[i] for i in index.tolist()]
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], batch_size: int,
-                   device: torch.device) -> torch.Tensor:
-    """Eval-mode logits (on the CPU) of ``model`` over uint8 images, or over a tuple of input tensors
-    (e.g. ŷ and σ̂) passed to the model side by side."""
+                   device: torch.device, task: Task | None = None, targets: Any = None) -> torch.Tensor:
+    """Eval-mode outputs (on the CPU) of ``model`` over uint8 images, or over a tuple of input tensors
+    (e.g. ŷ and σ̂) passed to the model side by side; with a ``task``, as :meth:`Task.apply` runs it on the
+    inputs and their collated ``targets``."""
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     was_training = model.training
     model.eval()
     chunks = []
     for start in range(0, inputs[0].shape[0], batch_size):
-        chunks.append(model(*(as_model_input(t[start : start + batch_size], device) for t in inputs)).float().cpu())
+        batch = tuple(as_model_input(t[start : start + batch_size], device) for t in inputs)
+        if task is None:
+            outputs = model(*batch)
+        else:
+            outputs = task.apply(model, batch, take(targets, torch.arange(start, start + len(batch[0]))))
+        chunks.append(outputs.float().cpu())
     model.train(was_training)
     return torch.cat(chunks)
 
 
 @torch.no_grad()
-def image_outputs(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Outputs (on the CPU) of the task ``model`` for one 8-bit RGB image H×W×3, as a reconstruction is measured."""
+def image_outputs(model: nn.Module, task: Task, image: np.ndarray, target: Any,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Outputs (on the CPU) of the ``task``'s ``model`` for one 8-bit RGB image H×W×3 with its
+    :meth:`Task.target`, as a reconstruction is measured."""
     x = to_float(torch.from_numpy(image).permute(2, 0, 1)[None], torch.device(device))
-    return model(x)[0].float().cpu()
+    return task.apply(model, (x,), task.collate([target]))[0].float().cpu()

@@ -20,12 +20,15 @@ nothing else, so a new task is one module with one class decorated by
   metric is defined over the set, as detection's mean average precision is.
 - :meth:`Task.build_model`: the model, float images in [0, 1] → outputs; it
   is trained on the uncompressed training split and frozen afterwards.
+  :meth:`Task.apply` runs it on a batch: ``model(images)``, unless the model
+  reads more than the image (VQA: each image's questions, from the targets).
   ``model_schema`` (JSON schema) is what ``task.model`` may hold; it is checked
   with the messages of the params validation (:func:`check_model_params`).
 - :meth:`Task.loss`: the differentiable training loss, a batch mean; the
   same loss is the task term ``L_task`` of joint fine-tuning (seed 000).
 - :meth:`Task.scores` / :meth:`Task.predictions`: per-sample metric values and
-  the prediction written to per_image.csv.
+  the prediction written to per_image.csv; :meth:`Task.describe` a caption of
+  one sample's outputs for figures.
 - :meth:`Task.augment`: a training batch's targets moved with its images, which
   the trainings translate and flip (:class:`taskcodec.augment.Draws`; needed by
   targets in image coordinates, such as detection's boxes).
@@ -92,6 +95,9 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]] = ()
     primary_metric: ClassVar[str] = ""
     model_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: the model splits into ``front`` (image → features) and ``back`` (features → outputs), which the scalable
+    #: codec's base layer needs (seed 002)
+    splits: ClassVar[bool] = True
 
     def __init__(self, class_names: list[str]):
         self.class_names = list(class_names)
@@ -113,6 +119,11 @@ class Task:
     def build_model(self, model_params: dict[str, Any]) -> nn.Module:
         raise NotImplementedError
 
+    def apply(self, model: nn.Module, inputs: tuple[torch.Tensor, ...], targets: Any) -> torch.Tensor:
+        """The outputs of ``model`` for a batch: its ``inputs`` (the images, or latents) and the batch's collated
+        ``targets``, which a model reading more than the image takes its other inputs from (by default unused)."""
+        return model(*inputs)
+
     def loss(self, outputs: torch.Tensor, targets: Any) -> torch.Tensor:
         raise NotImplementedError
 
@@ -127,8 +138,8 @@ class Task:
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def describe(self, outputs: torch.Tensor, k: int = 3) -> str:
-        """A caption of the model's answer for one sample (its ``outputs``), for figures."""
+    def describe(self, outputs: torch.Tensor, target: Any, k: int = 3) -> str:
+        """A caption of the model's answer for one sample (its ``outputs`` and :meth:`target`), for figures."""
         raise NotImplementedError
 
 
@@ -176,7 +187,7 @@ class ClassificationTask(Task):
     def predictions(self, outputs):
         return outputs.argmax(dim=1)
 
-    def describe(self, outputs, k=3):
+    def describe(self, outputs, target, k=3):
         """The ``k`` most probable classes with their softmax confidences, one per line."""
         probabilities = torch.softmax(outputs.double(), dim=0)
         top = probabilities.topk(min(k, len(probabilities)))
@@ -185,4 +196,4 @@ class ClassificationTask(Task):
 
 
 # The project's other tasks register themselves on import (after Task and register_task exist).
-from taskcodec.tasks import detection  # noqa: E402,F401
+from taskcodec.tasks import detection, vqa  # noqa: E402,F401

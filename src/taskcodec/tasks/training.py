@@ -5,7 +5,8 @@ The loss, the training targets, their augmentation and the validation metrics ar
 :mod:`taskcodec.tasks.detection`).
 
 The recipe is the usual one for residual networks on small images (He et al., "Deep Residual
-Learning for Image Recognition", CVPR 2016, §4.2): SGD with Nesterov momentum and weight decay,
+Learning for Image Recognition", CVPR 2016, §4.2): SGD with Nesterov momentum and weight decay (or Adam,
+``optimizer: adam``, as Kazemi and Elqursh train their VQA model),
 random translations (pad, then random crop back to size) and horizontal flips, with a cosine
 learning-rate decay over the run. Seed 004 (Gupta et al., "Learning-Based Compression for
 Machines", §2.3) augments the compressed-domain inputs ŷ and σ̂ the same way (random crop and
@@ -28,9 +29,18 @@ from taskcodec.augment import random_shift_flip, shift_flip_draws
 from taskcodec.data.manifest import split_rows
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.resume import params_fingerprint
-from taskcodec.tasks.evaluation import as_model_input, predict_logits
+from taskcodec.tasks.evaluation import as_model_input, predict_logits, take
 from taskcodec.tasks.registry import Task
 from taskcodec.trainer import EpochLog, EpochObjective, Optimizers, Plan, Trained, cosine, train
+
+#: ``optimizer`` → the optimizer of a model's parameters under the training params
+OPTIMIZERS = {
+    "sgd": lambda parameters, params: torch.optim.SGD(parameters, lr=params["lr"], momentum=params["momentum"],
+                                                      nesterov=params["nesterov"], weight_decay=params["weight_decay"]),
+    "adam": lambda parameters, params: torch.optim.Adam(parameters, lr=params["lr"],
+                                                        weight_decay=params["weight_decay"]),
+}
+
 
 def log_fields(task: Task) -> list[str]:
     """The columns of a task model's train_log.csv: one per epoch."""
@@ -58,11 +68,6 @@ def labeled_split(manifest: Path, split: str, task: Task) -> LabeledSet:
     return LabeledSet((images,), task.collate(targets))
 
 
-def take(targets: Any, index: torch.Tensor) -> Any:
-    """The targets of the samples ``index``: rows of a tensor, or items of a list (one per sample)."""
-    return targets[index] if isinstance(targets, torch.Tensor) else [targets[i] for i in index.tolist()]
-
-
 def to_device(targets: Any, device: torch.device) -> Any:
     """A tensor of targets on ``device``; other targets as they are (the task moves them)."""
     return targets.to(device) if isinstance(targets, torch.Tensor) else targets
@@ -88,7 +93,7 @@ def epoch_metrics(trained: Trained) -> dict[str, Any]:
 
 
 class ClassifierObjective(EpochObjective):
-    """The task's loss of ``model(*inputs)`` on shuffled epochs of ``train`` (``batch_size``, at most the set's
+    """The task's loss of its outputs (:meth:`Task.apply`) on shuffled epochs of ``train`` (``batch_size``, at most the set's
     size), each batch shifted by up to ``crop_padding`` and flipped; validation loss and metrics on ``val``."""
 
     def __init__(self, model: nn.Module, params: dict[str, Any], train: LabeledSet, val: LabeledSet,
@@ -105,12 +110,13 @@ class ClassifierObjective(EpochObjective):
         targets = to_device(self.task.augment(take(self.train.labels, index), draws, self.params["crop_padding"],
                                               inputs[0].shape[-2:]), self.device)
         inputs = random_shift_flip(inputs, self.params["crop_padding"], self.generator)
-        outputs = self.model(*inputs)
+        outputs = self.task.apply(self.model, inputs, targets)
         score = self.task.summarize(outputs.detach(), targets)[self.task.primary_metric]
         return self.task.loss(outputs, targets), {self.task.primary_metric: score}
 
     def validate(self) -> dict[str, float]:
-        outputs = predict_logits(self.model, self.val.inputs, self.params["batch_size"], self.device)
+        outputs = predict_logits(self.model, self.val.inputs, self.params["batch_size"], self.device, self.task,
+                                 self.val.labels)
         return task_metrics(self.task, outputs, self.val.labels)
 
 
@@ -126,10 +132,11 @@ def train_classifier(
     data_id: str = "",
     desc: str = "train",
 ) -> Trained:
-    """Train ``model`` (``model(*inputs) -> outputs``) in place on the ``task``'s loss for ``params["epochs"]``
+    """Train ``model`` (:meth:`Task.apply` gives its outputs) in place on the ``task``'s loss for ``params["epochs"]``
     epochs or until ``time_budget_s`` seconds of training, then load the best-validation weights.
 
-    Params: ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``nesterov``, ``weight_decay``,
+    Params: ``epochs``, ``batch_size``, ``lr``, ``optimizer`` (:data:`OPTIMIZERS`; SGD if absent), ``momentum``
+    and ``nesterov`` (SGD's), ``weight_decay``,
     ``crop_padding`` (pixels of ``inputs``; 0 = flips only), ``time_budget_s``, ``checkpoint_every``
     (epochs) and ``seed``. Every ``checkpoint_every`` epochs the full state goes to ``resume_path``;
     a rerun with the same params and ``data_id`` continues from there. The per-epoch log is written
@@ -137,8 +144,7 @@ def train_classifier(
     task's primary metric, ties to the later).
     """
     model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=params["momentum"],
-                                nesterov=params["nesterov"], weight_decay=params["weight_decay"])
+    optimizer = OPTIMIZERS[params.get("optimizer", "sgd")](model.parameters(), params)
     generator = torch.Generator().manual_seed(params["seed"])
     torch.manual_seed(params["seed"])
     objective = ClassifierObjective(model, params, train_set, val_set, generator, device, task)
