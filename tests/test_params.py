@@ -248,6 +248,22 @@ def test_scalable_codecs_have_their_own_sweep_and_need_the_task_branch(params):
     validate_params(params, SCHEMA)
 
 
+def test_vqa_needs_no_scalable_codec_and_translations_that_keep_the_sides_of_its_questions(params):
+    vqa = load_yaml(ROOT / "bench" / "vqa" / "params.yaml")
+    validate_params(vqa, SCHEMA)
+    vqa["scalable"]["enabled"] = True
+    with pytest.raises(UserError, match=escaped("scalable.enabled is true but the vqa task's model does not split")):
+        validate_params(vqa, SCHEMA)
+    vqa["scalable"]["enabled"] = False
+    vqa["finetune"]["train"]["crop_padding"] = 7  # the questions keep 0.05 * 128 = 6.4 px from the middle
+    with pytest.raises(UserError, match=escaped("finetune.train.crop_padding 7 can move an object across the middle "
+                                                "of the 128-pixel images, whose questions about sides keep 6.4 px away "
+                                                "from it; make it at most 6")):
+        validate_params(vqa, SCHEMA)
+    vqa["prepare"]["builtin"]["questions"] = None  # then no generated question is about sides (and the task has none)
+    validate_params(vqa, SCHEMA)
+
+
 def test_unknown_task_suggests_the_closest(params):
     params["task"]["name"] = "clasification"
     with pytest.raises(UserError, match=escaped("task.name = 'clasification' is not a registered task "

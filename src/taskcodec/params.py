@@ -16,6 +16,7 @@ wildcards (``bmshj2018-hyperprior/N32-M48``, ``lmbda0.0035``).
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -208,6 +209,23 @@ SECTION_CHECKS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
 }
 
 
+def _check_question_margin(params: dict[str, Any], source: str) -> None:
+    """The random translations of the VQA trainings must not carry an object across the middle of the image, which
+    would make a generated question about its side false (:data:`taskcodec.data.questions.MARGIN`)."""
+    from taskcodec.data.questions import MARGIN
+
+    prepare = params["prepare"]
+    if params["task"]["name"] != "vqa" or prepare["dataset"] != "builtin" or not prepare["builtin"].get("questions"):
+        return
+    margin = MARGIN * prepare["image_size"]
+    for section in ("task", "finetune"):
+        padding = params[section]["train"]["crop_padding"]
+        if padding >= margin:
+            raise UserError(f"{source}: {section}.train.crop_padding {padding} can move an object across the middle of "
+                            f"the {prepare['image_size']}-pixel images, whose questions about sides keep {margin:g} px "
+                            f"away from it; make it at most {math.ceil(margin) - 1}")
+
+
 def _check_across_sections(params: dict[str, Any], source: str) -> None:
     from taskcodec.tasks.registry import TASKS
 
@@ -226,6 +244,7 @@ def _check_across_sections(params: dict[str, Any], source: str) -> None:
     if scalable["enabled"] and scalable["train"]["patch_size"] > image_size:
         raise UserError(f"{source}: scalable.train.patch_size {scalable['train']['patch_size']} is larger than "
                         f"prepare.image_size {image_size}; make it at most {image_size}")
+    _check_question_margin(params, source)
     variable_rate = params["variable_rate"]
     if variable_rate["enabled"] and variable_rate["train"]["patch_size"] > image_size:
         raise UserError(f"{source}: variable_rate.train.patch_size {variable_rate['train']['patch_size']} is larger "

@@ -30,7 +30,7 @@ def _prepare_params(**overrides):
 
 def test_scenes_are_deterministic_and_hold_several_objects():
     scenes = [render_scene(_spec(), i) for i in range(20)]
-    builtin.render_scene.cache_clear()
+    builtin.draw_scene.cache_clear()
     for index, (image, objects) in enumerate(scenes):
         again, again_objects = render_scene(_spec(), index)
         np.testing.assert_array_equal(image, again)

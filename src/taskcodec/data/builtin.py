@@ -176,7 +176,6 @@ def render_image(spec: SceneSpec, index: int) -> np.ndarray:
     return draw_scene(spec, index)[0].copy()
 
 
-@functools.lru_cache(maxsize=2)  # the view is built once per scene, as draw_scene's scene is
 def render_scene(spec: SceneSpec, index: int) -> tuple[np.ndarray, tuple[tuple[tuple[float, ...], int], ...]]:
     """Builtin image ``index`` and its objects ``((x0, y0, x1, y1), class index)`` in canvas pixels (detection's)."""
     image, objects = draw_scene(spec, index)

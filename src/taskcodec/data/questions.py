@@ -28,8 +28,9 @@ often, and "how many <shape>s" spreads its answers over the counts the scene has
 Within an image a (template, answer) pair already drawn is avoided while others remain, then a question
 already asked; "how many objects are there?" is always askable, so every image gets exactly ``n``.
 Measured on 1000 images of 1–4 objects, 8 questions each: no template's most frequent answer above 55 %
-(yes/no and counts) or 22 % (shapes, colours); always giving each template's most frequent answer, the
-best a question-only model can do, is right 38 % of the time (``tests/data/test_questions.py``).
+(yes/no and counts) or 22 % (shapes, colours); always giving each template's most frequent answer (the
+best guess from the question with its names blanked out; a model reading the names can do somewhat better,
+e.g. "what shape is left of the circle?" is never answered "circle") is right 38 % of the time (``tests/data/test_questions.py``).
 """
 
 from __future__ import annotations

@@ -189,10 +189,14 @@ class ClassificationTask(Task):
 
     def describe(self, outputs, target, k=3):
         """The ``k`` most probable classes with their softmax confidences, one per line."""
-        probabilities = torch.softmax(outputs.double(), dim=0)
-        top = probabilities.topk(min(k, len(probabilities)))
-        return "\n".join(f"{self.class_names[i]} {100 * p:.0f}%" for p, i in zip(top.values.tolist(),
-                                                                               top.indices.tolist()))
+        return most_probable(outputs, self.class_names, k)
+
+
+def most_probable(logits: torch.Tensor, names: list[str], k: int) -> str:
+    """The ``k`` most probable of ``names`` under the softmax of ``logits``, with their confidences, one per line."""
+    probabilities = torch.softmax(logits.double(), dim=0)
+    top = probabilities.topk(min(k, len(probabilities)))
+    return "\n".join(f"{names[i]} {100 * p:.0f}%" for p, i in zip(top.values.tolist(), top.indices.tolist()))
 
 
 # The project's other tasks register themselves on import (after Task and register_task exist).

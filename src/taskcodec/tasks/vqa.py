@@ -21,8 +21,9 @@ beside the image: :meth:`VQATask.apply` gives it the batch's questions from the 
   question with one answer (the generated ones) scores 1 or 0. ``accuracy`` is over all questions,
   ``accuracy_<type>`` over the questions of VQA's answer types (yes/no, number, other); per image, the
   mean over its questions (NaN without one of that type).
-- Augmentation: a horizontally flipped image has "left" and "right" swapped in its questions, so every
-  answer stays true.
+- Augmentation: a horizontally flipped image has "left" and "right" swapped in its questions and in its
+  answers, so every answer about sides stays true (the trainings mirror half of their images; a question
+  about text in the image would not survive that).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 
 from taskcodec.data.manifest import ANSWER_TYPES, QUESTIONS_COLUMN, parse_questions
 from taskcodec.errors import UserError
-from taskcodec.tasks.registry import TRUNK_PROPERTIES, Task, register_task
+from taskcodec.tasks.registry import TRUNK_PROPERTIES, Task, most_probable, register_task
 from taskcodec.tasks.vqa_model import SMALL_ARCH, build_vqa_model
 
 WORD_BUCKETS = 2**14
@@ -68,8 +69,8 @@ def word_ids(question: str) -> list[int]:
     return [zlib.crc32(word.encode()) % (WORD_BUCKETS - 1) + 1 for word in _WORD.findall(question.lower())]
 
 
-#: word rows swapped when an image is mirrored left–right
-MIRRORED = tuple(word_ids("left right"))
+#: the words, in questions and answers, that trade places when an image is mirrored left–right
+MIRROR = {"left": "right", "right": "left"}
 
 
 @register_task("vqa")
@@ -117,14 +118,25 @@ class VQATask(Task):
         return collated
 
     def augment(self, targets, draws, padding, size):
-        left, right = MIRRORED
+        left, right = word_ids("left right")
+        mirrored = self._mirrored_answers()
         moved = []
         for target, flip in zip(targets, draws.flips.tolist()):
-            tokens = target["tokens"]
             if flip:
+                tokens = target["tokens"]
                 tokens = torch.where(tokens == left, right, torch.where(tokens == right, left, tokens))
-            moved.append({**target, "tokens": tokens})
+                scores = torch.cat([target["scores"], target["scores"].new_zeros(len(tokens), 1)], dim=1)
+                target = {**target, "tokens": tokens, "scores": scores[:, mirrored]}
+            moved.append(target)
         return moved
+
+    def _mirrored_answers(self) -> torch.Tensor:
+        """For each answer, the column of its mirror image's score: "left" ↔ "right" (a column of zeros for one
+        outside the vocabulary), every other answer itself."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        zero = len(self.class_names)
+        return torch.tensor([index.get(MIRROR[name], zero) if name in MIRROR else i
+                             for i, name in enumerate(self.class_names)])
 
     def build_model(self, model_params):
         return build_vqa_model(model_params, len(self.class_names), WORD_BUCKETS)
@@ -198,7 +210,4 @@ class VQATask(Task):
         """The image's first question and the ``k`` most probable answers with their softmax confidences."""
         if not target["questions"]:
             return "no question"
-        probabilities = torch.softmax(outputs[0].double(), dim=0)
-        top = probabilities.topk(min(k, len(probabilities)))
-        return "\n".join([f"{target['questions'][0]}", *(f"{self.class_names[i]} {100 * p:.0f}%" for p, i in
-                                                           zip(top.values.tolist(), top.indices.tolist()))])
+        return f"{target['questions'][0]}\n{most_probable(outputs[0], self.class_names, k)}"
