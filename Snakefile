@@ -17,7 +17,11 @@
 # section (device, threads, memory, time, GPUs per stage) reaches the rules as threads and resources, never as
 # params: changing it reruns nothing. Every rule names its software (conda: environment.yml).
 
-configfile: "params.yaml"
+# params.yaml, unless a study names its own complete params file (--configfile bench/<study>/params.yaml): then
+# that file alone, so that no key of params.yaml the study's file leaves out (e.g. another task model's) leaks in.
+if not workflow.config_settings.configfiles:
+
+    configfile: "params.yaml"
 
 
 report: "workflow/report/workflow.rst"
