@@ -6,9 +6,10 @@ of the original size in the tensor replicate-padded by p (:func:`translatable`).
 The two samplers draw their random numbers in the order each training has
 always used, so the same seed gives the same batches:
 
-- :func:`random_windows` (codec pretraining: patches of whole images; codec
-  fine-tuning: translated whole images): image indices, window tops, lefts,
-  then flips (:func:`window_draws`);
+- :func:`window_draws` (codec pretraining: patches of whole images; codec
+  fine-tuning: translated whole images; drawn by
+  :class:`~taskcodec.data.sources.WindowSampler` and cut by a source's
+  ``windows``): image indices, window tops, lefts, then flips;
 - :func:`random_shift_flip` (classifiers on a given batch, the same shift and
   flip for every input tensor of a sample): flips, tops, then lefts
   (:func:`shift_flip_draws`).
@@ -59,21 +60,13 @@ def crop_flip(images: torch.Tensor, index: torch.Tensor, tops: torch.Tensor, lef
 
 def window_draws(count: int, batch_size: int, height: int, width: int, size: int,
                  generator: torch.Generator) -> Draws:
-    """The random numbers of :func:`random_windows`: image indices, window tops, lefts, then flips."""
+    """``batch_size`` random ``size``×``size`` windows of random images of ``count`` images of ``height``×``width``
+    (drawn with replacement), each flipped with probability ½: image indices, window tops, lefts, then flips."""
     index = torch.randint(count, (batch_size,), generator=generator)
     tops = torch.randint(height - size + 1, (batch_size,), generator=generator)
     lefts = torch.randint(width - size + 1, (batch_size,), generator=generator)
     flips = torch.rand(batch_size, generator=generator) < 0.5
     return Draws(index, tops, lefts, flips)
-
-
-def random_windows(images: torch.Tensor, batch_size: int, size: int,
-                   generator: torch.Generator) -> tuple[Draws, torch.Tensor]:
-    """(draws, crops): ``batch_size`` random ``size``×``size`` windows of random images of ``images``
-    (N×C×H×W, drawn with replacement), each flipped with probability ½."""
-    count, _, height, width = images.shape
-    draws = window_draws(count, batch_size, height, width, size, generator)
-    return draws, crop_flip(images, draws.index, draws.tops, draws.lefts, draws.flips, size, size)
 
 
 def random_shift_flip(tensors: tuple[torch.Tensor, ...], padding: int,

@@ -272,3 +272,20 @@ def test_sigterm_stops_train_codec_without_outputs_and_a_rerun_ends_identically(
     # threads are a run setting, not a science parameter: the checkpoint is still used with another count
     train_codec.main([*argv[:-1], str(other_threads), "--threads", "2"])
     assert f"resuming {other_threads.parent / 'resume.pt'} at step {step}" in capsys.readouterr().out
+
+
+def test_train_codec_reads_a_split_too_large_for_its_memory_from_the_files_with_the_same_result(workspace, tmp_path):
+    root, models = workspace
+    out = tmp_path / "streamed" / "model.pt"
+    log = tmp_path / "stage.log"
+    command = [sys.executable, "-m", "taskcodec.stages.train_codec", "--params", json.dumps(TRAIN), "--arch",
+               "bmshj2018-hyperprior", "--hyper", '{"N": 8, "M": 12}', "--device", "cpu", "--threads", "1",
+               "--mem-mb", "0", "--lmbda", "0.002", "--manifest", str(root / "prepared" / "manifest.csv"),
+               "--out", str(out)]
+    with open(log, "w") as handle:  # a process of its own, like a pipeline job: its loader workers fork from it
+        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT)
+    assert "train images: 18 images read from their files by 1 loader workers" in log.read_text()
+    streamed, _ = load_codec(out)
+    in_memory, _ = load_codec(models[0.002])
+    for key, value in in_memory.state_dict().items():
+        assert torch.equal(value, streamed.state_dict()[key]), key

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from taskcodec.augment import random_shift_flip, random_windows, shift_flip_draws, translatable
+from taskcodec.augment import random_shift_flip, shift_flip_draws, window_draws
+from taskcodec.data.sources import InMemory
 from taskcodec.errors import UserError
 from taskcodec.stages.prepare import prepare
 from taskcodec.tasks.evaluation import predict_logits
@@ -84,7 +85,9 @@ def test_boxes_move_with_the_translated_windows_of_codec_fine_tuning():
     for picture, (x0, y0, x1, y1) in zip(images, boxes):
         picture[:, y0:y1, x0:x1] = 1.0
     targets = [_target([box], [0]) for box in boxes]
-    draws, windows = random_windows(translatable(images, 3), 16, 20, torch.Generator().manual_seed(5))
+    source = InMemory(images, padding=3)
+    draws = window_draws(3, 16, source.height, source.width, 20, torch.Generator().manual_seed(5))
+    windows = source.windows(draws, 20)
     moved = task.augment([targets[i] for i in draws.index.tolist()], draws, 3, (20, 20))
     assert draws.flips.any() and not draws.flips.all() and (draws.tops != 3).any()
     for window, target in zip(windows, moved):

@@ -1,5 +1,8 @@
 """The workflow's plan for the VQA task (a dry run of a fresh tiny project; nothing runs)."""
 
+import copy
+
+import yaml
 from conftest import Project, job_stats
 
 VQA = {"arch": "san-resnet-small", "widths": [8, 16], "blocks": [1, 1], "stem_stride": 2, "weights": None,
@@ -7,19 +10,24 @@ VQA = {"arch": "san-resnet-small", "widths": [8, 16], "blocks": [1, 1], "stem_st
 
 
 def test_vqa_plans_the_machine_branch_without_the_scalable_codec_and_the_compressed_domain_classifiers(tmp_path):
-    project = Project(tmp_path)
-    project.params["prepare"]["builtin"].update(objects=[1, 3], questions=4)
-    project.params["task"].update(name="vqa", model=VQA)
-    project.params["task"]["train"]["crop_padding"] = 2  # under 5 % of the 64-px side: questions about sides hold
-    project.params["task"]["features"]["layer"] = "trunk.stage2"
-    project.params["scalable"]["enabled"] = True
+    """A study file (--configfile, as bench/vqa/run.sh) replaces params.yaml, whose classifier has keys the VQA
+    model refuses (task.model.split_stage)."""
+    project = Project(tmp_path)  # params.yaml: the classification demo, with every key of its model
+    project.params["task"]["model"]["split_stage"] = 1
     project.write_params()
-    refused = project.snakemake("--dry-run")
+    study = copy.deepcopy(project.params)
+    study["prepare"]["builtin"].update(objects=[1, 3], questions=4)
+    study["task"].update(name="vqa", model=VQA)
+    study["task"]["train"]["crop_padding"] = 2  # under 5 % of the 64-px side: questions about sides hold
+    study["task"]["features"]["layer"] = "trunk.stage2"
+    study["scalable"]["enabled"] = True
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    refused = project.snakemake("--dry-run", "--configfile", "study.yaml")
     assert refused.returncode != 0
     assert "scalable.enabled is true but the vqa task's model does not split" in refused.stdout + refused.stderr
-    project.params["scalable"]["enabled"] = False
-    project.write_params()
-    jobs = job_stats(project.dry_run())
+    study["scalable"]["enabled"] = False
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    jobs = job_stats(project.dry_run("--configfile", "study.yaml"))
     assert {"train_task", "extract_features", "finetune_codec", "evaluate_codec", "evaluate_classical",
             "report_task"} <= set(jobs)
     assert not {"train_latent_classifier", "train_joint_classifier", "train_scalable"} & set(jobs)

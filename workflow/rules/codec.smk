@@ -27,4 +27,5 @@ rule train_codec:
     shell:
         "{resources.launcher} taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
         " --device {resources.device:q} --arch {wildcards.arch} --hyper {params.hyper:q} --lmbda {wildcards.lmbda}"
+        " --mem-mb {resources.mem_mb}"
         " --manifest {input.prepared:q}/manifest.csv {params.saliency} --out {output.model:q} > {log:q} 2>&1"

@@ -28,6 +28,7 @@ rule train_scalable:
         "{resources.launcher} taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
         " --device {resources.device:q} --rule train_scalable --arch {wildcards.arch} --hyper {params.hyper:q}"
         " --lmbda {wildcards.lmbda} --task-model {input.task_model:q} --task-lmbda {wildcards.task_lmbda}"
+        " --mem-mb {resources.mem_mb}"
         " --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
 
 

@@ -30,6 +30,7 @@ rule train_variable_rate:
         "{resources.launcher} taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
         " --device {resources.device:q} --rule train_variable_rate --arch {wildcards.arch} --hyper {params.hyper:q}"
         " --lmbdas {params.lmbdas} --perceptual-weight {params.perceptual} --ssl-model {input.ssl_model:q}"
+        " --mem-mb {resources.mem_mb}"
         " --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
 
 

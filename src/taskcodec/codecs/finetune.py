@@ -27,8 +27,9 @@ from compressai.models import CompressionModel
 from torch import nn
 
 from taskcodec import distributed
-from taskcodec.augment import Draws, translatable
-from taskcodec.codecs.training import CodecObjective, Terms, check_saliency, optimize, with_maps
+from taskcodec.augment import Draws
+from taskcodec.codecs.training import CodecObjective, Terms, check_saliency, optimize
+from taskcodec.data.sources import InMemory, with_maps
 from taskcodec.losses import TaskAwareLoss
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.checkpoint import freeze
@@ -58,11 +59,11 @@ def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model
     height, width = train_images.shape[-2:]
     if height != width:
         raise ValueError(f"fine-tuning needs square images (prepare makes them), got {width}×{height}")
-    check_saliency(params, "mse", train_saliency, "finetune")
+    check_saliency(params, "mse", train_saliency is not None, "finetune")
     floor = params["saliency_floor"]
-    train_source = translatable(with_maps(train_images, train_saliency if floor is not None else None),
-                                params["crop_padding"])
-    val_source = with_maps(val_images, val_saliency if floor is not None else None)
+    train_source = InMemory(with_maps(train_images, train_saliency if floor is not None else None),
+                            params["crop_padding"])
+    val_source = InMemory(with_maps(val_images, val_saliency if floor is not None else None))
     task_model = freeze(task_model.to(device))
     criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"], task, pad_multiple=model.pad_multiple)
     generator = torch.Generator().manual_seed(params["seed"] + distributed.rank())

@@ -36,9 +36,9 @@ from compressai.models import CompressionModel
 from compressai.optimizers import net_aux_optimizer
 
 from taskcodec import distributed
-from taskcodec.augment import random_windows
 from taskcodec.codecs.coding import pad
 from taskcodec.codecs.contract import LayeredCodec
+from taskcodec.data.sources import ImageSource, WindowSampler, window_batches
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
 from taskcodec.losses import RateDistortionLoss, ScalableLoss, VariableRateLoss, saliency_weights
@@ -54,15 +54,6 @@ REDUNDANCY_FIELDS = ["u_base_given_enh", "u_enh_given_base"]
 REDUNDANCY_CLUSTERS = 16
 
 
-def with_maps(images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
-    """uint8 images N×3×H×W with aligned uint8 maps N×1×H×W stacked as a fourth channel (none: the images)."""
-    if maps is None:
-        return images
-    if maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
-        raise ValueError(f"maps {tuple(maps.shape)} are not aligned with images {tuple(images.shape)}")
-    return torch.cat([images, maps.to(images.dtype)], dim=1)
-
-
 def split_maps(batch: torch.Tensor, device: torch.device,
                floor: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float images and distortion weights (``floor`` + (1 − ``floor``)·saliency) of a :func:`with_maps` batch."""
@@ -72,9 +63,9 @@ def split_maps(batch: torch.Tensor, device: torch.device,
     return x, saliency_weights(batch[:, 3:].to(device), floor)
 
 
-def check_saliency(params: dict[str, Any], distortion: str, saliency: torch.Tensor | None, section: str) -> None:
+def check_saliency(params: dict[str, Any], distortion: str, has_maps: bool, section: str) -> None:
     """``saliency_floor`` needs maps and the MSE distortion."""
-    if params["saliency_floor"] is not None and saliency is None:
+    if params["saliency_floor"] is not None and not has_maps:
         raise UserError(f"{section}.saliency_floor is {params['saliency_floor']}, but no saliency maps were given; "
                         "pass --saliency <saliency stage folder> or set it to null")
     if params["saliency_floor"] is not None and distortion != "mse":
@@ -120,24 +111,23 @@ def codec_loss(model: CompressionModel, lmbda: float | list[float], task_lmbda: 
 
 
 @torch.no_grad()
-def validate(model: CompressionModel, terms: Terms, images: torch.Tensor, device: torch.device,
+def validate(model: CompressionModel, terms: Terms, images: ImageSource, device: torch.device,
              batch_size: int, floor: float | None = None) -> dict[str, float]:
     """Means of the ``terms`` and per-image PSNR on ``images`` (padded like the coder does).
 
-    ``images`` may carry saliency maps (:func:`with_maps`); with a ``floor`` they
+    ``images`` may carry saliency maps (:func:`~taskcodec.data.sources.with_maps`); with a ``floor`` they
     weight the distortion. The caller puts the model in eval mode.
     """
     totals: dict[str, float] = {}
-    for start in range(0, images.shape[0], batch_size):
-        rows = slice(start, min(start + batch_size, images.shape[0]))
-        x, weights = split_maps(images[rows], device, floor)
+    for rows, batch in images.chunks(batch_size):
+        x, weights = split_maps(batch, device, floor)
         out = model(pad(x, model.pad_multiple))
         n = x.shape[0]
         for key, value in terms(out, x, weights, rows).items():
             totals[key] = totals.get(key, 0.0) + value.item() * n
         x_hat = out["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)
         totals["psnr"] = totals.get("psnr", 0.0) + psnr_batch(x_hat, x).sum().item()
-    return {key: value / images.shape[0] for key, value in totals.items()}
+    return {key: value / images.count for key, value in totals.items()}
 
 
 def has_redundancy(model: CompressionModel) -> bool:
@@ -146,7 +136,7 @@ def has_redundancy(model: CompressionModel) -> bool:
 
 
 @torch.no_grad()
-def layer_redundancy(model: CompressionModel, images: torch.Tensor, device: torch.device, batch_size: int,
+def layer_redundancy(model: CompressionModel, images: ImageSource, device: torch.device, batch_size: int,
                      floor: float | None = None) -> dict[str, float]:
     """Theil's uncertainty coefficients between the rounded base and enhancement latents of ``images``
     (:func:`taskcodec.redundancy.uncertainty_coefficients`, :data:`REDUNDANCY_CLUSTERS` clusters, seed 0:
@@ -154,8 +144,8 @@ def layer_redundancy(model: CompressionModel, images: torch.Tensor, device: torc
     NaN when the images have fewer latent positions than clusters, or a latent collapsed to one cluster.
     """
     latents: dict[str, list[torch.Tensor]] = {"base": [], "enh": []}
-    for start in range(0, images.shape[0], batch_size):
-        x, _ = split_maps(images[start : start + batch_size], device, floor)
+    for _, batch in images.chunks(batch_size):
+        x, _ = split_maps(batch, device, floor)
         analyzed = model.analyze(pad(x, model.pad_multiple))["latents"]
         for layer, found in latents.items():
             found.append(analyzed[layer].y_hat.cpu())
@@ -174,7 +164,8 @@ def logged_terms(terms: dict[str, torch.Tensor]) -> dict[str, float]:
 
 class CodecObjective(Objective):
     """Codec training on random ``window``×``window`` windows of a uint8 ``source`` (images with any stacked
-    saliency maps, :func:`with_maps`), validated on ``val_source``.
+    saliency maps, :func:`~taskcodec.data.sources.with_maps`; in memory or read from files), validated on
+    ``val_source``.
 
     ``train_terms``/``val_terms`` get the model's output on the batch padded to its ``pad_multiple``, the
     images, the distortion weights (with ``params["saliency_floor"]``) and where the batch comes from in its
@@ -184,25 +175,33 @@ class CodecObjective(Objective):
     Validation uses the model and the default quantization.
     """
 
-    def __init__(self, model: CompressionModel, params: dict[str, Any], source: torch.Tensor, window: int,
-                 val_source: torch.Tensor, train_terms: Terms, val_terms: Terms, generator: torch.Generator,
+    def __init__(self, model: CompressionModel, params: dict[str, Any], source: ImageSource, window: int,
+                 val_source: ImageSource, train_terms: Terms, val_terms: Terms, generator: torch.Generator,
                  device: torch.device, section: str, quantization: str = "noise"):
-        self.model, self.forward, self.source, self.window, self.val_source = model, model, source, window, val_source
+        self.model, self.forward, self.source, self.val_source = model, model, source, val_source
         self.quantization = quantization
         self.train_terms, self.val_terms, self.generator, self.device = train_terms, val_terms, generator, device
         self.batch_size, self.floor = params["batch_size"], params["saliency_floor"]
-        self.process_batch = distributed.share(self.batch_size, f"{section}.batch_size")
+        self.sampler = WindowSampler(source.count, distributed.share(self.batch_size, f"{section}.batch_size"),
+                                     source.height, source.width, window, model.operating_points, generator)
+        self.batches, self.position = None, None  # the (window, batch) iterator; the generator after its last batch
 
     def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        draws, batch = random_windows(self.source, self.process_batch, self.window, self.generator)
+        if self.batches is None:
+            self.batches = window_batches(self.source, self.sampler, pin_memory=self.device.type == "cuda")
+        window, batch = next(self.batches)
+        self.position, draws, point = window.state, window.draws, window.point
         x, weights = split_maps(batch, self.device, self.floor)
-        points = self.model.operating_points
-        point = int(torch.randint(points, (1,), generator=self.generator)) if points > 1 else 0
         self.model.select_point(point)
         padded = pad(x, self.model.pad_multiple)  # the contract's forward takes quantization only for "ste"
         output = self.forward(padded) if self.quantization == "noise" else self.forward(padded, quantization="ste")
         terms = self.train_terms({**output, "point": point}, x, weights, draws)
         return terms["loss"], logged_terms(terms)
+
+    def before_checkpoint(self) -> None:
+        if self.batches is not None:  # batches drawn ahead are drawn again, the same, after the checkpoint
+            self.generator.set_state(self.position)
+            self.batches = None
 
     def validate(self) -> dict[str, float]:
         if self.model.operating_points > 1:
@@ -275,46 +274,41 @@ def train_codec(
     model: CompressionModel,
     lmbda: float | list[float],
     params: dict[str, Any],
-    train_images: torch.Tensor,
-    val_images: torch.Tensor,
+    train_images: ImageSource,
+    val_images: ImageSource,
     device: torch.device,
     resume_path: Path,
     log_path: Path,
     data_id: str = "",
-    train_saliency: torch.Tensor | None = None,
-    val_saliency: torch.Tensor | None = None,
     task_lmbda: float | None = None,
     perceptual_weight: float = 0.0,
 ) -> Trained:
     """Train ``model`` in place on rate + λ·distortion (:func:`codec_loss`; with ``task_lmbda`` for a codec
     built on the task model) from random patches, with :func:`optimize`.
 
-    With ``params["saliency_floor"]`` set, uint8 saliency maps N×1×H×W aligned
-    with the images weight the MSE per pixel by ``floor + (1 − floor)·saliency``
-    (seed 003); each patch is cut from image and map at the same place. The
-    resume fingerprint covers params, λ and ``data_id`` (a fingerprint of the
-    training data and maps).
+    ``train_images`` and ``val_images`` are in memory or read from files (:mod:`taskcodec.data.sources`, the
+    same batches either way). With ``params["saliency_floor"]`` set, they carry aligned uint8 saliency maps
+    as a fourth channel, which weight the MSE per pixel by ``floor + (1 − floor)·saliency`` (seed 003);
+    each patch is cut from image and map at the same place. The resume fingerprint covers params, λ and
+    ``data_id`` (a fingerprint of the training data and maps).
     """
     if params["patch_size"] % model.pad_multiple:
         raise UserError(f"codec.train.patch_size {params['patch_size']} must be a multiple of "
                         f"{model.pad_multiple} for {type(model).__name__}; change it")
-    if min(train_images.shape[-2:]) < params["patch_size"]:
-        raise ValueError(
-            f"training images are {tuple(train_images.shape[-2:])}, smaller than patch_size {params['patch_size']}"
-        )
-    check_saliency(params, params["distortion"], train_saliency, "codec.train")
+    if min(train_images.height, train_images.width) < params["patch_size"]:
+        raise ValueError(f"training images are {train_images.height}×{train_images.width}, smaller than "
+                         f"patch_size {params['patch_size']}")
+    check_saliency(params, params["distortion"], train_images.channels == 4, "codec.train")
     if params["quantization"] == "ste" and type(model).analyze is LayeredCodec.analyze:
         raise UserError(f"codec.train.quantization ste needs a codec with a differentiable analysis; "
                         f"{type(model).__name__} has none; set it to noise")
-    floor = params["saliency_floor"]
     criterion, extra = codec_loss(model, lmbda, task_lmbda, params["distortion"], perceptual_weight)
     extra += ("perceptual",) if perceptual_weight else ()
     terms = rate_distortion_terms(criterion, model.pad_multiple, extra)
     generator = torch.Generator().manual_seed(params["seed"] + distributed.rank())
     torch.manual_seed(params["seed"] + distributed.rank())
-    objective = CodecObjective(model, params, with_maps(train_images, train_saliency if floor is not None else None),
-                               params["patch_size"], with_maps(val_images, val_saliency if floor is not None else None),
-                               terms, terms, generator, device, "codec.train", params["quantization"])
+    objective = CodecObjective(model, params, train_images, params["patch_size"], val_images, terms, terms,
+                               generator, device, "codec.train", params["quantization"])
     weights = {} if task_lmbda is None else {"task_lmbda": task_lmbda}  # the loss's weights beside λ
     weights.update({"perceptual_weight": perceptual_weight} if perceptual_weight else {})
     fingerprint = params_fingerprint({"lmbda": lmbda, **weights, "data": data_id, **params})

@@ -15,6 +15,10 @@ takes ``--lmbdas`` instead of ``--lmbda``, one λ per operating point, ascending
 their count; with ``--ssl-model`` (train_simclr's model.pt) the pyramid reads the self-supervised features,
 and ``--perceptual-weight`` β weighs the distortion of those features (R + λ_k·D + β·λ_k·P).
 
+With ``--mem-mb`` (the job's memory; Snakemake passes the rule's ``mem_mb``) a split whose decoded images
+would take more than a quarter of it is read from its files in batches by loader processes instead of being
+held in memory (:mod:`taskcodec.data.sources`; the log says which), with the same batches and numbers.
+
 Writes ``model.pt`` (weights after ``update()``, with the resolved params),
 ``train_log.csv`` and ``metrics.json`` beside it. A ``resume.pt`` next to
 them lets a killed job continue; it is removed once the model is saved. On SIGTERM the
@@ -38,7 +42,7 @@ from taskcodec.codecs.checkpoint import initial_weights, save_codec
 from taskcodec.codecs.registry import build_codec, is_variable_rate, needs_ssl_model, needs_task_model
 from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import split_images
-from taskcodec.data.tensors import images_to_tensor
+from taskcodec.data.sources import MEMORY_SHARE, ImageSource, choose_source, loader_workers, stored_size
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
 from taskcodec.tasks.checkpoint import load_task_model
@@ -50,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_codec", description=__doc__.splitlines()[0])
     params_argument(parser, "codec.train")
     run_arguments(parser)
+    parser.add_argument("--mem-mb", type=int, help="the job's memory in MB: a split that would take more than "
+                        f"{MEMORY_SHARE:.0%} of it decoded is read from its files (default: held in memory)")
     parser.add_argument("--rule", default="train_codec", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--arch", required=True)
     parser.add_argument("--hyper", type=hyper_object, required=True,
@@ -68,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="β of a variable-rate codec's perceptual term (needs --ssl-model)")
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
+
+
+def split_source(split: str, records: list, maps: torch.Tensor | None, size: tuple[int, int],
+                 args: argparse.Namespace) -> ImageSource:
+    """A split's images (with any saliency ``maps``) in memory or read from their files (``--mem-mb``), as the
+    log says."""
+    budget = None if args.mem_mb is None else int(MEMORY_SHARE * args.mem_mb * 2**20)
+    source, how = choose_source([path for _, path, _ in records], *size, budget, loader_workers(args.threads), maps)
+    distributed.write(f"{split} images: {how}")
+    return source
 
 
 def frozen_task_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None, dict]:
@@ -111,10 +127,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     with distributed.session(args.threads, args.device, "train_codec") as device:
         train_records = split_images(args.manifest, "train")
         val_records = split_images(args.manifest, "val")
-        train_images = images_to_tensor([path for _, path, _ in train_records])
-        val_images = images_to_tensor([path for _, path, _ in val_records])
+        height, width = stored_size(train_records[0][1])
         maps, saliency_id, inputs = saliency_inputs(args.saliency, params["saliency_floor"],
-                                                    [train_records, val_records], tuple(train_images.shape[-2:]))
+                                                    [train_records, val_records], (height, width))
+        train_images, val_images = (split_source(split, records, split_maps, (height, width), args)
+                                    for split, records, split_maps in zip(("train", "val"), (train_records,
+                                                                                             val_records), maps))
 
         task_model, task_info = frozen_task_model(args)
         if task_model is not None:
@@ -135,7 +153,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
             trained = train_codec(model, lmbda, params, train_images, val_images, device,
                                   args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
                                   data_id=artifacts.file_digest(args.manifest) + saliency_id + task_info["digest"],
-                                  train_saliency=maps[0], val_saliency=maps[1],
                                   task_lmbda=args.task_lmbda if task_model is not None else None,
                                   perceptual_weight=args.perceptual_weight)
             if tracked is None:  # another process of a multi-process training: the main one writes

@@ -1,0 +1,218 @@
+"""Where a training reads its images: held decoded in memory, or streamed from the prepared files.
+
+A codec training draws random windows (:class:`WindowSampler`) and validates on
+a split in order (:meth:`ImageSource.chunks`). Both sources give the same uint8
+tensors for the same draws, so the choice between them (:func:`choose_source`,
+from the memory a job has) never changes a number:
+
+- :class:`InMemory`: the split as one uint8 tensor N×C×H×W (today's small
+  datasets; fastest);
+- :class:`ImageFiles`: the split's files, decoded when a batch needs them by
+  ``torch.utils.data`` workers (:func:`window_batches`); a job's memory then
+  does not grow with the number of images.
+
+The sampler draws from the training's generator and states its position with
+every batch (``Window.state``): a training whose loader drew batches ahead puts
+its generator back there before a checkpoint, so it resumes at the batch after
+the last one it trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from taskcodec.augment import Draws, crop_flip, translatable, window_draws
+from taskcodec.data.images import load_rgb8
+from taskcodec.data.tensors import images_to_tensor
+from taskcodec.errors import UserError, shown_path
+
+#: share of a job's memory that a split may take decoded in memory before it is streamed from its files
+MEMORY_SHARE = 0.25
+
+
+@dataclass
+class Window:
+    """One training batch's description: its windows (with the sampler's generator state after drawing
+    them) and the operating point of a variable-rate codec (0 for one)."""
+
+    draws: Draws
+    point: int
+    state: torch.Tensor
+
+
+class WindowSampler:
+    """Endless :class:`Window` s: ``batch_size`` ``size``×``size`` windows of ``count`` images of
+    ``height``×``width`` (:func:`~taskcodec.augment.window_draws`), then, for a codec of several operating
+    points, the point, all drawn from ``generator`` in that order."""
+
+    def __init__(self, count: int, batch_size: int, height: int, width: int, size: int, points: int,
+                 generator: torch.Generator):
+        self.count, self.batch_size, self.height, self.width, self.size = count, batch_size, height, width, size
+        self.points, self.generator = points, generator
+
+    def __iter__(self) -> Iterator[list[Window]]:
+        while True:  # a list of one: DataLoader's batch_sampler protocol, the whole batch one item
+            draws = window_draws(self.count, self.batch_size, self.height, self.width, self.size, self.generator)
+            point = int(torch.randint(self.points, (1,), generator=self.generator)) if self.points > 1 else 0
+            yield [Window(draws, point, self.generator.get_state())]
+
+
+def with_maps(images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+    """uint8 images N×3×H×W with aligned uint8 maps N×1×H×W stacked as a fourth channel (none: the images)."""
+    if maps is None:
+        return images
+    if maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"maps {tuple(maps.shape)} are not aligned with images {tuple(images.shape)}")
+    return torch.cat([images, maps.to(images.dtype)], dim=1)
+
+
+class ImageSource:
+    """A split of uint8 images N×C×H×W (C: 3, or 4 with a stacked map), replicate-padded by a number of pixels
+    for translated windows (:func:`~taskcodec.augment.translatable`); ``height``×``width``: the padded size,
+    where windows are drawn."""
+
+    count: int
+    channels: int
+    height: int
+    width: int
+
+    def windows(self, draws: Draws, size: int) -> torch.Tensor:
+        """The ``size``×``size`` windows of ``draws`` (:func:`~taskcodec.augment.crop_flip`)."""
+        raise NotImplementedError
+
+    def chunks(self, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
+        """The split in order, unpadded, ``batch_size`` images at a time, with their rows."""
+        raise NotImplementedError
+
+
+class InMemory(ImageSource):
+    """A split held decoded: ``images`` uint8 N×C×H×W, replicate-padded by ``padding`` for translations."""
+
+    def __init__(self, images: torch.Tensor, padding: int = 0):
+        self.images, self.padded = images, translatable(images, padding)
+        self.count, self.channels, self.height, self.width = self.padded.shape
+
+    def windows(self, draws: Draws, size: int) -> torch.Tensor:
+        return crop_flip(self.padded, draws.index, draws.tops, draws.lefts, draws.flips, size, size)
+
+    def chunks(self, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
+        for start in range(0, self.count, batch_size):
+            rows = slice(start, min(start + batch_size, self.count))
+            yield rows, self.images[rows]
+
+
+class ImageFiles(ImageSource, Dataset):
+    """A split read from its image files when needed, with optional aligned uint8 ``maps`` N×1×H×W (held in
+    memory: one byte a pixel) stacked as a fourth channel and ``padding`` as :class:`InMemory`'s; ``workers``
+    processes decode (0: the training process itself). Item i is image i, C×H×W."""
+
+    def __init__(self, paths: Sequence[Path], height: int, width: int, maps: torch.Tensor | None = None,
+                 padding: int = 0, workers: int = 0):
+        self.paths, self.maps, self.padding, self.workers = [str(path) for path in paths], maps, padding, workers
+        self.count, self.channels = len(self.paths), 3 if maps is None else 4
+        self.height, self.width = height + 2 * padding, width + 2 * padding
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = torch.from_numpy(np.ascontiguousarray(load_rgb8(self.paths[index]).transpose(2, 0, 1)))
+        if image.shape[1:] != (self.height - 2 * self.padding, self.width - 2 * self.padding):
+            raise UserError(f"image {shown_path(self.paths[index])} is {image.shape[2]}×{image.shape[1]}, not the "
+                            f"split's {self.width - 2 * self.padding}×{self.height - 2 * self.padding}; rerun "
+                            "prepare, which makes every image of a dataset one size")
+        return image if self.maps is None else torch.cat([image, self.maps[index]])
+
+    def windows(self, draws: Draws, size: int) -> torch.Tensor:
+        """Each drawn image decoded once, then cut as :class:`InMemory` cuts it."""
+        unique, index = torch.unique(draws.index, return_inverse=True)
+        images = translatable(torch.stack([self[int(i)] for i in unique]), self.padding)
+        return crop_flip(images, index, draws.tops, draws.lefts, draws.flips, size, size)
+
+    def chunks(self, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
+        rows = [slice(start, min(start + batch_size, self.count)) for start in range(0, self.count, batch_size)]
+        loader = DataLoader(_Batches(self), batch_sampler=[[item] for item in rows], num_workers=self.workers,
+                            collate_fn=_only, generator=_untouched())
+        return _raised(loader)
+
+
+class _Batches(Dataset):
+    """Item: rows of ``source`` (a slice) or a :class:`Window` → (it, its uint8 images or windows), made in a
+    loader worker; a file that cannot be used gives its :class:`~taskcodec.errors.UserError` instead, for the
+    training process to raise (raised in the worker, it would arrive wrapped in the worker's traceback)."""
+
+    def __init__(self, source: ImageSource, size: int = 0):
+        self.source, self.size = source, size
+
+    def __getitem__(self, item: slice | Window) -> tuple[slice | Window, torch.Tensor | UserError]:
+        try:
+            if isinstance(item, Window):
+                return item, self.source.windows(item.draws, self.size)
+            return item, torch.stack([self.source[i] for i in range(item.start, item.stop)])
+        except UserError as err:
+            return item, UserError(str(err))  # the plain class: a subclass may not survive pickling
+
+
+def _raised(batches: Iterator[tuple[Any, torch.Tensor | UserError]]) -> Iterator[tuple[Any, torch.Tensor]]:
+    for item, batch in batches:
+        if isinstance(batch, UserError):
+            raise batch
+        yield item, batch
+
+
+def _untouched() -> torch.Generator:
+    """A DataLoader's own generator for its workers' seeds, which would otherwise come from PyTorch's global
+    one and change the training's noise (our workers draw nothing)."""
+    return torch.Generator().manual_seed(0)
+
+
+def _only(items: list):
+    return items[0]
+
+
+def window_batches(source: ImageSource, sampler: WindowSampler, pin_memory: bool = False
+                   ) -> Iterator[tuple[Window, torch.Tensor]]:
+    """Endless (window, uint8 batch) pairs of ``sampler``'s draws from ``source``: cut in this process from a
+    split in memory, else decoded ahead by the source's ``torch.utils.data`` workers (pinned for a GPU)."""
+    if not isinstance(source, ImageFiles) or source.workers == 0:
+        return ((window, source.windows(window.draws, sampler.size)) for [window] in sampler)
+    loader = DataLoader(_Batches(source, sampler.size), batch_sampler=sampler, num_workers=source.workers,
+                        collate_fn=_only, pin_memory=pin_memory, generator=_untouched())
+    return _raised(loader)
+
+
+def stored_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header."""
+    with Image.open(path) as image:
+        return image.height, image.width
+
+
+def loader_workers(threads: int) -> int:
+    """Loader processes of a job with ``threads`` CPU threads that streams its images: half of them, at least one."""
+    return max(1, threads // 2)
+
+
+def decoded_bytes(count: int, height: int, width: int, channels: int = 3) -> int:
+    """The bytes of ``count`` uint8 images of ``height``×``width`` with ``channels`` held decoded."""
+    return count * channels * height * width
+
+
+def choose_source(paths: Sequence[Path], height: int, width: int, budget_bytes: int | None, workers: int,
+                  maps: torch.Tensor | None = None, padding: int = 0) -> tuple[ImageSource, str]:
+    """:class:`InMemory` when the split (``height``×``width`` images with any ``maps``) decoded fits
+    ``budget_bytes`` (None: no limit), else :class:`ImageFiles` with ``workers`` loader processes; with the
+    sentence for the log that says which."""
+    size = decoded_bytes(len(paths), height, width, 3 if maps is None else 4)
+    if budget_bytes is None or size <= budget_bytes:
+        return (InMemory(with_maps(images_to_tensor(list(paths)), maps), padding),
+                f"{len(paths)} images held decoded in memory ({size / 2**20:.0f} MB)")
+    return (ImageFiles(paths, height, width, maps, padding, workers),
+            f"{len(paths)} images read from their files by {workers} loader workers "
+            f"({size / 2**20:.0f} MB decoded > the budget of {budget_bytes / 2**20:.0f} MB)")
