@@ -77,10 +77,6 @@ class Objective:
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def before_checkpoint(self) -> None:
-        """Put the generator back where the next step's draws begin, if the objective drew ahead (a loader
-        that prefetches batches), so that the checkpoint resumes at the next step."""
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
@@ -331,7 +327,6 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
         distributed.write(f"resuming {resume_path} at step {progress['step']}")
 
     def save() -> None:
-        objective.before_checkpoint()
         save_resume(resume_path, fingerprint, stateful, generator, progress)
 
     def validate() -> None:

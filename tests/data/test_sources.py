@@ -64,7 +64,8 @@ def test_a_split_in_memory_only_when_it_fits_the_budget(tmp_path):
     read, said = choose_source(paths, 16, 16, budget_bytes=4 * 3 * 16 * 16 - 1, workers=3)
     assert isinstance(read, ImageFiles) and read.workers == 3 and "read from their files by 3 loader workers" in said
     assert isinstance(choose_source(paths, 16, 16, None, 1)[0], InMemory)  # no budget: no limit
-    assert [loader_workers(threads) for threads in (1, 2, 8)] == [1, 1, 4]
+    assert [loader_workers(threads) for threads in (1, 2, 8)] == [0, 1, 4]
+    assert "read from their files by the training process" in choose_source(paths, 16, 16, 0, 0)[1]
 
 
 def test_a_file_of_another_size_is_named(tmp_path):

@@ -56,7 +56,8 @@ REDUNDANCY_CLUSTERS = 16
 
 def split_maps(batch: torch.Tensor, device: torch.device,
                floor: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Float images and distortion weights (``floor`` + (1 − ``floor``)·saliency) of a :func:`with_maps` batch."""
+    """Float images and distortion weights (``floor`` + (1 − ``floor``)·saliency) of a batch with any stacked
+    maps (:func:`~taskcodec.data.sources.with_maps`)."""
     x = to_float(batch[:, :3], device)
     if floor is None:
         return x, None
@@ -182,15 +183,18 @@ class CodecObjective(Objective):
         self.quantization = quantization
         self.train_terms, self.val_terms, self.generator, self.device = train_terms, val_terms, generator, device
         self.batch_size, self.floor = params["batch_size"], params["saliency_floor"]
-        self.sampler = WindowSampler(source.count, distributed.share(self.batch_size, f"{section}.batch_size"),
-                                     source.height, source.width, window, model.operating_points, generator)
-        self.batches, self.position = None, None  # the (window, batch) iterator; the generator after its last batch
+        self.process_batch, self.window = distributed.share(self.batch_size, f"{section}.batch_size"), window
+        self.batches = None  # the (window, batch) iterator, made at the first step (after a resume's restore)
 
     def batch(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        if self.batches is None:
-            self.batches = window_batches(self.source, self.sampler, pin_memory=self.device.type == "cuda")
+        if self.batches is None:  # the sampler draws from a copy, which a loader may run ahead of the training
+            ahead = torch.Generator().set_state(self.generator.get_state())
+            sampler = WindowSampler(self.source.count, self.process_batch, self.source.height, self.source.width,
+                                    self.window, self.model.operating_points, ahead)
+            self.batches = window_batches(self.source, sampler, pin_memory=self.device.type == "cuda")
         window, batch = next(self.batches)
-        self.position, draws, point = window.state, window.draws, window.point
+        self.generator.set_state(window.state)  # as if this batch had been drawn from it: a checkpoint resumes here
+        draws, point = window.draws, window.point
         x, weights = split_maps(batch, self.device, self.floor)
         self.model.select_point(point)
         padded = pad(x, self.model.pad_multiple)  # the contract's forward takes quantization only for "ste"
@@ -198,10 +202,9 @@ class CodecObjective(Objective):
         terms = self.train_terms({**output, "point": point}, x, weights, draws)
         return terms["loss"], logged_terms(terms)
 
-    def before_checkpoint(self) -> None:
-        if self.batches is not None:  # batches drawn ahead are drawn again, the same, after the checkpoint
-            self.generator.set_state(self.position)
-            self.batches = None
+    def close(self) -> None:
+        """Stop the loader (its worker processes and the batches they read ahead)."""
+        self.batches = None
 
     def validate(self) -> dict[str, float]:
         if self.model.operating_points > 1:
@@ -266,6 +269,7 @@ def optimize(model: CompressionModel, objective: CodecObjective, params: dict[st
                     Optimizers(optimizers["net"], list(model.parameters()), params["clip_max_norm"], optimizers["aux"],
                                model.aux_loss),
                     plan, StepLog(log_fields), generator, device, resume_path, fingerprint, log_path, description)
+    objective.close()
     model.update(force=True, update_quantiles=True)
     return trained
 

@@ -11,10 +11,10 @@ from the memory a job has) never changes a number:
   ``torch.utils.data`` workers (:func:`window_batches`); a job's memory then
   does not grow with the number of images.
 
-The sampler draws from the training's generator and states its position with
-every batch (``Window.state``): a training whose loader drew batches ahead puts
-its generator back there before a checkpoint, so it resumes at the batch after
-the last one it trained on.
+The sampler states its generator's position with every batch
+(``Window.state``): a training whose loader draws ahead from a copy of its
+generator sets its own generator to the position of each batch it trains on, so
+a checkpoint resumes at the next batch.
 """
 
 from __future__ import annotations
@@ -115,6 +115,8 @@ class ImageFiles(ImageSource, Dataset):
 
     def __init__(self, paths: Sequence[Path], height: int, width: int, maps: torch.Tensor | None = None,
                  padding: int = 0, workers: int = 0):
+        if maps is not None and tuple(maps.shape) != (len(paths), 1, height, width):
+            raise ValueError(f"maps {tuple(maps.shape)} are not aligned with {len(paths)} images of {height}×{width}")
         self.paths, self.maps, self.padding, self.workers = [str(path) for path in paths], maps, padding, workers
         self.count, self.channels = len(self.paths), 3 if maps is None else 4
         self.height, self.width = height + 2 * padding, width + 2 * padding
@@ -195,8 +197,9 @@ def stored_size(path: Path) -> tuple[int, int]:
 
 
 def loader_workers(threads: int) -> int:
-    """Loader processes of a job with ``threads`` CPU threads that streams its images: half of them, at least one."""
-    return max(1, threads // 2)
+    """Loader processes of a training process with ``threads`` CPU threads that streams its images: half of them
+    (none for one thread: the training process then decodes its own batches)."""
+    return threads // 2
 
 
 def decoded_bytes(count: int, height: int, width: int, channels: int = 3) -> int:
@@ -214,5 +217,6 @@ def choose_source(paths: Sequence[Path], height: int, width: int, budget_bytes: 
         return (InMemory(with_maps(images_to_tensor(list(paths)), maps), padding),
                 f"{len(paths)} images held decoded in memory ({size / 2**20:.0f} MB)")
     return (ImageFiles(paths, height, width, maps, padding, workers),
-            f"{len(paths)} images read from their files by {workers} loader workers "
+            f"{len(paths)} images read from their files by "
+            f"{f'{workers} loader worker' + ('s' if workers > 1 else '') if workers else 'the training process'} "
             f"({size / 2**20:.0f} MB decoded > the budget of {budget_bytes / 2**20:.0f} MB)")

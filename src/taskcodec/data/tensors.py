@@ -11,12 +11,15 @@ from taskcodec.data.images import load_rgb8
 
 
 def images_to_tensor(paths: list[Path]) -> torch.Tensor:
-    """Stack same-sized images into a uint8 tensor N×3×H×W."""
-    arrays = [load_rgb8(path) for path in paths]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"images_to_tensor needs one image size, got {sorted(shapes)}")
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    """Stack same-sized images into a uint8 tensor N×3×H×W, decoded one at a time into it (the split's bytes once)."""
+    first = load_rgb8(paths[0])
+    images = torch.empty((len(paths), 3, *first.shape[:2]), dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        array = first if i == 0 else load_rgb8(path)
+        if array.shape != first.shape:
+            raise ValueError(f"images_to_tensor needs one image size, got {first.shape} and {array.shape} ({path})")
+        images[i] = torch.from_numpy(array).permute(2, 0, 1)
+    return images
 
 
 def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:

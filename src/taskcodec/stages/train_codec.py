@@ -76,14 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_source(split: str, records: list, maps: torch.Tensor | None, size: tuple[int, int],
-                 args: argparse.Namespace) -> ImageSource:
-    """A split's images (with any saliency ``maps``) in memory or read from their files (``--mem-mb``), as the
-    log says."""
-    budget = None if args.mem_mb is None else int(MEMORY_SHARE * args.mem_mb * 2**20)
-    source, how = choose_source([path for _, path, _ in records], *size, budget, loader_workers(args.threads), maps)
-    distributed.write(f"{split} images: {how}")
-    return source
+def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size: tuple[int, int],
+                  args: argparse.Namespace) -> list[ImageSource]:
+    """Each split's images (with any saliency ``maps``) in memory or read from their files, as the log says.
+
+    Every training process holds its own splits: each gets ``--mem-mb`` / processes, shared by the splits in
+    proportion to their images, and ``--threads`` / processes, of which a streaming one gives half to its loader
+    workers (:func:`~taskcodec.data.sources.loader_workers`) and keeps the rest for PyTorch."""
+    processes = distributed.world_size()
+    threads = max(1, args.threads // processes)
+    total = sum(len(records) for records in splits.values())
+    sources, workers = [], 0
+    for (split, records), split_maps in zip(splits.items(), maps):
+        budget = (None if args.mem_mb is None
+                  else int(MEMORY_SHARE * args.mem_mb * 2**20 / processes * len(records) / total))
+        source, how = choose_source([path for _, path, _ in records], *size, budget, loader_workers(threads),
+                                    split_maps)
+        distributed.write(f"{split} images: {how}")
+        workers = max(workers, getattr(source, "workers", 0))
+        sources.append(source)
+    torch.set_num_threads(max(1, threads - workers))
+    return sources
 
 
 def frozen_task_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None, dict]:
@@ -130,9 +143,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         height, width = stored_size(train_records[0][1])
         maps, saliency_id, inputs = saliency_inputs(args.saliency, params["saliency_floor"],
                                                     [train_records, val_records], (height, width))
-        train_images, val_images = (split_source(split, records, split_maps, (height, width), args)
-                                    for split, records, split_maps in zip(("train", "val"), (train_records,
-                                                                                             val_records), maps))
+        train_images, val_images = image_sources({"train": train_records, "val": val_records}, maps,
+                                                 (height, width), args)
 
         task_model, task_info = frozen_task_model(args)
         if task_model is not None:
