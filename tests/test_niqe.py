@@ -155,3 +155,9 @@ def test_tables_show_niqe_beside_psnr_and_ms_ssim():
                                                                           "bd_rate_ms_ssim"]))
     assert summary["learned"]["net@lmbda1"]["niqe"] is None
     assert rd_points(per_image.drop(columns="niqe"))["niqe"].isna().all()  # tables written before NIQE
+
+
+@installed
+def test_an_image_without_texture_is_nan_not_a_crash():
+    """A flat reconstruction (a codec of two latent channels at a very low rate) has no patch statistics."""
+    assert math.isnan(niqe(np.full((128, 128, 3), 117, dtype=np.uint8)))

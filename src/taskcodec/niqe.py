@@ -15,7 +15,8 @@ arrays as the ``.mat`` pyiqa loads, at :func:`default_params_path` (``.venv/shar
 
 Images under :data:`MIN_SIDE` pixels on either side hold no whole patch: NIQE is undefined and
 :func:`niqe` returns NaN (up to 191 pixels a side has one patch row or column; an image of one
-patch gets a score, as in the MATLAB code, from the pristine covariance alone). Without pyiqa or
+patch gets a score, as in the MATLAB code, from the pristine covariance alone). An image without texture
+(a flat reconstruction at a very low rate) has undefined patch statistics: NaN too. Without pyiqa or
 the parameter file the scores are NaN too, and the stage says once why and what to run.
 """
 
@@ -94,7 +95,10 @@ def niqe(image: np.ndarray, params: str | Path | None = None) -> float:
         return math.nan
     pixels = torch.tensor(image, dtype=torch.float64).permute(2, 0, 1)[None] / 255.0
     with torch.no_grad():
-        return float(metric(pixels))
+        try:
+            return float(metric(pixels))
+        except torch.linalg.LinAlgError:  # no texture at all (e.g. a flat reconstruction): its statistics are NaN
+            return math.nan
 
 
 def write_params(npz: str | Path | BinaryIO, destination: Path) -> None:
