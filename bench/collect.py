@@ -12,7 +12,7 @@ also keeps the rate–accuracy points of the learned codecs (``report/machine/te
 task receives and its primary metric beside the image's bits and PSNR), the uncompressed task model's test
 value, the bits each curve needs to come within 2 points of it, the scalable codecs' savings at that target and
 their redundancy over training (the report's ``bits_for_accuracy``, ``savings`` and ``redundancy`` tables, when
-present). For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost, and
+present), and a VQA study's question-only baseline (``<results>/blind/metrics.json``). For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost, and
 their BD-rates against the single-rate curves of the same run and, with ``--single-rate`` (a committed summary of
 single-rate codecs on the same dataset, e.g. kodak.json), against those. bench/summary.py turns these files into the numbers of README.md and bench/README.md.
 """
@@ -85,9 +85,17 @@ def machine(results: Path) -> dict | None:
     measured = pd.read_csv(report / "rate_accuracy.csv").iloc[0]
     tables = {name: _rounded(pd.read_csv(report / f"{name}.csv"))
               for name in ("bits_for_accuracy", "savings", "redundancy") if (report / f"{name}.csv").is_file()}
+    blind = results / "blind" / "metrics.json"  # a VQA study's question-only baseline (bench/vqa/run.sh)
+    baselines = {"blind": _test_values(json.loads(blind.read_text()))} if blind.is_file() else {}
     return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),
-            "images": int(measured["images"]), "image_size": measured["image_size"], "points": _rounded(points),
-            **tables}
+            "uncompressed_metrics": _test_values(task), "images": int(measured["images"]),
+            "image_size": measured["image_size"], "points": _rounded(points), **tables, **baselines}
+
+
+def _test_values(metrics: dict) -> dict:
+    """A task model's test value of every metric its task declares (``test_<metric>`` of its metrics.json)."""
+    return {key[len("test_"):]: round(value, 4) for key, value in metrics.items()
+            if key.startswith("test_") and key != "test_loss" and value is not None}
 
 
 def collect(results: Path, dataset: str, references: Path | None = None, single_rate: Path | None = None) -> dict:

@@ -197,6 +197,46 @@ def render_variable_rate() -> str:
                          bd_table(classical)]) + "\n"
 
 
+def render_vqa() -> str:
+    """Seed 000's benchmark: every curve's VQA accuracy and image quality, the bits to come within 2 points of the
+    uncompressed model (as a share of AVIF's), the per-answer-type accuracy and the question-only baseline."""
+    machine = _json("vqa.json")["machine"]
+    metric = machine["metric"]
+    needed = machine["bits_for_accuracy"]
+    lines = [f"VQA benchmark (`bench/vqa/params.yaml`; test split, {machine['images']} images of "
+             f"{machine['image_size']}): the uncompressed VQA model's {metric} and the question-only (blind) "
+             "model's, overall and per answer type:", "",
+             "| model | " + " | ".join(machine["uncompressed_metrics"]) + " |",
+             "|---|" + "---|" * len(machine["uncompressed_metrics"])]
+    for name, values in (("with the image", machine["uncompressed_metrics"]), ("blind", machine.get("blind", {}))):
+        lines.append(f"| {name} | " + " | ".join(f"{100 * values[key]:.1f} %" if key in values else "n/a"
+                                                 for key in machine["uncompressed_metrics"]) + " |")
+    lines += ["", f"| kind | codec | λ | bpp | {metric} | PSNR (dB) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {row['kind']} | {row['codec']} | {row['point']:g} | {row['bpp']:.3f} | {100 * row[metric]:.1f} % | "
+              f"{row['psnr']:.2f} |" for row in machine["points"]]
+    target = needed[0][f"target_{metric}"]
+    lines += ["", f"Bits to reach {100 * target:.1f} % (2 points below uncompressed):", "",
+              "| kind | curve | bpp to reach the target | share of AVIF's |", "|---|---|---|---|"]
+    lines += [f"| {row['kind']} | {row['codec']} | {_bpp(row['bpp'])} | {_bpp(row.get('share_of_avif'), 'n/a')} |"
+              for row in sorted(needed, key=lambda row: (row["bpp"] is None or math.isnan(row["bpp"]),
+                                                         row["bpp"] or 0))]
+    return "\n".join(lines) + "\n"
+
+
+def render_scale() -> str:
+    """Datasets larger than memory: peak memory and images/s of each stage by dataset size and image source."""
+    summary = _json("scale.json")
+    train = summary["train"]
+    lines = [f"Images of {summary['image_size']}², {summary['threads']} threads; codec training {train['steps']} "
+             f"steps of {train['batch_size']} patches of {train['patch_size']}²; the sets above "
+             f"{summary['distinct_images']:,} images repeat its files.", "",
+             "| stage | dataset images | split images | images from | job wall time (s) | peak memory (MB) | "
+             "images/s |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['stage']} | {row['images']:,} | {row['split_images']:,} | {row['source']} | "
+              f"{row['seconds']:.1f} | {row['peak_mb']:.0f} | {row['images_per_s']:.1f} |" for row in summary["rows"]]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "pipeline-speed": render_pipeline_speed,
     "kodak": render_kodak,
@@ -207,6 +247,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "demo-machine": render_demo_machine,
     "detection": render_detection,
     "variable-rate": render_variable_rate,
+    "scale": render_scale,
+    "vqa": render_vqa,
 }
 
 
