@@ -118,7 +118,7 @@ class ImageFiles(ImageSource, Dataset):
         if maps is not None and tuple(maps.shape) != (len(paths), 1, height, width):
             raise ValueError(f"maps {tuple(maps.shape)} are not aligned with {len(paths)} images of {height}×{width}")
         self.paths, self.maps, self.padding, self.workers = [str(path) for path in paths], maps, padding, workers
-        self.count, self.channels = len(self.paths), 3 if maps is None else 4
+        self.count, self.channels, self.stored = len(self.paths), 3 if maps is None else 4, (height, width)
         self.height, self.width = height + 2 * padding, width + 2 * padding
 
     def __len__(self) -> int:
@@ -126,10 +126,10 @@ class ImageFiles(ImageSource, Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         image = torch.from_numpy(np.ascontiguousarray(load_rgb8(self.paths[index]).transpose(2, 0, 1)))
-        if image.shape[1:] != (self.height - 2 * self.padding, self.width - 2 * self.padding):
+        if image.shape[1:] != self.stored:
             raise UserError(f"image {shown_path(self.paths[index])} is {image.shape[2]}×{image.shape[1]}, not the "
-                            f"split's {self.width - 2 * self.padding}×{self.height - 2 * self.padding}; rerun "
-                            "prepare, which makes every image of a dataset one size")
+                            f"split's {self.stored[1]}×{self.stored[0]}; rerun prepare, which makes every image "
+                            "of a dataset one size")
         return image if self.maps is None else torch.cat([image, self.maps[index]])
 
     def windows(self, draws: Draws, size: int) -> torch.Tensor:
@@ -202,21 +202,16 @@ def loader_workers(threads: int) -> int:
     return threads // 2
 
 
-def decoded_bytes(count: int, height: int, width: int, channels: int = 3) -> int:
-    """The bytes of ``count`` uint8 images of ``height``×``width`` with ``channels`` held decoded."""
-    return count * channels * height * width
-
-
 def choose_source(paths: Sequence[Path], height: int, width: int, budget_bytes: int | None, workers: int,
-                  maps: torch.Tensor | None = None, padding: int = 0) -> tuple[ImageSource, str]:
+                  maps: torch.Tensor | None = None) -> tuple[ImageSource, str]:
     """:class:`InMemory` when the split (``height``×``width`` images with any ``maps``) decoded fits
     ``budget_bytes`` (None: no limit), else :class:`ImageFiles` with ``workers`` loader processes; with the
     sentence for the log that says which."""
-    size = decoded_bytes(len(paths), height, width, 3 if maps is None else 4)
+    size = len(paths) * (3 if maps is None else 4) * height * width  # bytes held decoded
     if budget_bytes is None or size <= budget_bytes:
-        return (InMemory(with_maps(images_to_tensor(list(paths)), maps), padding),
+        return (InMemory(with_maps(images_to_tensor(list(paths)), maps)),
                 f"{len(paths)} images held decoded in memory ({size / 2**20:.0f} MB)")
-    return (ImageFiles(paths, height, width, maps, padding, workers),
+    return (ImageFiles(paths, height, width, maps, workers=workers),
             f"{len(paths)} images read from their files by "
             f"{f'{workers} loader worker' + ('s' if workers > 1 else '') if workers else 'the training process'} "
             f"({size / 2**20:.0f} MB decoded > the budget of {budget_bytes / 2**20:.0f} MB)")
