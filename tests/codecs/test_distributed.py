@@ -41,9 +41,11 @@ LAST, TOLERANCE = 40, 0.15
 SIGTERM_AFTER = 35  # steps, after the checkpoint at step 30
 
 # train_codec under torchrun; every process prints "rank R step N" after drawing the batch of step N and
-# "rank R weights <sha256>" of its weights after training
+# "rank R weights <sha256>" of its weights after training, each line in one write to the pipe the processes share
+# (with PYTHONUNBUFFERED set, as in many CI images, a print writes its text and its newline apart and another process's
+# line lands between them)
 CHILD = """
-import hashlib, sys
+import hashlib, os, sys
 sys.argv[0] = "train_codec"
 from taskcodec import distributed
 from taskcodec.codecs import training
@@ -53,13 +55,13 @@ batch, optimize = training.CodecObjective.batch, training.optimize
 
 def announcing(self, step):
     result = batch(self, step)
-    print(f"rank {distributed.rank()} step {step + 1}", flush=True)
+    os.write(1, f"rank {distributed.rank()} step {step + 1}\\n".encode())
     return result
 
 def reporting(model, *args, **kwargs):
     trained = optimize(model, *args, **kwargs)
     weights = b"".join(value.numpy().tobytes() for value in model.state_dict().values())
-    print(f"rank {distributed.rank()} weights {hashlib.sha256(weights).hexdigest()}", flush=True)
+    os.write(1, f"rank {distributed.rank()} weights {hashlib.sha256(weights).hexdigest()}\\n".encode())
     return trained
 
 training.CodecObjective.batch, training.optimize = announcing, reporting
