@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up .venv and run the test suite (the 15 slowest tests are listed at the end, to keep CI's time in view).
-# Without arguments the workflow tests (tests/workflow: Snakemake runs, in file order) and the unit tests run side
-# by side in two pytest processes, since neither keeps both cores busy; the workflow tests' report follows the unit
-# tests'. With arguments, one pytest run of them (e.g. a test file, or -k).
+# Without arguments the suite runs in two pytest processes side by side, since neither keeps both cores busy:
+# the workflow tests that share the package's one run of the tiny pipeline (conftest.pipeline_run) and the SLURM
+# tests, in file order; beside them, the unit tests and then the workflow tests that make their own runs. The
+# first process's report follows the second's. With arguments, one pytest run of them (e.g. a test file, or -k).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,14 +11,16 @@ pytest=(.venv/bin/python -m pytest --durations=15)
 if [ $# -gt 0 ]; then
     exec "${pytest[@]}" "$@"
 fi
-workflow_log=$(mktemp)
-trap 'rm -f "$workflow_log"' EXIT
-"${pytest[@]}" tests/workflow > "$workflow_log" 2>&1 &
-workflow=$!
-unit_status=0
-"${pytest[@]}" --ignore=tests/workflow || unit_status=$?
-workflow_status=0
-wait "$workflow" || workflow_status=$?
-echo "=== tests/workflow (ran beside the unit tests) ==="
-cat "$workflow_log"
-exit $(( unit_status != 0 ? unit_status : workflow_status ))
+shared=(tests/workflow/test_dag.py tests/workflow/test_end_to_end.py tests/workflow/test_slurm.py
+        tests/workflow/test_slurm_preflight.py)  # the two SLURM modules: one cluster at a time
+shared_log=$(mktemp)
+trap 'rm -f "$shared_log"' EXIT
+"${pytest[@]}" "${shared[@]}" > "$shared_log" 2>&1 &
+shared_run=$!
+rest_status=0
+"${pytest[@]}" "${shared[@]/#/--ignore=}" || rest_status=$?
+shared_status=0
+wait "$shared_run" || shared_status=$?
+echo "=== ${shared[*]} (ran beside the tests above) ==="
+cat "$shared_log"
+exit $(( rest_status != 0 ? rest_status : shared_status ))
