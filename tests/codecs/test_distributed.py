@@ -81,7 +81,8 @@ def torchrun(root: Path, out: Path, stop_after: int | None = None) -> tuple[int,
     child = root / "child.py"
     child.write_text(CHILD)
     command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nnodes", "1",
-               "--nproc-per-node", "2", str(child), *stage_argv(root, out, 2)]  # a thread each
+               "--nproc-per-node", "2", "--log-dir", str(root / "torchrun"),  # not a new folder in /tmp
+               str(child), *stage_argv(root, out, 2)]  # a thread each
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     lines = []
