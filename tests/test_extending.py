@@ -20,6 +20,7 @@ from taskcodec.codecs.coding import decode_images, encode_images
 from taskcodec.codecs.registry import CODECS, register_codec
 from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, prepare, report, report_task, train_codec
 from taskcodec.stages import train_task
+from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.tasks.registry import TASKS, Task, register_task
 
 RUN = ["--device", "cpu", "--threads", "1"]
@@ -135,6 +136,11 @@ def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):
     manifest = str(prepared / "manifest.csv")
     task_model = tmp_path / "task" / "model.pt"
     train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", manifest, "--out", str(task_model)])
+    streamed = tmp_path / "streamed" / "model.pt"  # every split read from its files: its targets read the images
+    train_task.main(["--params", json.dumps(TASK), *RUN, "--mem-mb", "0", "--manifest", manifest, "--out",
+                     str(streamed)])
+    for key, value in load_task_model(task_model)[0].state_dict().items():
+        assert torch.equal(value, load_task_model(streamed)[0].state_dict()[key]), key
     model = tmp_path / "codec" / "model.pt"
     train_codec.main(["--params", json.dumps(TRAIN), *RUN, "--arch", "toy-two-layer", "--hyper", '{"N": 8}',
                       "--lmbda", "0.01", "--manifest", manifest, "--out", str(model)])

@@ -132,8 +132,9 @@ def _unsafe_reason(err: pickle.UnpicklingError) -> str:
     return f" (it refers to {found.group(1)})" if found else ""
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`, safely, with a one-sentence error if unusable.
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, safely, with a one-sentence error if unusable;
+    with ``mmap``, its tensors are mapped from the file (``torch.load(mmap=True)``): read when used.
 
     Loading never runs code from the file (``weights_only=True``); a missing,
     empty, truncated or foreign file, or one holding objects other than
@@ -153,7 +154,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location=map_location, weights_only=True)
+            payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         raise UserError(
             f"checkpoint {path} was not written by taskcodec or holds objects that cannot be loaded safely"

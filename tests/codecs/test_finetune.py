@@ -6,6 +6,7 @@ from torch import nn
 from taskcodec.codecs.finetune import LOG_FIELDS, finetune_codec
 from taskcodec.tasks.checkpoint import freeze
 from taskcodec.codecs.registry import build_codec
+from taskcodec.data.sources import InMemory, with_maps
 from taskcodec.data.tensors import to_float
 from taskcodec.losses import RateDistortionLoss, TaskAwareLoss
 from taskcodec.tasks.registry import build_task
@@ -52,6 +53,12 @@ def test_tau_one_without_task_weight_is_the_rate_distortion_loss():
     assert weighted["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def sources(images, labels, train=16):
+    """The first ``train`` images (padded for PARAMS' translations) and the rest, each with their labels."""
+    return (InMemory(images[:train], PARAMS["crop_padding"]), labels[:train], InMemory(images[train:]),
+            labels[train:])
+
+
 def test_task_gradients_reach_the_codec_through_the_frozen_task_model():
     images, labels = data(4)
     x = to_float(images, torch.device("cpu"))
@@ -67,7 +74,7 @@ def test_finetune_trains_the_codec_and_leaves_the_task_model_untouched(tmp_path)
     model, task = codec(), tiny_classifier()
     task_before = {key: value.clone() for key, value in task.state_dict().items()}
     codec_before = {key: value.clone() for key, value in model.state_dict().items()}
-    state = finetune_codec(model, 0.01, 1.0, task, TASK, PARAMS, images[:16], labels[:16], images[16:], labels[16:],
+    state = finetune_codec(model, 0.01, 1.0, task, TASK, PARAMS, *sources(images, labels),
                            torch.device("cpu"), tmp_path / "resume.pt", tmp_path / "log.csv")
     assert not task.training and not any(p.requires_grad for p in task.parameters())
     for key, value in task.state_dict().items():  # weights and batch-norm statistics
@@ -86,11 +93,10 @@ def test_finetune_with_saliency_weights(tmp_path):
     maps = torch.zeros(20, 1, 64, 64, dtype=torch.uint8)
     maps[..., 16:48, 16:48] = 255
     params = {**PARAMS, "steps": 2, "val_every": 2, "saliency_floor": 0.3}
-    plain = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), TASK, {**params, "saliency_floor": None}, images[:16],
-                           labels[:16], images[16:], labels[16:], torch.device("cpu"), tmp_path / "p.pt",
-                           tmp_path / "p.csv")
-    weighted = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), TASK, params, images[:16], labels[:16], images[16:],
-                              labels[16:], torch.device("cpu"), tmp_path / "w.pt", tmp_path / "w.csv",
-                              train_saliency=maps[:16], val_saliency=maps[16:])
+    plain = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), TASK, {**params, "saliency_floor": None},
+                           *sources(images, labels), torch.device("cpu"), tmp_path / "p.pt", tmp_path / "p.csv")
+    weighted = finetune_codec(codec(), 0.01, 1.0, tiny_classifier(), TASK, params,
+                              *sources(with_maps(images, maps), labels), torch.device("cpu"), tmp_path / "w.pt",
+                              tmp_path / "w.csv")
     assert weighted.history[0]["mse"] == pytest.approx(plain.history[0]["mse"])  # same batch, plain MSE logged
     assert weighted.history[0]["loss"] != pytest.approx(plain.history[0]["loss"])  # but weighted in the loss

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from taskcodec.data.sources import (ImageFiles, InMemory, WindowSampler, choose_source, loader_workers,
-                                    window_batches, with_maps)
+from taskcodec.data.sources import (FileRows, ImageFiles, InMemory, WindowSampler, choose_source, loader_workers,
+                                    memory_budgets, window_batches, with_maps)
 from taskcodec.errors import UserError
 
 
@@ -67,6 +67,21 @@ def test_a_split_in_memory_only_when_it_fits_the_budget(tmp_path):
     assert [loader_workers(threads) for threads in (1, 2, 8)] == [0, 1, 4]
     assert "read from their files by the training process" in choose_source(paths, 16, 16, 0, 0)[1]
 
+
+
+def test_rows_of_the_files_index_as_the_tensor_in_memory(tmp_path):
+    paths, images = write_images(tmp_path, 5, 12)
+    rows = FileRows(ImageFiles(paths, 12, 12))
+    assert rows.shape == images.shape and len(rows) == 5
+    for index in (torch.tensor([4, 0, 4, 2]), slice(1, 4), slice(3, 9)):
+        assert torch.equal(rows[index], images[index])
+
+
+def test_the_memory_of_a_job_is_shared_by_its_processes_and_splits_by_size():
+    quarter = 2**20 // 4  # bytes: a quarter of 1 MB
+    assert memory_budgets(4, [300, 100]) == [3 * quarter, quarter]
+    assert memory_budgets(4, [300, 100], processes=2) == [3 * quarter // 2, quarter // 2]
+    assert memory_budgets(None, [300, 100]) == [None, None]
 
 def test_a_file_of_another_size_is_named(tmp_path):
     paths, _ = write_images(tmp_path, 2, 16)

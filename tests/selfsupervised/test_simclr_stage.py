@@ -43,6 +43,18 @@ def trained(workspace):
     return out
 
 
+
+def test_simclr_trained_from_the_files_is_the_one_trained_in_memory(workspace, trained, tmp_path, capsys):
+    _, manifest = workspace
+    out = tmp_path / "read" / "model.pt"
+    train_simclr.main([*argv(PARAMS, manifest, out), "--mem-mb", "0"])  # each split read from its files
+    assert "train images: 18 images read from their files by the training process" in capsys.readouterr().out
+    read = load_simclr(out)[0].state_dict()
+    for key, value in load_simclr(trained)[0].state_dict().items():
+        assert torch.equal(value, read[key]), key
+    metrics = [json.loads((path.parent / "metrics.json").read_text()) for path in (trained, out)]
+    assert metrics[0]["val_loss"] == metrics[1]["val_loss"]
+
 def test_train_simclr_writes_model_metrics_and_log(trained):
     folder = trained.parent
     assert sorted(path.name for path in folder.iterdir()) == ["metrics.json", "model.pt", "train_log.csv"]

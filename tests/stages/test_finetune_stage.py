@@ -42,11 +42,22 @@ def workspace(tmp_path_factory):
     return manifest, codec, task, maps
 
 
-def _finetune(workspace, out, params=FINETUNE, saliency_dir=True):
+def _finetune(workspace, out, params=FINETUNE, saliency_dir=True, run=RUN):
     manifest, codec, task, maps = workspace
     extra = ["--saliency", str(maps)] if saliency_dir else []
-    return finetune_codec.main(["--params", json.dumps(params), *RUN, "--model", str(codec), "--task-model", str(task),
+    return finetune_codec.main(["--params", json.dumps(params), *run, "--model", str(codec), "--task-model", str(task),
                                 "--tau", "0.5", "--manifest", str(manifest), *extra, "--out", str(out)])
+
+
+def test_fine_tuning_from_the_files_gives_the_codec_of_fine_tuning_in_memory(workspace, tmp_path, capsys):
+    held = _finetune(workspace, tmp_path / "held" / "model.pt", run=[*RUN, "--mem-mb", "100"])
+    read = _finetune(workspace, tmp_path / "read" / "model.pt", run=[*RUN, "--mem-mb", "0"])  # with the maps
+    said = capsys.readouterr().out
+    assert "train images: 9 images held decoded in memory" in said
+    assert "train images: 9 images read from their files by the training process" in said
+    streamed = load_codec(read)[0].state_dict()
+    for key, value in load_codec(held)[0].state_dict().items():
+        assert torch.equal(value, streamed[key]), key
 
 
 def test_finetuned_model_loads_and_codes_like_a_trained_codec(workspace, tmp_path):

@@ -60,6 +60,23 @@ def test_train_task_writes_model_metrics_and_log(workspace):
     assert json.loads((features / "features.json").read_text())["shapes"]["train"] == [18, 8, 16, 16]
 
 
+
+def test_a_task_model_trained_from_the_files_is_the_one_trained_in_memory(workspace, tmp_path, capsys):
+    _, manifest = workspace
+    models = {}
+    for memory in ("100", "0"):  # MB: every split held in memory; none (each read from its files)
+        out = tmp_path / memory / "model.pt"
+        train_task.main(["--params", json.dumps(TASK), *RUN, "--mem-mb", memory, "--manifest", str(manifest),
+                         "--out", str(out)])
+        models[memory] = load_task_model(out, manifest=manifest)[0].state_dict()
+    said = capsys.readouterr().out
+    assert "train images: 18 images held decoded in memory (0 MB)" in said
+    assert "train images: 18 images read from their files by the training process (0 MB decoded > the budget " in said
+    assert "test images: 6 images read from their files" in said
+    for key, value in models["100"].items():
+        assert torch.equal(value, models["0"][key]), key
+
+
 def test_unlabeled_dataset_is_refused(workspace, tmp_path):
     _, manifest = workspace
     frame = pd.read_csv(manifest).assign(label=-1, class_name="")
@@ -94,6 +111,14 @@ def test_latent_and_joint_classifiers_on_real_bitstreams(workspace):
     assert info["latent_channels"] == 12
     assert metrics["epochs"] == 2 and metrics["steps"] == 4 and metrics["val_top1"] == max(
         pd.read_csv(out.parent / "train_log.csv")["val_top1"])
+    mapped = root / "latent-mapped" / "model.pt"  # every cache's shards read as indexed, not loaded
+    train_latent_classifier.main(["--params", json.dumps(LATENT), *RUN, "--mem-mb", "0", "--train-cache",
+                                  str(caches["train"]), "--val-cache", str(caches["val"]), "--test-cache",
+                                  str(caches["test"]), "--manifest", str(manifest), "--out", str(mapped)])
+    streamed = load_latent_classifier(mapped, expect_num_classes=3)[0].state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, streamed[key]), key
+    assert json.loads((mapped.parent / "metrics.json").read_text())["test_top1"] == metrics["test_top1"]
 
     joint = root / "joint"
     train_joint_classifier.main(["--params", json.dumps(JOINT), *RUN, "--model", str(codec_path), "--classifier", str(out),
@@ -105,6 +130,14 @@ def test_latent_and_joint_classifiers_on_real_bitstreams(workspace):
     assert result["epochs"] == result["best_epoch"] == 1 and result["steps"] == 2 and not (joint / "resume.pt").exists()
     load_codec(joint / "codec.pt")
     load_latent_classifier(joint / "model.pt", expect_num_classes=3)
+    read = root / "joint-read"  # every split read from its files
+    train_joint_classifier.main(["--params", json.dumps(JOINT), *RUN, "--mem-mb", "0", "--model", str(codec_path),
+                                 "--classifier", str(out), "--manifest", str(manifest), "--out", str(read)])
+    assert json.loads((read / "metrics.json").read_text())["bpp"] == result["bpp"]
+    for name in ("model.pt", "codec.pt"):
+        streamed = torch.load(read / name, weights_only=True)["state_dict"]
+        for key, value in torch.load(joint / name, weights_only=True)["state_dict"].items():
+            assert torch.equal(value, streamed[key]), (name, key)
 
 
 def test_latent_classifier_for_another_class_count_is_refused(workspace, tmp_path):

@@ -67,3 +67,27 @@ def test_latent_classifier_learns_a_separable_problem(tmp_path):
     logits = predict_logits(model, (test.y_hat, test.scales_hat), 32, torch.device("cpu"))
     assert classification_metrics(logits, test.labels)["top1"] >= 0.95
     assert state.history[-1]["epoch"] == 12 and state.step == 12 * 6  # 96 latents in batches of 16
+
+
+def test_shards_too_large_for_the_budget_are_read_as_indexed_with_the_same_rows(tmp_path):
+    folder = write_cache(tmp_path / "c", 10)
+    held, mapped = read_latent_cache(folder), read_latent_cache(folder, budget_bytes=0)
+    assert "held in memory" in held.held and "read from its 2 shards as indexed" in mapped.held
+    assert mapped.y_hat.shape == held.y_hat.shape and len(mapped.scales_hat) == 10
+    for index in (torch.tensor([9, 0, 4, 5, 4]), slice(3, 8), slice(8, 20)):  # across the two shards
+        assert torch.equal(mapped.y_hat[index], held.y_hat[index])
+        assert torch.equal(mapped.scales_hat[index], held.scales_hat[index])
+    assert torch.equal(mapped.labels, held.labels) and mapped.image_ids == held.image_ids
+
+
+def test_a_latent_classifier_trained_from_mapped_shards_is_the_one_trained_in_memory(tmp_path):
+    folders = [write_cache(tmp_path / split, count, seed=seed) for split, count, seed in (("t", 40, 0), ("v", 12, 1))]
+    weights = []
+    for budget in (None, 0):
+        torch.manual_seed(0)
+        model, _ = train_latent_classifier(MODEL, {**TRAIN, "epochs": 2, "crop_padding": 1},
+                                           *(read_latent_cache(folder, budget) for folder in folders), ["a", "b", "c"],
+                                           torch.device("cpu"), tmp_path / f"{budget}.pt", tmp_path / f"{budget}.csv")
+        weights.append(model.state_dict())
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key

@@ -78,11 +78,13 @@ def test_run_settings_rerun_nothing_but_reach_the_commands(pipeline_run):
     project.write_params()
     try:
         assert project.planned_jobs() == {}
-        forced = project.dry_run("--printshellcmds", "--forcerun", "train_codec", "cache_latents",
-                                 "evaluate_classical", "train_task")
-        for stage in ("train_codec", "cache_latents", "evaluate_classical", "train_task"):
+        stages = ("train_codec", "cache_latents", "evaluate_classical", "train_task", "finetune_codec")
+        forced = project.dry_run("--printshellcmds", "--forcerun", *stages)
+        for stage in stages:
             commands = [line for line in forced.splitlines() if f"taskcodec.stages.{stage} " in line]
             assert commands and all("--threads 2 --device cpu " in line for line in commands), (stage, forced[-3000:])
+            if stage in ("train_codec", "train_task", "finetune_codec"):  # their memory decides what they stream
+                assert all(f"--mem-mb {original[stage]['mem_mb'] + 1} " in line for line in commands), stage
     finally:
         project.params["resources"] = original
         project.write_params()

@@ -29,7 +29,8 @@ rule finetune_codec:
         CONDA_ENV
     shell:
         "{resources.launcher} taskcodec.stages.finetune_codec --params {params.section:q} --threads {threads}"
-        " --device {resources.device:q} --model {input.model:q} --task-model {input.task_model:q} --tau {wildcards.tau}"
+        " --device {resources.device:q} --mem-mb {resources.mem_mb} --model {input.model:q}"
+        " --task-model {input.task_model:q} --tau {wildcards.tau}"
         " --manifest {input.prepared:q}/manifest.csv {params.saliency} --out {output.model:q} > {log:q} 2>&1"
 
 

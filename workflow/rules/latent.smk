@@ -30,7 +30,7 @@ rule train_latent_classifier:
         CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_latent_classifier --params {params.section:q} --threads {threads}"
-        " --device {resources.device:q} --train-cache {input.train:q} --val-cache {input.val:q}"
+        " --device {resources.device:q} --mem-mb {resources.mem_mb} --train-cache {input.train:q} --val-cache {input.val:q}"
         " --test-cache {input.test:q} --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
 
 
@@ -54,5 +54,6 @@ rule train_joint_classifier:
         CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_joint_classifier --params {params.section:q} --threads {threads}"
-        " --device {resources.device:q} --model {input.model:q} --classifier {input.classifier:q}"
+        " --device {resources.device:q} --mem-mb {resources.mem_mb} --model {input.model:q}"
+        " --classifier {input.classifier:q}"
         " --manifest {input.prepared:q}/manifest.csv --out {output:q} > {log:q} 2>&1"

@@ -24,5 +24,5 @@ rule train_simclr:
         CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_simclr --params {params.section:q} --threads {threads}"
-        " --device {resources.device:q} --manifest {input.prepared:q}/manifest.csv"
+        " --device {resources.device:q} --mem-mb {resources.mem_mb} --manifest {input.prepared:q}/manifest.csv"
         " --out {output.model:q} > {log:q} 2>&1"

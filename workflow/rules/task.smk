@@ -22,7 +22,7 @@ rule train_task:
         CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_task --params {params.section:q} --threads {threads}"
-        " --device {resources.device:q} --manifest {input.prepared:q}/manifest.csv"
+        " --device {resources.device:q} --mem-mb {resources.mem_mb} --manifest {input.prepared:q}/manifest.csv"
         " --out {output.model:q} > {log:q} 2>&1"
 
 

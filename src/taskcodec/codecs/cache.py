@@ -10,6 +10,7 @@ the image's task fields: its label, a detection dataset's objects) and
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -80,20 +81,44 @@ def cached_images(cache_dir: str | os.PathLike, model_path: str | os.PathLike, i
                                f"(e.g. '{missing[0]}'): a shard is missing or cut; {advice}")
 
 
+class ShardRows:
+    """Rows of a tensor stored in parts, one per shard, indexed like their concatenation (by a slice or a tensor
+    of indices) and gathered as float32 when indexed: with the shards mapped from their files
+    (:func:`~taskcodec.artifacts.load_checkpoint` with ``mmap``), only the rows used are read."""
+
+    def __init__(self, parts: list[torch.Tensor]):
+        self.parts = parts
+        self.starts = torch.tensor([0, *itertools.accumulate(len(part) for part in parts)])
+        self.shape = torch.Size((int(self.starts[-1]), *parts[0].shape[1:]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index)
+        shards = torch.searchsorted(self.starts, rows, right=True) - 1
+        return torch.stack([self.parts[shard][row - self.starts[shard]]
+                            for shard, row in zip(shards.tolist(), rows.tolist())]).float()
+
+
 @dataclass
 class LatentSet:
-    """Decoded latents of one layer of a cached dataset, in cache order."""
+    """Decoded latents of one layer of a cached dataset, in cache order: ŷ and σ̂ in memory, or
+    :class:`ShardRows` read from the shards when indexed (``held`` says which, for the log)."""
 
     image_ids: list[str]
     labels: torch.Tensor  # N, int64
-    y_hat: torch.Tensor  # N×C×h×w
-    scales_hat: torch.Tensor  # N×C×h×w
+    y_hat: torch.Tensor | ShardRows  # N×C×h×w
+    scales_hat: torch.Tensor | ShardRows  # N×C×h×w
     summary: dict  # the cache's cache.json
     index: pd.DataFrame  # the cache's index.csv (actual and estimated bpp per image)
+    held: str = ""
 
 
-def read_latent_cache(cache_dir: str | os.PathLike) -> LatentSet:
-    """Load the task layer's ŷ and σ̂ from every ``shard-*.pt`` of a cache (``cache.json`` names the layer)."""
+def read_latent_cache(cache_dir: str | os.PathLike, budget_bytes: int | None = None) -> LatentSet:
+    """The task layer's ŷ and σ̂ from every ``shard-*.pt`` of a cache (``cache.json`` names the layer): loaded
+    into memory when the shards' bytes fit ``budget_bytes`` (None: no limit), else read from the mapped shards
+    as they are indexed (:class:`ShardRows`)."""
     cache_dir = Path(cache_dir)
     summary = artifacts.read_json(cache_dir / "cache.json")
     shards = sorted(cache_dir.glob("shard-*.pt"))
@@ -101,18 +126,24 @@ def read_latent_cache(cache_dir: str | os.PathLike) -> LatentSet:
         raise UserError(f"{cache_dir} holds no decoded latents (shard-*.pt); rerun cache_latents without --no-latents "
                         "with a codec that has a latent decoder")
     layer = summary["task_layer"]
-    parts = [artifacts.load_checkpoint(path, map_location="cpu") for path in shards]
+    size = sum(path.stat().st_size for path in shards)
+    mapped = budget_bytes is not None and size > budget_bytes
+    parts = [artifacts.load_checkpoint(path, map_location="cpu", mmap=mapped) for path in shards]
     if any(part["layers"][layer]["scales_hat"] is None for part in parts):
         raise UserError(f"{cache_dir} has no scales σ̂ (codec {summary['codec']}); compressed-domain classifiers "
                         "need a hyperprior codec such as bmshj2018-hyperprior")
+    latents = {name: [part["layers"][layer][name] for part in parts] for name in ("y_hat", "scales_hat")}
+    if mapped:
+        latents = {name: ShardRows(tensors) for name, tensors in latents.items()}
+        held = (f"read from its {len(shards)} shards as indexed ({size / 2**20:.0f} MB > the budget of "
+                f"{budget_bytes / 2**20:.0f} MB)")
+    else:
+        latents = {name: torch.cat(tensors).float() for name, tensors in latents.items()}
+        held = f"held in memory ({size / 2**20:.0f} MB of shards)"
     return LatentSet(
         image_ids=[image_id for part in parts for image_id in part["image_ids"]],
         labels=torch.cat([torch.as_tensor(part["labels"], dtype=torch.int64) for part in parts]),
-        y_hat=torch.cat([part["layers"][layer]["y_hat"] for part in parts]).float(),
-        scales_hat=torch.cat([part["layers"][layer]["scales_hat"] for part in parts]).float(),
-        summary=summary,
-        index=pd.read_csv(cache_dir / "index.csv", dtype={"image_id": str}),
-    )
+        **latents, summary=summary, index=pd.read_csv(cache_dir / "index.csv", dtype={"image_id": str}), held=held)
 
 
 def same_codec(caches: dict[str, LatentSet]) -> dict:

@@ -29,7 +29,7 @@ from torch import nn
 from taskcodec import distributed
 from taskcodec.augment import Draws
 from taskcodec.codecs.training import CodecObjective, Terms, check_saliency, optimize
-from taskcodec.data.sources import InMemory, with_maps
+from taskcodec.data.sources import ImageSource
 from taskcodec.losses import TaskAwareLoss
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.checkpoint import freeze
@@ -42,28 +42,23 @@ LOG_FIELDS = ["step", "split", "loss", "bpp", "mse", "psnr", "task_loss", "accur
 
 
 def finetune_codec(model: CompressionModel, lmbda: float, tau: float, task_model: nn.Module, task: Task,
-                   params: dict[str, Any], train_images: torch.Tensor, train_targets: Any,
-                   val_images: torch.Tensor, val_targets: Any, device: torch.device, resume_path: Path,
-                   log_path: Path,
-                   data_id: str = "", train_saliency: torch.Tensor | None = None,
-                   val_saliency: torch.Tensor | None = None) -> Trained:
+                   params: dict[str, Any], train_source: ImageSource, train_targets: Any,
+                   val_source: ImageSource, val_targets: Any, device: torch.device, resume_path: Path,
+                   log_path: Path, data_id: str = "") -> Trained:
     """Fine-tune ``model`` (trained at ``lmbda``) in place on ``R + τ·λ·D + w·L_task`` with ``task_model`` (of
     ``task``, whose loss is L_task) frozen.
 
-    ``train_images``/``val_images`` are uint8 N×3×H×W with the task's targets (:meth:`Task.collate`);
-    ``params`` is the ``finetune`` section (``task_weight`` is w). With
-    ``saliency_floor`` set, the aligned uint8 maps N×1×H×W weight the MSE.
+    ``train_source``/``val_source`` hold the splits' uint8 images (in memory or read from their files;
+    :mod:`taskcodec.data.sources`), the training split padded by ``crop_padding`` for its translations, with
+    the task's targets (:meth:`Task.collate`); ``params`` is the ``finetune`` section (``task_weight`` is w).
+    With ``saliency_floor`` set, the sources' fourth channel, aligned uint8 maps, weights the MSE.
     The resume fingerprint covers params, λ, τ and ``data_id`` (fingerprints of
     the data, the pretrained codec and the task model).
     """
-    height, width = train_images.shape[-2:]
+    height, width = train_source.stored
     if height != width:
         raise ValueError(f"fine-tuning needs square images (prepare makes them), got {width}×{height}")
-    check_saliency(params, "mse", train_saliency is not None, "finetune")
-    floor = params["saliency_floor"]
-    train_source = InMemory(with_maps(train_images, train_saliency if floor is not None else None),
-                            params["crop_padding"])
-    val_source = InMemory(with_maps(val_images, val_saliency if floor is not None else None))
+    check_saliency(params, "mse", train_source.channels == 4, "finetune")
     task_model = freeze(task_model.to(device))
     criterion = TaskAwareLoss(lmbda, tau, task_model, params["task_weight"], task, pad_multiple=model.pad_multiple)
     generator = torch.Generator().manual_seed(params["seed"] + distributed.rank())

@@ -9,7 +9,8 @@ from the memory a job has) never changes a number:
   datasets; fastest);
 - :class:`ImageFiles`: the split's files, decoded when a batch needs them by
   ``torch.utils.data`` workers (:func:`window_batches`); a job's memory then
-  does not grow with the number of images.
+  does not grow with the number of images. :class:`FileRows` indexes them like
+  a tensor, for a training that takes rows (a task model's epochs).
 
 The sampler states its generator's position with every batch
 (``Window.state``): a training whose loader draws ahead from a copy of its
@@ -76,12 +77,13 @@ def with_maps(images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
 class ImageSource:
     """A split of uint8 images N×C×H×W (C: 3, or 4 with a stacked map), replicate-padded by a number of pixels
     for translated windows (:func:`~taskcodec.augment.translatable`); ``height``×``width``: the padded size,
-    where windows are drawn."""
+    where windows are drawn; ``stored``: (H, W), the images' own size."""
 
     count: int
     channels: int
     height: int
     width: int
+    stored: tuple[int, int]
 
     def windows(self, draws: Draws, size: int) -> torch.Tensor:
         """The ``size``×``size`` windows of ``draws`` (:func:`~taskcodec.augment.crop_flip`)."""
@@ -98,6 +100,7 @@ class InMemory(ImageSource):
     def __init__(self, images: torch.Tensor, padding: int = 0):
         self.images, self.padded = images, translatable(images, padding)
         self.count, self.channels, self.height, self.width = self.padded.shape
+        self.stored = tuple(images.shape[-2:])
 
     def windows(self, draws: Draws, size: int) -> torch.Tensor:
         return crop_flip(self.padded, draws.index, draws.tops, draws.lefts, draws.flips, size, size)
@@ -143,6 +146,22 @@ class ImageFiles(ImageSource, Dataset):
         loader = DataLoader(_Batches(self), batch_sampler=[[item] for item in rows], num_workers=self.workers,
                             collate_fn=_only, generator=_untouched())
         return _raised(loader)
+
+
+class FileRows:
+    """The images of :class:`ImageFiles` indexed like the uint8 tensor N×C×H×W they would make (rows by a slice
+    or a tensor of indices, decoded when indexed), for a training that takes rows rather than windows."""
+
+    def __init__(self, files: ImageFiles):
+        self.files = files
+        self.shape = torch.Size((files.count, files.channels, *files.stored))
+
+    def __len__(self) -> int:
+        return self.files.count
+
+    def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
+        rows = range(self.files.count)[index] if isinstance(index, slice) else index.tolist()
+        return torch.stack([self.files[row] for row in rows])
 
 
 class _Batches(Dataset):
@@ -202,16 +221,32 @@ def loader_workers(threads: int) -> int:
     return threads // 2
 
 
+def memory_budgets(mem_mb: int | None, counts: Sequence[int], processes: int = 1) -> list[int | None]:
+    """Bytes each split may take decoded (:data:`MEMORY_SHARE` of a job's ``mem_mb``, shared by its training
+    ``processes`` and by the splits in proportion to their image ``counts``); None each without ``mem_mb``."""
+    if mem_mb is None:
+        return [None] * len(counts)
+    return [int(MEMORY_SHARE * mem_mb * 2**20 / processes * count / sum(counts)) for count in counts]
+
+
+def image_rows(paths: Sequence[Path], budget_bytes: int | None) -> tuple[torch.Tensor | FileRows, str]:
+    """A split's uint8 images N×3×H×W indexed by rows: a tensor when they fit ``budget_bytes`` decoded (None: no
+    limit), else :class:`FileRows`, decoded by the training process when indexed; with the sentence for the log
+    (:func:`choose_source`)."""
+    source, held = choose_source(paths, *stored_size(paths[0]), budget_bytes, workers=0)
+    return (source.images if isinstance(source, InMemory) else FileRows(source)), held
+
+
 def choose_source(paths: Sequence[Path], height: int, width: int, budget_bytes: int | None, workers: int,
-                  maps: torch.Tensor | None = None) -> tuple[ImageSource, str]:
+                  maps: torch.Tensor | None = None, padding: int = 0) -> tuple[ImageSource, str]:
     """:class:`InMemory` when the split (``height``×``width`` images with any ``maps``) decoded fits
-    ``budget_bytes`` (None: no limit), else :class:`ImageFiles` with ``workers`` loader processes; with the
-    sentence for the log that says which."""
+    ``budget_bytes`` (None: no limit), else :class:`ImageFiles` with ``workers`` loader processes, either padded
+    by ``padding`` pixels; with the sentence for the log that says which."""
     size = len(paths) * (3 if maps is None else 4) * height * width  # bytes held decoded
     if budget_bytes is None or size <= budget_bytes:
-        return (InMemory(with_maps(images_to_tensor(list(paths)), maps)),
+        return (InMemory(with_maps(images_to_tensor(list(paths)), maps), padding),
                 f"{len(paths)} images held decoded in memory ({size / 2**20:.0f} MB)")
-    return (ImageFiles(paths, height, width, maps, workers=workers),
+    return (ImageFiles(paths, height, width, maps, padding, workers),
             f"{len(paths)} images read from their files by "
             f"{f'{workers} loader worker' + ('s' if workers > 1 else '') if workers else 'the training process'} "
             f"({size / 2**20:.0f} MB decoded > the budget of {budget_bytes / 2**20:.0f} MB)")

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from taskcodec.data.sources import FileRows
 from taskcodec.data.tensors import to_float
 from taskcodec.resume import params_fingerprint
 from taskcodec.trainer import EpochObjective, Optimizers, Plan, StepLog, Trained, cosine, train, warmup
@@ -76,11 +77,11 @@ def view_match_top1(z: torch.Tensor) -> float:
 
 
 class ContrastiveObjective(EpochObjective):
-    """NT-Xent on shuffled epochs of ``train`` (uint8 images; ``batch_size`` images, at most the set's size);
-    validation: mean loss and view-matching top-1 over the full batches of ``val``, with the same views each time."""
+    """NT-Xent on shuffled epochs of ``train`` (uint8 images, held or read from their files; ``batch_size``
+    images, at most the set's size); validation: mean loss and view-matching top-1 over the full batches of ``val``, with the same views each time."""
 
-    def __init__(self, model: nn.Module, params: dict[str, Any], train_images: torch.Tensor, val_images: torch.Tensor,
-                 generator: torch.Generator, device: torch.device):
+    def __init__(self, model: nn.Module, params: dict[str, Any], train_images: torch.Tensor | FileRows,
+                 val_images: torch.Tensor | FileRows, generator: torch.Generator, device: torch.device):
         super().__init__(len(train_images), params["batch_size"], generator)
         self.model, self.params, self.device = model, params, device
         self.train_images, self.val_images = train_images, val_images
@@ -107,8 +108,8 @@ class ContrastiveObjective(EpochObjective):
         return {"loss": sum(losses) / len(losses), "top1": sum(top1s) / len(top1s)}
 
 
-def train_simclr(model: nn.Module, params: dict[str, Any], train_images: torch.Tensor, val_images: torch.Tensor,
-                 device: torch.device, resume_path: Path, log_path: Path, data_id: str = "",
+def train_simclr(model: nn.Module, params: dict[str, Any], train_images: torch.Tensor | FileRows,
+                 val_images: torch.Tensor | FileRows, device: torch.device, resume_path: Path, log_path: Path, data_id: str = "",
                  desc: str = "simclr") -> Trained:
     """Train ``model`` (:class:`~taskcodec.selfsupervised.models.SimCLR`) in place for ``params["steps"]`` steps
     or until ``time_budget_s`` seconds of training; 0 steps only validates (e.g. weights loaded from a file).

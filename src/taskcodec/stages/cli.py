@@ -25,6 +25,7 @@ from taskcodec.errors import UserError
 if TYPE_CHECKING:  # not imported at run time: stages without training start without loading torch
     import torch
 
+    from taskcodec.data.sources import ImageSource
     from taskcodec.tracking import StageRun
     from taskcodec.trainer import Trained
 
@@ -61,6 +62,44 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     default_threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
     parser.add_argument("--threads", type=int, default=default_threads, help="CPU threads for PyTorch")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+
+
+def memory_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the run setting ``--mem-mb``, the job's memory (Snakemake passes the rule's ``mem_mb``): a split that
+    would take more than :data:`~taskcodec.data.sources.MEMORY_SHARE` of it decoded is read from its files."""
+    from taskcodec.data.sources import MEMORY_SHARE
+
+    parser.add_argument("--mem-mb", type=int, help="the job's memory in MB: a split that would take more than "
+                        f"{MEMORY_SHARE:.0%} of it decoded is read from its files (default: held in memory)")
+
+
+def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size: tuple[int, int],
+                  args: argparse.Namespace, paddings: Sequence[int] | None = None) -> list[ImageSource]:
+    """Each split's images (``(image_id, path, label)`` records, with any saliency ``maps``, replicate-padded by
+    ``paddings`` pixels, default none) in memory or read from their files (:func:`memory_argument`), as the log
+    says.
+
+    Every training process holds its own splits: each gets ``--mem-mb`` / processes, shared by the splits in
+    proportion to their images, and ``--threads`` / processes, of which a streaming one gives half to its loader
+    workers (:func:`~taskcodec.data.sources.loader_workers`) and keeps the rest for PyTorch."""
+    import torch
+
+    from taskcodec import distributed
+    from taskcodec.data.sources import choose_source, loader_workers, memory_budgets
+
+    processes = distributed.world_size()
+    threads = max(1, args.threads // processes)
+    budgets = memory_budgets(args.mem_mb, [len(records) for records in splits.values()], processes)
+    sources, workers = [], 0
+    for (split, records), split_maps, budget, padding in zip(splits.items(), maps, budgets,
+                                                             paddings or [0] * len(splits)):
+        source, how = choose_source([path for _, path, _ in records], *size, budget, loader_workers(threads),
+                                    split_maps, padding)
+        distributed.write(f"{split} images: {how}")
+        workers = max(workers, getattr(source, "workers", 0))
+        sources.append(source)
+    torch.set_num_threads(max(1, threads - workers))
+    return sources
 
 
 def apply_run_arguments(args: argparse.Namespace) -> torch.device:

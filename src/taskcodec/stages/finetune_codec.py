@@ -11,7 +11,8 @@
 τ, w, run id) beside it. A ``resume.pt`` lets a killed job continue; it is
 removed once the model is saved. On SIGTERM the job saves ``resume.pt`` and
 exits with status 143 without writing the outputs. Under ``torchrun`` it trains
-in several processes, as ``train_codec`` does.
+in several processes, and with ``--mem-mb`` it reads a split too large for its
+share of the job's memory from its files, as ``train_codec`` does.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from taskcodec.codecs.finetune import finetune_codec
 from taskcodec.data.manifest import split_images
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
-from taskcodec.stages.cli import final_validation, finish_training, params_argument, run, run_arguments, training_run
+from taskcodec.data.sources import stored_size
+from taskcodec.stages.cli import (final_validation, finish_training, image_sources, memory_argument, params_argument,
+                                  run, run_arguments, training_run)
 from taskcodec.tasks.checkpoint import load_task_model
-from taskcodec.tasks.training import labeled_split
+from taskcodec.tasks.training import split_targets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     params_argument(parser, "finetune.train")
     run_arguments(parser)
+    memory_argument(parser)
     parser.add_argument("--model", type=Path, required=True, help="pretrained codec model.pt (from train_codec)")
     parser.add_argument("--task-model", type=Path, required=True, help="task model.pt (from train_task), kept frozen")
     parser.add_argument("--tau", type=float, required=True, help="weight τ of the distortion term (1 = as pretrained)")
@@ -54,13 +58,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise UserError(f"--tau is {args.tau}; give a weight >= 0 for the distortion term")
     with distributed.session(args.threads, args.device, "finetune_codec") as device:
         task_model, task_info = load_task_model(args.task_model, device, manifest=args.manifest)
-        train, val = (labeled_split(args.manifest, split, task_info["task"]) for split in ("train", "val"))
+        train_targets, val_targets = (split_targets(args.manifest, split, task_info["task"])
+                                      for split in ("train", "val"))
         train_records, val_records = split_images(args.manifest, "train"), split_images(args.manifest, "val")
         model, codec = load_codec(args.model)
-        (train_images,), (val_images,) = train.inputs, val.inputs
+        size = stored_size(train_records[0][1])
         maps, saliency_id, saliency_input = saliency_inputs(args.saliency, params["saliency_floor"],
-                                                            [train_records, val_records],
-                                                            tuple(train_images.shape[-2:]))
+                                                            [train_records, val_records], size)
+        train_source, val_source = image_sources({"train": train_records, "val": val_records}, maps, size, args,
+                                                 paddings=[params["crop_padding"], 0])
 
         wildcards = {"arch": codec["arch"], **codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau}
         inputs = {"manifest": args.manifest, "model": args.model, "task_model": args.task_model, **saliency_input}
@@ -68,9 +74,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
             data_id = "".join(artifacts.file_digest(path)
                               for path in (args.manifest, args.model, args.task_model)) + saliency_id
             trained = finetune_codec(model, codec["lmbda"], args.tau, task_model, task_info["task"], params,
-                                     train_images, train.labels, val_images, val.labels, device,
+                                     train_source, train_targets, val_source, val_targets, device,
                                      args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
-                                     data_id=data_id, train_saliency=maps[0], val_saliency=maps[1])
+                                     data_id=data_id)
             if tracked is None:  # another process of a multi-process training: the main one writes
                 return args.out
             metrics = {"arch": codec["arch"], "hyper": codec["hyper"], "lmbda": codec["lmbda"], "tau": args.tau,

@@ -42,20 +42,19 @@ from taskcodec.codecs.checkpoint import initial_weights, save_codec
 from taskcodec.codecs.registry import build_codec, is_variable_rate, needs_ssl_model, needs_task_model
 from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import split_images
-from taskcodec.data.sources import MEMORY_SHARE, ImageSource, choose_source, loader_workers, stored_size
+from taskcodec.data.sources import stored_size
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
 from taskcodec.tasks.checkpoint import load_task_model
-from taskcodec.stages.cli import (final_validation, finish_training, hyper_object, params_argument, run,
-                                  run_arguments, training_run)
+from taskcodec.stages.cli import (final_validation, finish_training, hyper_object, image_sources, memory_argument,
+                                  params_argument, run, run_arguments, training_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_codec", description=__doc__.splitlines()[0])
     params_argument(parser, "codec.train")
     run_arguments(parser)
-    parser.add_argument("--mem-mb", type=int, help="the job's memory in MB: a split that would take more than "
-                        f"{MEMORY_SHARE:.0%} of it decoded is read from its files (default: held in memory)")
+    memory_argument(parser)
     parser.add_argument("--rule", default="train_codec", help="rule name for the MLflow run (Snakemake passes its own)")
     parser.add_argument("--arch", required=True)
     parser.add_argument("--hyper", type=hyper_object, required=True,
@@ -74,29 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="β of a variable-rate codec's perceptual term (needs --ssl-model)")
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
-
-
-def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size: tuple[int, int],
-                  args: argparse.Namespace) -> list[ImageSource]:
-    """Each split's images (with any saliency ``maps``) in memory or read from their files, as the log says.
-
-    Every training process holds its own splits: each gets ``--mem-mb`` / processes, shared by the splits in
-    proportion to their images, and ``--threads`` / processes, of which a streaming one gives half to its loader
-    workers (:func:`~taskcodec.data.sources.loader_workers`) and keeps the rest for PyTorch."""
-    processes = distributed.world_size()
-    threads = max(1, args.threads // processes)
-    total = sum(len(records) for records in splits.values())
-    sources, workers = [], 0
-    for (split, records), split_maps in zip(splits.items(), maps):
-        budget = (None if args.mem_mb is None
-                  else int(MEMORY_SHARE * args.mem_mb * 2**20 / processes * len(records) / total))
-        source, how = choose_source([path for _, path, _ in records], *size, budget, loader_workers(threads),
-                                    split_maps)
-        distributed.write(f"{split} images: {how}")
-        workers = max(workers, getattr(source, "workers", 0))
-        sources.append(source)
-    torch.set_num_threads(max(1, threads - workers))
-    return sources
 
 
 def frozen_task_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None, dict]:

@@ -9,7 +9,9 @@ fine-tunes both on ``CE + rate_weight · bpp`` (see :mod:`taskcodec.tasks.joint`
 the test split to real bitstreams. The output folder gets ``model.pt`` (the fine-tuned latent
 classifier), ``codec.pt`` (the fine-tuned codec; its synthesis is the pretrained one),
 ``train_log.csv`` and ``metrics.json``: actual bpp, top-1 and top-5 after fine-tuning and,
-as ``before_*``, of the pretrained codec and classifier on the same test images.
+as ``before_*``, of the pretrained codec and classifier on the same test images. With ``--mem-mb``
+(the job's memory) a split too large for a quarter of it is read from its files batch by batch, with the same
+numbers (:func:`~taskcodec.tasks.training.labeled_splits`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from typing import Sequence
 
 from taskcodec import artifacts
 from taskcodec.codecs.checkpoint import load_codec, save_codec
-from taskcodec.stages.cli import apply_run_arguments, finish_training, params_argument, run, run_arguments
+from taskcodec.stages.cli import (apply_run_arguments, finish_training, memory_argument, params_argument, run,
+                                  run_arguments)
 from taskcodec.tasks.checkpoint import load_latent_classifier, save_latent_classifier
 from taskcodec.tasks.evaluation import finite_or_none
 from taskcodec.tasks.joint import evaluate_bitstreams, train_joint
 from taskcodec.tasks.labels import class_names
 from taskcodec.tasks.registry import build_task
-from taskcodec.tasks.training import epoch_metrics, labeled_split
+from taskcodec.tasks.training import epoch_metrics, labeled_splits
 from taskcodec.tracking import stage_run
 
 
@@ -36,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     params_argument(parser, "latent_classifier.joint", omit=["enabled"])
     run_arguments(parser)
+    memory_argument(parser)
     parser.add_argument("--model", type=Path, required=True, help="pretrained codec model.pt")
     parser.add_argument("--classifier", type=Path, required=True, help="latent classifier model.pt of that codec")
     parser.add_argument("--manifest", type=Path, required=True)
@@ -51,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     codec, meta = load_codec(args.model, device)
     classifier, info = load_latent_classifier(args.classifier, device, expect_num_classes=len(names))
     classification = build_task("classification", names)  # the latent classifier's task, whatever the pixel task
-    sets = {split: labeled_split(args.manifest, split, classification) for split in ("train", "val", "test")}
+    sets = labeled_splits(args.manifest, classification, args.mem_mb)
     test_images, test_labels = sets["test"].inputs[0], sets["test"].labels
 
     wildcards = {"arch": meta["arch"], **meta["hyper"], "lmbda": meta["lmbda"]}

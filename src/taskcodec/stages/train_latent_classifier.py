@@ -6,7 +6,10 @@
 
 Writes ``model.pt`` (:func:`~taskcodec.tasks.checkpoint.save_latent_classifier`), ``train_log.csv``
 and ``metrics.json`` with test top-1/top-5, the test set's mean actual bpp (from the cached
-bitstreams' bytes) and the classifier's throughput on decoded latents (images/s).
+bitstreams' bytes) and the classifier's throughput on decoded latents (images/s). With ``--mem-mb`` (the job's
+memory) a cache whose latent shards would take more than a quarter of it is not loaded: its shards are mapped
+from their files and the rows a batch needs are read when it needs them (:class:`~taskcodec.codecs.cache.ShardRows`),
+with the same numbers.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from typing import Sequence
 
 import torch
 
+from taskcodec import artifacts
+from taskcodec.data.sources import memory_budgets
 from taskcodec.errors import UserError
-from taskcodec.stages.cli import apply_run_arguments, finish_training, params_argument, run, run_arguments
+from taskcodec.stages.cli import (apply_run_arguments, finish_training, memory_argument, params_argument, run,
+                                  run_arguments)
 from taskcodec.tasks.checkpoint import save_latent_classifier
 from taskcodec.tasks.evaluation import classification_metrics, finite_or_none, predict_logits
 from taskcodec.tasks.labels import class_names
@@ -35,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     params_argument(parser, "latent_classifier", keys=["model", "train"])
     run_arguments(parser)
+    memory_argument(parser)
     for split in ("train", "val", "test"):
         parser.add_argument(f"--{split}-cache", type=Path, required=True, help=f"latent cache of the {split} split")
     parser.add_argument("--manifest", type=Path, required=True, help="prepared manifest.csv (class names)")
@@ -47,8 +54,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     params, train_params = args.params, args.params["train"]
     device = apply_run_arguments(args)
     names = class_names(args.manifest, "classification")
-    caches = {"train": read_latent_cache(args.train_cache), "val": read_latent_cache(args.val_cache),
-              "test": read_latent_cache(args.test_cache)}
+    folders = {split: getattr(args, f"{split}_cache") for split in ("train", "val", "test")}
+    counts = [artifacts.read_json(folder / "cache.json")["images"] for folder in folders.values()]
+    budgets = memory_budgets(args.mem_mb, counts)
+    caches = {split: read_latent_cache(folder, budget) for (split, folder), budget in zip(folders.items(), budgets)}
+    for split, latents in caches.items():
+        print(f"{split} latents: {latents.held}", flush=True)
     codec = same_codec(caches)
     for split, latents in caches.items():
         require_labels(latents.labels, getattr(args, f"{split}_cache"))

@@ -10,7 +10,8 @@ state dict (e.g. converted SimCLR weights) starts from those weights; with ``ste
 Writes ``model.pt`` (:func:`~taskcodec.selfsupervised.checkpoint.save_simclr`; the codec loads it with
 :func:`~taskcodec.selfsupervised.checkpoint.load_feature_extractor`), ``metrics.json`` and ``train_log.csv``; a
 ``resume.pt`` beside them lets a killed job continue (on SIGTERM the job saves it and exits with status 143
-without writing the outputs).
+without writing the outputs). With ``--mem-mb`` (the job's memory) a split whose decoded images would take more
+than a quarter of it is read from its files batch by batch, with the same batches and numbers.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import torch
 
 from taskcodec import artifacts
 from taskcodec.data.manifest import split_images
-from taskcodec.data.tensors import images_to_tensor
+from taskcodec.data.sources import image_rows, memory_budgets
 from taskcodec.errors import UserError
 from taskcodec.selfsupervised.checkpoint import save_simclr
 from taskcodec.selfsupervised.models import GROUP1_STRIDE, build_simclr, group1_channels
 from taskcodec.selfsupervised.training import train_simclr
-from taskcodec.stages.cli import (apply_run_arguments, final_validation, finish_training, params_argument, run,
-                                  run_arguments, training_run)
+from taskcodec.stages.cli import (apply_run_arguments, final_validation, finish_training, memory_argument,
+                                  params_argument, run, run_arguments, training_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,14 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     params_argument(parser, "simclr")
     run_arguments(parser)
+    memory_argument(parser)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
-
-
-def split_tensor(manifest: Path, split: str) -> torch.Tensor:
-    """The uint8 images (N×3×H×W) of one split of the prepared manifest."""
-    return images_to_tensor([path for _, path, _ in split_images(manifest, split)])
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -53,10 +50,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
     device = apply_run_arguments(args)
     torch.manual_seed(params["seed"])
     model = build_simclr(params)  # a missing or unfitting simclr.weights file stops here, before any work
-    images = {split: split_tensor(args.manifest, split) for split in ("train", "val")}
-    if len(images["val"]) < 2:
-        raise UserError(f"manifest {args.manifest} has {len(images['val'])} val image; the contrastive validation "
+    paths = {split: [path for _, path, _ in split_images(args.manifest, split)] for split in ("train", "val")}
+    if len(paths["val"]) < 2:
+        raise UserError(f"manifest {args.manifest} has {len(paths['val'])} val image; the contrastive validation "
                         "needs at least 2: rerun prepare with a larger dataset or val fraction")
+    images = {}
+    budgets = memory_budgets(args.mem_mb, [len(split_paths) for split_paths in paths.values()])
+    for (split, split_paths), budget in zip(paths.items(), budgets):
+        images[split], held = image_rows(split_paths, budget)  # in memory, or read from the files (the log says)
+        print(f"{split} images: {held}", flush=True)
     data_id = artifacts.file_digest(args.manifest)
     if params["weights"] is not None:
         data_id += artifacts.file_digest(params["weights"])

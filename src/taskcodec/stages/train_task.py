@@ -8,7 +8,9 @@ the best validation value of its primary metric and evaluates every metric it de
 classification: top-1, top-5) on the test split — the uncompressed reference every codec is compared with. Writes
 ``model.pt`` (:func:`~taskcodec.tasks.checkpoint.save_task_model`), ``metrics.json`` and
 ``train_log.csv``; a ``resume.pt`` beside them lets a killed job continue (on SIGTERM the job saves it
-and exits with status 143 without writing the outputs).
+and exits with status 143 without writing the outputs). With ``--mem-mb`` (the job's memory) a split whose
+decoded images would take more than a quarter of it is read from its files batch by batch, with the same
+batches and numbers (:func:`~taskcodec.tasks.training.labeled_split`; the log says which).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import Sequence
 import torch
 
 from taskcodec import artifacts
-from taskcodec.stages.cli import apply_run_arguments, finish_training, params_argument, run, run_arguments
+from taskcodec.stages.cli import (apply_run_arguments, finish_training, memory_argument, params_argument, run,
+                                  run_arguments)
 from taskcodec.tasks.checkpoint import save_task_model
 from taskcodec.tasks.evaluation import finite_or_none, predict_logits
 from taskcodec.tasks.labels import class_names
 from taskcodec.tasks.registry import build_task, check_model_params
-from taskcodec.tasks.training import epoch_metrics, labeled_split, task_metrics, train_classifier
+from taskcodec.tasks.training import epoch_metrics, labeled_splits, task_metrics, train_classifier
 from taskcodec.tracking import stage_run
 
 
@@ -33,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_task", description=__doc__.splitlines()[0])
     params_argument(parser, "task", keys=["name", "model", "train"])
     run_arguments(parser)
+    memory_argument(parser)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
@@ -46,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     check_model_params(params["name"], params["model"], "--params")
     names = class_names(args.manifest, params["name"])
     task = build_task(params["name"], names)
-    sets = {split: labeled_split(args.manifest, split, task) for split in ("train", "val", "test")}
+    sets = labeled_splits(args.manifest, task, args.mem_mb)
     primary = task.primary_metric
 
     with stage_run("train_task", {"task": task.name, "arch": params["model"].get("arch", task.name)}, params,

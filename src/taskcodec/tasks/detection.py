@@ -66,6 +66,7 @@ class DetectionTask(Task):
     """Object detection: FCOS losses, mAP@0.5 and mAP@[.5:.95] (see the module docstring)."""
 
     sample_fields = (OBJECTS_COLUMN,)
+    target_reads_image = False
     metric_names = ("map_50", "map")
     primary_metric = "map_50"
     #: fcos-small (:mod:`taskcodec.tasks.detector`) or a torchvision detection model's name with local weights

@@ -11,7 +11,9 @@ nothing else, so a new task is one module with one class decorated by
   the targets of a batch or a split (classification: a tensor of labels;
   detection: a list of ``{"boxes", "labels"}`` dicts, as torchvision's detection
   models take them). A tensor is moved to the model's device by the stages;
-  other targets are the task's to move.
+  other targets are the task's to move. ``target_reads_image``: whether a
+  target needs the image too (a split read from its files is then decoded once
+  to make its targets; the built-in tasks read the manifest row alone).
 - ``metric_names``: scores in [0, 1], higher is better (the rate–accuracy
   tables, plots and the DVC summary have one column each); ``primary_metric``
   is the one behind BD-rate at equal accuracy and the bits each curve needs to
@@ -92,6 +94,7 @@ class Task:
 
     name: ClassVar[str] = ""
     sample_fields: ClassVar[tuple[str, ...]] = ()
+    target_reads_image: ClassVar[bool] = True
     metric_names: ClassVar[tuple[str, ...]] = ()
     primary_metric: ClassVar[str] = ""
     model_schema: ClassVar[dict[str, Any]] = {"type": "object"}
@@ -148,6 +151,7 @@ class ClassificationTask(Task):
     """Image classification: cross-entropy loss; top-1 and (with at least five classes) top-5 accuracy."""
 
     sample_fields = ("label",)
+    target_reads_image = False
     metric_names = ("top1", "top5")
     primary_metric = "top1"
     #: resnet-small (:mod:`taskcodec.tasks.models`) or a torchvision classifier name, optional local weights

@@ -27,7 +27,8 @@ from torch import nn
 
 from taskcodec.augment import random_shift_flip, shift_flip_draws
 from taskcodec.data.manifest import split_rows
-from taskcodec.data.tensors import images_to_tensor
+from taskcodec.data.images import load_rgb8
+from taskcodec.data.sources import FileRows, image_rows, memory_budgets
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.evaluation import as_model_input, predict_logits, take
 from taskcodec.tasks.registry import Task
@@ -50,22 +51,47 @@ def log_fields(task: Task) -> list[str]:
 
 @dataclass
 class LabeledSet:
-    """Model inputs (each N×C×H×W: uint8 images, or float latents such as ŷ and σ̂) and the task's targets
-    (:meth:`Task.collate`: a tensor, or a list with one item per sample)."""
+    """Model inputs (each N×C×H×W: uint8 images, or float latents such as ŷ and σ̂; a tensor, or rows read from
+    their files when indexed, :class:`~taskcodec.data.sources.FileRows`) and the task's targets
+    (:meth:`Task.collate`: a tensor, or a list with one item per sample); ``held``: where the inputs are, for the
+    log."""
 
-    inputs: tuple[torch.Tensor, ...]
+    inputs: tuple[torch.Tensor | FileRows, ...]
     labels: Any
+    held: str = ""
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def labeled_split(manifest: Path, split: str, task: Task) -> LabeledSet:
-    """uint8 images of one manifest split and their targets (:meth:`Task.target` of each sample's manifest row)."""
+def labeled_split(manifest: Path, split: str, task: Task, budget_bytes: int | None = None) -> LabeledSet:
+    """uint8 images of one manifest split and their targets (:meth:`Task.target` of each sample's manifest row and
+    image): held decoded in memory, or read from their files when the split would take more than ``budget_bytes``
+    (:func:`~taskcodec.data.sources.image_rows`; the training process decodes its batches)."""
     rows = split_rows(manifest, split)
-    images = images_to_tensor([row["path"] for row in rows])
-    targets = [task.target(row, image.permute(1, 2, 0).numpy()) for row, image in zip(rows, images)]
-    return LabeledSet((images,), task.collate(targets))
+    images, held = image_rows([row["path"] for row in rows], budget_bytes)
+    if isinstance(images, torch.Tensor):
+        targets = task.collate([task.target(row, image.permute(1, 2, 0).numpy()) for row, image in zip(rows, images)])
+        return LabeledSet((images,), targets, held)
+    return LabeledSet((images,), split_targets(manifest, split, task), held)
+
+
+def labeled_splits(manifest: Path, task: Task, mem_mb: int | None,
+                   splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, LabeledSet]:
+    """:func:`labeled_split` of each split, sharing a quarter of a job's ``mem_mb`` by their sizes
+    (:func:`~taskcodec.data.sources.memory_budgets`); prints where each split's images are."""
+    budgets = memory_budgets(mem_mb, [len(split_rows(manifest, split)) for split in splits])
+    sets = {split: labeled_split(manifest, split, task, budget) for split, budget in zip(splits, budgets)}
+    for split, data in sets.items():
+        print(f"{split} images: {data.held}", flush=True)
+    return sets
+
+
+def split_targets(manifest: Path, split: str, task: Task) -> Any:
+    """The task's targets of one manifest split (:meth:`Task.target` of each row; each image decoded for it only
+    when the task's targets read the image, ``Task.target_reads_image``)."""
+    return task.collate([task.target(row, load_rgb8(row["path"]) if task.target_reads_image else None)
+                         for row in split_rows(manifest, split)])
 
 
 def to_device(targets: Any, device: torch.device) -> Any:

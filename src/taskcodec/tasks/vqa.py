@@ -78,6 +78,7 @@ class VQATask(Task):
     """Visual question answering (see the module docstring); ``class_names`` are the answers."""
 
     sample_fields = (QUESTIONS_COLUMN,)
+    target_reads_image = False
     metric_names = ("accuracy", *(f"accuracy_{kind.replace('/', '_')}" for kind in ANSWER_TYPES))
     primary_metric = "accuracy"
     model_schema = VQA_MODEL_SCHEMA
