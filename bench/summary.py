@@ -237,6 +237,57 @@ def render_scale() -> str:
     return "\n".join(lines) + "\n"
 
 
+
+def render_capacity() -> str:
+    """Capacity plan: costs measured here per image, then disk and hours per dataset and jobs per sweep."""
+    plan = _json("capacity.json")
+    size, threads, tflops = plan["image_size"], plan["threads"], plan["gpu_tflops_assumed"]
+    codecs, first = plan["codecs"], plan["codecs"][0]
+    cache_s, evaluate_s = (sum(1 / c[key] for c in codecs) / len(codecs)
+                           for key in ("cache_images_per_s", "evaluate_images_per_s"))  # seconds per image
+    entropy_s = sum(c["entropy_s_per_image"] for c in codecs) / len(codecs)  # the CPU's rANS, mean over the λ
+    gpu_s = first["coding_flops"] / (tflops * 1e12) + entropy_s  # a GPU job's seconds per image
+    lines = [f"Measured here ({threads} CPU threads, images of {size}²: the {plan['photos']} photos of "
+             f"`../shared/data/photos`, each prepared under {plan['repeats']} names; the default codec "
+             f"{first['codec']}, one per λ, trained {plan['train_steps']} steps of {plan['train_batch']} patches of "
+             f"{size}²):", "",
+             f"- `prepare`: {plan['prepare_images_per_s']:.1f} photos/s, {plan['png_bytes_per_image'] / 1e3:.0f} KB "
+             f"of PNG per image; `cache_latents`: {1 / cache_s:.1f} images/s, `evaluate_codec` (as `params.yaml` "
+             f"evaluates): {1 / evaluate_s:.1f} images/s (means over the λ);",
+             f"- training: {first['train_patches_per_s']:.1f} patches/s, {first['train_flops_per_patch'] / 1e9:.1f} "
+             f"GFLOP per patch (forward and backward, counted);",
+             f"- coding: {first['coding_flops'] / 1e9:.1f} GFLOP per image (counted), of which the CPU's rANS "
+             f"entropy coding takes " + ", ".join(f"{c['entropy_s_per_image'] * 1e3:.0f} ms" for c in codecs)
+             + " per image (encode + decode) at λ = " + ", ".join(f"{c['lmbda']:g}" for c in codecs) + ".", "",
+             "| per codec of a sweep | per 1 M images | " + " | ".join(f"{name}: {count:,}" for name, count
+                                                                    in plan["datasets"].items()) + " |",
+             "|---|---|" + "---|" * len(plan["datasets"])]
+    counts = [10**6, *plan["datasets"].values()]
+    rows = [("prepared PNG, GB (once per dataset)", plan["png_bytes_per_image"] / 1e9, ".1f")]
+    rows += [(f"bitstreams at λ = {c['lmbda']:g} ({c['bpp']:.2f} bpp), GB", c["bitstream_bytes"] / 1e9, ".1f")
+             for c in codecs]
+    rows += [("decoded latents ŷ, σ̂ (any λ; `--no-latents` skips them), GB", first["latent_bytes"] / 1e9, ".1f"),
+             ("`cache_latents`, CPU core-hours (measured rate)", threads * cache_s / 3600, ".0f"),
+             ("`evaluate_codec`, CPU core-hours (measured rate)", threads * evaluate_s / 3600, ".0f"),
+             (f"`cache_latents`, GPU hours (extrapolated: {tflops:g} TFLOP/s + the CPU's rANS)", gpu_s / 3600, ".1f")]
+    lines += [f"| {name} | " + " | ".join(f"{per_image * n:,{form}}" for n in counts) + " |"
+              for name, per_image, form in rows]
+    step_s = plan["train_batch"] / first["train_patches_per_s"]
+    lines += ["", f"Training does not grow with the dataset: 100,000 steps of {plan['train_batch']} patches of "
+              f"{size}² take {1e5 * step_s * threads / 3600:,.0f} CPU core-hours at the measured rate, about "
+              f"{1e5 * plan['train_batch'] * first['train_flops_per_patch'] / (tflops * 1e12) / 3600:,.1f} GPU "
+              f"hours at {tflops:g} TFLOP/s (extrapolated).", "",
+              "| codec sizes N | λ | τ (every λ fine-tuned) | SLURM jobs | train_codec | finetune_codec | cache_* | "
+              "evaluate_* |", "|---|---|---|---|---|---|---|---|"]
+    for sweep in plan["sweeps"]:
+        rules = sweep["per_rule"]
+        cache, evaluate = (sum(n for rule, n in rules.items() if rule.startswith(prefix))
+                           for prefix in ("cache_", "evaluate_"))
+        lines.append(f"| {sweep['models']} | {sweep['lmbdas']} | {sweep['taus']} | {sweep['jobs']} | "
+                     f"{rules['train_codec']} | {rules['finetune_codec']} | {cache} | {evaluate} |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "pipeline-speed": render_pipeline_speed,
     "kodak": render_kodak,
@@ -248,6 +299,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "detection": render_detection,
     "variable-rate": render_variable_rate,
     "scale": render_scale,
+    "capacity": render_capacity,
     "vqa": render_vqa,
 }
 
