@@ -229,13 +229,14 @@ def render_scale() -> str:
     train = summary["train"]
     lines = [f"Images of {summary['image_size']}², {summary['threads']} threads; codec training {train['steps']} "
              f"steps of {train['batch_size']} patches of {train['patch_size']}²; the sets above "
-             f"{summary['distinct_images']:,} images repeat its files.", "",
+             f"{summary['distinct_images']:,} images repeat its files. A training's images/s are per CPU-second "
+             "of the training process (its loader workers' decoding not counted: compare the job wall times); "
+             "caching's and evaluation's are per second of the job's wall time.", "",
              "| stage | dataset images | split images | images from | job wall time (s) | peak memory (MB) | "
              "images/s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {row['stage']} | {row['images']:,} | {row['split_images']:,} | {row['source']} | "
               f"{row['seconds']:.1f} | {row['peak_mb']:.0f} | {row['images_per_s']:.1f} |" for row in summary["rows"]]
     return "\n".join(lines) + "\n"
-
 
 
 def render_capacity() -> str:
@@ -246,16 +247,17 @@ def render_capacity() -> str:
     cache_s, evaluate_s = (sum(1 / c[key] for c in codecs) / len(codecs)
                            for key in ("cache_images_per_s", "evaluate_images_per_s"))  # seconds per image
     entropy_s = sum(c["entropy_s_per_image"] for c in codecs) / len(codecs)  # the CPU's rANS, mean over the λ
+    patch_s = sum(1 / c["train_patches_per_cpu_s"] for c in codecs) / len(codecs)  # CPU-seconds per patch
     gpu_s = first["coding_flops"] / (tflops * 1e12) + entropy_s  # a GPU job's seconds per image
     lines = [f"Measured here ({threads} CPU threads, images of {size}²: the {plan['photos']} photos of "
              f"`../shared/data/photos`, each prepared under {plan['repeats']} names; the default codec "
              f"{first['codec']}, one per λ, trained {plan['train_steps']} steps of {plan['train_batch']} patches of "
              f"{size}²):", "",
-             f"- `prepare`: {plan['prepare_images_per_s']:.1f} photos/s, {plan['png_bytes_per_image'] / 1e3:.0f} KB "
+             f"- `prepare`: {plan['prepare_images_per_s']:.1f} images/s, {plan['png_bytes_per_image'] / 1e3:.0f} KB "
              f"of PNG per image; `cache_latents`: {1 / cache_s:.1f} images/s, `evaluate_codec` (as `params.yaml` "
              f"evaluates): {1 / evaluate_s:.1f} images/s (means over the λ);",
-             f"- training: {first['train_patches_per_s']:.1f} patches/s, {first['train_flops_per_patch'] / 1e9:.1f} "
-             f"GFLOP per patch (forward and backward, counted);",
+             f"- training: {1 / patch_s:.1f} patches per CPU-second (all threads), "
+             f"{first['train_flops_per_patch'] / 1e9:.1f} GFLOP per patch (forward and backward, counted);",
              f"- coding: {first['coding_flops'] / 1e9:.1f} GFLOP per image (counted), of which the CPU's rANS "
              f"entropy coding takes " + ", ".join(f"{c['entropy_s_per_image'] * 1e3:.0f} ms" for c in codecs)
              + " per image (encode + decode) at λ = " + ", ".join(f"{c['lmbda']:g}" for c in codecs) + ".", "",
@@ -272,9 +274,9 @@ def render_capacity() -> str:
              (f"`cache_latents`, GPU hours (extrapolated: {tflops:g} TFLOP/s + the CPU's rANS)", gpu_s / 3600, ".1f")]
     lines += [f"| {name} | " + " | ".join(f"{per_image * n:,{form}}" for n in counts) + " |"
               for name, per_image, form in rows]
-    step_s = plan["train_batch"] / first["train_patches_per_s"]
     lines += ["", f"Training does not grow with the dataset: 100,000 steps of {plan['train_batch']} patches of "
-              f"{size}² take {1e5 * step_s * threads / 3600:,.0f} CPU core-hours at the measured rate, about "
+              f"{size}² take {1e5 * plan['train_batch'] * patch_s / 3600:,.0f} CPU core-hours at the measured rate, "
+              f"about "
               f"{1e5 * plan['train_batch'] * first['train_flops_per_patch'] / (tflops * 1e12) / 3600:,.1f} GPU "
               f"hours at {tflops:g} TFLOP/s (extrapolated).", "",
               "| codec sizes N | λ | τ (every λ fine-tuned) | SLURM jobs | train_codec | finetune_codec | cache_* | "

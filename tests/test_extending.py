@@ -139,8 +139,9 @@ def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):
     streamed = tmp_path / "streamed" / "model.pt"  # every split read from its files: its targets read the images
     train_task.main(["--params", json.dumps(TASK), *RUN, "--mem-mb", "0", "--manifest", manifest, "--out",
                      str(streamed)])
+    read = load_task_model(streamed)[0].state_dict()
     for key, value in load_task_model(task_model)[0].state_dict().items():
-        assert torch.equal(value, load_task_model(streamed)[0].state_dict()[key]), key
+        assert torch.equal(value, read[key]), key
     model = tmp_path / "codec" / "model.pt"
     train_codec.main(["--params", json.dumps(TRAIN), *RUN, "--arch", "toy-two-layer", "--hyper", '{"N": 8}',
                       "--lmbda", "0.01", "--manifest", manifest, "--out", str(model)])

@@ -10,7 +10,8 @@ of its manifest, and a larger set repeats its rows under new ids (every row is d
 files repeat, so the operating system's file cache is warmer than for distinct files). Every stage runs as the
 pipeline runs it (``python -m taskcodec.stages.<stage>``), one at a time, timed by ``/usr/bin/time``: ``peak_mb``
 is the resident memory of the largest process the stage waited for (not a sum over the loader workers),
-``images_per_s`` the training loop's images (steps × batch) per second of its own clock (``metrics.json``), or
+``images_per_s`` the training loop's images (steps × batch) per second of its own clock (``metrics.json``'s
+``train_seconds``: on a CPU, the CPU time of the training process, without its loader workers), or
 the images cached or evaluated per second of the stage's wall time. Training with the split in memory at 100k is
 not run: it would hold 20 GB of the machine's 24 GiB.
 

@@ -10,7 +10,8 @@ timed by ``/usr/bin/time``; :func:`measure.stage`):
   start-up is a small part of its time) at 256²: images/s and PNG bytes per image (real photos;
   bench/scale/measure.py's generated images compress better);
 - the default codec (``params.yaml``: architecture, λ sweep) trained ``--steps`` steps of 8 patches of 256² on those
-  photos, one codec per λ: training patches/s;
+  photos, one codec per λ: training patches per CPU-second (``metrics.json``'s ``train_seconds`` is the CPU time
+  of all the process's threads on a CPU);
 - ``cache_latents`` of the photos' training split by each codec, then ``evaluate_codec`` of that cache (as
   ``params.yaml`` evaluates): images/s, bytes per image of the bitstreams (at that codec's bpp) and of the
   decoded latents;
@@ -27,7 +28,6 @@ coding measured on this CPU. Writes ``<out>/`` (working files) and ``bench/resul
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 import shutil
@@ -103,7 +103,8 @@ def codec_costs(out: Path, manifest: Path, lmbda: float, steps: int, threads: in
                          log=out / f"lmbda{lmbda}-evaluate.log")
     name = " ".join([model["arch"], *(f"{key}={value}" for key, value in model.items() if key != "arch")])
     return {"lmbda": lmbda, "codec": name,
-            "train_patches_per_s": steps * BATCH / loop, "cache_images_per_s": len(index) / seconds,
+            "train_patches_per_cpu_s": steps * BATCH / loop,  # train_seconds: the CPU time of all threads
+            "cache_images_per_s": len(index) / seconds,
             "evaluate_images_per_s": len(index) / evaluated,
             "bpp": float(index["bpp"].mean()),
             "bitstream_bytes": sum(p.stat().st_size for p in (folder / "cache").glob("shard-*.tcbs")) / len(index),
@@ -122,6 +123,7 @@ def coding_split(model_path: Path, manifest: Path, threads: int) -> dict:
     codec, _ = load_codec(model_path)
     x = to_float(images_to_tensor([path for _, path, _ in split_images(manifest, "train")]), torch.device("cpu"))
     with torch.no_grad():
+        codec(x[:1])  # warm-up
         started = time.perf_counter()
         codec(x)
         forward = time.perf_counter() - started

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from taskcodec.data.sources import (FileRows, ImageFiles, InMemory, WindowSampler, choose_source, loader_workers,
-                                    memory_budgets, window_batches, with_maps)
+from taskcodec.data.sources import (FileRows, ImageFiles, InMemory, WindowSampler, choose_source, image_rows,
+                                    loader_workers, memory_budgets, window_batches, with_maps)
 from taskcodec.errors import UserError
 
 
@@ -68,7 +68,6 @@ def test_a_split_in_memory_only_when_it_fits_the_budget(tmp_path):
     assert "read from their files by the training process" in choose_source(paths, 16, 16, 0, 0)[1]
 
 
-
 def test_rows_of_the_files_index_as_the_tensor_in_memory(tmp_path):
     paths, images = write_images(tmp_path, 5, 12)
     rows = FileRows(ImageFiles(paths, 12, 12))
@@ -82,6 +81,14 @@ def test_the_memory_of_a_job_is_shared_by_its_processes_and_splits_by_size():
     assert memory_budgets(4, [300, 100]) == [3 * quarter, quarter]
     assert memory_budgets(4, [300, 100], processes=2) == [3 * quarter // 2, quarter // 2]
     assert memory_budgets(None, [300, 100]) == [None, None]
+
+
+def test_a_split_whose_first_file_is_not_an_image_is_one_sentence_that_names_it(tmp_path):
+    paths, _ = write_images(tmp_path, 2, 16)
+    paths[0].write_bytes(b"not a png")
+    with pytest.raises(UserError, match=r"00000\.png"):
+        image_rows(paths, budget_bytes=0)
+
 
 def test_a_file_of_another_size_is_named(tmp_path):
     paths, _ = write_images(tmp_path, 2, 16)

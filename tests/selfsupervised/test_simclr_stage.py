@@ -43,7 +43,6 @@ def trained(workspace):
     return out
 
 
-
 def test_simclr_trained_from_the_files_is_the_one_trained_in_memory(workspace, trained, tmp_path, capsys):
     _, manifest = workspace
     out = tmp_path / "read" / "model.pt"
@@ -54,6 +53,7 @@ def test_simclr_trained_from_the_files_is_the_one_trained_in_memory(workspace, t
         assert torch.equal(value, read[key]), key
     metrics = [json.loads((path.parent / "metrics.json").read_text()) for path in (trained, out)]
     assert metrics[0]["val_loss"] == metrics[1]["val_loss"]
+
 
 def test_train_simclr_writes_model_metrics_and_log(trained):
     folder = trained.parent

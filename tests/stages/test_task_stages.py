@@ -60,7 +60,6 @@ def test_train_task_writes_model_metrics_and_log(workspace):
     assert json.loads((features / "features.json").read_text())["shapes"]["train"] == [18, 8, 16, 16]
 
 
-
 def test_a_task_model_trained_from_the_files_is_the_one_trained_in_memory(workspace, tmp_path, capsys):
     _, manifest = workspace
     models = {}

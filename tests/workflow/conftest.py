@@ -17,7 +17,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 # `dvc init` of the tests' repositories sends no usage report (each left a file in /tmp); the project's
 # .dvc/config turns them off after it
-os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # the stages with run settings in params.yaml's `resources` section; the training stages also have `tasks`
 STAGES = ("train_codec", "finetune_codec", "cache_latents", "evaluate_codec", "evaluate_classical", "train_task",
           "extract_features", "train_latent_classifier", "train_joint_classifier", "train_simclr")

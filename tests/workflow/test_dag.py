@@ -78,12 +78,14 @@ def test_run_settings_rerun_nothing_but_reach_the_commands(pipeline_run):
     project.write_params()
     try:
         assert project.planned_jobs() == {}
-        stages = ("train_codec", "cache_latents", "evaluate_classical", "train_task", "finetune_codec")
+        streaming = ("train_codec", "train_task", "finetune_codec", "train_simclr", "train_latent_classifier",
+                     "train_joint_classifier")  # their memory decides what they stream
+        stages = ("cache_latents", "evaluate_classical", *streaming)
         forced = project.dry_run("--printshellcmds", "--forcerun", *stages)
         for stage in stages:
             commands = [line for line in forced.splitlines() if f"taskcodec.stages.{stage} " in line]
             assert commands and all("--threads 2 --device cpu " in line for line in commands), (stage, forced[-3000:])
-            if stage in ("train_codec", "train_task", "finetune_codec"):  # their memory decides what they stream
+            if stage in streaming:
                 assert all(f"--mem-mb {original[stage]['mem_mb'] + 1} " in line for line in commands), stage
     finally:
         project.params["resources"] = original

@@ -22,6 +22,7 @@ import torch
 
 from taskcodec import artifacts
 from taskcodec.codecs.bitstream import CorruptBitstream, ImageBitstream, check_header, read_shard
+from taskcodec.data.sources import row_indices
 from taskcodec.errors import UserError
 
 
@@ -95,7 +96,7 @@ class ShardRows:
         return self.shape[0]
 
     def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index)
+        rows = torch.tensor(row_indices(index, len(self)), dtype=torch.int64)
         shards = torch.searchsorted(self.starts, rows, right=True) - 1
         return torch.stack([self.parts[shard][row - self.starts[shard]]
                             for shard, row in zip(shards.tolist(), rows.tolist())]).float()

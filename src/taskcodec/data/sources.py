@@ -26,7 +26,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from taskcodec.augment import Draws, crop_flip, translatable, window_draws
@@ -148,6 +147,12 @@ class ImageFiles(ImageSource, Dataset):
         return _raised(loader)
 
 
+def row_indices(index: slice | torch.Tensor, count: int) -> list[int]:
+    """The rows of ``count`` that a slice or a tensor of (non-negative) indices selects, as a tensor's rows would
+    be indexed."""
+    return list(range(count)[index]) if isinstance(index, slice) else index.tolist()
+
+
 class FileRows:
     """The images of :class:`ImageFiles` indexed like the uint8 tensor N×C×H×W they would make (rows by a slice
     or a tensor of indices, decoded when indexed), for a training that takes rows rather than windows."""
@@ -160,8 +165,7 @@ class FileRows:
         return self.files.count
 
     def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
-        rows = range(self.files.count)[index] if isinstance(index, slice) else index.tolist()
-        return torch.stack([self.files[row] for row in rows])
+        return torch.stack([self.files[row] for row in row_indices(index, self.files.count)])
 
 
 class _Batches(Dataset):
@@ -210,9 +214,9 @@ def window_batches(source: ImageSource, sampler: WindowSampler, pin_memory: bool
 
 
 def stored_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, from its header."""
-    with Image.open(path) as image:
-        return image.height, image.width
+    """(height, width) of an image file, decoded with :func:`~taskcodec.data.images.load_rgb8`'s checks (a
+    missing, empty or corrupt file is a one-sentence error naming it)."""
+    return load_rgb8(path).shape[:2]
 
 
 def loader_workers(threads: int) -> int:

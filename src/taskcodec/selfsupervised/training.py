@@ -78,7 +78,8 @@ def view_match_top1(z: torch.Tensor) -> float:
 
 class ContrastiveObjective(EpochObjective):
     """NT-Xent on shuffled epochs of ``train`` (uint8 images, held or read from their files; ``batch_size``
-    images, at most the set's size); validation: mean loss and view-matching top-1 over the full batches of ``val``, with the same views each time."""
+    images, at most the set's size); validation: mean loss and view-matching top-1 over the full batches of
+    ``val``, with the same views each time."""
 
     def __init__(self, model: nn.Module, params: dict[str, Any], train_images: torch.Tensor | FileRows,
                  val_images: torch.Tensor | FileRows, generator: torch.Generator, device: torch.device):

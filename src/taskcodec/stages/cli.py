@@ -93,9 +93,9 @@ def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size
     sources, workers = [], 0
     for (split, records), split_maps, budget, padding in zip(splits.items(), maps, budgets,
                                                              paddings or [0] * len(splits)):
-        source, how = choose_source([path for _, path, _ in records], *size, budget, loader_workers(threads),
-                                    split_maps, padding)
-        distributed.write(f"{split} images: {how}")
+        source, held = choose_source([path for _, path, _ in records], *size, budget, loader_workers(threads),
+                                     split_maps, padding)
+        distributed.write(f"{split} images: {held}")
         workers = max(workers, getattr(source, "workers", 0))
         sources.append(source)
     torch.set_num_threads(max(1, threads - workers))

@@ -26,9 +26,9 @@ from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import load_codec, save_codec
 from taskcodec.codecs.finetune import finetune_codec
 from taskcodec.data.manifest import split_images
+from taskcodec.data.sources import stored_size
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
-from taskcodec.data.sources import stored_size
 from taskcodec.stages.cli import (final_validation, finish_training, image_sources, memory_argument, params_argument,
                                   run, run_arguments, training_run)
 from taskcodec.tasks.checkpoint import load_task_model

@@ -7,9 +7,9 @@
 Writes ``model.pt`` (:func:`~taskcodec.tasks.checkpoint.save_latent_classifier`), ``train_log.csv``
 and ``metrics.json`` with test top-1/top-5, the test set's mean actual bpp (from the cached
 bitstreams' bytes) and the classifier's throughput on decoded latents (images/s). With ``--mem-mb`` (the job's
-memory) a cache whose latent shards would take more than a quarter of it is not loaded: its shards are mapped
-from their files and the rows a batch needs are read when it needs them (:class:`~taskcodec.codecs.cache.ShardRows`),
-with the same numbers.
+memory) a cache whose latent shards would take more than its share of a quarter of it (the caches share it by
+their sizes) is not loaded: its shards are mapped from their files and the rows a batch needs are read when it
+needs them (:class:`~taskcodec.codecs.cache.ShardRows`), with the same numbers.
 """
 
 from __future__ import annotations

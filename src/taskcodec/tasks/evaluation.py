@@ -50,12 +50,13 @@ def take(targets: Any, index: torch.Tensor) -> Any:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], batch_size: int,
-                   device: torch.device, task: Task | None = None, targets: Any = None) -> torch.Tensor:
-    """Eval-mode outputs (on the CPU) of ``model`` over uint8 images, or over a tuple of input tensors
-    (e.g. ŷ and σ̂) passed to the model side by side; with a ``task``, as :meth:`Task.apply` runs it on the
+def predict_logits(model: nn.Module, inputs: Any, batch_size: int, device: torch.device, task: Task | None = None,
+                   targets: Any = None) -> torch.Tensor:
+    """Eval-mode outputs (on the CPU) of ``model`` over uint8 images, or over a tuple of inputs (e.g. ŷ and σ̂)
+    passed to the model side by side, each a tensor or rows read when sliced (:class:`~taskcodec.data.sources.FileRows`,
+    :class:`~taskcodec.codecs.cache.ShardRows`); with a ``task``, as :meth:`Task.apply` runs it on the
     inputs and their collated ``targets``."""
-    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     was_training = model.training
     model.eval()
     chunks = []

@@ -33,6 +33,7 @@ from taskcodec.augment import random_shift_flip
 from taskcodec.codecs.bitstream import ImageBitstream
 from taskcodec.codecs.contract import LayeredCodec
 from taskcodec.codecs.coding import decode_images, encode_images, pad
+from taskcodec.data.sources import FileRows
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
 from taskcodec.resume import params_fingerprint
@@ -81,9 +82,9 @@ class JointObjective(EpochObjective):
     """``CE + rate_weight · bpp`` of a :class:`JointModel` on shuffled epochs of uint8 images, each batch
     shifted by up to ``crop_padding`` pixels and flipped; validated with rounded latents (eval mode)."""
 
-    def __init__(self, model: JointModel, params: dict[str, Any], images: torch.Tensor, labels: torch.Tensor,
-                 val_images: torch.Tensor, val_labels: torch.Tensor, generator: torch.Generator,
-                 device: torch.device):
+    def __init__(self, model: JointModel, params: dict[str, Any], images: torch.Tensor | FileRows,
+                 labels: torch.Tensor, val_images: torch.Tensor | FileRows, val_labels: torch.Tensor,
+                 generator: torch.Generator, device: torch.device):
         super().__init__(len(images), params["batch_size"], generator)
         self.model, self.params, self.images, self.labels = model, params, images, labels
         self.val_images, self.val_labels, self.device = val_images, val_labels, device
@@ -113,9 +114,10 @@ class JointObjective(EpochObjective):
                 "bpp": mean_bpp, "top1": metrics["top1"], "top5": metrics["top5"]}
 
 
-def train_joint(codec: CompressionModel, classifier: nn.Module, params: dict[str, Any], train_images: torch.Tensor,
-                train_labels: torch.Tensor, val_images: torch.Tensor, val_labels: torch.Tensor, device: torch.device,
-                resume_path: Path, log_path: Path, data_id: str = "") -> Trained:
+def train_joint(codec: CompressionModel, classifier: nn.Module, params: dict[str, Any],
+                train_images: torch.Tensor | FileRows, train_labels: torch.Tensor, val_images: torch.Tensor | FileRows,
+                val_labels: torch.Tensor, device: torch.device, resume_path: Path, log_path: Path,
+                data_id: str = "") -> Trained:
     """Fine-tune ``codec``'s analysis side and ``classifier`` in place on ``CE + rate_weight · bpp``.
 
     Params: ``epochs``, ``batch_size``, ``lr`` (Adam, cosine decay), ``aux_lr``, ``rate_weight``,
@@ -141,8 +143,8 @@ def train_joint(codec: CompressionModel, classifier: nn.Module, params: dict[str
 
 
 @torch.no_grad()
-def evaluate_bitstreams(codec: CompressionModel, classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                        batch_size: int, device: torch.device) -> dict[str, float]:
+def evaluate_bitstreams(codec: CompressionModel, classifier: nn.Module, images: torch.Tensor | FileRows,
+                        labels: torch.Tensor, batch_size: int, device: torch.device) -> dict[str, float]:
     """Entropy-code uint8 ``images`` to real bitstreams, classify the ŷ, σ̂ decoded from the bytes.
 
     Returns the mean actual bpp (8 · bytes / pixels per image), loss, top-1 and top-5.

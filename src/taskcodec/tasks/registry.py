@@ -105,8 +105,9 @@ class Task:
     def __init__(self, class_names: list[str]):
         self.class_names = list(class_names)
 
-    def target(self, row: dict[str, Any], image: np.ndarray) -> Any:
-        """The model's target for one sample: its manifest ``row`` and its original 8-bit image H×W×3."""
+    def target(self, row: dict[str, Any], image: np.ndarray | None) -> Any:
+        """The model's target for one sample: its manifest ``row`` and its original 8-bit image H×W×3 (None for a
+        task that does not read it, ``target_reads_image`` False, when its split is read from the files)."""
         raise NotImplementedError
 
     def collate(self, targets: list[Any]) -> Any:

@@ -31,7 +31,8 @@ def _timed(device: torch.device, fn: Callable[[], object]) -> tuple[float, objec
 @torch.no_grad()
 def latent_classifier_throughput(classifier: nn.Module, y_hat: torch.Tensor, scales_hat: torch.Tensor,
                                  batch_size: int, device: torch.device) -> float:
-    """Images per second of ``classifier`` on decoded latents already in memory (wall time, after a warm-up)."""
+    """Images per second of ``classifier`` on decoded latents (each batch read before it is timed: wall time of
+    the classifier alone, after a warm-up)."""
     classifier.eval()
     classifier(y_hat[:batch_size].to(device), scales_hat[:batch_size].to(device))
     seconds = 0.0

@@ -28,7 +28,7 @@ from torch import nn
 from taskcodec.augment import random_shift_flip, shift_flip_draws
 from taskcodec.data.manifest import split_rows
 from taskcodec.data.images import load_rgb8
-from taskcodec.data.sources import FileRows, image_rows, memory_budgets
+from taskcodec.data.sources import image_rows, memory_budgets
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.evaluation import as_model_input, predict_logits, take
 from taskcodec.tasks.registry import Task
@@ -51,12 +51,12 @@ def log_fields(task: Task) -> list[str]:
 
 @dataclass
 class LabeledSet:
-    """Model inputs (each N×C×H×W: uint8 images, or float latents such as ŷ and σ̂; a tensor, or rows read from
-    their files when indexed, :class:`~taskcodec.data.sources.FileRows`) and the task's targets
+    """Model inputs (each N×C×H×W: uint8 images, or float latents such as ŷ and σ̂; a tensor, or rows read when
+    indexed: :class:`~taskcodec.data.sources.FileRows`, :class:`~taskcodec.codecs.cache.ShardRows`) and the task's targets
     (:meth:`Task.collate`: a tensor, or a list with one item per sample); ``held``: where the inputs are, for the
     log."""
 
-    inputs: tuple[torch.Tensor | FileRows, ...]
+    inputs: tuple[Any, ...]
     labels: Any
     held: str = ""
 
