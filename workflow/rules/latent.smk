@@ -30,8 +30,9 @@ rule train_latent_classifier:
         CONDA_ENV
     shell:
         "python -m taskcodec.stages.train_latent_classifier --params {params.section:q} --threads {threads}"
-        " --device {resources.device:q} --mem-mb {resources.mem_mb} --train-cache {input.train:q} --val-cache {input.val:q}"
-        " --test-cache {input.test:q} --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
+        " --device {resources.device:q} --mem-mb {resources.mem_mb} --train-cache {input.train:q}"
+        " --val-cache {input.val:q} --test-cache {input.test:q} --manifest {input.prepared:q}/manifest.csv"
+        " --out {output.model:q} > {log:q} 2>&1"
 
 
 rule train_joint_classifier:

@@ -110,8 +110,8 @@ class ContrastiveObjective(EpochObjective):
 
 
 def train_simclr(model: nn.Module, params: dict[str, Any], train_images: torch.Tensor | FileRows,
-                 val_images: torch.Tensor | FileRows, device: torch.device, resume_path: Path, log_path: Path, data_id: str = "",
-                 desc: str = "simclr") -> Trained:
+                 val_images: torch.Tensor | FileRows, device: torch.device, resume_path: Path, log_path: Path,
+                 data_id: str = "", desc: str = "simclr") -> Trained:
     """Train ``model`` (:class:`~taskcodec.selfsupervised.models.SimCLR`) in place for ``params["steps"]`` steps
     or until ``time_budget_s`` seconds of training; 0 steps only validates (e.g. weights loaded from a file).
 

@@ -16,8 +16,9 @@ their count; with ``--ssl-model`` (train_simclr's model.pt) the pyramid reads th
 and ``--perceptual-weight`` β weighs the distortion of those features (R + λ_k·D + β·λ_k·P).
 
 With ``--mem-mb`` (the job's memory; Snakemake passes the rule's ``mem_mb``) a split whose decoded images
-would take more than its share of a quarter of it (the splits share it by their sizes) is read from its files in batches by loader processes instead of being
-held in memory (:mod:`taskcodec.data.sources`; the log says which), with the same batches and numbers.
+would take more than its share of a quarter of it (the splits share it by their sizes) is read from its files
+in batches by loader processes instead of being held in memory (:mod:`taskcodec.data.sources`; the log says
+which), with the same batches and numbers.
 
 Writes ``model.pt`` (weights after ``update()``, with the resolved params),
 ``train_log.csv`` and ``metrics.json`` beside it. A ``resume.pt`` next to

@@ -10,8 +10,8 @@ the test split to real bitstreams. The output folder gets ``model.pt`` (the fine
 classifier), ``codec.pt`` (the fine-tuned codec; its synthesis is the pretrained one),
 ``train_log.csv`` and ``metrics.json``: actual bpp, top-1 and top-5 after fine-tuning and,
 as ``before_*``, of the pretrained codec and classifier on the same test images. With ``--mem-mb``
-(the job's memory) a split too large for its share of a quarter of it (the splits share it by their sizes) is read from its files batch by batch, with the same
-numbers (:func:`~taskcodec.tasks.training.labeled_splits`).
+(the job's memory) a split too large for its share of a quarter of it (the splits share it by their sizes) is
+read from its files batch by batch, with the same numbers (:func:`~taskcodec.tasks.training.labeled_splits`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ Writes ``model.pt`` (:func:`~taskcodec.selfsupervised.checkpoint.save_simclr`; t
 :func:`~taskcodec.selfsupervised.checkpoint.load_feature_extractor`), ``metrics.json`` and ``train_log.csv``; a
 ``resume.pt`` beside them lets a killed job continue (on SIGTERM the job saves it and exits with status 143
 without writing the outputs). With ``--mem-mb`` (the job's memory) a split whose decoded images would take more
-than its share of a quarter of it (the splits share it by their sizes) is read from its files batch by batch, with the same batches and numbers.
+than its share of a quarter of it (the splits share it by their sizes) is read from its files batch by batch,
+with the same batches and numbers.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ classification: top-1, top-5) on the test split — the uncompressed reference e
 ``train_log.csv``; a ``resume.pt`` beside them lets a killed job continue (on SIGTERM the job saves it
 and exits with status 143 without writing the outputs). With ``--mem-mb`` (the job's memory) a split whose
 decoded images would take more than its share of a quarter of it (the splits share it by their sizes) is read
-from its files batch by batch, with the same batches and numbers (:func:`~taskcodec.tasks.training.labeled_split`; the log says which).
+from its files batch by batch, with the same batches and numbers
+(:func:`~taskcodec.tasks.training.labeled_split`; the log says which).
 """
 
 from __future__ import annotations

@@ -52,9 +52,9 @@ def log_fields(task: Task) -> list[str]:
 @dataclass
 class LabeledSet:
     """Model inputs (each N×C×H×W: uint8 images, or float latents such as ŷ and σ̂; a tensor, or rows read when
-    indexed: :class:`~taskcodec.data.sources.FileRows`, :class:`~taskcodec.codecs.cache.ShardRows`) and the task's targets
-    (:meth:`Task.collate`: a tensor, or a list with one item per sample); ``held``: where the inputs are, for the
-    log."""
+    indexed: :class:`~taskcodec.data.sources.FileRows`, :class:`~taskcodec.codecs.cache.ShardRows`) and the
+    task's targets (:meth:`Task.collate`: a tensor, or a list with one item per sample); ``held``: where the
+    inputs are, for the log."""
 
     inputs: tuple[Any, ...]
     labels: Any
