@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from taskcodec.augment import random_shift_flip, shift_flip_draws, window_draws
+from taskcodec.data.manifest import split_rows
 from taskcodec.data.sources import InMemory
 from taskcodec.errors import UserError
 from taskcodec.stages.prepare import prepare
@@ -122,7 +123,7 @@ def test_the_detector_learns_a_small_generated_set(tmp_path):
                           "object_scale": [0.35, 0.6], "objects": [1, 2]}}
     manifest = prepare(params, tmp_path / "prepared") / "manifest.csv"
     task = build_task("detection", ["circle", "square"])
-    train, val = labeled_split(manifest, "train", task), labeled_split(manifest, "val", task)
+    train, val = (labeled_split(split_rows(manifest, split), task) for split in ("train", "val"))
     torch.manual_seed(0)
     model = task.build_model(FCOS)
     device = torch.device("cpu")

@@ -25,7 +25,7 @@ from typing import Sequence
 from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import load_codec, save_codec
 from taskcodec.codecs.finetune import finetune_codec
-from taskcodec.data.manifest import split_images
+from taskcodec.data.manifest import split_images, split_rows
 from taskcodec.data.sources import stored_size
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise UserError(f"--tau is {args.tau}; give a weight >= 0 for the distortion term")
     with distributed.session(args.threads, args.device, "finetune_codec") as device:
         task_model, task_info = load_task_model(args.task_model, device, manifest=args.manifest)
-        train_targets, val_targets = (split_targets(args.manifest, split, task_info["task"])
+        train_targets, val_targets = (split_targets(split_rows(args.manifest, split), task_info["task"])
                                       for split in ("train", "val"))
         train_records, val_records = split_images(args.manifest, "train"), split_images(args.manifest, "val")
         model, codec = load_codec(args.model)

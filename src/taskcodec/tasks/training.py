@@ -64,34 +64,35 @@ class LabeledSet:
         return len(self.labels)
 
 
-def labeled_split(manifest: Path, split: str, task: Task, budget_bytes: int | None = None) -> LabeledSet:
-    """uint8 images of one manifest split and their targets (:meth:`Task.target` of each sample's manifest row and
-    image): held decoded in memory, or read from their files when the split would take more than ``budget_bytes``
-    (:func:`~taskcodec.data.sources.image_rows`; the training process decodes its batches)."""
-    rows = split_rows(manifest, split)
+def labeled_split(rows: list[dict[str, Any]], task: Task, budget_bytes: int | None = None) -> LabeledSet:
+    """uint8 images of one split's manifest ``rows`` (:func:`~taskcodec.data.manifest.split_rows`) and their
+    targets (:meth:`Task.target` of each sample's row and image): held decoded in memory, or read from their files
+    when the split would take more than ``budget_bytes`` (:func:`~taskcodec.data.sources.image_rows`; the
+    training process decodes its batches)."""
     images, held = image_rows([row["path"] for row in rows], budget_bytes)
     if isinstance(images, torch.Tensor):
         targets = task.collate([task.target(row, image.permute(1, 2, 0).numpy()) for row, image in zip(rows, images)])
         return LabeledSet((images,), targets, held)
-    return LabeledSet((images,), split_targets(manifest, split, task), held)
+    return LabeledSet((images,), split_targets(rows, task), held)
 
 
 def labeled_splits(manifest: Path, task: Task, mem_mb: int | None,
                    splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, LabeledSet]:
     """:func:`labeled_split` of each split, sharing a quarter of a job's ``mem_mb`` by their sizes
     (:func:`~taskcodec.data.sources.memory_budgets`); prints where each split's images are."""
-    budgets = memory_budgets(mem_mb, [len(split_rows(manifest, split)) for split in splits])
-    sets = {split: labeled_split(manifest, split, task, budget) for split, budget in zip(splits, budgets)}
+    rows = {split: split_rows(manifest, split) for split in splits}
+    budgets = memory_budgets(mem_mb, [len(split) for split in rows.values()])
+    sets = {split: labeled_split(rows[split], task, budget) for split, budget in zip(splits, budgets)}
     for split, data in sets.items():
         print(f"{split} images: {data.held}", flush=True)
     return sets
 
 
-def split_targets(manifest: Path, split: str, task: Task) -> Any:
-    """The task's targets of one manifest split (:meth:`Task.target` of each row; each image decoded for it only
-    when the task's targets read the image, ``Task.target_reads_image``)."""
+def split_targets(rows: list[dict[str, Any]], task: Task) -> Any:
+    """The task's targets of one split's manifest ``rows`` (:meth:`Task.target` of each; each image decoded for
+    it only when the task's targets read the image, ``Task.target_reads_image``)."""
     return task.collate([task.target(row, load_rgb8(row["path"]) if task.target_reads_image else None)
-                         for row in split_rows(manifest, split)])
+                         for row in rows])
 
 
 def to_device(targets: Any, device: torch.device) -> Any:
