@@ -290,6 +290,29 @@ def render_capacity() -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_storage() -> str:
+    """Prepared data stored three ways: prepare's speed and disk, and the speed of reading the images back."""
+    summary = _json("storage.json")
+    lines = [f"The {summary['photos']} photos of `../shared/data/photos` (about 1 MP), each under {summary['repeats']} "
+             f"names, prepared at {summary['image_size']}² (`tar`: {summary['images_per_shard']} images per shard); "
+             f"reading: the {summary['train_images']} training images in a shuffled order on one thread, from the "
+             "page cache. Files and bytes count everything in `results/prepared` (not the source photos).", "",
+             "| `prepare.storage` | prepare, images/s | files | bytes per image | reading, images/s | "
+             "pixels as `png` |", "|---|---|---|---|---|---|"]
+    lines += [f"| `{row['storage']}` | {row['prepare_images_per_s']:.1f} | {row['files']:,} | "
+              f"{row['bytes_per_image'] / 1e3:,.1f} KB | {row['read_images_per_s']:.0f} | "
+              f"{'identical' if row['identical_to_png'] else 'DIFFERENT'} |" for row in summary["rows"]]
+    by = {row["storage"]: row for row in summary["rows"]}
+    png, tar, in_place = by["png"], by["tar"], by["in_place"]
+    lines += ["", f"Shards read at {tar['read_images_per_s'] / png['read_images_per_s']:.0%} of the speed of PNG "
+              f"files here, in {tar['files']} files rather than {png['files']}. In place, `prepare` writes "
+              f"{in_place['bytes_per_image'] / png['bytes_per_image']:.1%} of the bytes, and a read is "
+              f"{png['read_images_per_s'] / in_place['read_images_per_s']:.0f}× slower: it decodes the full photo "
+              "and resizes it, so a training that streams in place spends that much more of its loader workers' "
+              "CPU per image, less for source images nearer the prepared size."]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "pipeline-speed": render_pipeline_speed,
     "kodak": render_kodak,
@@ -302,6 +325,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "variable-rate": render_variable_rate,
     "scale": render_scale,
     "capacity": render_capacity,
+    "storage": render_storage,
     "vqa": render_vqa,
 }
 

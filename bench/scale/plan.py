@@ -56,18 +56,28 @@ DATASETS = {"Vimeo-90K (train septuplets × 7 frames)": 64612 * 7, "ImageNet-1k 
 SWEEPS = [(1, 3, 2), (1, 6, 3), (3, 6, 3), (4, 8, 4)]
 
 
-def prepared_photos(out: Path) -> dict:
-    """``prepare`` of the photos, each under :data:`REPEATS` names (links, not copies), at 256²: images/s and
-    PNG bytes per image; the manifest's path."""
+def linked_photos(out: Path) -> Path:
+    """``out/photos``: the photos, each under :data:`REPEATS` names (links, not copies)."""
     folder = out / "photos"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for photo in sorted(path for path in PHOTOS.iterdir() if path.suffix.lower() in (".png", ".jpg", ".jpeg")):
         for repeat in range(REPEATS):
             (folder / f"{photo.stem}-{repeat}{photo.suffix}").symlink_to(photo.resolve())
+    return folder
+
+
+def photo_params(folder: Path) -> dict:
+    """``params.yaml``'s prepare section for the photos of ``folder`` at 256²."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["prepare"]
     params.update(dataset="imagefolder", root=str(folder), image_size=SIZE, split={"train": 0.8, "val": 0.1,
                                                                                   "test": 0.1})
+    return params
+
+
+def prepared_photos(out: Path) -> dict:
+    """``prepare`` of the :func:`linked_photos` at 256²: images/s and PNG bytes per image; the manifest's path."""
+    params = photo_params(linked_photos(out))
     shutil.rmtree(out / "prepared", ignore_errors=True)
     seconds, _ = stage("prepare", "--params", json.dumps(params), "--out", str(out / "prepared"),
                        log=out / "prepare.log")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from taskcodec.data.images import load_rgb8
+from taskcodec.data.stored import StoredImage, read_image
 from taskcodec.errors import UserError
 from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr, region_psnr
 from taskcodec.niqe import niqe as niqe_score
@@ -48,9 +48,9 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"image_id": str}, keep_default_na=False, na_values=[""])
 
 
-def load_original(path: Path) -> np.ndarray:
+def load_original(path: StoredImage | Path) -> np.ndarray:
     """An evaluation image as 8-bit RGB; one too small for MS-SSIM is an error naming it."""
-    image = load_rgb8(path)
+    image = read_image(path)
     height, width = image.shape[:2]
     try:
         ms_ssim_scales(height, width)

@@ -12,6 +12,7 @@ from taskcodec.data.manifest import (
     split_sizes,
     write_manifest,
 )
+from taskcodec.data.stored import StoredImage
 from taskcodec.errors import UserError
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -104,7 +105,8 @@ def test_manifest_round_trip(tmp_path):
 
 def test_split_images(tmp_path):
     write_manifest(tmp_path / "manifest.csv", [_row("a", "train"), _row("b", "val", label=1)])
-    assert split_images(tmp_path / "manifest.csv", "val") == [("b", tmp_path.resolve() / "images/val/b.png", 1)]
+    expected = [("b", StoredImage(tmp_path.resolve() / "images/val/b.png"), 1)]
+    assert split_images(tmp_path / "manifest.csv", "val") == expected
     with pytest.raises(UserError, match="no test images"):
         split_images(tmp_path / "manifest.csv", "test")
     with pytest.raises(UserError, match="unknown"):

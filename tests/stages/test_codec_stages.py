@@ -274,14 +274,26 @@ def test_sigterm_stops_train_codec_without_outputs_and_a_rerun_ends_identically(
     assert f"resuming {other_threads.parent / 'resume.pt'} at step {step}" in capsys.readouterr().out
 
 
-def test_train_codec_reads_a_split_too_large_for_its_memory_from_the_files_with_the_same_result(workspace, tmp_path):
+@pytest.mark.parametrize("storage", ["png", "tar"])
+def test_train_codec_reads_a_split_too_large_for_its_memory_from_the_files_with_the_same_result(workspace, tmp_path,
+                                                                                               storage):
     root, models = workspace
+    manifest = root / "prepared" / "manifest.csv"
+    if storage == "tar":  # the same dataset in tar shards: the same windows, weights and bitstreams
+        params = {**json.loads((root / "prepared" / "prepare.json").read_text())["params"], "storage": "tar",
+                  "images_per_shard": 7}
+        manifest = prepare.main(["--params", json.dumps(params), "--out", str(tmp_path / "prepared")]) / "manifest.csv"
+        from_png = _cache(root, models[0.002], "test", tmp_path / "png-cache")
+        from_tar = cache_latents.main(["--params", json.dumps(CACHE), *RUN, "--model", str(models[0.002]),
+                                       "--manifest", str(manifest), "--split", "test", "--out", str(tmp_path / "tar")])
+        shards = sorted(path.name for path in from_png.glob("shard-*.tcbs"))
+        assert shards and shards == sorted(path.name for path in from_tar.glob("shard-*.tcbs"))
+        assert all((from_png / name).read_bytes() == (from_tar / name).read_bytes() for name in shards)
     out = tmp_path / "streamed" / "model.pt"
     log = tmp_path / "stage.log"
     command = [sys.executable, "-m", "taskcodec.stages.train_codec", "--params", json.dumps(TRAIN), "--arch",
                "bmshj2018-hyperprior", "--hyper", '{"N": 8, "M": 12}', "--device", "cpu", "--threads", "2",
-               "--mem-mb", "0", "--lmbda", "0.002", "--manifest", str(root / "prepared" / "manifest.csv"),
-               "--out", str(out)]
+               "--mem-mb", "0", "--lmbda", "0.002", "--manifest", str(manifest), "--out", str(out)]
     with open(log, "w") as handle:  # a process of its own, like a pipeline job: its loader workers fork from it
         subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT)
     # 2 threads: 1 for the loader worker, 1 for PyTorch, as the in-memory training had

@@ -139,7 +139,7 @@ def test_the_detector_learns_a_small_generated_set(tmp_path):
 
 def test_train_task_stage_and_per_image_measures(tmp_path):
     """train_task on a detection dataset, then the evaluation's per-image measures of its frozen model."""
-    from taskcodec.data.images import load_rgb8
+    from taskcodec.data.stored import read_image
     from taskcodec.data.manifest import split_rows
     from taskcodec.evaluation import TaskMeasures
     from taskcodec.stages import train_task
@@ -163,7 +163,7 @@ def test_train_task_stage_and_per_image_measures(tmp_path):
     assert info["task"].name == "detection"
     measures = TaskMeasures(out, None, 0.5, "cpu")
     row = split_rows(manifest, "test")[0]
-    image = load_rgb8(row["path"])
+    image = read_image(row["path"])
     measured = measures.measure(row["image_id"], row, image, image)
     assert set(measured) == {"label", "pred", "map_50", "map"}
     assert json.loads(measured["label"]) == json.loads(row["objects"]) and "boxes" in json.loads(measured["pred"])

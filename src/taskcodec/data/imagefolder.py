@@ -163,6 +163,7 @@ class ImageFolderDataset:
                 label=label,
                 source=shown_path(path),
                 load=functools.partial(load_rgb8, path),
+                file=path,
                 objects=None if self.objects is None else functools.partial(self.objects.__getitem__, path),
                 questions=None if self.questions is None else functools.partial(self.questions.__getitem__, path),
             )

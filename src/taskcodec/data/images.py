@@ -9,10 +9,12 @@ limit) raises an :class:`UnusableImageError` that names it.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -47,10 +49,23 @@ def load_rgb8(path: str | os.PathLike) -> np.ndarray:
         raise UnusableImageError(path, "does not exist", "fix the path or rerun the stage that lists it")
     if path.stat().st_size == 0:
         raise UnusableImageError(path, "is empty (0 bytes)", "remove or replace the file")
+    return _decode(path, path)
+
+
+def decode_rgb8(data: bytes, name: str) -> np.ndarray:
+    """:func:`load_rgb8` of an image file's bytes (a member of a tar shard); ``name`` names them in errors."""
+    if not data:
+        raise UnusableImageError(name, "is empty (0 bytes)", "rerun prepare")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | BinaryIO, name: str | os.PathLike) -> np.ndarray:
+    """Decode ``source`` fully as :func:`load_rgb8` says; a failure is an :class:`UnusableImageError` naming
+    ``name``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 img.load()
                 upright = ImageOps.exif_transpose(img)
                 return _to_rgb8(upright)
@@ -59,19 +74,19 @@ def load_rgb8(path: str | os.PathLike) -> np.ndarray:
         size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         limit = f"{Image.MAX_IMAGE_PIXELS:,}"
         raise UnusableImageError(
-            path, f"has {size}, more than the {limit} Pillow decodes safely (decompression-bomb limit)",
+            name, f"has {size}, more than the {limit} Pillow decodes safely (decompression-bomb limit)",
             "downscale or remove the file",
         ) from None
     except PermissionError:
-        raise UnusableImageError(path, "cannot be read (permission denied)", "make it readable or remove it") from None
+        raise UnusableImageError(name, "cannot be read (permission denied)", "make it readable or remove it") from None
     except UnidentifiedImageError:
         raise UnusableImageError(
-            path, "is not an image Pillow can read (unknown format or damaged header)", "remove or replace the file"
+            name, "is not an image Pillow can read (unknown format or damaged header)", "remove or replace the file"
         ) from None
     except Exception as err:  # Pillow raises many types for corrupt, truncated or foreign files
         detail = " ".join(str(err).split())
         raise UnusableImageError(
-            path, f"is truncated or corrupt ({type(err).__name__}: {detail})", "remove or replace the file"
+            name, f"is truncated or corrupt ({type(err).__name__}: {detail})", "remove or replace the file"
         ) from None
 
 

@@ -1,7 +1,8 @@
 """Train/val/test splits and the manifest CSV that lists a prepared dataset.
 
 The manifest has one row per image with exactly :data:`MANIFEST_COLUMNS`;
-``path`` is relative to the manifest's folder, ``label`` is -1 and
+``path`` names where the image's bytes are (relative to the manifest's folder; see
+:mod:`taskcodec.data.stored` for the three ways ``prepare.storage`` stores them), ``label`` is -1 and
 ``class_name`` is ``''`` for unlabeled images. A detection dataset's manifest
 has one more column, :data:`OBJECTS_COLUMN`: each image's objects as JSON,
 ``{"boxes": [[x0, y0, x1, y1], ...], "labels": [k, ...]}`` (pixel edges of the
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from taskcodec.artifacts import atomic_path, read_json
+from taskcodec.data.stored import StoredImage
 from taskcodec.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -193,26 +195,34 @@ def answer_vocabulary(questions: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def split_rows(manifest_path: str | os.PathLike, split: str) -> list[dict[str, Any]]:
-    """The manifest rows of ``split`` (every column, ``path`` made absolute), in manifest order."""
+    """The manifest rows of ``split`` (every column, ``path`` the :class:`~taskcodec.data.stored.StoredImage` to
+    read), in manifest order."""
     records = split_images(manifest_path, split)
     frame = read_manifest(manifest_path).set_index("image_id")
-    return [{**frame.loc[image_id].to_dict(), "image_id": image_id, "path": path} for image_id, path, _ in records]
+    return [{**frame.loc[image_id].to_dict(), "image_id": image_id, "path": image} for image_id, image, _ in records]
 
 
-def split_images(manifest_path: str | os.PathLike, split: str) -> list[tuple[str, Path, int]]:
-    """``(image_id, absolute image path, label)`` for every image of ``split`` in the manifest."""
+def split_images(manifest_path: str | os.PathLike, split: str) -> list[tuple[str, StoredImage, int]]:
+    """``(image_id, image, label)`` for every image of ``split`` in the manifest; read an image with
+    :func:`~taskcodec.data.stored.read_image`."""
     if split not in SPLITS:
         raise UserError(f"split {split!r} is unknown; use one of {', '.join(SPLITS)}")
-    manifest_path = Path(manifest_path).resolve()
     frame = read_manifest(manifest_path)
     rows = frame[frame["split"] == split]
     if rows.empty:
-        raise UserError(f"manifest {manifest_path} has no {split} images; rerun prepare with a larger dataset")
-    folder = manifest_path.parent
-    return [
-        (image_id, folder / relative, int(label))
-        for image_id, relative, label in zip(rows["image_id"], rows["path"], rows["label"])
-    ]
+        raise UserError(f"manifest {Path(manifest_path).resolve()} has no {split} images; rerun prepare with a "
+                        "larger dataset")
+    images = manifest_images(manifest_path, rows["path"])
+    return [(image_id, image, int(label)) for image_id, image, label in zip(rows["image_id"], images, rows["label"])]
+
+
+def manifest_images(manifest_path: str | os.PathLike, cells: Iterable[str] | None = None) -> list[StoredImage]:
+    """The :class:`~taskcodec.data.stored.StoredImage` of each ``path`` cell (default: every row's, in manifest
+    order)."""
+    manifest_path = Path(manifest_path).resolve()
+    if cells is None:
+        cells = read_manifest(manifest_path)["path"]
+    return [StoredImage.from_cell(cell, manifest_path.parent) for cell in cells]
 
 
 def task_classes(manifest_path: str | os.PathLike) -> list[str]:

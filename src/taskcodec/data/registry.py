@@ -9,6 +9,7 @@ when unlabeled) and ``samples()``, an iterator of :class:`Sample`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, TypeVar
 
 import numpy as np
@@ -26,6 +27,8 @@ class Sample:
     label: int  # class index, or UNLABELED
     source: str  # where the image comes from, for the manifest and messages
     load: Callable[[], np.ndarray]  # returns the raw HxWx3 uint8 RGB image
+    #: the image file ``load`` reads (None for a generated image); ``prepare.storage: in_place`` indexes it there
+    file: Path | None = None
     #: a detection dataset's objects (called after ``load``): ``((x0, y0, x1, y1), class index)`` each, in
     #: pixels of the raw image (edges: a box around one pixel is 1 wide); None for a dataset without boxes
     objects: Callable[[], tuple[tuple[tuple[float, ...], int], ...]] | None = None

@@ -21,7 +21,6 @@ a checkpoint resumes at the next batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from taskcodec.augment import Draws, crop_flip, translatable, window_draws
-from taskcodec.data.images import load_rgb8
+from taskcodec.data.stored import StoredImage, read_image
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.errors import UserError, shown_path
 
@@ -115,11 +114,11 @@ class ImageFiles(ImageSource, Dataset):
     memory: one byte a pixel) stacked as a fourth channel and ``padding`` as :class:`InMemory`'s; ``workers``
     processes decode (0: the training process itself). Item i is image i, C×H×W."""
 
-    def __init__(self, paths: Sequence[Path], height: int, width: int, maps: torch.Tensor | None = None,
+    def __init__(self, paths: Sequence[StoredImage], height: int, width: int, maps: torch.Tensor | None = None,
                  padding: int = 0, workers: int = 0):
         if maps is not None and tuple(maps.shape) != (len(paths), 1, height, width):
             raise ValueError(f"maps {tuple(maps.shape)} are not aligned with {len(paths)} images of {height}×{width}")
-        self.paths, self.maps, self.padding, self.workers = [str(path) for path in paths], maps, padding, workers
+        self.paths, self.maps, self.padding, self.workers = list(paths), maps, padding, workers
         self.count, self.channels, self.stored = len(self.paths), 3 if maps is None else 4, (height, width)
         self.height, self.width = height + 2 * padding, width + 2 * padding
 
@@ -127,11 +126,11 @@ class ImageFiles(ImageSource, Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = torch.from_numpy(np.ascontiguousarray(load_rgb8(self.paths[index]).transpose(2, 0, 1)))
+        image = torch.from_numpy(np.ascontiguousarray(read_image(self.paths[index]).transpose(2, 0, 1)))
         if image.shape[1:] != self.stored:
-            raise UserError(f"image {shown_path(self.paths[index])} is {image.shape[2]}×{image.shape[1]}, not the "
-                            f"split's {self.stored[1]}×{self.stored[0]}; rerun prepare, which makes every image "
-                            "of a dataset one size")
+            raise UserError(f"image {shown_path(str(self.paths[index]))} is {image.shape[2]}×{image.shape[1]}, "
+                            f"not the split's {self.stored[1]}×{self.stored[0]}; rerun prepare, which makes every "
+                            "image of a dataset one size")
         return image if self.maps is None else torch.cat([image, self.maps[index]])
 
     def windows(self, draws: Draws, size: int) -> torch.Tensor:
@@ -213,10 +212,10 @@ def window_batches(source: ImageSource, sampler: WindowSampler, pin_memory: bool
     return _raised(loader)
 
 
-def stored_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, decoded with :func:`~taskcodec.data.images.load_rgb8`'s checks (a
+def stored_size(image: StoredImage) -> tuple[int, int]:
+    """(height, width) of a prepared image, decoded with :func:`~taskcodec.data.stored.read_image`'s checks (a
     missing, empty or corrupt file is a one-sentence error naming it)."""
-    return load_rgb8(path).shape[:2]
+    return read_image(image).shape[:2]
 
 
 def loader_workers(threads: int) -> int:
@@ -233,7 +232,7 @@ def memory_budgets(mem_mb: int | None, counts: Sequence[int], processes: int = 1
     return [int(MEMORY_SHARE * mem_mb * 2**20 / processes * count / sum(counts)) for count in counts]
 
 
-def image_rows(paths: Sequence[Path], budget_bytes: int | None) -> tuple[torch.Tensor | FileRows, str]:
+def image_rows(paths: Sequence[StoredImage], budget_bytes: int | None) -> tuple[torch.Tensor | FileRows, str]:
     """A split's uint8 images N×3×H×W indexed by rows: a tensor when they fit ``budget_bytes`` decoded (None: no
     limit), else :class:`FileRows`, decoded by the training process when indexed; with the sentence for the log
     (:func:`choose_source`)."""
@@ -241,7 +240,7 @@ def image_rows(paths: Sequence[Path], budget_bytes: int | None) -> tuple[torch.T
     return (source.images if isinstance(source, InMemory) else FileRows(source)), held
 
 
-def choose_source(paths: Sequence[Path], height: int, width: int, budget_bytes: int | None, workers: int,
+def choose_source(paths: Sequence[StoredImage], height: int, width: int, budget_bytes: int | None, workers: int,
                   maps: torch.Tensor | None = None, padding: int = 0) -> tuple[ImageSource, str]:
     """:class:`InMemory` when the split (``height``×``width`` images with any ``maps``) decoded fits
     ``budget_bytes`` (None: no limit), else :class:`ImageFiles` with ``workers`` loader processes, either padded

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from taskcodec.data.images import load_rgb8
+from taskcodec.data.stored import StoredImage, read_image
 
 
-def images_to_tensor(paths: list[Path]) -> torch.Tensor:
-    """Stack same-sized images into a uint8 tensor N×3×H×W, decoded one at a time into it (the split's bytes once)."""
-    first = load_rgb8(paths[0])
+def images_to_tensor(paths: list[StoredImage]) -> torch.Tensor:
+    """Stack same-sized images (:func:`~taskcodec.data.stored.read_image`) into a uint8 tensor N×3×H×W, decoded one
+    at a time into it (the split's bytes once)."""
+    first = read_image(paths[0])
     images = torch.empty((len(paths), 3, *first.shape[:2]), dtype=torch.uint8)
     for i, path in enumerate(paths):
-        array = first if i == 0 else load_rgb8(path)
+        array = first if i == 0 else read_image(path)
         if array.shape != first.shape:
             raise ValueError(f"images_to_tensor needs one image size, got {first.shape} and {array.shape} ({path})")
         images[i] = torch.from_numpy(array).permute(2, 0, 1)

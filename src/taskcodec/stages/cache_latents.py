@@ -35,7 +35,7 @@ from taskcodec.codecs.bitstream import ImageBitstream, ShardWriter
 from taskcodec.codecs.cache import read_bitstreams
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images, encode_images, estimated_bits, pad
-from taskcodec.data.images import load_rgb8
+from taskcodec.data.stored import read_image
 from taskcodec.data.manifest import MANIFEST_COLUMNS, read_manifest
 from taskcodec.data.tensors import to_float, to_uint8
 from taskcodec.device import resolve_device
@@ -67,7 +67,7 @@ def _batches(records: list[tuple[str, Path, int]], shard_size: int):
     for shard, start in enumerate(range(0, len(records), shard_size)):
         by_size: dict[tuple[int, ...], list] = defaultdict(list)
         for position, (image_id, path, label) in enumerate(records[start : start + shard_size], start):
-            image = load_rgb8(path)
+            image = read_image(path)
             by_size[image.shape].append((position, image_id, path, label, image))
         yield shard, [group[i : i + BATCH_SIZE] for group in by_size.values() for i in range(0, len(group), BATCH_SIZE)]
 
@@ -142,7 +142,7 @@ def _decode_check(model, out_dir: Path, rows: list[dict], count: int, device) ->
         layered = {layer: ImageBitstream.from_bytes(parts[layer], where=f"{out_dir}:{image_id}:{layer}")
                    for layer in model.layers_for("image")}
         decoded = decode_images(model, [layered]).x_hat
-        x = to_float(torch.from_numpy(load_rgb8(wanted[image_id]["path"])).permute(2, 0, 1)[None], device)
+        x = to_float(torch.from_numpy(read_image(wanted[image_id]["path"])).permute(2, 0, 1)[None], device)
         with torch.no_grad():
             forward = model(pad(x, model.pad_multiple))["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)
         max_diff = max(max_diff, (decoded - forward).abs().max().item())

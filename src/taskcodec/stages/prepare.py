@@ -1,10 +1,12 @@
-"""Stage ``prepare``: turn a dataset into fixed-size PNGs, a split and a manifest.
+"""Stage ``prepare``: turn a dataset into fixed-size images, a split and a manifest.
 
     python -m taskcodec.stages.prepare --params '<prepare section as JSON>' --out results/prepared
 
 Writes, atomically (a killed job or an error leaves no complete-looking folder)::
 
-    <out>/images/<split>/<image_id>.png   8-bit RGB, image_size x image_size
+    <out>/images/<split>/<image_id>.png   8-bit RGB, image_size x image_size (prepare.storage: png, the default);
+    <out>/images/<split>-NNNNNN.tar       with storage: tar, the same PNGs in tar shards of images_per_shard;
+                                          with storage: in_place, no images (the manifest indexes the source files)
     <out>/manifest.csv                    see taskcodec.data.manifest (a detection dataset's boxes, questions included)
     <out>/classes.json                    class names ([] when unlabeled)
     <out>/answers.json                    with questions only: the answers of the train split's questions, most
@@ -26,6 +28,9 @@ pixel wide or high is dropped).
 A dataset's questions (the builtin dataset with ``builtin.questions``, an image
 folder with ``questions``) are stored as they are; an image folder's are about the
 original image, which the centre crop may cut.
+
+Every image is decoded and checked whatever ``prepare.storage`` (:mod:`taskcodec.data.stored`) is, so an image
+indexed in place that cannot be used is found here, not by a training.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from taskcodec.data.manifest import (ANSWERS_FILE, OBJECTS_COLUMN, QUESTIONS_COL
                                      assign_splits, check_split_fractions, objects_json, parse_objects,
                                      parse_questions, questions_json, split_sizes, write_manifest)
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
+from taskcodec.data.stored import STORAGES, ShardWriter, StoredImage
 from taskcodec.errors import UserError
 from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import params_argument, run
@@ -89,12 +95,20 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
     on_bad_image = require_param(params, "on_bad_image")
     if on_bad_image not in ON_BAD_IMAGE:
         raise UserError(f"prepare.on_bad_image is {on_bad_image!r}; set it to {' or '.join(ON_BAD_IMAGE)}")
+    storage = params.get("storage", "png")
+    if storage not in STORAGES:
+        raise UserError(f"prepare.storage is {storage!r}; set it to {', '.join(STORAGES)}")
+    per_shard = require_int(params, "images_per_shard", 1) if storage == "tar" else 0
     dataset = build_dataset(params)
     samples = list(dataset.samples())
+    if storage == "in_place" and any(sample.file is None for sample in samples):
+        raise UserError(f"prepare.storage is in_place, which indexes image files where they are, but the "
+                        f"{params['dataset']} dataset generates its images; set prepare.storage to png or tar")
     split_sizes(len(samples), fractions)  # fail before decoding anything if the ratios cannot work
     with atomic_dir(out) as tmp:
-        staging = tmp / "images" / "staging"
-        staging.mkdir(parents=True)
+        staging = None if storage == "in_place" else tmp / "images" / "staging"
+        if staging is not None:
+            staging.mkdir(parents=True)
         usable, problems = [], []
         for sample in tqdm(samples, desc="prepare", unit="img", mininterval=1.0):
             try:
@@ -105,8 +119,13 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
             raise _summarise([err for _, err in problems], len(samples), offer_skip=bool(usable))
         _check_every_class_kept(dataset.classes, usable, problems)
         splits = assign_splits([sample.label for sample, _ in usable], fractions, seed)
-        rows = [_place(tmp, sample, size, split, dataset) for (sample, size), split in zip(usable, splits)]
-        staging.rmdir()
+        shards = {split: ShardWriter(tmp / "images", split, per_shard) for split in SPLITS} if per_shard else {}
+        rows = [_row(_place(tmp, sample, split, storage, image_size, shards), sample, size, split, dataset)
+                for (sample, size), split in zip(usable, splits)]
+        for writer in shards.values():
+            writer.close()
+        if staging is not None:
+            staging.rmdir()
         write_manifest(tmp / "manifest.csv", rows)
         skipped = pd.DataFrame([(err.path, err.reason) for _, err in problems], columns=list(SKIPPED_COLUMNS))
         skipped.to_csv(tmp / "skipped.csv", index=False)
@@ -125,13 +144,15 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
     return out
 
 
-def _write_image(sample: Sample, image_size: int, folder: Path) -> tuple[int, int, dict[str, str]]:
-    """Load, resize and save one sample as ``folder/<image_id>.png``; return its original (width, height) and its
+def _write_image(sample: Sample, image_size: int, folder: Path | None) -> tuple[int, int, dict[str, str]]:
+    """Load, resize and save one sample as ``folder/<image_id>.png`` (no folder: an image indexed in place, only
+    checked); return its original (width, height) and its
     cells of the optional manifest columns, when the dataset has them: its objects in the saved image
     (:func:`~taskcodec.data.manifest.objects_json`) and questions (:func:`~taskcodec.data.manifest.questions_json`)."""
     raw = sample.load()
     square = resize_center_crop(raw, image_size, path=sample.source)
-    Image.fromarray(square).save(folder / f"{sample.image_id}.png")
+    if folder is not None:
+        Image.fromarray(square).save(folder / f"{sample.image_id}.png")
     width, height = raw.shape[1], raw.shape[0]
     cells = {}
     if sample.objects is not None:
@@ -143,15 +164,29 @@ def _write_image(sample: Sample, image_size: int, folder: Path) -> tuple[int, in
     return width, height, cells
 
 
-def _place(folder: Path, sample: Sample, size: tuple[int, int, dict[str, str]], split: str,
-           dataset: Dataset) -> dict[str, Any]:
-    """Move a staged image into its split folder; return its manifest row."""
+def _place(folder: Path, sample: Sample, split: str, storage: str, image_size: int,
+           shards: dict[str, ShardWriter]) -> str:
+    """Move a staged image to where ``storage`` keeps it (its split folder, or its split's tar shard); return its
+    manifest ``path`` cell (:class:`~taskcodec.data.stored.StoredImage`)."""
+    if storage == "in_place":
+        return str(StoredImage(sample.file, size=image_size))
+    staged = folder / "images" / "staging" / f"{sample.image_id}.png"
+    if storage == "tar":
+        cell = shards[split].add(staged.name, staged.read_bytes())
+        staged.unlink()
+        return cell
     relative = f"images/{split}/{sample.image_id}.png"
     (folder / relative).parent.mkdir(exist_ok=True)
-    os.replace(folder / "images" / "staging" / f"{sample.image_id}.png", folder / relative)
+    os.replace(staged, folder / relative)
+    return relative
+
+
+def _row(cell: str, sample: Sample, size: tuple[int, int, dict[str, str]], split: str,
+         dataset: Dataset) -> dict[str, Any]:
+    """A placed image's manifest row."""
     return {
         "image_id": sample.image_id,
-        "path": relative,
+        "path": cell,
         "label": sample.label,
         "class_name": dataset.classes[sample.label] if sample.label != UNLABELED else "",
         "split": split,

@@ -19,7 +19,7 @@ from typing import Sequence
 import pandas as pd
 
 from taskcodec import artifacts
-from taskcodec.data.images import load_rgb8
+from taskcodec.data.stored import read_image
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
 from taskcodec.report.grid import closest_points, reconstruction_grid
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                                 "evaluate.save_reconstructions")
             caption = f"{row['codec']} @ {row['point']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB"
             panels.append((caption, recon))
-        reconstruction_grid(load_rgb8(image_path), panels,
+        reconstruction_grid(read_image(image_path), panels,
                             f"{args.dataset}/{image_id} ({size}) near {target:.3f} bpp", tmp / "recon_grid.png")
         lines = [f"# Rate–distortion report: {args.dataset}", "",
                  f"{len(records)} images ({sizes}); bpp is measured from the bytes of each file or bitstream,"

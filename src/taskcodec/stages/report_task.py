@@ -37,6 +37,7 @@ import pandas as pd
 
 from taskcodec import artifacts
 from taskcodec.data.images import load_rgb8
+from taskcodec.data.stored import read_image
 from taskcodec.data.manifest import split_rows
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                  "psnr_salient", "psnr_background"])
     records = split_rows(args.manifest, "test")
     shown = records[min(params["grid_image"], len(records) - 1)]
-    image_id, original = shown["image_id"], load_rgb8(shown["path"])
+    image_id, original = shown["image_id"], read_image(shown["path"])
     target = task.target(shown, original)
 
     with stage_run("report_task", {"dataset": "test"}, params) as tracked, artifacts.atomic_dir(args.out) as tmp:

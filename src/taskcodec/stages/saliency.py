@@ -26,8 +26,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from taskcodec import artifacts
-from taskcodec.data.images import load_rgb8
-from taskcodec.data.manifest import read_manifest
+from taskcodec.data.manifest import manifest_images, read_manifest
+from taskcodec.data.stored import read_image
 from taskcodec.errors import UserError
 from taskcodec.report.grid import saliency_grid
 from taskcodec.saliency import MAPS_FILE, saliency_map, save_maps, to_uint8
@@ -50,12 +50,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if isinstance(shown_count, bool) or not isinstance(shown_count, int) or shown_count < 1:
         raise UserError(f"saliency.grid_images is {shown_count!r}; set it to an integer >= 1")
     manifest = read_manifest(args.manifest)
-    folder = args.manifest.resolve().parent
+    images = manifest_images(args.manifest)
     with stage_run("saliency", {}, params, inputs={"manifest": args.manifest}) as tracked, \
             artifacts.atomic_dir(args.out) as tmp:
         maps, rows, seconds = [], [], 0.0
-        for record in tqdm(manifest.itertuples(), total=len(manifest), desc="saliency", mininterval=5.0):
-            image = load_rgb8(folder / record.path)
+        for record, stored in tqdm(zip(manifest.itertuples(), images), total=len(manifest), desc="saliency",
+                                   mininterval=5.0):
+            image = read_image(stored)
             started = time.perf_counter()
             saliency = saliency_map(image, params)
             seconds += time.perf_counter() - started
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         pd.DataFrame(rows).to_csv(tmp / "index.csv", index=False)
         save_maps(tmp / MAPS_FILE, list(manifest["image_id"]), list(manifest["split"]), np.stack(maps), params)
         shown = [i for i, split in enumerate(manifest["split"]) if split == "test"][:shown_count]
-        saliency_grid([load_rgb8(folder / manifest["path"].iloc[i]) for i in shown], [maps[i] / 255.0 for i in shown],
+        saliency_grid([read_image(images[i]) for i in shown], [maps[i] / 255.0 for i in shown],
                       [manifest["image_id"].iloc[i] for i in shown],
                       f"{params['method']} saliency (working width {params['working_width']} px)", tmp / "grid.png")
         summary = {"params": params, "num_images": len(rows), "seconds_per_image": seconds / max(len(rows), 1),

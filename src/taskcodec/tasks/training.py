@@ -27,7 +27,7 @@ from torch import nn
 
 from taskcodec.augment import random_shift_flip, shift_flip_draws
 from taskcodec.data.manifest import split_rows
-from taskcodec.data.images import load_rgb8
+from taskcodec.data.stored import read_image
 from taskcodec.data.sources import image_rows, memory_budgets
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.evaluation import as_model_input, predict_logits, take
@@ -91,7 +91,7 @@ def labeled_splits(manifest: Path, task: Task, mem_mb: int | None,
 def split_targets(rows: list[dict[str, Any]], task: Task) -> Any:
     """The task's targets of one split's manifest ``rows`` (:meth:`Task.target` of each; each image decoded for
     it only when the task's targets read the image, ``Task.target_reads_image``)."""
-    return task.collate([task.target(row, load_rgb8(row["path"]) if task.target_reads_image else None)
+    return task.collate([task.target(row, read_image(row["path"]) if task.target_reads_image else None)
                          for row in rows])
 
 

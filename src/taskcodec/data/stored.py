@@ -1,0 +1,112 @@
+"""Where a prepared image's bytes are: its own PNG, a byte range of a tar shard, or the source file in place.
+
+``prepare.storage`` chooses (:data:`STORAGES`); a manifest's ``path`` cell says which for each image:
+
+- ``png`` (the default): one PNG at ``image_size``² per image below the manifest's folder,
+  ``images/train/000123.png``;
+- ``tar``: the same PNGs packed ``prepare.images_per_shard`` at a time into uncompressed tar shards per split
+  (:class:`ShardWriter`, the WebDataset layout: member ``<image_id>.png``). The cell names the member's bytes,
+  ``images/train-000000.tar[1536:21504]``, so reading one image is one seek and one read; a split read in order
+  reads its shards in order. A million images are a thousand files for DVC and a network filesystem;
+- ``in_place``: an image folder indexed where it is, nothing copied. The cell is the source file's absolute path
+  with the prepared size, ``/data/photos/0001.jpg[256x256]``: the image is resized and centre-cropped to it each
+  time it is read, exactly as ``prepare`` would have written it (:func:`~taskcodec.data.images.resize_center_crop`).
+
+A cell with its folder made absolute is the image's address (``str`` of a :class:`StoredImage`), which a stage
+may write down (a latent cache's index) for a later one to read. Every consumer reads through
+:func:`read_image`; each way of storing gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from taskcodec.data.images import UnusableImageError, decode_rgb8, load_rgb8, resize_center_crop
+
+STORAGES = ("png", "tar", "in_place")
+_ADDRESS = re.compile(r"^(?P<file>.+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<size>\d+)x(?P=size)\])?$")
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One prepared image: ``file``, or bytes ``[start, stop)`` of the tar shard ``file``; an image indexed in
+    place has ``size``, the side it is resized and centre-cropped to when read (0: read as stored)."""
+
+    file: Path
+    start: int | None = None
+    stop: int | None = None
+    size: int = 0
+
+    @classmethod
+    def from_cell(cls, cell: str, folder: Path = Path()) -> StoredImage:
+        """The image a manifest ``path`` cell (or an address) names, relative to the manifest's ``folder``."""
+        found = _ADDRESS.match(cell)
+        file = folder / found["file"]
+        if found["start"] is not None:
+            return cls(file, int(found["start"]), int(found["stop"]))
+        return cls(file, size=int(found["size"] or 0))
+
+    def __str__(self) -> str:
+        if self.start is not None:
+            return f"{self.file}[{self.start}:{self.stop}]"
+        return f"{self.file}[{self.size}x{self.size}]" if self.size else str(self.file)
+
+    def read(self) -> np.ndarray:
+        """The image as ``H×W×3`` uint8 (:func:`~taskcodec.data.images.load_rgb8`'s conversions and one-sentence
+        errors); a shard cut short or unreadable is an :class:`~taskcodec.data.images.UnusableImageError`."""
+        if self.start is None:
+            image = load_rgb8(self.file)
+            return resize_center_crop(image, self.size, path=self.file) if self.size else image
+        try:
+            with open(self.file, "rb") as shard:
+                shard.seek(self.start)
+                data = shard.read(self.stop - self.start)
+        except OSError as err:
+            raise UnusableImageError(self.file, f"cannot be read ({err.strerror})", "rerun prepare") from None
+        if len(data) < self.stop - self.start:
+            raise UnusableImageError(str(self), f"is cut short ({len(data)} of {self.stop - self.start} bytes in "
+                                     "the shard)", "rerun prepare")
+        return decode_rgb8(data, str(self))
+
+
+def read_image(image: StoredImage | str | os.PathLike) -> np.ndarray:
+    """A manifest's image (a :class:`StoredImage` or its address) or an image file (an evaluation folder's) as
+    ``H×W×3`` uint8."""
+    return (image if isinstance(image, StoredImage) else StoredImage.from_cell(os.fsdecode(image))).read()
+
+
+class ShardWriter:
+    """Uncompressed tar shards ``<folder>/<prefix>-NNNNNN.tar`` of at most ``per_shard`` members each, written
+    with the standard library's :mod:`tarfile` (members without owner or time, so the same images make the same
+    bytes and DVC stores a shard once)."""
+
+    def __init__(self, folder: Path, prefix: str, per_shard: int):
+        self.folder, self.prefix, self.per_shard = folder, prefix, per_shard
+        self.shards, self.members, self.tar = 0, 0, None
+
+    def add(self, name: str, data: bytes) -> str:
+        """Append member ``name`` with ``data``; return its cell for the manifest (relative to the folder that
+        holds ``folder``, :meth:`StoredImage.from_cell`)."""
+        if self.tar is None or self.members == self.per_shard:
+            self.close()
+            shard = self.folder / f"{self.prefix}-{self.shards:06d}.tar"
+            self.tar = tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT)
+            self.shards, self.members = self.shards + 1, 0
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        start = self.tar.offset + len(info.tobuf(self.tar.format, self.tar.encoding, self.tar.errors))  # its header
+        self.tar.addfile(info, io.BytesIO(data))
+        self.members += 1
+        return f"{self.folder.name}/{Path(self.tar.name).name}[{start}:{start + len(data)}]"
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+            self.tar = None
