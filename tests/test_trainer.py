@@ -129,6 +129,30 @@ def test_epoch_log_averages_the_steps_since_the_last_validation(tmp_path):
     assert all(set(row) == set(log.fields) for row in rows)
 
 
+class _Announced:
+    """Rows read from files, as far as an EpochObjective sees them: what it announced."""
+
+    def __init__(self):
+        self.batches = []
+
+    def expect(self, batches):
+        self.batches.append(batches)
+
+
+def test_each_epochs_batches_are_announced_to_streamed_rows_and_the_rest_after_a_resume():
+    rows = _Announced()
+    objective = trainer.EpochObjective(5, 2, torch.Generator().manual_seed(0), [rows])
+    first = [objective.indices(step).tolist() for step in range(2)]
+    assert rows.batches == [first]  # once, when the epoch's order is drawn
+    second = objective.indices(2).tolist()
+    assert len(rows.batches) == 2 and rows.batches[1][0] == second
+    resumed_rows = _Announced()
+    resumed = trainer.EpochObjective(5, 2, torch.Generator(), [resumed_rows])
+    resumed.load_state_dict(objective.state_dict())
+    assert resumed.indices(3).tolist() == objective.indices(3).tolist()
+    assert resumed_rows.batches == [[rows.batches[1][1]]]  # the epoch's batches from the resumed step on
+
+
 def test_time_budget_ends_with_a_validation_of_the_partial_interval(tmp_path):
     _, _, trained = toy_run(tmp_path, [0.0] * 10**5, steps=10**6, val_every=10**6, budget=0.2)
     assert 0 < trained.step < 10**6 and trained.elapsed_s >= 0.2

@@ -42,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -86,26 +86,38 @@ class EpochObjective(Objective):
     dropping a last partial batch; :meth:`indices` gives a step's items.
 
     The order of an epoch is drawn from ``generator`` at the epoch's first step
-    and is part of the resume state.
+    and is part of the resume state. The epoch's remaining batches are announced
+    to each of ``streamed``, the training's rows read from files
+    (:meth:`~taskcodec.data.sources.FileRows.expect`), so that its loader
+    workers decode them ahead: when the order is drawn, and at the first step
+    after a resume.
     """
 
-    def __init__(self, count: int, batch_size: int, generator: torch.Generator):
-        self.count, self.generator = count, generator
+    def __init__(self, count: int, batch_size: int, generator: torch.Generator, streamed: Sequence[Any] = ()):
+        self.count, self.generator, self.streamed = count, generator, list(streamed)
         self.batch_size = min(batch_size, count)
         self.steps_per_epoch = count // self.batch_size
         self.order: torch.Tensor | None = None
+        self.announced = False
 
     def indices(self, step: int) -> torch.Tensor:
         position = step % self.steps_per_epoch
         if position == 0:
             self.order = torch.randperm(self.count, generator=self.generator)
+            self.announced = False
+        if not self.announced:
+            batches = [self.order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
+                       for k in range(position, self.steps_per_epoch)]
+            for rows in self.streamed:
+                rows.expect(batches)
+            self.announced = True
         return self.order[position * self.batch_size : (position + 1) * self.batch_size]
 
     def state_dict(self) -> dict[str, Any]:
         return {"order": self.order}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.order = state["order"]
+        self.order, self.announced = state["order"], False
 
 
 @dataclass

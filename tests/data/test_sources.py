@@ -76,6 +76,21 @@ def test_rows_of_the_files_index_as_the_tensor_in_memory(tmp_path):
         assert torch.equal(rows[index], images[index])
 
 
+def test_rows_announced_ahead_are_decoded_by_the_loader_workers_in_that_order(tmp_path):
+    paths, images = write_images(tmp_path, 6, 12)
+    rows = FileRows(ImageFiles(paths, 12, 12, workers=2))
+    rows.expect([[3, 1], [0, 5, 5], [2, 4]])
+    for index in ([3, 1], [0, 5, 5]):
+        assert torch.equal(rows[torch.tensor(index)], images[index])
+    assert rows.prefetched == 2 and list(rows.expected) == [[2, 4]]
+    assert torch.equal(rows[1:3], images[1:3]) and rows.prefetched == 2  # not the next announced: decoded here
+    rows.expect([[5, 0]])  # a new epoch replaces what was left of the last
+    assert torch.equal(rows[torch.tensor([5, 0])], images[[5, 0]]) and rows.prefetched == 3
+    in_process = FileRows(ImageFiles(paths, 12, 12))  # no workers: nothing is read ahead
+    in_process.expect([[3, 1]])
+    assert torch.equal(in_process[torch.tensor([3, 1])], images[[3, 1]]) and in_process.prefetched == 0
+
+
 def test_the_memory_of_a_job_is_shared_by_its_processes_and_splits_by_size():
     quarter = 2**20 // 4  # bytes: a quarter of 1 MB
     assert memory_budgets(4, [300, 100]) == [3 * quarter, quarter]

@@ -43,11 +43,14 @@ def trained(workspace):
     return out
 
 
-def test_simclr_trained_from_the_files_is_the_one_trained_in_memory(workspace, trained, tmp_path, capsys):
+@pytest.mark.parametrize("threads, reader", [("1", "the training process"), ("2", "1 loader worker")])
+def test_simclr_trained_from_the_files_is_the_one_trained_in_memory(workspace, trained, tmp_path, capsys, threads,
+                                                                     reader):
     _, manifest = workspace
     out = tmp_path / "read" / "model.pt"
-    train_simclr.main([*argv(PARAMS, manifest, out), "--mem-mb", "0"])  # each split read from its files
-    assert "train images: 18 images read from their files by the training process" in capsys.readouterr().out
+    # each split read from its files; with 2 threads, PyTorch keeps the one the in-memory training had
+    train_simclr.main([*argv(PARAMS, manifest, out), "--mem-mb", "0", "--threads", threads])
+    assert f"train images: 18 images read from their files by {reader}" in capsys.readouterr().out
     read = load_simclr(out)[0].state_dict()
     for key, value in load_simclr(trained)[0].state_dict().items():
         assert torch.equal(value, read[key]), key

@@ -63,17 +63,20 @@ def test_train_task_writes_model_metrics_and_log(workspace):
 def test_a_task_model_trained_from_the_files_is_the_one_trained_in_memory(workspace, tmp_path, capsys):
     _, manifest = workspace
     models = {}
-    for memory in ("100", "0"):  # MB: every split held in memory; none (each read from its files)
-        out = tmp_path / memory / "model.pt"
-        train_task.main(["--params", json.dumps(TASK), *RUN, "--mem-mb", memory, "--manifest", str(manifest),
-                         "--out", str(out)])
-        models[memory] = load_task_model(out, manifest=manifest)[0].state_dict()
+    # MB: every split held in memory; none (each read from its files, by the training process, then with 2 threads:
+    # the train split decoded ahead by a loader worker, PyTorch keeping one thread as the other runs had)
+    for memory, threads in (("100", "1"), ("0", "1"), ("0", "2")):
+        out = tmp_path / f"{memory}-{threads}" / "model.pt"
+        train_task.main(["--params", json.dumps(TASK), *RUN[:-1], threads, "--mem-mb", memory, "--manifest",
+                         str(manifest), "--out", str(out)])
+        models[memory, threads] = load_task_model(out, manifest=manifest)[0].state_dict()
     said = capsys.readouterr().out
     assert "train images: 18 images held decoded in memory (0 MB)" in said
     assert "train images: 18 images read from their files by the training process (0 MB decoded > the budget " in said
-    assert "test images: 6 images read from their files" in said
-    for key, value in models["100"].items():
-        assert torch.equal(value, models["0"][key]), key
+    assert "train images: 18 images read from their files by 1 loader worker (0 MB decoded > the budget " in said
+    assert "test images: 6 images read from their files by the training process" in said
+    for key, value in models["100", "1"].items():
+        assert torch.equal(value, models["0", "1"][key]) and torch.equal(value, models["0", "2"][key]), key
 
 
 def test_unlabeled_dataset_is_refused(workspace, tmp_path):
@@ -129,9 +132,10 @@ def test_latent_and_joint_classifiers_on_real_bitstreams(workspace):
     assert result["epochs"] == result["best_epoch"] == 1 and result["steps"] == 2 and not (joint / "resume.pt").exists()
     load_codec(joint / "codec.pt")
     load_latent_classifier(joint / "model.pt", expect_num_classes=3)
-    read = root / "joint-read"  # every split read from its files
-    train_joint_classifier.main(["--params", json.dumps(JOINT), *RUN, "--mem-mb", "0", "--model", str(codec_path),
-                                 "--classifier", str(out), "--manifest", str(manifest), "--out", str(read)])
+    read = root / "joint-read"  # every split read from its files, the train split ahead by a loader worker
+    train_joint_classifier.main(["--params", json.dumps(JOINT), *RUN[:-1], "2", "--mem-mb", "0", "--model",
+                                 str(codec_path), "--classifier", str(out), "--manifest", str(manifest), "--out",
+                                 str(read)])
     assert json.loads((read / "metrics.json").read_text())["bpp"] == result["bpp"]
     for name in ("model.pt", "codec.pt"):
         streamed = torch.load(read / name, weights_only=True)["state_dict"]

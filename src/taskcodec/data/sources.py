@@ -20,6 +20,7 @@ a checkpoint resumes at the next batch.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -154,22 +155,49 @@ def row_indices(index: slice | torch.Tensor, count: int) -> list[int]:
 
 class FileRows:
     """The images of :class:`ImageFiles` indexed like the uint8 tensor N×C×H×W they would make (rows by a slice
-    or a tensor of indices, decoded when indexed), for a training that takes rows rather than windows."""
+    or a tensor of indices), for a training that takes rows rather than windows.
+
+    Rows are decoded when indexed, by the training process; a training that knows its next batches (an epoch's
+    order, :class:`~taskcodec.trainer.EpochObjective`) announces them with :meth:`expect`, and the files'
+    ``torch.utils.data`` loader workers decode them ahead, in that order."""
 
     def __init__(self, files: ImageFiles):
         self.files = files
         self.shape = torch.Size((files.count, files.channels, *files.stored))
+        self.expected: deque[list[int]] = deque()
+        self.ahead: Iterator[tuple[list[int], torch.Tensor]] = iter(())
+        self.prefetched = 0  # batches served by the loader workers (the rest were decoded when indexed)
 
     def __len__(self) -> int:
         return self.files.count
 
+    def expect(self, batches: Sequence[list[int]]) -> None:
+        """The rows the next indexings will ask for, batch by batch: the loader workers decode them ahead (none
+        without workers). Replaces any batches announced before."""
+        if self.files.workers:
+            self.expected = deque(batches)
+            self.ahead = _raised(DataLoader(_Batches(self.files), batch_sampler=[[rows] for rows in batches],
+                                            num_workers=self.files.workers, collate_fn=_only, generator=_untouched()))
+
     def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.files[row] for row in row_indices(index, self.files.count)])
+        rows = row_indices(index, self.files.count)
+        if self.expected and self.expected[0] == rows:
+            self.expected.popleft()
+            _, batch = next(self.ahead)
+            self.prefetched += 1
+            return batch
+        return torch.stack([self.files[row] for row in rows])
+
+
+def streamed(inputs: Sequence[Any]) -> list[FileRows]:
+    """Those of a training's ``inputs`` that are read from their files (for
+    :class:`~taskcodec.trainer.EpochObjective` to announce its batches to)."""
+    return [rows for rows in inputs if isinstance(rows, FileRows)]
 
 
 class _Batches(Dataset):
-    """Item: rows of ``source`` (a slice) or a :class:`Window` → (it, its uint8 images or windows), made in a
-    loader worker; a file that cannot be used gives its :class:`~taskcodec.errors.UserError` instead, for the
+    """Item: rows of ``source`` (a slice or a list) or a :class:`Window` → (it, its uint8 images or windows), made
+    in a loader worker; a file that cannot be used gives its :class:`~taskcodec.errors.UserError` instead, for the
     training process to raise (raised in the worker, it would arrive wrapped in the worker's traceback)."""
 
     def __init__(self, source: ImageSource, size: int = 0):
@@ -179,7 +207,8 @@ class _Batches(Dataset):
         try:
             if isinstance(item, Window):
                 return item, self.source.windows(item.draws, self.size)
-            return item, torch.stack([self.source[i] for i in range(item.start, item.stop)])
+            rows = range(item.start, item.stop) if isinstance(item, slice) else item
+            return item, torch.stack([self.source[i] for i in rows])
         except UserError as err:
             return item, UserError(str(err))  # the plain class: a subclass may not survive pickling
 
@@ -232,11 +261,12 @@ def memory_budgets(mem_mb: int | None, counts: Sequence[int], processes: int = 1
     return [int(MEMORY_SHARE * mem_mb * 2**20 / processes * count / sum(counts)) for count in counts]
 
 
-def image_rows(paths: Sequence[StoredImage], budget_bytes: int | None) -> tuple[torch.Tensor | FileRows, str]:
+def image_rows(paths: Sequence[StoredImage], budget_bytes: int | None, workers: int = 0
+               ) -> tuple[torch.Tensor | FileRows, str]:
     """A split's uint8 images N×3×H×W indexed by rows: a tensor when they fit ``budget_bytes`` decoded (None: no
-    limit), else :class:`FileRows`, decoded by the training process when indexed; with the sentence for the log
+    limit), else :class:`FileRows` with ``workers`` loader processes; with the sentence for the log
     (:func:`choose_source`)."""
-    source, held = choose_source(paths, *stored_size(paths[0]), budget_bytes, workers=0)
+    source, held = choose_source(paths, *stored_size(paths[0]), budget_bytes, workers)
     return (source.images if isinstance(source, InMemory) else FileRows(source)), held
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from taskcodec.data.sources import FileRows
+from taskcodec.data.sources import FileRows, streamed
 from taskcodec.data.tensors import to_float
 from taskcodec.resume import params_fingerprint
 from taskcodec.trainer import EpochObjective, Optimizers, Plan, StepLog, Trained, cosine, train, warmup
@@ -83,7 +83,7 @@ class ContrastiveObjective(EpochObjective):
 
     def __init__(self, model: nn.Module, params: dict[str, Any], train_images: torch.Tensor | FileRows,
                  val_images: torch.Tensor | FileRows, generator: torch.Generator, device: torch.device):
-        super().__init__(len(train_images), params["batch_size"], generator)
+        super().__init__(len(train_images), params["batch_size"], generator, streamed([train_images]))
         self.model, self.params, self.device = model, params, device
         self.train_images, self.val_images = train_images, val_images
         self.transform = view_transform(params)

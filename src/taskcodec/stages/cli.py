@@ -102,6 +102,18 @@ def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size
     return sources
 
 
+def share_threads(args: argparse.Namespace, rows: Any) -> None:
+    """When a training's train split ``rows`` are read from their files by loader workers
+    (:class:`~taskcodec.data.sources.FileRows`), PyTorch keeps ``--threads`` less theirs, as :func:`image_sources`
+    does for windows."""
+    import torch
+
+    from taskcodec.data.sources import FileRows
+
+    if isinstance(rows, FileRows) and rows.files.workers:
+        torch.set_num_threads(max(1, args.threads - rows.files.workers))
+
+
 def apply_run_arguments(args: argparse.Namespace) -> torch.device:
     """Set PyTorch's CPU threads from :func:`run_arguments`' ``--threads``; return the ``--device`` to run on."""
     import torch

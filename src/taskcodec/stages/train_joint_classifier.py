@@ -23,8 +23,9 @@ from typing import Sequence
 
 from taskcodec import artifacts
 from taskcodec.codecs.checkpoint import load_codec, save_codec
+from taskcodec.data.sources import loader_workers
 from taskcodec.stages.cli import (apply_run_arguments, finish_training, memory_argument, params_argument, run,
-                                  run_arguments)
+                                  run_arguments, share_threads)
 from taskcodec.tasks.checkpoint import load_latent_classifier, save_latent_classifier
 from taskcodec.tasks.evaluation import finite_or_none
 from taskcodec.tasks.joint import evaluate_bitstreams, train_joint
@@ -55,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     codec, meta = load_codec(args.model, device)
     classifier, info = load_latent_classifier(args.classifier, device, expect_num_classes=len(names))
     classification = build_task("classification", names)  # the latent classifier's task, whatever the pixel task
-    sets = labeled_splits(args.manifest, classification, args.mem_mb)
+    sets = labeled_splits(args.manifest, classification, args.mem_mb, loader_workers(args.threads))
+    share_threads(args, sets["train"].inputs[0])
     test_images, test_labels = sets["test"].inputs[0], sets["test"].labels
 
     wildcards = {"arch": meta["arch"], **meta["hyper"], "lmbda": meta["lmbda"]}

@@ -25,13 +25,13 @@ import torch
 
 from taskcodec import artifacts
 from taskcodec.data.manifest import split_images
-from taskcodec.data.sources import image_rows, memory_budgets
+from taskcodec.data.sources import image_rows, loader_workers, memory_budgets
 from taskcodec.errors import UserError
 from taskcodec.selfsupervised.checkpoint import save_simclr
 from taskcodec.selfsupervised.models import GROUP1_STRIDE, build_simclr, group1_channels
 from taskcodec.selfsupervised.training import train_simclr
 from taskcodec.stages.cli import (apply_run_arguments, final_validation, finish_training, memory_argument,
-                                  params_argument, run, run_arguments, training_run)
+                                  params_argument, run, run_arguments, share_threads, training_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +58,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     images = {}
     budgets = memory_budgets(args.mem_mb, [len(split_paths) for split_paths in paths.values()])
     for (split, split_paths), budget in zip(paths.items(), budgets):
-        images[split], held = image_rows(split_paths, budget)  # in memory, or read from the files (the log says)
+        # in memory, or read from the files (the train split by loader workers; the log says)
+        images[split], held = image_rows(split_paths, budget, loader_workers(args.threads) if split == "train" else 0)
         print(f"{split} images: {held}", flush=True)
+    share_threads(args, images["train"])
     data_id = artifacts.file_digest(args.manifest)
     if params["weights"] is not None:
         data_id += artifacts.file_digest(params["weights"])

@@ -23,8 +23,9 @@ from typing import Sequence
 import torch
 
 from taskcodec import artifacts
+from taskcodec.data.sources import loader_workers
 from taskcodec.stages.cli import (apply_run_arguments, finish_training, memory_argument, params_argument, run,
-                                  run_arguments)
+                                  run_arguments, share_threads)
 from taskcodec.tasks.checkpoint import save_task_model
 from taskcodec.tasks.evaluation import finite_or_none, predict_logits
 from taskcodec.tasks.labels import class_names
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     check_model_params(params["name"], params["model"], "--params")
     names = class_names(args.manifest, params["name"])
     task = build_task(params["name"], names)
-    sets = labeled_splits(args.manifest, task, args.mem_mb)
+    sets = labeled_splits(args.manifest, task, args.mem_mb, loader_workers(args.threads))
+    share_threads(args, sets["train"].inputs[0])
     primary = task.primary_metric
 
     with stage_run("train_task", {"task": task.name, "arch": params["model"].get("arch", task.name)}, params,

@@ -33,7 +33,7 @@ from taskcodec.augment import random_shift_flip
 from taskcodec.codecs.bitstream import ImageBitstream
 from taskcodec.codecs.contract import LayeredCodec
 from taskcodec.codecs.coding import decode_images, encode_images, pad
-from taskcodec.data.sources import FileRows
+from taskcodec.data.sources import FileRows, streamed
 from taskcodec.data.tensors import to_float
 from taskcodec.errors import UserError
 from taskcodec.resume import params_fingerprint
@@ -85,7 +85,7 @@ class JointObjective(EpochObjective):
     def __init__(self, model: JointModel, params: dict[str, Any], images: torch.Tensor | FileRows,
                  labels: torch.Tensor, val_images: torch.Tensor | FileRows, val_labels: torch.Tensor,
                  generator: torch.Generator, device: torch.device):
-        super().__init__(len(images), params["batch_size"], generator)
+        super().__init__(len(images), params["batch_size"], generator, streamed([images]))
         self.model, self.params, self.images, self.labels = model, params, images, labels
         self.val_images, self.val_labels, self.device = val_images, val_labels, device
 

@@ -28,7 +28,7 @@ from torch import nn
 from taskcodec.augment import random_shift_flip, shift_flip_draws
 from taskcodec.data.manifest import split_rows
 from taskcodec.data.stored import read_image
-from taskcodec.data.sources import image_rows, memory_budgets
+from taskcodec.data.sources import image_rows, memory_budgets, streamed
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.evaluation import as_model_input, predict_logits, take
 from taskcodec.tasks.registry import Task
@@ -64,25 +64,28 @@ class LabeledSet:
         return len(self.labels)
 
 
-def labeled_split(rows: list[dict[str, Any]], task: Task, budget_bytes: int | None = None) -> LabeledSet:
+def labeled_split(rows: list[dict[str, Any]], task: Task, budget_bytes: int | None = None,
+                  workers: int = 0) -> LabeledSet:
     """uint8 images of one split's manifest ``rows`` (:func:`~taskcodec.data.manifest.split_rows`) and their
     targets (:meth:`Task.target` of each sample's row and image): held decoded in memory, or read from their files
-    when the split would take more than ``budget_bytes`` (:func:`~taskcodec.data.sources.image_rows`; the
-    training process decodes its batches)."""
-    images, held = image_rows([row["path"] for row in rows], budget_bytes)
+    when the split would take more than ``budget_bytes`` (:func:`~taskcodec.data.sources.image_rows`, with
+    ``workers`` loader processes)."""
+    images, held = image_rows([row["path"] for row in rows], budget_bytes, workers)
     if isinstance(images, torch.Tensor):
         targets = task.collate([task.target(row, image.permute(1, 2, 0).numpy()) for row, image in zip(rows, images)])
         return LabeledSet((images,), targets, held)
     return LabeledSet((images,), split_targets(rows, task), held)
 
 
-def labeled_splits(manifest: Path, task: Task, mem_mb: int | None,
+def labeled_splits(manifest: Path, task: Task, mem_mb: int | None, workers: int = 0,
                    splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, LabeledSet]:
     """:func:`labeled_split` of each split, sharing a quarter of a job's ``mem_mb`` by their sizes
-    (:func:`~taskcodec.data.sources.memory_budgets`); prints where each split's images are."""
+    (:func:`~taskcodec.data.sources.memory_budgets`), the train split streamed by ``workers`` loader processes
+    (the others by the training process); prints where each split's images are."""
     rows = {split: split_rows(manifest, split) for split in splits}
     budgets = memory_budgets(mem_mb, [len(split) for split in rows.values()])
-    sets = {split: labeled_split(rows[split], task, budget) for split, budget in zip(splits, budgets)}
+    sets = {split: labeled_split(rows[split], task, budget, workers if split == "train" else 0)
+            for split, budget in zip(splits, budgets)}
     for split, data in sets.items():
         print(f"{split} images: {data.held}", flush=True)
     return sets
@@ -125,7 +128,7 @@ class ClassifierObjective(EpochObjective):
 
     def __init__(self, model: nn.Module, params: dict[str, Any], train: LabeledSet, val: LabeledSet,
                  generator: torch.Generator, device: torch.device, task: Task):
-        super().__init__(len(train), params["batch_size"], generator)
+        super().__init__(len(train), params["batch_size"], generator, streamed(train.inputs))
         self.model, self.params, self.train, self.val, self.device = model, params, train, val, device
         self.task = task
 
