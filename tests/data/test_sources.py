@@ -66,6 +66,11 @@ def test_a_split_in_memory_only_when_it_fits_the_budget(tmp_path):
     assert isinstance(choose_source(paths, 16, 16, None, 1)[0], InMemory)  # no budget: no limit
     assert [loader_workers(threads) for threads in (1, 2, 8)] == [0, 1, 4]
     assert "read from their files by the training process" in choose_source(paths, 16, 16, 0, 0)[1]
+    # padded for translations, a split is held once, padding included in what it takes
+    padded, _ = choose_source(paths, 16, 16, budget_bytes=4 * 3 * 20 * 20, workers=3, padding=2)
+    assert isinstance(padded, InMemory) and torch.equal(padded.images, images) and padded.padded.shape[-1] == 20
+    assert padded.images.untyped_storage().data_ptr() == padded.padded.untyped_storage().data_ptr()
+    assert isinstance(choose_source(paths, 16, 16, 4 * 3 * 20 * 20 - 1, 3, padding=2)[0], ImageFiles)
 
 
 def test_rows_of_the_files_index_as_the_tensor_in_memory(tmp_path):

@@ -94,12 +94,19 @@ class ImageSource:
 
 
 class InMemory(ImageSource):
-    """A split held decoded: ``images`` uint8 N×C×H×W, replicate-padded by ``padding`` for translations."""
+    """A split held decoded: ``images`` uint8 N×C×H×W, replicate-padded by ``padding`` for translations. Only the
+    padded tensor is kept (``images`` is a view into it), so a padded split is held once."""
 
     def __init__(self, images: torch.Tensor, padding: int = 0):
-        self.images, self.padded = images, translatable(images, padding)
+        self.padded, self.padding = translatable(images, padding), padding
         self.count, self.channels, self.height, self.width = self.padded.shape
         self.stored = tuple(images.shape[-2:])
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The split unpadded (a view)."""
+        height, width = self.stored
+        return self.padded[..., self.padding : self.padding + height, self.padding : self.padding + width]
 
     def windows(self, draws: Draws, size: int) -> torch.Tensor:
         return crop_flip(self.padded, draws.index, draws.tops, draws.lefts, draws.flips, size, size)
@@ -272,10 +279,10 @@ def image_rows(paths: Sequence[StoredImage], budget_bytes: int | None, workers: 
 
 def choose_source(paths: Sequence[StoredImage], height: int, width: int, budget_bytes: int | None, workers: int,
                   maps: torch.Tensor | None = None, padding: int = 0) -> tuple[ImageSource, str]:
-    """:class:`InMemory` when the split (``height``×``width`` images with any ``maps``) decoded fits
+    """:class:`InMemory` when the split (``height``×``width`` images with any ``maps``, padded) decoded fits
     ``budget_bytes`` (None: no limit), else :class:`ImageFiles` with ``workers`` loader processes, either padded
     by ``padding`` pixels; with the sentence for the log that says which."""
-    size = len(paths) * (3 if maps is None else 4) * height * width  # bytes held decoded
+    size = len(paths) * (3 if maps is None else 4) * (height + 2 * padding) * (width + 2 * padding)  # held decoded
     if budget_bytes is None or size <= budget_bytes:
         return (InMemory(with_maps(images_to_tensor(list(paths)), maps), padding),
                 f"{len(paths)} images held decoded in memory ({size / 2**20:.0f} MB)")
