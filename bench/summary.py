@@ -265,7 +265,9 @@ def render_capacity() -> str:
                                                                     in plan["datasets"].items()) + " |",
              "|---|---|" + "---|" * len(plan["datasets"])]
     counts = [10**6, *plan["datasets"].values()]
-    rows = [("prepared PNG, GB (once per dataset)", plan["png_bytes_per_image"] / 1e9, ".1f")]
+    rows = [("prepared PNG, GB (once per dataset)", plan["png_bytes_per_image"] / 1e9, ".1f"),
+            ("`prepare`, CPU core-hours (measured rate, one process; once per dataset)",
+             1 / plan["prepare_images_per_s"] / 3600, ".0f")]
     rows += [(f"bitstreams at λ = {c['lmbda']:g} ({c['bpp']:.2f} bpp), GB", c["bitstream_bytes"] / 1e9, ".1f")
              for c in codecs]
     rows += [("decoded latents ŷ, σ̂ (any λ; `--no-latents` skips them), GB", first["latent_bytes"] / 1e9, ".1f"),
@@ -297,14 +299,16 @@ def render_storage() -> str:
              f"names, prepared at {summary['image_size']}² (`tar`: {summary['images_per_shard']} images per shard); "
              f"reading: the {summary['train_images']} training images in a shuffled order on one thread, from the "
              "page cache. Files and bytes count everything in `results/prepared` (not the source photos).", "",
-             "| `prepare.storage` | prepare, images/s | files | bytes per image | reading, images/s | "
-             "pixels as `png` |", "|---|---|---|---|---|---|"]
-    lines += [f"| `{row['storage']}` | {row['prepare_images_per_s']:.1f} | {row['files']:,} | "
+             "| `prepare.storage` | prepare's processes | prepare, images/s | files | bytes per image | "
+             "reading, images/s | pixels as `png` |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| `{row['storage']}` | {row['processes']} | {row['prepare_images_per_s']:.1f} | {row['files']:,} | "
               f"{row['bytes_per_image'] / 1e3:,.1f} KB | {row['read_images_per_s']:.0f} | "
               f"{'identical' if row['identical_to_png'] else 'DIFFERENT'} |" for row in summary["rows"]]
-    by = {row["storage"]: row for row in summary["rows"]}
-    png, tar, in_place = by["png"], by["tar"], by["in_place"]
-    lines += ["", f"Shards read at {tar['read_images_per_s'] / png['read_images_per_s']:.0%} of the speed of PNG "
+    by = {(row["storage"], row["processes"]): row for row in summary["rows"]}
+    png, tar, in_place = by["png", 1], by["tar", 1], by["in_place", 1]
+    lines += ["", f"Two processes prepare {by['png', 2]['prepare_images_per_s'] / png['prepare_images_per_s']:.2f}× "
+              "as many images per second as one. "
+              f"Shards read at {tar['read_images_per_s'] / png['read_images_per_s']:.0%} of the speed of PNG "
               f"files here, in {tar['files']} files rather than {png['files']}. In place, `prepare` writes "
               f"{in_place['bytes_per_image'] / png['bytes_per_image']:.1%} of the bytes, and a read is "
               f"{png['read_images_per_s'] / in_place['read_images_per_s']:.0f}× slower: it decodes the full photo "

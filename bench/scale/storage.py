@@ -1,5 +1,5 @@
 """Prepared data stored three ways (issue 17): for ``prepare.storage`` png, tar and in_place, what ``prepare`` costs
-and leaves on disk, and how fast a training reads the images back.
+and leaves on disk, and how fast a training reads the images back; and ``prepare`` with one and with two processes.
 
 ``python bench/scale/storage.py [--out bench/results/storage] [--images-per-shard 100]``
 
@@ -29,19 +29,23 @@ from measure import stage  # bench/scale/measure.py
 from plan import REPEATS, ROOT, SIZE, linked_photos, photo_params  # bench/scale/plan.py
 
 SUMMARY = ROOT / "bench/results-summary/storage.json"
-STORAGES = ("png", "tar", "in_place")
+#: (prepare.storage, prepare's processes) of each run, side by side
+RUNS = [("png", 1), ("png", 2), ("tar", 1), ("in_place", 1)]
 
 
-def prepared(out: Path, photos: Path, storage: str, per_shard: int) -> tuple[Path, dict]:
-    """``prepare`` of ``photos`` with ``storage``: its manifest, and its images/s, files and bytes per image."""
-    folder = out / storage
+def prepared(out: Path, photos: Path, storage: str, processes: int, per_shard: int) -> tuple[Path, dict]:
+    """``prepare`` of ``photos`` with ``storage`` and ``processes``: its manifest, and its images/s, files and bytes
+    per image."""
+    folder = out / f"{storage}-{processes}"
     shutil.rmtree(folder, ignore_errors=True)
     params = {**photo_params(photos), "storage": storage, **({"images_per_shard": per_shard} if storage == "tar"
                                                              else {})}
-    seconds, _ = stage("prepare", "--params", json.dumps(params), "--out", str(folder), log=out / f"{storage}.log")
+    seconds, _ = stage("prepare", "--params", json.dumps(params), "--threads", str(processes), "--out", str(folder),
+                       log=out / f"{storage}-{processes}.log")
     images = json.loads((folder / "prepare.json").read_text())["num_images"]
     files = [path for path in folder.rglob("*") if path.is_file()]
-    return folder / "manifest.csv", {"storage": storage, "prepare_images_per_s": images / seconds, "files": len(files),
+    return folder / "manifest.csv", {"storage": storage, "processes": processes,
+                                     "prepare_images_per_s": images / seconds, "files": len(files),
                                      "bytes_per_image": sum(path.stat().st_size for path in files) / images}
 
 
@@ -66,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     photos = linked_photos(args.out)
     rows, reference = [], None
-    for storage in STORAGES:
-        manifest, row = prepared(args.out, photos, storage, args.images_per_shard)
+    for storage, processes in RUNS:
+        manifest, row = prepared(args.out, photos, storage, processes, args.images_per_shard)
         row["read_images_per_s"], images = read_rate(manifest)
         if reference is None:
             reference = images

@@ -389,3 +389,18 @@ def test_storage_choices_are_checked(tmp_path):
     with pytest.raises(UserError, match="the builtin dataset generates its images; set prepare.storage to png or tar"):
         _run(_builtin_params(storage="in_place"), tmp_path / "c")
     assert not any(tmp_path.iterdir())
+
+
+def test_processes_share_the_images_and_write_what_one_process_writes(tmp_path):
+    root = _folder_of_photos(tmp_path / "photos")
+    (root / "dogs" / "broken.png").write_bytes(b"not a png")
+    params = _folder_params(root, on_bad_image="skip", split={"train": 0.5, "val": 0.25, "test": 0.25})
+    one = _run(params, tmp_path / "one")
+    two = main(["--params", json.dumps(params), "--out", str(tmp_path / "two"), "--threads", "3"])
+    for name in ("manifest.csv", "skipped.csv", "classes.json"):
+        assert (one / name).read_text() == (two / name).read_text()
+    assert "broken.png,is not an image Pillow can read" in (two / "skipped.csv").read_text()
+    assert [path.read_bytes() for path in sorted((one / "images").rglob("*.png"))] == [
+        path.read_bytes() for path in sorted((two / "images").rglob("*.png"))]
+    with pytest.raises(UserError, match=r"1 of 7 images cannot be used: .*broken\.png is not an image"):
+        prepare({**params, "on_bad_image": "stop"}, tmp_path / "three", processes=2)

@@ -8,6 +8,9 @@ rule prepare:
         directory(results("prepared")),
     params:
         section=as_json(config["prepare"]),
+    threads: job_threads("prepare")
+    resources:
+        **job_resources("prepare"),
     log:
         results("logs", "prepare.log"),
     benchmark:
@@ -15,4 +18,5 @@ rule prepare:
     conda:
         CONDA_ENV
     shell:
-        "python -m taskcodec.stages.prepare --params {params.section:q} --out {output:q} > {log:q} 2>&1"
+        ("python -m taskcodec.stages.prepare --params {params.section:q} --threads {threads} --out {output:q} "
+         "> {log:q} 2>&1")

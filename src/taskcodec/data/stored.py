@@ -31,7 +31,7 @@ import numpy as np
 from taskcodec.data.images import UnusableImageError, decode_rgb8, load_rgb8, resize_center_crop
 
 STORAGES = ("png", "tar", "in_place")
-_ADDRESS = re.compile(r"^(?P<file>.+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<size>\d+)x(?P=size)\])?$")
+_ADDRESS = re.compile(r"(?P<file>.+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<size>\d+)x(?P=size)\])?", re.S)
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class StoredImage:
     @classmethod
     def from_cell(cls, cell: str, folder: Path = Path()) -> StoredImage:
         """The image a manifest ``path`` cell (or an address) names, relative to the manifest's ``folder``."""
-        found = _ADDRESS.match(cell)
+        found = _ADDRESS.fullmatch(cell)
         file = folder / found["file"]
         if found["start"] is not None:
             return cls(file, int(found["start"]), int(found["stop"]))

@@ -36,12 +36,14 @@ indexed in place that cannot be used is found here, not by a training.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
 import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,6 +62,7 @@ from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import params_argument, run
 
 _LISTED_PROBLEMS = 10  # unusable images named in the error; the rest are only counted
+_CHUNK = 16  # images a worker process takes at a time
 ON_BAD_IMAGE = ("skip", "stop")
 SKIPPED_COLUMNS = ("source", "reason")
 
@@ -71,13 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     params_argument(parser, "prepare")
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/prepared")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="processes that decode, check and write the images (the same output for any number)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     with stage_run("prepare", {}, args.params) as tracked:
-        out = prepare(args.params, args.out)
+        out = prepare(args.params, args.out, args.threads)
         summary = json.loads((out / "prepare.json").read_text())
         tracked.log_metrics({"num_images": summary["num_images"], "num_skipped": summary["num_skipped"],
                              **{f"images_{split}": count for split, count in summary["split_counts"].items()}})
@@ -87,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     return out
 
 
-def prepare(params: Mapping[str, Any], out: Path) -> Path:
-    """Prepare the dataset described by the ``prepare`` params into ``out``; return ``out``."""
+def prepare(params: Mapping[str, Any], out: Path, processes: int = 1) -> Path:
+    """Prepare the dataset described by the ``prepare`` params into ``out`` with ``processes`` working on the
+    images; return ``out``."""
     image_size = require_int(params, "image_size", 1)
     seed = require_int(params, "seed", 0)
     fractions = check_split_fractions(require_param(params, "split"))
@@ -110,11 +116,11 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
         if staging is not None:
             staging.mkdir(parents=True)
         usable, problems = [], []
-        for sample in tqdm(samples, desc="prepare", unit="img", mininterval=1.0):
-            try:
-                usable.append((sample, _write_image(sample, image_size, staging)))
-            except UnusableImageError as err:
-                problems.append((sample, err))
+        for sample, written in zip(samples, _written(samples, image_size, staging, processes)):
+            if isinstance(written, UnusableImageError):
+                problems.append((sample, written))
+            else:
+                usable.append((sample, written))
         if problems and (on_bad_image == "stop" or not usable):
             raise _summarise([err for _, err in problems], len(samples), offer_skip=bool(usable))
         _check_every_class_kept(dataset.classes, usable, problems)
@@ -144,11 +150,54 @@ def prepare(params: Mapping[str, Any], out: Path) -> Path:
     return out
 
 
+#: the samples forked worker processes write (:func:`_written`): inherited by the fork, never pickled (a sample's
+#: callables may hold its dataset's tables)
+_FORKED: list[Sample] = []
+
+
+def _written(samples: list[Sample], image_size: int, folder: Path | None,
+             processes: int) -> Iterator[tuple[int, int, dict[str, str]] | UnusableImageError]:
+    """:func:`_write_image` of each sample, in order, or the :class:`UnusableImageError` that stopped it;
+    ``processes`` > 1 share the samples (forked, chunks of :data:`_CHUNK`), each image written as one process
+    would write it."""
+    progress = functools.partial(tqdm, total=len(samples), desc="prepare", unit="img", mininterval=1.0)
+    if processes <= 1:
+        yield from progress(_attempt(sample, image_size, folder) for sample in samples)
+        return
+    global _FORKED
+    _FORKED = samples
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            work = functools.partial(_attempt_forked, image_size=image_size, folder=folder)
+            for written in progress(pool.imap(work, range(len(samples)), chunksize=_CHUNK)):
+                yield UnusableImageError(*written[1:]) if written[0] == "unusable" else written[1]
+    finally:
+        _FORKED = []
+
+
+def _attempt(sample: Sample, image_size: int,
+             folder: Path | None) -> tuple[int, int, dict[str, str]] | UnusableImageError:
+    """:func:`_write_image`, or the :class:`UnusableImageError` it raised."""
+    try:
+        return _write_image(sample, image_size, folder)
+    except UnusableImageError as err:
+        return err
+
+
+def _attempt_forked(index: int, image_size: int, folder: Path | None) -> tuple:
+    """In a worker process: ``("written", result)`` or ``("unusable", path, reason, advice)`` of ``_FORKED[index]``
+    (an exception with its own constructor would not survive pickling back)."""
+    written = _attempt(_FORKED[index], image_size, folder)
+    if isinstance(written, UnusableImageError):
+        return "unusable", written.path, written.reason, written.advice
+    return "written", written
+
+
 def _write_image(sample: Sample, image_size: int, folder: Path | None) -> tuple[int, int, dict[str, str]]:
     """Load, resize and save one sample as ``folder/<image_id>.png`` (no folder: an image indexed in place, only
-    checked); return its original (width, height) and its
-    cells of the optional manifest columns, when the dataset has them: its objects in the saved image
-    (:func:`~taskcodec.data.manifest.objects_json`) and questions (:func:`~taskcodec.data.manifest.questions_json`)."""
+    checked); return its original (width, height) and its cells of the optional manifest columns, when the dataset
+    has them: its objects in the saved image (:func:`~taskcodec.data.manifest.objects_json`) and questions
+    (:func:`~taskcodec.data.manifest.questions_json`)."""
     raw = sample.load()
     square = resize_center_crop(raw, image_size, path=sample.source)
     if folder is not None:
