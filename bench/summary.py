@@ -295,7 +295,8 @@ def render_capacity() -> str:
 def render_storage() -> str:
     """Prepared data stored three ways: prepare's speed and disk, and the speed of reading the images back."""
     summary = _json("storage.json")
-    lines = [f"The {summary['photos']} photos of `../shared/data/photos` (about 1 MP), each under {summary['repeats']} "
+    lines = [f"The {summary['photos']} photos of `../shared/data/photos` ({summary['megapixels']:.2f} MP on average), "
+             f"each under {summary['repeats']} "
              f"names, prepared at {summary['image_size']}² (`tar`: {summary['images_per_shard']} images per shard); "
              f"reading: the {summary['train_images']} training images in a shuffled order on one thread, from the "
              "page cache. Files and bytes count everything in `results/prepared` (not the source photos).", "",

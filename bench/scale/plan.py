@@ -70,8 +70,8 @@ def linked_photos(out: Path) -> Path:
 def photo_params(folder: Path) -> dict:
     """``params.yaml``'s prepare section for the photos of ``folder`` at 256²."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["prepare"]
-    params.update(dataset="imagefolder", root=str(folder), image_size=SIZE, split={"train": 0.8, "val": 0.1,
-                                                                                  "test": 0.1})
+    params.update(dataset="imagefolder", root=str(folder), image_size=SIZE, storage="png",
+                  split={"train": 0.8, "val": 0.1, "test": 0.1})
     return params
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from measure import stage  # bench/scale/measure.py
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
             np.array_equal(images[key], reference[key]) for key in reference)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    sizes = pd.read_csv(args.out / "png-1" / "manifest.csv")
     SUMMARY.write_text(json.dumps({"image_size": SIZE, "photos": len(list(photos.iterdir())) // REPEATS,
+                                   "megapixels": float((sizes["orig_width"] * sizes["orig_height"]).mean() / 1e6),
                                    "repeats": REPEATS, "images_per_shard": args.images_per_shard,
                                    "train_images": len(reference), "rows": rows}, indent=2) + "\n")
 

@@ -48,8 +48,9 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"image_id": str}, keep_default_na=False, na_values=[""])
 
 
-def load_original(path: StoredImage | Path) -> np.ndarray:
-    """An evaluation image as 8-bit RGB; one too small for MS-SSIM is an error naming it."""
+def load_original(path: StoredImage | str | Path) -> np.ndarray:
+    """An evaluation image (:func:`~taskcodec.data.stored.read_image`: a manifest's image or its address, or an image
+    file) as 8-bit RGB; one too small for MS-SSIM is an error naming it."""
     image = read_image(path)
     height, width = image.shape[:2]
     try:

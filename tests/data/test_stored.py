@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from taskcodec.data.images import UnusableImageError
-from taskcodec.data.stored import ShardWriter, StoredImage, read_image
+from taskcodec.data.stored import StoredImage, TarShardWriter, read_image
+from taskcodec.errors import UserError
 
 
 def _png(seed, size=(12, 9)):
@@ -20,7 +21,7 @@ def _png(seed, size=(12, 9)):
 
 def _write(folder, count, per_shard):
     (folder / "images").mkdir(parents=True)
-    writer = ShardWriter(folder / "images", "train", per_shard)
+    writer = TarShardWriter(folder / "images", "train", per_shard)
     images = [_png(seed) for seed in range(count)]
     cells = [writer.add(f"{i:06d}.png", data) for i, (_, data) in enumerate(images)]
     writer.close()
@@ -78,3 +79,8 @@ def test_an_image_indexed_in_place_is_resized_and_cropped_when_read(tmp_path):
     np.testing.assert_array_equal(read_image(StoredImage(tmp_path / "photo.png")), pixels)
     with pytest.raises(UnusableImageError, match="smaller than prepare.image_size=64"):
         read_image(StoredImage(tmp_path / "photo.png", size=64))
+
+
+def test_an_empty_manifest_cell_is_one_sentence(tmp_path):
+    with pytest.raises(UserError, match="names an image by an empty path; rerun prepare"):
+        StoredImage.from_cell("", tmp_path)

@@ -289,6 +289,13 @@ def test_train_codec_reads_a_split_too_large_for_its_memory_from_the_files_with_
         shards = sorted(path.name for path in from_png.glob("shard-*.tcbs"))
         assert shards and shards == sorted(path.name for path in from_tar.glob("shard-*.tcbs"))
         assert all((from_png / name).read_bytes() == (from_tar / name).read_bytes() for name in shards)
+        tables = []  # evaluation reads each original at the address its cache's index recorded
+        for cache in (from_png, from_tar):
+            out = evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 0}), *RUN, "--model",
+                                       str(models[0.002]), "--cache", str(cache), "--codec-id", "c", "--out",
+                                       str(cache.parent / f"{cache.name}-eval")])
+            tables.append(pd.read_csv(out / "per_image.csv")[["image_id", "bpp", "psnr", "ms_ssim"]])
+        pd.testing.assert_frame_equal(*tables)
     out = tmp_path / "streamed" / "model.pt"
     log = tmp_path / "stage.log"
     command = [sys.executable, "-m", "taskcodec.stages.train_codec", "--params", json.dumps(TRAIN), "--arch",

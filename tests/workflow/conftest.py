@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # .dvc/config turns them off after it
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # the stages with run settings in params.yaml's `resources` section; the training stages also have `tasks`
-STAGES = ("prepare", "train_codec", "finetune_codec", "cache_latents", "evaluate_codec", "evaluate_classical", "train_task",
-          "extract_features", "train_latent_classifier", "train_joint_classifier", "train_simclr")
+STAGES = ("prepare", "train_codec", "finetune_codec", "cache_latents", "evaluate_codec", "evaluate_classical",
+          "train_task", "extract_features", "train_latent_classifier", "train_joint_classifier", "train_simclr")
 PROCESSES = {"train_codec": {"tasks": 1}, "finetune_codec": {"tasks": 1}}
 
 TINY = {

@@ -61,7 +61,7 @@ def test_rules_take_the_resources_of_their_stage():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["resources"]
     assert {stage for stage in params if stage != "device"} <= set(stages.values())
     assert stages["cache_finetuned"] == "cache_latents" and stages["evaluate_finetuned"] == "evaluate_codec"
-    assert stages["prepare"] is None and {"report", "summarize", "all"} <= local
+    assert stages["prepare"] == "prepare" and stages["saliency"] is None and {"report", "summarize", "all"} <= local
 
 
 def test_a_controller_that_does_not_answer_is_one_sentence():
@@ -115,7 +115,7 @@ def test_every_job_that_asks_too_much_is_one_sentence_naming_its_key(preflight, 
     assert status == 2 and len(said.splitlines()) == 1 and "for rules cache_latents, cache_finetuned, cache_scalable, cache_variable_rate;" in said
     # the profile's defaults, for the rules that declare no resources
     status, said = preflight("cpu*|2|2000|infinite|(null)\n")
-    assert status == 2 and "default-resources: mem_mb = 4000 in" in said and "for rules prepare, saliency;" in said
+    assert status == 2 and "default-resources: mem_mb = 4000 in" in said and "for rule saliency;" in said
 
 
 def test_time_limits_and_the_runtime_of_retries(preflight):

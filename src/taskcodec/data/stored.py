@@ -5,8 +5,8 @@
 - ``png`` (the default): one PNG at ``image_size``² per image below the manifest's folder,
   ``images/train/000123.png``;
 - ``tar``: the same PNGs packed ``prepare.images_per_shard`` at a time into uncompressed tar shards per split
-  (:class:`ShardWriter`, the WebDataset layout: member ``<image_id>.png``). The cell names the member's bytes,
-  ``images/train-000000.tar[1536:21504]``, so reading one image is one seek and one read; a split read in order
+  (:class:`TarShardWriter`, the WebDataset layout: member ``<image_id>.png``). The cell names the member's bytes,
+  ``images/train-000000.tar[512:126397]``, so reading one image is one seek and one read; a split read in order
   reads its shards in order. A million images are a thousand files for DVC and a network filesystem;
 - ``in_place``: an image folder indexed where it is, nothing copied. The cell is the source file's absolute path
   with the prepared size, ``/data/photos/0001.jpg[256x256]``: the image is resized and centre-cropped to it each
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from taskcodec.data.images import UnusableImageError, decode_rgb8, load_rgb8, resize_center_crop
+from taskcodec.errors import UserError, shown_path
 
 STORAGES = ("png", "tar", "in_place")
 _ADDRESS = re.compile(r"(?P<file>.+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<size>\d+)x(?P=size)\])?", re.S)
@@ -48,6 +49,8 @@ class StoredImage:
     def from_cell(cls, cell: str, folder: Path = Path()) -> StoredImage:
         """The image a manifest ``path`` cell (or an address) names, relative to the manifest's ``folder``."""
         found = _ADDRESS.fullmatch(cell)
+        if found is None:  # an empty cell
+            raise UserError(f"a manifest in {shown_path(folder)} names an image by an empty path; rerun prepare")
         file = folder / found["file"]
         if found["start"] is not None:
             return cls(file, int(found["start"]), int(found["stop"]))
@@ -82,7 +85,7 @@ def read_image(image: StoredImage | str | os.PathLike) -> np.ndarray:
     return (image if isinstance(image, StoredImage) else StoredImage.from_cell(os.fsdecode(image))).read()
 
 
-class ShardWriter:
+class TarShardWriter:
     """Uncompressed tar shards ``<folder>/<prefix>-NNNNNN.tar`` of at most ``per_shard`` members each, written
     with the standard library's :mod:`tarfile` (members without owner or time, so the same images make the same
     bytes and DVC stores a shard once)."""

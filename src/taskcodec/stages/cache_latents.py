@@ -35,7 +35,7 @@ from taskcodec.codecs.bitstream import ImageBitstream, ShardWriter
 from taskcodec.codecs.cache import read_bitstreams
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images, encode_images, estimated_bits, pad
-from taskcodec.data.stored import read_image
+from taskcodec.data.stored import StoredImage, read_image
 from taskcodec.data.manifest import MANIFEST_COLUMNS, read_manifest
 from taskcodec.data.tensors import to_float, to_uint8
 from taskcodec.device import resolve_device
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _batches(records: list[tuple[str, Path, int]], shard_size: int):
+def _batches(records: list[tuple[str, StoredImage | Path, int]], shard_size: int):
     """Yield (shard number, batches of same-sized (position, id, path, label, image)); one shard in memory at a time."""
     for shard, start in enumerate(range(0, len(records), shard_size)):
         by_size: dict[tuple[int, ...], list] = defaultdict(list)

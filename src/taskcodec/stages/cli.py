@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from taskcodec import artifacts
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.data.manifest import split_images
+from taskcodec.data.stored import StoredImage
 from taskcodec.errors import UserError
 
 if TYPE_CHECKING:  # not imported at run time: stages without training start without loading torch
@@ -189,8 +190,10 @@ def dataset_name(args: argparse.Namespace) -> str:
     return args.split if args.manifest is not None else args.folder.name
 
 
-def dataset_images(args: argparse.Namespace) -> list[tuple[str, Path, int]]:
-    """(image id, path, label) for the images named by :func:`dataset_arguments`."""
+def dataset_images(args: argparse.Namespace) -> list[tuple[str, StoredImage | Path, int]]:
+    """(image id, image, label) for the images named by :func:`dataset_arguments`: a split's
+    :class:`~taskcodec.data.stored.StoredImage` s, or a folder's files; read either with
+    :func:`~taskcodec.data.stored.read_image`."""
     if args.manifest is not None:
         if not args.split:
             raise UserError("--manifest needs --split (train, val or test)")

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from taskcodec import artifacts
 from taskcodec.baselines.registry import get_classical
 from taskcodec.data.manifest import split_rows
+from taskcodec.data.stored import StoredImage
 from taskcodec.device import resolve_device
 from taskcodec.evaluation import (BASE_FIELDS, EVALUATE_KEYS, TaskMeasures, load_original, measure, row_fields,
                                   save_reconstruction)
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def image_chunks(records: list[tuple[str, Path, int]]) -> Iterator[list[tuple[int, str, np.ndarray]]]:
+def image_chunks(records: list[tuple[str, StoredImage | Path, int]]
+                 ) -> Iterator[list[tuple[int, str, np.ndarray]]]:
     """(position, image id, RGB image) of every record, in order, grouped into chunks.
 
     A chunk holds at most :data:`CHUNK_IMAGES` images and, unless it is a

@@ -36,14 +36,18 @@ indexed in place that cannot be used is found here, not by a training.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import json
 import multiprocessing
 import os
 import sys
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,7 +60,7 @@ from taskcodec.data.manifest import (ANSWERS_FILE, OBJECTS_COLUMN, QUESTIONS_COL
                                      assign_splits, check_split_fractions, objects_json, parse_objects,
                                      parse_questions, questions_json, split_sizes, write_manifest)
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
-from taskcodec.data.stored import STORAGES, ShardWriter, StoredImage
+from taskcodec.data.stored import STORAGES, TarShardWriter, StoredImage
 from taskcodec.errors import UserError
 from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import params_argument, run
@@ -70,7 +74,8 @@ SKIPPED_COLUMNS = ("source", "reason")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m taskcodec.stages.prepare",
-        description="Resize, crop and split a dataset into PNGs with a manifest.",
+        description="Resize, crop and split a dataset into PNG files, tar shards or an in-place index, with a "
+                    "manifest.",
     )
     params_argument(parser, "prepare")
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/prepared")
@@ -109,29 +114,40 @@ def prepare(params: Mapping[str, Any], out: Path, processes: int = 1) -> Path:
     samples = list(dataset.samples())
     if storage == "in_place" and any(sample.file is None for sample in samples):
         raise UserError(f"prepare.storage is in_place, which indexes image files where they are, but the "
-                        f"{params['dataset']} dataset generates its images; set prepare.storage to png or tar")
+                        f"{params['dataset']} dataset does not read its images from files; set prepare.storage to "
+                        "png or tar")
     split_sizes(len(samples), fractions)  # fail before decoding anything if the ratios cannot work
     with atomic_dir(out) as tmp:
-        staging = None if storage == "in_place" else tmp / "images" / "staging"
-        if staging is not None:
-            staging.mkdir(parents=True)
+        (tmp / "images").mkdir()
+        staging = tmp / "images" / "staging"  # png: the PNGs; tar: one file of them all, end to end
+        if storage == "png":
+            staging.mkdir()
         usable, problems = [], []
-        for sample, written in zip(samples, _written(samples, image_size, staging, processes)):
-            if isinstance(written, UnusableImageError):
-                problems.append((sample, written))
-            else:
+        with open(staging, "wb") if storage == "tar" else contextlib.nullcontext() as staged:
+            for sample, written in zip(samples, _written(samples, image_size, staging if storage == "png" else None,
+                                                         storage == "tar", processes)):
+                if isinstance(written, UnusableImageError):
+                    problems.append((sample, written))
+                    continue
+                if staged is not None:  # the image's PNG becomes its (offset, length) in the staging file
+                    written = (*written[:3], (staged.tell(), staged.write(written[3])))
                 usable.append((sample, written))
         if problems and (on_bad_image == "stop" or not usable):
             raise _summarise([err for _, err in problems], len(samples), offer_skip=bool(usable))
         _check_every_class_kept(dataset.classes, usable, problems)
         splits = assign_splits([sample.label for sample, _ in usable], fractions, seed)
-        shards = {split: ShardWriter(tmp / "images", split, per_shard) for split in SPLITS} if per_shard else {}
-        rows = [_row(_place(tmp, sample, split, storage, image_size, shards), sample, size, split, dataset)
-                for (sample, size), split in zip(usable, splits)]
+        shards = {split: TarShardWriter(tmp / "images", split, per_shard) for split in SPLITS} if per_shard else {}
+        with open(staging, "rb") if storage == "tar" else contextlib.nullcontext() as staged:
+            rows = [_row(_place(tmp, sample, size, split, storage, image_size, shards, staged), sample, size, split,
+                         dataset) for (sample, size), split in zip(usable, splits)]
         for writer in shards.values():
             writer.close()
-        if staging is not None:
+        if storage == "png":
             staging.rmdir()
+        elif storage == "tar":
+            staging.unlink()
+        else:
+            (tmp / "images").rmdir()
         write_manifest(tmp / "manifest.csv", rows)
         skipped = pd.DataFrame([(err.path, err.reason) for _, err in problems], columns=list(SKIPPED_COLUMNS))
         skipped.to_csv(tmp / "skipped.csv", index=False)
@@ -154,54 +170,64 @@ def prepare(params: Mapping[str, Any], out: Path, processes: int = 1) -> Path:
 #: callables may hold its dataset's tables)
 _FORKED: list[Sample] = []
 
+Written = tuple  # (width, height, manifest cells, PNG bytes or None): what :func:`_write_image` returns
 
-def _written(samples: list[Sample], image_size: int, folder: Path | None,
-             processes: int) -> Iterator[tuple[int, int, dict[str, str]] | UnusableImageError]:
+
+def _written(samples: list[Sample], image_size: int, folder: Path | None, encoded: bool,
+             processes: int) -> Iterator[Written | UnusableImageError]:
     """:func:`_write_image` of each sample, in order, or the :class:`UnusableImageError` that stopped it;
-    ``processes`` > 1 share the samples (forked, chunks of :data:`_CHUNK`), each image written as one process
-    would write it."""
+    ``processes`` > 1 share the samples (forked, :data:`_CHUNK` at a time), each image written as one process
+    would write it. A worker process that dies (e.g. killed for its memory) stops the stage with one sentence."""
     progress = functools.partial(tqdm, total=len(samples), desc="prepare", unit="img", mininterval=1.0)
     if processes <= 1:
-        yield from progress(_attempt(sample, image_size, folder) for sample in samples)
+        yield from progress(_attempt(sample, image_size, folder, encoded) for sample in samples)
         return
     global _FORKED
     _FORKED = samples
     try:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            work = functools.partial(_attempt_forked, image_size=image_size, folder=folder)
-            for written in progress(pool.imap(work, range(len(samples)), chunksize=_CHUNK)):
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            work = functools.partial(_attempt_forked, image_size=image_size, folder=folder, encoded=encoded)
+            for written in progress(pool.map(work, range(len(samples)), chunksize=_CHUNK)):
                 yield UnusableImageError(*written[1:]) if written[0] == "unusable" else written[1]
+    except BrokenProcessPool:
+        raise UserError(f"a process of prepare died (out of memory?); raise resources.prepare.mem_mb (shared by its "
+                        f"{processes} processes) or lower resources.prepare.threads") from None
     finally:
         _FORKED = []
 
 
-def _attempt(sample: Sample, image_size: int,
-             folder: Path | None) -> tuple[int, int, dict[str, str]] | UnusableImageError:
+def _attempt(sample: Sample, image_size: int, folder: Path | None, encoded: bool) -> Written | UnusableImageError:
     """:func:`_write_image`, or the :class:`UnusableImageError` it raised."""
     try:
-        return _write_image(sample, image_size, folder)
+        return _write_image(sample, image_size, folder, encoded)
     except UnusableImageError as err:
         return err
 
 
-def _attempt_forked(index: int, image_size: int, folder: Path | None) -> tuple:
+def _attempt_forked(index: int, image_size: int, folder: Path | None, encoded: bool) -> tuple:
     """In a worker process: ``("written", result)`` or ``("unusable", path, reason, advice)`` of ``_FORKED[index]``
     (an exception with its own constructor would not survive pickling back)."""
-    written = _attempt(_FORKED[index], image_size, folder)
+    written = _attempt(_FORKED[index], image_size, folder, encoded)
     if isinstance(written, UnusableImageError):
         return "unusable", written.path, written.reason, written.advice
     return "written", written
 
 
-def _write_image(sample: Sample, image_size: int, folder: Path | None) -> tuple[int, int, dict[str, str]]:
-    """Load, resize and save one sample as ``folder/<image_id>.png`` (no folder: an image indexed in place, only
-    checked); return its original (width, height) and its cells of the optional manifest columns, when the dataset
-    has them: its objects in the saved image (:func:`~taskcodec.data.manifest.objects_json`) and questions
-    (:func:`~taskcodec.data.manifest.questions_json`)."""
+def _write_image(sample: Sample, image_size: int, folder: Path | None, encoded: bool) -> Written:
+    """Load, resize and check one sample; save it as ``folder/<image_id>.png`` (a folder given) or return its PNG
+    bytes (``encoded``; else nothing is written: an image indexed in place). Return its original width and height,
+    its cells of the optional manifest columns, when the dataset has them (its objects in the saved image,
+    :func:`~taskcodec.data.manifest.objects_json`, and questions, :func:`~taskcodec.data.manifest.questions_json`),
+    and the PNG bytes or None."""
     raw = sample.load()
     square = resize_center_crop(raw, image_size, path=sample.source)
+    png = None
     if folder is not None:
         Image.fromarray(square).save(folder / f"{sample.image_id}.png")
+    elif encoded:
+        buffer = io.BytesIO()
+        Image.fromarray(square).save(buffer, format="PNG")
+        png = buffer.getvalue()
     width, height = raw.shape[1], raw.shape[0]
     cells = {}
     if sample.objects is not None:
@@ -210,28 +236,27 @@ def _write_image(sample: Sample, image_size: int, folder: Path | None) -> tuple[
         cells[OBJECTS_COLUMN] = objects_json(boxes, [label for (_, label), keep in zip(objects, kept) if keep])
     if sample.questions is not None:
         cells[QUESTIONS_COLUMN] = questions_json(sample.questions())
-    return width, height, cells
+    return width, height, cells, png
 
 
-def _place(folder: Path, sample: Sample, split: str, storage: str, image_size: int,
-           shards: dict[str, ShardWriter]) -> str:
-    """Move a staged image to where ``storage`` keeps it (its split folder, or its split's tar shard); return its
-    manifest ``path`` cell (:class:`~taskcodec.data.stored.StoredImage`)."""
+def _place(folder: Path, sample: Sample, written: Written, split: str, storage: str, image_size: int,
+           shards: dict[str, TarShardWriter], staged: BinaryIO | None) -> str:
+    """Move a staged image to where ``storage`` keeps it (its split folder, or from the ``staged`` file, at the
+    (offset, length) ``written`` records, to its split's tar shard); return its manifest ``path`` cell
+    (:class:`~taskcodec.data.stored.StoredImage`)."""
     if storage == "in_place":
         return str(StoredImage(sample.file, size=image_size))
-    staged = folder / "images" / "staging" / f"{sample.image_id}.png"
     if storage == "tar":
-        cell = shards[split].add(staged.name, staged.read_bytes())
-        staged.unlink()
-        return cell
+        offset, length = written[3]
+        staged.seek(offset)
+        return shards[split].add(f"{sample.image_id}.png", staged.read(length))
     relative = f"images/{split}/{sample.image_id}.png"
     (folder / relative).parent.mkdir(exist_ok=True)
-    os.replace(staged, folder / relative)
+    os.replace(folder / "images" / "staging" / f"{sample.image_id}.png", folder / relative)
     return relative
 
 
-def _row(cell: str, sample: Sample, size: tuple[int, int, dict[str, str]], split: str,
-         dataset: Dataset) -> dict[str, Any]:
+def _row(cell: str, sample: Sample, size: Written, split: str, dataset: Dataset) -> dict[str, Any]:
     """A placed image's manifest row."""
     return {
         "image_id": sample.image_id,
