@@ -53,15 +53,20 @@ def params_argument(parser: argparse.ArgumentParser, section: str | None, keys: 
                         help=f"this stage's section of params.yaml{f' ({section})' if section else ''}, as JSON")
 
 
+def threads_argument(parser: argparse.ArgumentParser, what: str = "CPU threads for PyTorch") -> None:
+    """Add the run setting ``--threads``: the cores a SLURM job was given (``SLURM_CPUS_PER_TASK``) by default,
+    else 1; Snakemake passes the rule's ``{threads}``."""
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")), help=what)
+
+
 def run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the run settings ``--threads`` and ``--device``: how a job runs, never what it computes.
+    """Add the run settings ``--threads`` (:func:`threads_argument`) and ``--device``: how a job runs, never what
+    it computes.
 
     They are not part of ``--params``, so changing them neither reruns a job nor changes a
-    resume fingerprint. ``--threads`` defaults to the cores a SLURM job was given
-    (``SLURM_CPUS_PER_TASK``), else 1; Snakemake passes the rule's ``{threads}``.
+    resume fingerprint.
     """
-    default_threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-    parser.add_argument("--threads", type=int, default=default_threads, help="CPU threads for PyTorch")
+    threads_argument(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
 
 

@@ -60,10 +60,10 @@ from taskcodec.data.manifest import (ANSWERS_FILE, OBJECTS_COLUMN, QUESTIONS_COL
                                      assign_splits, check_split_fractions, objects_json, parse_objects,
                                      parse_questions, questions_json, split_sizes, write_manifest)
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
-from taskcodec.data.stored import STORAGES, TarShardWriter, StoredImage
+from taskcodec.data.stored import STORAGES, StoredImage, TarShardWriter
 from taskcodec.errors import UserError
 from taskcodec.tracking import stage_run
-from taskcodec.stages.cli import params_argument, run
+from taskcodec.stages.cli import params_argument, run, threads_argument
 
 _LISTED_PROBLEMS = 10  # unusable images named in the error; the rest are only counted
 _CHUNK = 16  # images a worker process takes at a time
@@ -79,8 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     params_argument(parser, "prepare")
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/prepared")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="processes that decode, check and write the images (the same output for any number)")
+    threads_argument(parser, "processes that decode, check and write the images (the same output for any number)")
     return parser
 
 
