@@ -84,7 +84,8 @@ def machine(results: Path) -> dict | None:
     report = tradeoff.parent
     measured = pd.read_csv(report / "rate_accuracy.csv").iloc[0]
     tables = {name: _rounded(pd.read_csv(report / f"{name}.csv"))
-              for name in ("bits_for_accuracy", "savings", "redundancy") if (report / f"{name}.csv").is_file()}
+              for name in ("bits_for_accuracy", "savings", "redundancy", "by_group")
+              if (report / f"{name}.csv").is_file()}
     blind = results / "blind" / "metrics.json"  # a VQA study's question-only baseline (bench/vqa/run.sh)
     baselines = {"blind": _test_values(json.loads(blind.read_text()))} if blind.is_file() else {}
     return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),

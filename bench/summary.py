@@ -199,7 +199,8 @@ def render_variable_rate() -> str:
 
 def render_vqa() -> str:
     """Seed 000's benchmark: every curve's VQA accuracy and image quality, the bits to come within 2 points of the
-    uncompressed model (as a share of AVIF's), the per-answer-type accuracy and the question-only baseline."""
+    uncompressed model (as a share of AVIF's), the accuracy per answer type and the question-only baseline's, and
+    the accuracy per question type of every point."""
     machine = _json("vqa.json")["machine"]
     metric = machine["metric"]
     needed = machine["bits_for_accuracy"]
@@ -220,6 +221,20 @@ def render_vqa() -> str:
     lines += [f"| {row['kind']} | {row['codec']} | {_bpp(row['bpp'])} | {_bpp(row.get('share_of_avif'), 'n/a')} |"
               for row in sorted(needed, key=lambda row: (row["bpp"] is None or math.isnan(row["bpp"]),
                                                          row["bpp"] or 0))]
+    if "by_group" not in machine:  # a summary collected before the report broke accuracy down by question type
+        return "\n".join(lines) + "\n"
+    groups = sorted({row["group"] for row in machine["by_group"]})
+    items = {row["group"]: row["items"] for row in machine["by_group"] if row["kind"] == "uncompressed"}
+    table: dict[str, dict[str, float]] = {}
+    for row in machine["by_group"]:
+        name = ("uncompressed" if row["kind"] == "uncompressed"
+                else f"{row['kind']}: {row['codec']} {row['point']:g} ({row['bpp']:.3f} bpp)")
+        table.setdefault(name, {})[row["group"]] = row[metric]
+    lines += ["", f"{metric} per question type (questions of the test split in brackets):", "",
+              "| point | " + " | ".join(f"{group} ({items.get(group, 0)})" for group in groups) + " |",
+              "|---|" + "---|" * len(groups)]
+    lines += [f"| {name} | " + " | ".join(f"{100 * values[group]:.1f} %" if group in values else "n/a"
+                                           for group in groups) + " |" for name, values in table.items()]
     return "\n".join(lines) + "\n"
 
 

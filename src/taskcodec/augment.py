@@ -58,15 +58,24 @@ def crop_flip(images: torch.Tensor, index: torch.Tensor, tops: torch.Tensor, lef
     return torch.where(flips.view(-1, 1, 1, 1).to(device), crops.flip(-1), crops).contiguous()
 
 
-def window_draws(count: int, batch_size: int, height: int, width: int, size: int,
+def window_draws(count: int, batch_size: int, height: int | torch.Tensor, width: int | torch.Tensor, size: int,
                  generator: torch.Generator) -> Draws:
     """``batch_size`` random ``size``×``size`` windows of random images of ``count`` images of ``height``×``width``
-    (drawn with replacement), each flipped with probability ½: image indices, window tops, lefts, then flips."""
+    (drawn with replacement), each flipped with probability ½: image indices, window tops, lefts, then flips.
+    ``height`` and ``width`` may be tensors of each image's (images of their own sizes): each window is then
+    drawn within its own image."""
     index = torch.randint(count, (batch_size,), generator=generator)
-    tops = torch.randint(height - size + 1, (batch_size,), generator=generator)
-    lefts = torch.randint(width - size + 1, (batch_size,), generator=generator)
+    tops = _offsets(height, index, size, generator)
+    lefts = _offsets(width, index, size, generator)
     flips = torch.rand(batch_size, generator=generator) < 0.5
     return Draws(index, tops, lefts, flips)
+
+
+def _offsets(extent: int | torch.Tensor, index: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Uniform offsets 0 … extent − ``size`` of a window in each image of ``index``."""
+    if isinstance(extent, int):
+        return torch.randint(extent - size + 1, (len(index),), generator=generator)
+    return (torch.rand(len(index), generator=generator, dtype=torch.float64) * (extent[index] - size + 1)).long()
 
 
 def random_shift_flip(tensors: tuple[torch.Tensor, ...], padding: int,

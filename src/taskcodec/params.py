@@ -226,6 +226,23 @@ def _check_question_margin(params: dict[str, Any], source: str) -> None:
                             f"away from it; make it at most {math.ceil(margin) - 1}")
 
 
+def _check_own_sizes(params: dict[str, Any], source: str) -> None:
+    """A train split that keeps its images' own sizes (``prepare.keep_train_size``) is for codec pretraining only:
+    every other use of it needs images of one size."""
+    if not params["prepare"].get("keep_train_size", False):
+        return
+    uses = {"task.enabled": params["task"]["enabled"], "variable_rate.enabled": params["variable_rate"]["enabled"],
+            "cache.splits": "train" in params["cache"]["splits"],
+            "codec.train.saliency_floor": params["codec"]["train"]["saliency_floor"] is not None}
+    for key, used in uses.items():
+        if used:
+            fix = "leave train out of it" if key == "cache.splits" else "set it to " + (
+                "null" if key.endswith("floor") else "false")
+            raise UserError(f"{source}: prepare.keep_train_size is true, so the training images keep their own "
+                            f"sizes, which only codec pretraining takes, but {key} needs them at one size: {fix}, "
+                            "or set prepare.keep_train_size: false")
+
+
 def _check_across_sections(params: dict[str, Any], source: str) -> None:
     from taskcodec.tasks.registry import TASKS
 
@@ -245,6 +262,7 @@ def _check_across_sections(params: dict[str, Any], source: str) -> None:
         raise UserError(f"{source}: scalable.train.patch_size {scalable['train']['patch_size']} is larger than "
                         f"prepare.image_size {image_size}; make it at most {image_size}")
     _check_question_margin(params, source)
+    _check_own_sizes(params, source)
     variable_rate = params["variable_rate"]
     if variable_rate["enabled"] and variable_rate["train"]["patch_size"] > image_size:
         raise UserError(f"{source}: variable_rate.train.patch_size {variable_rate['train']['patch_size']} is larger "

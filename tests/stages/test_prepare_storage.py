@@ -11,7 +11,7 @@ from taskcodec.data.manifest import read_manifest, split_images
 from taskcodec.data.registry import Sample
 from taskcodec.data.stored import read_image
 from taskcodec.errors import UserError
-from taskcodec.stages.prepare import _written, main, prepare
+from taskcodec.stages.prepare import _Writing, _written, main, prepare
 from test_prepare import _builtin_params, _folder_params, _photo, _run
 
 
@@ -86,4 +86,4 @@ def test_a_process_of_prepare_that_dies_stops_it_with_one_sentence():
     dying = Sample(image_id="a", label=-1, source="a.png", load=lambda: os._exit(1))  # as the kernel's OOM killer would
     with pytest.raises(UserError, match=r"a process of prepare died \(out of memory\?\); raise "
                                         r"resources.prepare.mem_mb \(shared by its 2 processes\)"):
-        list(_written([dying], 8, None, False, processes=2))
+        list(_written([dying], _Writing(8, None, False), processes=2))

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from taskcodec.data.questions import FAMILIES
 from taskcodec.evaluation import read_table
 from taskcodec.stages import (cache_latents, evaluate_classical, evaluate_codec, extract_features, finetune_codec,
                               prepare, report_task, train_codec, train_task)
@@ -101,5 +102,17 @@ def test_codecs_are_measured_and_fine_tuned_by_vqa_accuracy(vqa):
     assert summary["primary_metric"] == "accuracy"
     assert summary["uncompressed_accuracy"] == json.loads((task_model.parent / "metrics.json").read_text())[
         "test_accuracy"]
+    # accuracy per question type: every generated question has its family, so the families' accuracies weighted by
+    # their questions give each point's accuracy, and the uncompressed images' (answered by the report) the
+    # task model's own test accuracy
+    by_group = pd.read_csv(machine / "by_group.csv")
+    assert set(by_group["group"]) <= set(FAMILIES) and (by_group["items"] > 0).all()
+    for (kind, codec_id, point), rows in by_group.groupby(["kind", "codec", "point"], dropna=False):
+        overall = (rows["accuracy"] * rows["items"]).sum() / rows["items"].sum()
+        expected = summary["uncompressed_accuracy"] if kind == "uncompressed" else points.loc[(codec_id, point),
+                                                                                              "accuracy"]
+        assert overall == pytest.approx(expected), (kind, codec_id, point)
+    assert set(by_group["kind"]) == {"uncompressed", "pretrained", "finetuned", "classical"}
+    assert "accuracy by question type" in (machine / "README.md").read_text()
     # seed 000's Figure 4: a question on the original and on both codecs' reconstructions, with the top answers
     assert (machine / "qualitative.png").stat().st_size > 0

@@ -42,6 +42,17 @@ def test_answer_scores_follow_vqa_accuracy(task):
     assert scores[2].sum() == 0  # outside the answers vocabulary: no credit for any prediction
 
 
+def test_breakdown_scores_each_question_with_a_type_by_its_predicted_answer(task):
+    target = task.target(row("a", question("is it red?", ["yes", "yes", "no", "yes"], "yes/no"),
+                             {**question("what shape is it?", ["circle", "square"]), "family": "shape"},
+                             {**question("what is it?", ["teapot"]), "family": ""}), None)
+    assert target["families"] == ["test", "shape", ""]
+    assert task.group_name == "question type"
+    # "no": one human of four (of 3 for full credit); "square": one of two answers; no type: not broken down
+    assert task.breakdown(target, ["no", "square", "circle"]) == [("test", pytest.approx(1 / 3)), ("shape", 0.5)]
+    assert build_task("classification", ANSWERS).breakdown(0, 0) == []
+
+
 def test_outputs_have_one_row_per_question_and_nan_after_them(task):
     torch.manual_seed(0)
     model = task.build_model(MODEL).eval()

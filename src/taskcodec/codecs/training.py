@@ -299,9 +299,10 @@ def train_codec(
     if params["patch_size"] % model.pad_multiple:
         raise UserError(f"codec.train.patch_size {params['patch_size']} must be a multiple of "
                         f"{model.pad_multiple} for {type(model).__name__}; change it")
-    if min(train_images.height, train_images.width) < params["patch_size"]:
-        raise ValueError(f"training images are {train_images.height}×{train_images.width}, smaller than "
-                         f"patch_size {params['patch_size']}")
+    shortest = int(torch.as_tensor(train_images.height).min().minimum(torch.as_tensor(train_images.width).min()))
+    if shortest < params["patch_size"]:
+        raise UserError(f"the training images are {shortest} pixels on their shortest side, fewer than "
+                        f"patch_size {params['patch_size']}; lower the patch size or raise prepare.image_size")
     check_saliency(params, params["distortion"], train_images.channels == 4, "codec.train")
     if params["quantization"] == "ste" and type(model).analyze is LayeredCodec.analyze:
         raise UserError(f"codec.train.quantization ste needs a codec with a differentiable analysis; "

@@ -133,13 +133,9 @@ def crop_geometry(width: int, height: int, size: int) -> tuple[int, int, int, in
     return new_width, new_height, (new_width - size) // 2, (new_height - size) // 2
 
 
-def resize_center_crop(
-    img: np.ndarray, size: int, path: str | os.PathLike | None = None
-) -> np.ndarray:
-    """Resize so the shorter side is ``size`` (never upscaling), then crop the centre square.
-
-    ``path`` only names the image in the error raised when it is too small.
-    """
+def check_shorter_side(img: np.ndarray, size: int, path: str | os.PathLike | None = None) -> None:
+    """An :class:`UnusableImageError` naming ``path`` when the image is smaller than ``prepare.image_size`` on its
+    shorter side."""
     height, width = img.shape[:2]
     if min(height, width) < size:
         raise UnusableImageError(
@@ -147,6 +143,24 @@ def resize_center_crop(
             f"is {width}x{height} pixels, smaller than prepare.image_size={size} on its shorter side",
             "set a smaller prepare.image_size or remove the file",
         )
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """An ``HxWx3`` ``uint8`` array as the bytes of a PNG file (Pillow's defaults, as ``prepare`` writes them)."""
+    buffer = io.BytesIO()
+    Image.fromarray(img).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def resize_center_crop(
+    img: np.ndarray, size: int, path: str | os.PathLike | None = None
+) -> np.ndarray:
+    """Resize so the shorter side is ``size`` (never upscaling), then crop the centre square.
+
+    ``path`` only names the image in the error raised when it is too small (:func:`check_shorter_side`).
+    """
+    check_shorter_side(img, size, path)
+    height, width = img.shape[:2]
     new_width, new_height, left, top = crop_geometry(width, height, size)
     if (new_width, new_height) != (width, height):
         resized = Image.fromarray(img).resize(

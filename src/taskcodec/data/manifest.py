@@ -197,14 +197,32 @@ def answer_vocabulary(questions: Iterable[Mapping[str, Any]]) -> list[str]:
 def split_rows(manifest_path: str | os.PathLike, split: str) -> list[dict[str, Any]]:
     """The manifest rows of ``split`` (every column, ``path`` the :class:`~taskcodec.data.stored.StoredImage` to
     read), in manifest order."""
-    records = split_images(manifest_path, split)
-    frame = read_manifest(manifest_path).set_index("image_id")
-    return [{**frame.loc[image_id].to_dict(), "image_id": image_id, "path": image} for image_id, image, _ in records]
+    rows = _split_frame(manifest_path, split)
+    images = manifest_images(manifest_path, rows["path"])
+    return [{**row, "path": image} for row, image in zip(rows.to_dict("records"), images)]
 
 
 def split_images(manifest_path: str | os.PathLike, split: str) -> list[tuple[str, StoredImage, int]]:
     """``(image_id, image, label)`` for every image of ``split`` in the manifest; read an image with
     :func:`~taskcodec.data.stored.read_image`."""
+    rows = _split_frame(manifest_path, split)
+    images = manifest_images(manifest_path, rows["path"])
+    return [(image_id, image, int(label)) for image_id, image, label in zip(rows["image_id"], images, rows["label"])]
+
+
+def own_sizes(manifest_path: str | os.PathLike, split: str) -> list[tuple[int, int]] | None:
+    """``(height, width)`` of each image of ``split``, in manifest order, when the split keeps its images' own
+    sizes (the train split of ``prepare.keep_train_size: true``, as ``prepare.json`` beside the manifest records;
+    the size is the manifest's original one), else None: every image is ``prepare.image_size``²."""
+    summary = Path(manifest_path).resolve().parent / "prepare.json"
+    if split != "train" or not summary.is_file() or not read_json(summary)["params"].get("keep_train_size", False):
+        return None
+    rows = _split_frame(manifest_path, split)
+    return list(zip(rows["orig_height"].tolist(), rows["orig_width"].tolist()))
+
+
+def _split_frame(manifest_path: str | os.PathLike, split: str) -> pd.DataFrame:
+    """The manifest's rows of ``split``; an unknown or empty split is a :class:`UserError`."""
     if split not in SPLITS:
         raise UserError(f"split {split!r} is unknown; use one of {', '.join(SPLITS)}")
     frame = read_manifest(manifest_path)
@@ -212,8 +230,7 @@ def split_images(manifest_path: str | os.PathLike, split: str) -> list[tuple[str
     if rows.empty:
         raise UserError(f"manifest {Path(manifest_path).resolve()} has no {split} images; rerun prepare with a "
                         "larger dataset")
-    images = manifest_images(manifest_path, rows["path"])
-    return [(image_id, image, int(label)) for image_id, image, label in zip(rows["image_id"], images, rows["label"])]
+    return rows
 
 
 def manifest_images(manifest_path: str | os.PathLike, cells: Iterable[str] | None = None) -> list[StoredImage]:

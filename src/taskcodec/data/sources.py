@@ -10,7 +10,10 @@ from the memory a job has) never changes a number:
 - :class:`ImageFiles`: the split's files, decoded when a batch needs them by
   ``torch.utils.data`` workers (:func:`window_batches`); a job's memory then
   does not grow with the number of images. :class:`FileRows` indexes them like
-  a tensor, for a training that takes rows (a task model's epochs).
+  a tensor, for a training that takes rows (a task model's epochs);
+- :class:`OwnSizes`: a training split whose images keep their own sizes
+  (``prepare.keep_train_size``), held or read from its files, cut into windows
+  each drawn within its image.
 
 The sampler states its generator's position with every batch
 (``Window.state``): a training whose loader draws ahead from a copy of its
@@ -30,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from taskcodec.augment import Draws, crop_flip, translatable, window_draws
 from taskcodec.data.stored import StoredImage, read_image
-from taskcodec.data.tensors import images_to_tensor
+from taskcodec.data.tensors import ONE_SIZE, images_to_tensor
 from taskcodec.errors import UserError, shown_path
 
 #: share of a job's memory that a split may take decoded in memory before it is streamed from its files
@@ -49,11 +52,11 @@ class Window:
 
 class WindowSampler:
     """Endless :class:`Window` s: ``batch_size`` ``size``×``size`` windows of ``count`` images of
-    ``height``×``width`` (:func:`~taskcodec.augment.window_draws`), then, for a codec of several operating
-    points, the point, all drawn from ``generator`` in that order."""
+    ``height``×``width`` (:func:`~taskcodec.augment.window_draws`; tensors of each image's for :class:`OwnSizes`),
+    then, for a codec of several operating points, the point, all drawn from ``generator`` in that order."""
 
-    def __init__(self, count: int, batch_size: int, height: int, width: int, size: int, points: int,
-                 generator: torch.Generator):
+    def __init__(self, count: int, batch_size: int, height: int | torch.Tensor, width: int | torch.Tensor, size: int,
+                 points: int, generator: torch.Generator):
         self.count, self.batch_size, self.height, self.width, self.size = count, batch_size, height, width, size
         self.points, self.generator = points, generator
 
@@ -137,8 +140,7 @@ class ImageFiles(ImageSource, Dataset):
         image = torch.from_numpy(np.ascontiguousarray(read_image(self.paths[index]).transpose(2, 0, 1)))
         if image.shape[1:] != self.stored:
             raise UserError(f"image {shown_path(str(self.paths[index]))} is {image.shape[2]}×{image.shape[1]}, "
-                            f"not the split's {self.stored[1]}×{self.stored[0]}; rerun prepare, which makes every "
-                            "image of a dataset one size")
+                            f"not the split's {self.stored[1]}×{self.stored[0]}; {ONE_SIZE}")
         return image if self.maps is None else torch.cat([image, self.maps[index]])
 
     def windows(self, draws: Draws, size: int) -> torch.Tensor:
@@ -152,6 +154,46 @@ class ImageFiles(ImageSource, Dataset):
         loader = DataLoader(_Batches(self), batch_sampler=[[item] for item in rows], num_workers=self.workers,
                             collate_fn=_only, generator=_untouched())
         return _raised(loader)
+
+
+class OwnSizes(ImageSource, Dataset):
+    """A training split of images each of its own size (``sizes``, (H, W) each: ``prepare.keep_train_size``), which
+    a codec training cuts windows from, each drawn within its image (:func:`~taskcodec.augment.window_draws`):
+    ``held`` decoded in memory, else decoded when a batch needs them, by ``workers`` loader processes (0: the
+    training process). Padded by ``padding`` as :class:`InMemory`; ``height`` and ``width`` are tensors of each
+    image's padded size, ``stored`` is None. It is only cut into windows: no two of its images make a batch."""
+
+    def __init__(self, paths: Sequence[StoredImage], sizes: Sequence[tuple[int, int]], held: bool,
+                 padding: int = 0, workers: int = 0):
+        self.paths, self.padding, self.workers = list(paths), padding, 0 if held else workers
+        self.count, self.channels, self.stored = len(self.paths), 3, None
+        self.sizes = [tuple(size) for size in sizes]
+        padded = torch.tensor(self.sizes, dtype=torch.int64).view(-1, 2) + 2 * padding
+        self.height, self.width = padded[:, 0], padded[:, 1]
+        self.held = [self._decoded(i) for i in range(self.count)] if held else None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Image ``index``, C×H×W, padded."""
+        return self.held[index] if self.held is not None else self._decoded(index)
+
+    def _decoded(self, index: int) -> torch.Tensor:
+        image = torch.from_numpy(np.ascontiguousarray(read_image(self.paths[index]).transpose(2, 0, 1)))
+        height, width = self.sizes[index]
+        if image.shape[1:] != (height, width):
+            raise UserError(f"image {shown_path(str(self.paths[index]))} is {image.shape[2]}×{image.shape[1]}, not "
+                            f"the {width}×{height} its manifest records; rerun prepare")
+        return translatable(image[None], self.padding)[0]
+
+    def windows(self, draws: Draws, size: int) -> torch.Tensor:
+        """Each drawn image decoded once (or taken from memory), then each window cut from its own image."""
+        unique, index = torch.unique(draws.index, return_inverse=True)
+        images = [self[int(i)][None] for i in unique]
+        first = torch.zeros(1, dtype=torch.int64)
+        return torch.cat([crop_flip(images[k], first, draws.tops[j : j + 1], draws.lefts[j : j + 1],
+                                    draws.flips[j : j + 1], size, size) for j, k in enumerate(index.tolist())])
 
 
 def row_indices(index: slice | torch.Tensor, count: int) -> list[int]:
@@ -241,7 +283,7 @@ def window_batches(source: ImageSource, sampler: WindowSampler, pin_memory: bool
                    ) -> Iterator[tuple[Window, torch.Tensor]]:
     """Endless (window, uint8 batch) pairs of ``sampler``'s draws from ``source``: cut in this process from a
     split in memory, else decoded ahead by the source's ``torch.utils.data`` workers (pinned for a GPU)."""
-    if not isinstance(source, ImageFiles) or source.workers == 0:
+    if getattr(source, "workers", 0) == 0:
         return ((window, source.windows(window.draws, sampler.size)) for [window] in sampler)
     loader = DataLoader(_Batches(source, sampler.size), batch_sampler=sampler, num_workers=source.workers,
                         collate_fn=_only, pin_memory=pin_memory, generator=_untouched())
@@ -278,15 +320,27 @@ def image_rows(paths: Sequence[StoredImage], budget_bytes: int | None, workers: 
 
 
 def choose_source(paths: Sequence[StoredImage], height: int, width: int, budget_bytes: int | None, workers: int,
-                  maps: torch.Tensor | None = None, padding: int = 0) -> tuple[ImageSource, str]:
+                  maps: torch.Tensor | None = None, padding: int = 0,
+                  sizes: Sequence[tuple[int, int]] | None = None) -> tuple[ImageSource, str]:
     """:class:`InMemory` when the split (``height``×``width`` images with any ``maps``, padded) decoded fits
     ``budget_bytes`` (None: no limit), else :class:`ImageFiles` with ``workers`` loader processes, either padded
-    by ``padding`` pixels; with the sentence for the log that says which."""
-    size = len(paths) * (3 if maps is None else 4) * (height + 2 * padding) * (width + 2 * padding)  # held decoded
-    if budget_bytes is None or size <= budget_bytes:
-        return (InMemory(with_maps(images_to_tensor(list(paths)), maps), padding),
-                f"{len(paths)} images held decoded in memory ({size / 2**20:.0f} MB)")
-    return (ImageFiles(paths, height, width, maps, padding, workers),
-            f"{len(paths)} images read from their files by "
+    by ``padding`` pixels; with the sentence for the log that says which. With ``sizes`` (each image's own, no
+    maps) an :class:`OwnSizes`, held or read from the files alike."""
+    extents = sizes if sizes is not None else [(height, width)] * len(paths)
+    size = (3 if maps is None else 4) * sum((h + 2 * padding) * (w + 2 * padding) for h, w in extents)  # decoded
+    held = budget_bytes is None or size <= budget_bytes
+    if sizes is not None:
+        if maps is not None:
+            raise ValueError("saliency maps need one image size")
+        source = OwnSizes(paths, sizes, held, padding, workers)
+    elif held:
+        source = InMemory(with_maps(images_to_tensor(list(paths)), maps), padding)
+    else:
+        source = ImageFiles(paths, height, width, maps, padding, workers)
+    own = " of their own sizes" if sizes is not None else ""
+    if held:
+        return source, f"{len(paths)} images{own} held decoded in memory ({size / 2**20:.0f} MB)"
+    return (source,
+            f"{len(paths)} images{own} read from their files by "
             f"{f'{workers} loader worker' + ('s' if workers > 1 else '') if workers else 'the training process'} "
             f"({size / 2**20:.0f} MB decoded > the budget of {budget_bytes / 2**20:.0f} MB)")

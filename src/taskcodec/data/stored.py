@@ -12,6 +12,10 @@
   with the prepared size, ``/data/photos/0001.jpg[256x256]``: the image is resized and centre-cropped to it each
   time it is read, exactly as ``prepare`` would have written it (:func:`~taskcodec.data.images.resize_center_crop`).
 
+``prepare`` writes through the storage's :class:`Storage` (:data:`STORAGES`): the image processes stage each
+image (saved as a PNG, handed back as PNG bytes, or nothing) before the splits are drawn, then the storage
+places it in its split and names its cell.
+
 A cell with its folder made absolute is the image's address (``str`` of a :class:`StoredImage`), which a stage
 may write down (a latent cache's index) for a later one to read. Every consumer reads through
 :func:`read_image`; each way of storing gives the same pixels.
@@ -25,13 +29,13 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from taskcodec.data.images import UnusableImageError, decode_rgb8, load_rgb8, resize_center_crop
+from taskcodec.data.images import UnusableImageError, decode_rgb8, encode_png, load_rgb8, resize_center_crop
 from taskcodec.errors import UserError, shown_path
 
-STORAGES = ("png", "tar", "in_place")
 _ADDRESS = re.compile(r"(?P<file>.+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<size>\d+)x(?P=size)\])?", re.S)
 
 
@@ -113,3 +117,125 @@ class TarShardWriter:
         if self.tar is not None:
             self.tar.close()
             self.tar = None
+
+
+#: what prepare's image processes return for an image: (original width, height, its cells of the optional manifest
+#: columns, its PNG bytes or None); :meth:`Storage.stage` may replace the bytes by where it keeps them
+Written = tuple[int, int, dict[str, Any], Any]
+
+
+class Storage:
+    """How ``prepare`` stores the images of the folder ``images`` (below the manifest's): its image processes save
+    each one as a PNG in ``folder`` (None: nowhere) or, ``encoded``, hand back its PNG bytes; :meth:`stage` keeps
+    an image until the splits are drawn, :meth:`place` puts it in its split and names its manifest cell, and
+    :meth:`finish` leaves ``images`` as the stage's output. The images are staged at ``image_size``², or with
+    ``own_size`` (``prepare.keep_train_size``) at their own size, which only the train split keeps: the others are
+    resized and centre-cropped when placed. ``keys``: the further ``prepare`` keys it takes (its constructor's
+    keyword arguments)."""
+
+    encoded: ClassVar[bool] = False
+    keys: ClassVar[tuple[str, ...]] = ()
+    needs_files: ClassVar[bool] = False  # only for a dataset that reads its images from files
+    folder: Path | None = None
+
+    def __init__(self, images: Path, image_size: int, own_size: bool = False):
+        self.images, self.image_size, self.own_size = images, image_size, own_size
+        images.mkdir()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *failed) -> None:
+        """Release what :meth:`finish` would, without tidying (a failed stage's folder is discarded whole)."""
+
+    def squared(self, split: str) -> bool:
+        """Whether a staged image of ``split`` is still to be made ``image_size``² when placed."""
+        return self.own_size and split != "train"
+
+    def square(self, png: bytes, name: str) -> bytes:
+        """A staged image's PNG bytes resized and centre-cropped to ``image_size``², as the processes would have
+        written it."""
+        return encode_png(resize_center_crop(decode_rgb8(png, name), self.image_size))
+
+    def stage(self, written: Written) -> Written:
+        return written
+
+    def place(self, image_id: str, file: Path | None, written: Written, split: str) -> str:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        pass
+
+
+class PngFiles(Storage):
+    """``png``: each image saved by the process that made it into ``images/staging``, then moved to
+    ``images/<split>/``."""
+
+    def __init__(self, images: Path, image_size: int, own_size: bool = False):
+        super().__init__(images, image_size, own_size)
+        self.folder = images / "staging"
+        self.folder.mkdir()
+
+    def place(self, image_id, file, written, split):
+        relative = Path(self.images.name, split, f"{image_id}.png")
+        (self.images / split).mkdir(exist_ok=True)
+        staged = self.folder / f"{image_id}.png"
+        if self.squared(split):
+            (self.images.parent / relative).write_bytes(self.square(staged.read_bytes(), str(staged)))
+            staged.unlink()
+        else:
+            os.replace(staged, self.images.parent / relative)
+        return relative.as_posix()
+
+    def finish(self):
+        self.folder.rmdir()
+
+
+class TarShards(Storage):
+    """``tar``: the PNG bytes the processes hand back wait end to end in one file (``images/staging``), each staged
+    image holding its (offset, length) there, then go to its split's :class:`TarShardWriter`."""
+
+    encoded, keys = True, ("images_per_shard",)
+
+    def __init__(self, images: Path, image_size: int, own_size: bool = False, *, images_per_shard: int):
+        super().__init__(images, image_size, own_size)
+        self.staged = open(images / "staging", "w+b")
+        self.shards: dict[str, TarShardWriter] = {}
+        self.per_shard = images_per_shard
+
+    def __exit__(self, *failed):
+        self.staged.close()
+        for writer in self.shards.values():
+            writer.close()
+
+    def stage(self, written):
+        return (*written[:3], (self.staged.tell(), self.staged.write(written[3])))
+
+    def place(self, image_id, file, written, split):
+        offset, length = written[3]
+        self.staged.seek(offset)
+        png = self.staged.read(length)
+        if split not in self.shards:
+            self.shards[split] = TarShardWriter(self.images, split, self.per_shard)
+        return self.shards[split].add(f"{image_id}.png", self.square(png, image_id) if self.squared(split) else png)
+
+    def finish(self):
+        self.__exit__()
+        (self.images / "staging").unlink()
+
+
+class InPlace(Storage):
+    """``in_place``: nothing written; the cell is the source file with the size it is resized to when read (none
+    for an image that keeps its own size)."""
+
+    needs_files = True
+
+    def place(self, image_id, file, written, split):
+        return str(StoredImage(file, size=0 if self.own_size and not self.squared(split) else self.image_size))
+
+    def finish(self):
+        self.images.rmdir()
+
+
+#: ``prepare.storage`` → how prepare stores the images
+STORAGES: dict[str, type[Storage]] = {"png": PngFiles, "tar": TarShards, "in_place": InPlace}

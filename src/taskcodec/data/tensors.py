@@ -6,6 +6,11 @@ import numpy as np
 import torch
 
 from taskcodec.data.stored import StoredImage, read_image
+from taskcodec.errors import UserError, shown_path
+
+#: what to do about a split whose images differ in size where they must not
+ONE_SIZE = ("rerun prepare, which makes every image one size (only codec pretraining takes a train split that keeps "
+            "its images' own sizes, prepare.keep_train_size)")
 
 
 def images_to_tensor(paths: list[StoredImage]) -> torch.Tensor:
@@ -16,7 +21,8 @@ def images_to_tensor(paths: list[StoredImage]) -> torch.Tensor:
     for i, path in enumerate(paths):
         array = first if i == 0 else read_image(path)
         if array.shape != first.shape:
-            raise ValueError(f"images_to_tensor needs one image size, got {first.shape} and {array.shape} ({path})")
+            raise UserError(f"image {shown_path(str(path))} is {array.shape[1]}×{array.shape[0]}, not the split's "
+                            f"{first.shape[1]}×{first.shape[0]}; {ONE_SIZE}")
         images[i] = torch.from_numpy(array).permute(2, 0, 1)
     return images
 

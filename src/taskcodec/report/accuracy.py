@@ -187,6 +187,17 @@ def scalable_savings(needed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["codec", "against", "against_kind", "bpp", "against_bpp", "saving_percent"])
 
 
+def metric_by_group(items: pd.DataFrame, points: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The task's ``metric`` per group (VQA: per question type) of every codec point and of the uncompressed
+    images: ``items`` has one row per scored item (``kind``, ``codec``, ``point``, ``group``, ``score``; from
+    :meth:`Task.breakdown <taskcodec.tasks.registry.Task.breakdown>`), averaged over the items of each group,
+    with the point's ``bpp`` from ``points`` (rate_accuracy.csv; none for the uncompressed images)."""
+    table = (items.groupby(["kind", "codec", "point", "group"], sort=False, dropna=False)
+             .agg(items=("score", "count"), **{metric: ("score", "mean")}).reset_index())
+    table = table.merge(points[["kind", "codec", "point", "bpp"]], on=["kind", "codec", "point"], how="left")
+    return table.reindex(columns=["kind", "codec", "point", "bpp", "group", "items", metric])
+
+
 def rate_accuracy_plot(points: pd.DataFrame, uncompressed: dict, metric: str, title: str, path: Path) -> None:
     """Top-1 (or top-5) against actual bpp, one line per curve, the uncompressed accuracy as a horizontal line."""
     fig, ax = plt.subplots(figsize=(7.5, 5))

@@ -35,8 +35,8 @@ from taskcodec.codecs.bitstream import ImageBitstream, ShardWriter
 from taskcodec.codecs.cache import read_bitstreams
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import decode_images, encode_images, estimated_bits, pad
-from taskcodec.data.stored import StoredImage, read_image
 from taskcodec.data.manifest import MANIFEST_COLUMNS, read_manifest
+from taskcodec.data.stored import StoredImage, read_image
 from taskcodec.data.tensors import to_float, to_uint8
 from taskcodec.device import resolve_device
 from taskcodec.errors import UserError

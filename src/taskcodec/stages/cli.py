@@ -80,44 +80,45 @@ def memory_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size: tuple[int, int],
-                  args: argparse.Namespace, paddings: Sequence[int] | None = None) -> list[ImageSource]:
+                  args: argparse.Namespace, paddings: Sequence[int] | None = None,
+                  sizes: Sequence[list[tuple[int, int]] | None] | None = None) -> list[ImageSource]:
     """Each split's images (``(image_id, path, label)`` records, with any saliency ``maps``, replicate-padded by
     ``paddings`` pixels, default none) in memory or read from their files (:func:`memory_argument`), as the log
-    says.
+    says; ``size`` (H, W) each, or a split's ``sizes``, each image's own
+    (:func:`~taskcodec.data.manifest.own_sizes`).
 
     Every training process holds its own splits: each gets ``--mem-mb`` / processes, shared by the splits in
     proportion to their images, and ``--threads`` / processes, of which a streaming one gives half to its loader
-    workers (:func:`~taskcodec.data.sources.loader_workers`) and keeps the rest for PyTorch."""
-    import torch
-
+    workers (:func:`~taskcodec.data.sources.loader_workers`) and keeps the rest for PyTorch (:func:`share_threads`)."""
     from taskcodec import distributed
     from taskcodec.data.sources import choose_source, loader_workers, memory_budgets
 
     processes = distributed.world_size()
     threads = max(1, args.threads // processes)
     budgets = memory_budgets(args.mem_mb, [len(records) for records in splits.values()], processes)
-    sources, workers = [], 0
-    for (split, records), split_maps, budget, padding in zip(splits.items(), maps, budgets,
-                                                             paddings or [0] * len(splits)):
+    sources = []
+    for (split, records), split_maps, budget, padding, own in zip(splits.items(), maps, budgets,
+                                                                  paddings or [0] * len(splits),
+                                                                  sizes or [None] * len(splits)):
         source, held = choose_source([path for _, path, _ in records], *size, budget, loader_workers(threads),
-                                     split_maps, padding)
+                                     split_maps, padding, own)
         distributed.write(f"{split} images: {held}")
-        workers = max(workers, getattr(source, "workers", 0))
         sources.append(source)
-    torch.set_num_threads(max(1, threads - workers))
+    share_threads(threads, sources)
     return sources
 
 
-def share_threads(args: argparse.Namespace, rows: Any) -> None:
-    """When a training's train split ``rows`` are read from their files by loader workers
-    (:class:`~taskcodec.data.sources.FileRows`), PyTorch keeps ``--threads`` less theirs, as :func:`image_sources`
-    does for windows."""
+def share_threads(threads: int, inputs: Sequence[Any]) -> None:
+    """PyTorch keeps a training process's ``threads`` less the loader workers of those of its ``inputs`` that are
+    read from their files (:class:`~taskcodec.data.sources.ImageFiles` or :class:`~taskcodec.data.sources.FileRows`
+    of them), at least one."""
     import torch
 
     from taskcodec.data.sources import FileRows
 
-    if isinstance(rows, FileRows) and rows.files.workers:
-        torch.set_num_threads(max(1, args.threads - rows.files.workers))
+    workers = max((getattr(item.files if isinstance(item, FileRows) else item, "workers", 0) for item in inputs),
+                  default=0)
+    torch.set_num_threads(max(1, threads - workers))
 
 
 def apply_run_arguments(args: argparse.Namespace) -> torch.device:

@@ -4,7 +4,8 @@
 
 Writes, atomically (a killed job or an error leaves no complete-looking folder)::
 
-    <out>/images/<split>/<image_id>.png   8-bit RGB, image_size x image_size (prepare.storage: png, the default);
+    <out>/images/<split>/<image_id>.png   8-bit RGB, image_size x image_size (prepare.storage: png, the default;
+                                          with keep_train_size, the train split's at their own sizes);
     <out>/images/<split>-NNNNNN.tar       with storage: tar, the same PNGs in tar shards of images_per_shard;
                                           with storage: in_place, no images (the manifest indexes the source files)
     <out>/manifest.csv                    see taskcodec.data.manifest (a detection dataset's boxes, questions included)
@@ -36,18 +37,16 @@ indexed in place that cannot be used is found here, not by a training.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import io
 import json
 import multiprocessing
-import os
 import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,12 +54,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from taskcodec.artifacts import atomic_dir
-from taskcodec.data.images import UnusableImageError, resize_center_crop, resize_center_crop_boxes
+from taskcodec.data.images import (UnusableImageError, check_shorter_side, encode_png, resize_center_crop,
+                                   resize_center_crop_boxes)
 from taskcodec.data.manifest import (ANSWERS_FILE, OBJECTS_COLUMN, QUESTIONS_COLUMN, SPLITS, answer_vocabulary,
                                      assign_splits, check_split_fractions, objects_json, parse_objects,
                                      parse_questions, questions_json, split_sizes, write_manifest)
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
-from taskcodec.data.stored import STORAGES, StoredImage, TarShardWriter
+from taskcodec.data.stored import STORAGES, Written
 from taskcodec.errors import UserError
 from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import params_argument, run, threads_argument
@@ -108,45 +108,35 @@ def prepare(params: Mapping[str, Any], out: Path, processes: int = 1) -> Path:
     storage = params.get("storage", "png")
     if storage not in STORAGES:
         raise UserError(f"prepare.storage is {storage!r}; set it to {', '.join(STORAGES)}")
-    per_shard = require_int(params, "images_per_shard", 1) if storage == "tar" else 0
+    options = {key: require_int(params, key, 1) for key in STORAGES[storage].keys}
+    own_size = params.get("keep_train_size", False)
+    if not isinstance(own_size, bool):
+        raise UserError(f"prepare.keep_train_size is {own_size!r}; set it to true or false")
     dataset = build_dataset(params)
     samples = list(dataset.samples())
-    if storage == "in_place" and any(sample.file is None for sample in samples):
-        raise UserError(f"prepare.storage is in_place, which indexes image files where they are, but the "
+    if STORAGES[storage].needs_files and any(sample.file is None for sample in samples):
+        raise UserError(f"prepare.storage is {storage}, which indexes image files where they are, but the "
                         f"{params['dataset']} dataset does not read its images from files; set prepare.storage to "
                         "png or tar")
+    if own_size and any(sample.objects is not None for sample in samples):
+        raise UserError("prepare.keep_train_size is true, but this dataset has boxes, which are kept for the "
+                        f"{image_size}² images only; set prepare.keep_train_size: false")
     split_sizes(len(samples), fractions)  # fail before decoding anything if the ratios cannot work
-    with atomic_dir(out) as tmp:
-        (tmp / "images").mkdir()
-        staging = tmp / "images" / "staging"  # png: the PNGs; tar: one file of them all, end to end
-        if storage == "png":
-            staging.mkdir()
+    with atomic_dir(out) as tmp, STORAGES[storage](tmp / "images", image_size, own_size, **options) as stored:
         usable, problems = [], []
-        with open(staging, "wb") if storage == "tar" else contextlib.nullcontext() as staged:
-            for sample, written in zip(samples, _written(samples, image_size, staging if storage == "png" else None,
-                                                         storage == "tar", processes)):
-                if isinstance(written, UnusableImageError):
-                    problems.append((sample, written))
-                    continue
-                if staged is not None:  # the image's PNG becomes its (offset, length) in the staging file
-                    written = (*written[:3], (staged.tell(), staged.write(written[3])))
-                usable.append((sample, written))
+        writing = _Writing(image_size, stored.folder, stored.encoded, own_size)
+        for sample, written in zip(samples, _written(samples, writing, processes)):
+            if isinstance(written, UnusableImageError):
+                problems.append((sample, written))
+            else:
+                usable.append((sample, stored.stage(written)))
         if problems and (on_bad_image == "stop" or not usable):
             raise _summarise([err for _, err in problems], len(samples), offer_skip=bool(usable))
         _check_every_class_kept(dataset.classes, usable, problems)
         splits = assign_splits([sample.label for sample, _ in usable], fractions, seed)
-        shards = {split: TarShardWriter(tmp / "images", split, per_shard) for split in SPLITS} if per_shard else {}
-        with open(staging, "rb") if storage == "tar" else contextlib.nullcontext() as staged:
-            rows = [_row(_place(tmp, sample, size, split, storage, image_size, shards, staged), sample, size, split,
-                         dataset) for (sample, size), split in zip(usable, splits)]
-        for writer in shards.values():
-            writer.close()
-        if storage == "png":
-            staging.rmdir()
-        elif storage == "tar":
-            staging.unlink()
-        else:
-            (tmp / "images").rmdir()
+        rows = [_row(stored.place(sample.image_id, sample.file, written, split), sample, written, split, dataset)
+                for (sample, written), split in zip(usable, splits)]
+        stored.finish()
         write_manifest(tmp / "manifest.csv", rows)
         skipped = pd.DataFrame([(err.path, err.reason) for _, err in problems], columns=list(SKIPPED_COLUMNS))
         skipped.to_csv(tmp / "skipped.csv", index=False)
@@ -169,23 +159,33 @@ def prepare(params: Mapping[str, Any], out: Path, processes: int = 1) -> Path:
 #: callables may hold its dataset's tables)
 _FORKED: list[Sample] = []
 
-Written = tuple  # (width, height, manifest cells, PNG bytes or None): what :func:`_write_image` returns
+
+@dataclass(frozen=True)
+class _Writing:
+    """What the image processes do with each image: check it is at least ``image_size`` on its shorter side, resize
+    and centre-crop it to ``image_size``² (``own_size``: keep it as it is), then save it as ``folder/<image_id>.png``
+    (a folder given) or hand back its PNG bytes (``encoded``; neither: nothing is written, an image indexed in
+    place)."""
+
+    image_size: int
+    folder: Path | None
+    encoded: bool
+    own_size: bool = False
 
 
-def _written(samples: list[Sample], image_size: int, folder: Path | None, encoded: bool,
-             processes: int) -> Iterator[Written | UnusableImageError]:
+def _written(samples: list[Sample], writing: _Writing, processes: int) -> Iterator[Written | UnusableImageError]:
     """:func:`_write_image` of each sample, in order, or the :class:`UnusableImageError` that stopped it;
     ``processes`` > 1 share the samples (forked, :data:`_CHUNK` at a time), each image written as one process
     would write it. A worker process that dies (e.g. killed for its memory) stops the stage with one sentence."""
     progress = functools.partial(tqdm, total=len(samples), desc="prepare", unit="img", mininterval=1.0)
     if processes <= 1:
-        yield from progress(_attempt(sample, image_size, folder, encoded) for sample in samples)
+        yield from progress(_attempt(sample, writing) for sample in samples)
         return
     global _FORKED
     _FORKED = samples
     try:
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
-            work = functools.partial(_attempt_forked, image_size=image_size, folder=folder, encoded=encoded)
+            work = functools.partial(_attempt_forked, writing=writing)
             for written in progress(pool.map(work, range(len(samples)), chunksize=_CHUNK)):
                 yield UnusableImageError(*written[1:]) if written[0] == "unusable" else written[1]
     except BrokenProcessPool:
@@ -195,38 +195,40 @@ def _written(samples: list[Sample], image_size: int, folder: Path | None, encode
         _FORKED = []
 
 
-def _attempt(sample: Sample, image_size: int, folder: Path | None, encoded: bool) -> Written | UnusableImageError:
+def _attempt(sample: Sample, writing: _Writing) -> Written | UnusableImageError:
     """:func:`_write_image`, or the :class:`UnusableImageError` it raised."""
     try:
-        return _write_image(sample, image_size, folder, encoded)
+        return _write_image(sample, writing)
     except UnusableImageError as err:
         return err
 
 
-def _attempt_forked(index: int, image_size: int, folder: Path | None, encoded: bool) -> tuple:
+def _attempt_forked(index: int, writing: _Writing) -> tuple:
     """In a worker process: ``("written", result)`` or ``("unusable", path, reason, advice)`` of ``_FORKED[index]``
     (an exception with its own constructor would not survive pickling back)."""
-    written = _attempt(_FORKED[index], image_size, folder, encoded)
+    written = _attempt(_FORKED[index], writing)
     if isinstance(written, UnusableImageError):
         return "unusable", written.path, written.reason, written.advice
     return "written", written
 
 
-def _write_image(sample: Sample, image_size: int, folder: Path | None, encoded: bool) -> Written:
-    """Load, resize and check one sample; save it as ``folder/<image_id>.png`` (a folder given) or return its PNG
-    bytes (``encoded``; else nothing is written: an image indexed in place). Return its original width and height,
-    its cells of the optional manifest columns, when the dataset has them (its objects in the saved image,
+def _write_image(sample: Sample, writing: _Writing) -> Written:
+    """Load and check one sample and write it as ``writing`` says. Return its original width and height, its cells
+    of the optional manifest columns, when the dataset has them (its objects in the ``image_size``² image,
     :func:`~taskcodec.data.manifest.objects_json`, and questions, :func:`~taskcodec.data.manifest.questions_json`),
     and the PNG bytes or None."""
     raw = sample.load()
-    square = resize_center_crop(raw, image_size, path=sample.source)
+    image_size = writing.image_size
+    if writing.own_size:
+        check_shorter_side(raw, image_size, path=sample.source)
+        image = raw
+    else:
+        image = resize_center_crop(raw, image_size, path=sample.source)
     png = None
-    if folder is not None:
-        Image.fromarray(square).save(folder / f"{sample.image_id}.png")
-    elif encoded:
-        buffer = io.BytesIO()
-        Image.fromarray(square).save(buffer, format="PNG")
-        png = buffer.getvalue()
+    if writing.folder is not None:
+        Image.fromarray(image).save(writing.folder / f"{sample.image_id}.png")
+    elif writing.encoded:
+        png = encode_png(image)
     width, height = raw.shape[1], raw.shape[0]
     cells = {}
     if sample.objects is not None:
@@ -238,24 +240,7 @@ def _write_image(sample: Sample, image_size: int, folder: Path | None, encoded: 
     return width, height, cells, png
 
 
-def _place(folder: Path, sample: Sample, written: Written, split: str, storage: str, image_size: int,
-           shards: dict[str, TarShardWriter], staged: BinaryIO | None) -> str:
-    """Move a staged image to where ``storage`` keeps it (its split folder, or from the ``staged`` file, at the
-    (offset, length) ``written`` records, to its split's tar shard); return its manifest ``path`` cell
-    (:class:`~taskcodec.data.stored.StoredImage`)."""
-    if storage == "in_place":
-        return str(StoredImage(sample.file, size=image_size))
-    if storage == "tar":
-        offset, length = written[3]
-        staged.seek(offset)
-        return shards[split].add(f"{sample.image_id}.png", staged.read(length))
-    relative = f"images/{split}/{sample.image_id}.png"
-    (folder / relative).parent.mkdir(exist_ok=True)
-    os.replace(folder / "images" / "staging" / f"{sample.image_id}.png", folder / relative)
-    return relative
-
-
-def _row(cell: str, sample: Sample, size: Written, split: str, dataset: Dataset) -> dict[str, Any]:
+def _row(cell: str, sample: Sample, written: Written, split: str, dataset: Dataset) -> dict[str, Any]:
     """A placed image's manifest row."""
     return {
         "image_id": sample.image_id,
@@ -264,9 +249,9 @@ def _row(cell: str, sample: Sample, size: Written, split: str, dataset: Dataset)
         "class_name": dataset.classes[sample.label] if sample.label != UNLABELED else "",
         "split": split,
         "source": sample.source,
-        "orig_width": size[0],
-        "orig_height": size[1],
-        **size[2],
+        "orig_width": written[0],
+        "orig_height": written[1],
+        **written[2],
     }
 
 

@@ -17,9 +17,10 @@ plotted against the bits of its task layers, ``bpp_task``),
 uncompressed accuracy), ``tradeoff.csv`` (bpp, PSNR, MSE, feature MSE and accuracy
 of the task-fine-tuned and scalable codecs beside the pretrained ones: seed 000, Tables 1–2;
 ``bpp_image`` is the image receiver's rate, which PSNR belongs to),
-``savings.csv`` (the bits a scalable codec's base layer saves at that target against every other
-learned curve, seed 002), ``redundancy.csv/.png`` (the uncertainty coefficients between a scalable
-codec's latents over its training, from ``--scalable-logs``; seed 002, Figure 5),
+``by_group.csv`` (for a task that breaks its metric down, VQA: the accuracy per question type of every codec
+point and of the uncompressed images), ``savings.csv`` (the bits a scalable codec's base layer saves at that
+target against every other learned curve, seed 002), ``redundancy.csv/.png`` (the uncertainty coefficients
+between a scalable codec's latents over its training, from ``--scalable-logs``; seed 002, Figure 5),
 ``qualitative.png`` (seed 000, Figure 4), for detection ``boxes.png`` (the detector on the original, on a
 scalable codec's base layer alone and on its full reconstruction), ``summary.json`` (uncompressed
 accuracy) and a README.
@@ -37,12 +38,12 @@ import pandas as pd
 
 from taskcodec import artifacts
 from taskcodec.data.images import load_rgb8
-from taskcodec.data.stored import read_image
 from taskcodec.data.manifest import split_rows
+from taskcodec.data.stored import read_image
 from taskcodec.errors import UserError
 from taskcodec.evaluation import read_table
 from taskcodec.report.accuracy import (bd_rate_accuracy, bits_for_accuracy, classifier_points, decoded_points,
-                                       rate_accuracy_plot, scalable_savings, set_metrics_of)
+                                       metric_by_group, rate_accuracy_plot, scalable_savings, set_metrics_of)
 from taskcodec.report.boxes import Panel, detection_figure
 from taskcodec.report.grid import reconstruction_grid
 from taskcodec.report.redundancy import redundancy_plot, redundancy_table
@@ -87,6 +88,43 @@ def _eval_folder(folders: list[Path], codec: str, point: float) -> Path:
         if (summary["codec"], float(summary["point"])) == (codec, float(point)):
             return folder
     raise UserError(f"no evaluation folder among {[str(f) for f in folders]} holds {codec} at {point:g}")
+
+
+def _parsed(cell):
+    """A per_image.csv ``label`` or ``pred`` cell as the task made it (JSON for anything but a number)."""
+    return json.loads(cell) if isinstance(cell, str) else cell
+
+
+def group_items(task, per_image: dict[str, pd.DataFrame], model, records: list[dict]) -> pd.DataFrame:
+    """Every item :meth:`Task.breakdown <taskcodec.tasks.registry.Task.breakdown>` scores, one row each
+    (``kind``, ``codec``, ``point``, ``group``, ``score``): of each decoded image, from its per_image.csv row, and of
+    each uncompressed test image (``records``), which the task ``model`` answers here."""
+    rows = []
+    for record in records:
+        image = read_image(record["path"])
+        target = task.target(record, image)
+        prediction = task.predictions(image_outputs(model, task, image, target)[None])[0]
+        rows += [{"kind": "uncompressed", "codec": "uncompressed", "point": np.nan, "group": group, "score": score}
+                 for group, score in task.breakdown(target, prediction)]
+    for kind, frame in per_image.items():
+        if frame.empty:
+            continue
+        for codec, point, label, pred in frame[["codec", "point", "label", "pred"]].itertuples(index=False):
+            rows += [{"kind": kind, "codec": codec, "point": point, "group": group, "score": score}
+                     for group, score in task.breakdown(_parsed(label), _parsed(pred))]
+    return pd.DataFrame(rows, columns=["kind", "codec", "point", "group", "score"])
+
+
+def _groups_markdown(table: pd.DataFrame, metric: str) -> str:
+    """:func:`metric_by_group`'s table with a row per point (in its order) and a column per group (sorted, with
+    its number of items in a point's images)."""
+    rows = ["uncompressed" if kind == "uncompressed" else f"{kind}: {codec} {point:g} ({bpp:.3f} bpp)"
+            for kind, codec, point, bpp in table[["kind", "codec", "point", "bpp"]].itertuples(index=False)]
+    wide = table.assign(point=rows).pivot(index="point", columns="group", values=metric)
+    wide = 100 * wide.reindex(index=list(dict.fromkeys(rows)), columns=sorted(set(table["group"])))
+    items = table.groupby("group")["items"].max()
+    wide.columns = [f"{group} ({items[group]})" for group in wide.columns]
+    return wide.reset_index().to_markdown(index=False, floatfmt=".1f") + "\n"
 
 
 def qualitative_figure(per_image: dict[str, pd.DataFrame], folders: dict[str, list[Path]], model, task,
@@ -162,12 +200,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     shown = records[min(params["grid_image"], len(records) - 1)]
     image_id, original = shown["image_id"], read_image(shown["path"])
     target = task.target(shown, original)
+    by_group = (metric_by_group(group_items(task, per_image, model, records), points, metric) if task.group_name
+                else pd.DataFrame())
 
     with stage_run("report_task", {"dataset": "test"}, params) as tracked, artifacts.atomic_dir(args.out) as tmp:
         points.to_csv(tmp / "rate_accuracy.csv", index=False)
         bd.to_csv(tmp / "bd_rate_accuracy.csv", index=False)
         needed.to_csv(tmp / "bits_for_accuracy.csv", index=False)
         savings.to_csv(tmp / "savings.csv", index=False)
+        if task.group_name:
+            by_group.to_csv(tmp / "by_group.csv", index=False)
         tradeoff.to_csv(tmp / "tradeoff.csv", index=False)
         title = f"test split ({len(records)} images, {image_size}); frozen task model"
         for name in plotted:
@@ -199,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "",
             _markdown(tradeoff), *[f"![{name}](rate_accuracy_{name}.png)" for name in plotted], "",
         ]
+        if task.group_name:
+            lines += [f"## {metric} by {task.group_name} (%)", "", _groups_markdown(by_group, metric)]
         if has_figure:
             lines += ["![qualitative](qualitative.png)", ""]
         if has_boxes:

@@ -8,7 +8,8 @@ Writes, atomically (a killed job leaves no complete-looking folder)::
     <out>/maps/<image_id>.png   8-bit grayscale map, the image's size (255 = most salient)
     <out>/index.csv             image_id, split, label, map path, mean saliency
     <out>/saliency.pt           all maps as a uint8 tensor N×1×H×W in manifest order, with their ids
-                                (what training loads, see taskcodec.saliency.load_maps)
+                                (what training loads, see taskcodec.saliency.load_maps); without a train
+                                split that keeps its images' own sizes (prepare.keep_train_size)
     <out>/grid.png              the first ``grid_images`` test images above their maps
     <out>/saliency.json         the params, counts and seconds per image
 """
@@ -26,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from taskcodec import artifacts
-from taskcodec.data.manifest import manifest_images, read_manifest
+from taskcodec.data.manifest import manifest_images, own_sizes, read_manifest
 from taskcodec.data.stored import read_image
 from taskcodec.errors import UserError
 from taskcodec.report.grid import saliency_grid
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise UserError(f"saliency.grid_images is {shown_count!r}; set it to an integer >= 1")
     manifest = read_manifest(args.manifest)
     images = manifest_images(args.manifest)
+    own_size = own_sizes(args.manifest, "train") is not None
     with stage_run("saliency", {}, params, inputs={"manifest": args.manifest}) as tracked, \
             artifacts.atomic_dir(args.out) as tmp:
         maps, rows, seconds = [], [], 0.0
@@ -67,11 +69,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
             maps.append(stored)
             rows.append({"image_id": record.image_id, "split": record.split, "label": record.label,
                          "map": relative.as_posix(), "mean_saliency": float(saliency.mean())})
-        if len({m.shape for m in maps}) != 1:
+        # a train split that keeps its images' own sizes (prepare.keep_train_size) has maps but no tensor of them
+        stacked = [i for i, split in enumerate(manifest["split"]) if split != "train" or not own_size]
+        if len({maps[i].shape for i in stacked}) != 1:
             raise UserError(f"the images of {args.manifest} differ in size ({sorted({m.shape for m in maps})}); "
                             "saliency maps need one size, so rerun prepare with a fixed image_size")
         pd.DataFrame(rows).to_csv(tmp / "index.csv", index=False)
-        save_maps(tmp / MAPS_FILE, list(manifest["image_id"]), list(manifest["split"]), np.stack(maps), params)
+        save_maps(tmp / MAPS_FILE, [manifest["image_id"].iloc[i] for i in stacked],
+                  [manifest["split"].iloc[i] for i in stacked], np.stack([maps[i] for i in stacked]), params)
         shown = [i for i, split in enumerate(manifest["split"]) if split == "test"][:shown_count]
         saliency_grid([read_image(images[i]) for i in shown], [maps[i] / 255.0 for i in shown],
                       [manifest["image_id"].iloc[i] for i in shown],

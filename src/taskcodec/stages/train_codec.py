@@ -42,7 +42,7 @@ from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import initial_weights, save_codec
 from taskcodec.codecs.registry import build_codec, is_variable_rate, needs_ssl_model, needs_task_model
 from taskcodec.codecs.training import train_codec
-from taskcodec.data.manifest import split_images
+from taskcodec.data.manifest import own_sizes, split_images
 from taskcodec.data.sources import stored_size
 from taskcodec.errors import UserError
 from taskcodec.saliency import saliency_inputs
@@ -117,11 +117,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
     with distributed.session(args.threads, args.device, "train_codec") as device:
         train_records = split_images(args.manifest, "train")
         val_records = split_images(args.manifest, "val")
-        height, width = stored_size(train_records[0][1])
+        height, width = stored_size(val_records[0][1])
+        train_sizes = own_sizes(args.manifest, "train")  # prepare.keep_train_size: each training image's own
+        if train_sizes is not None and params["saliency_floor"] is not None:
+            raise UserError("saliency_floor weights the distortion by maps of the image_size² images, but the "
+                            "training images keep their own sizes (prepare.keep_train_size); set saliency_floor: null")
         maps, saliency_id, inputs = saliency_inputs(args.saliency, params["saliency_floor"],
                                                     [train_records, val_records], (height, width))
         train_images, val_images = image_sources({"train": train_records, "val": val_records}, maps,
-                                                 (height, width), args)
+                                                 (height, width), args, sizes=[train_sizes, None])
 
         task_model, task_info = frozen_task_model(args)
         if task_model is not None:

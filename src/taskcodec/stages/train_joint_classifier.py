@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     classifier, info = load_latent_classifier(args.classifier, device, expect_num_classes=len(names))
     classification = build_task("classification", names)  # the latent classifier's task, whatever the pixel task
     sets = labeled_splits(args.manifest, classification, args.mem_mb, loader_workers(args.threads))
-    share_threads(args, sets["train"].inputs[0])
+    share_threads(args.threads, [sets["train"].inputs[0]])
     test_images, test_labels = sets["test"].inputs[0], sets["test"].labels
 
     wildcards = {"arch": meta["arch"], **meta["hyper"], "lmbda": meta["lmbda"]}

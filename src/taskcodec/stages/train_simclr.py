@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         # in memory, or read from the files (the train split by loader workers; the log says)
         images[split], held = image_rows(split_paths, budget, loader_workers(args.threads) if split == "train" else 0)
         print(f"{split} images: {held}", flush=True)
-    share_threads(args, images["train"])
+    share_threads(args.threads, [images["train"]])
     data_id = artifacts.file_digest(args.manifest)
     if params["weights"] is not None:
         data_id += artifacts.file_digest(params["weights"])

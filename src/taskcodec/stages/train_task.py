@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     names = class_names(args.manifest, params["name"])
     task = build_task(params["name"], names)
     sets = labeled_splits(args.manifest, task, args.mem_mb, loader_workers(args.threads))
-    share_threads(args, sets["train"].inputs[0])
+    share_threads(args.threads, [sets["train"].inputs[0]])
     primary = task.primary_metric
 
     with stage_run("train_task", {"task": task.name, "arch": params["model"].get("arch", task.name)}, params,

@@ -31,6 +31,10 @@ nothing else, so a new task is one module with one class decorated by
 - :meth:`Task.scores` / :meth:`Task.predictions`: per-sample metric values and
   the prediction written to per_image.csv; :meth:`Task.describe` a caption of
   one sample's outputs for figures.
+- :meth:`Task.breakdown`: one sample's scores of the primary metric by group
+  (``group_name``; VQA: each question's accuracy by its question type), which
+  the rate–accuracy report tabulates per group for every codec point; none by
+  default.
 - :meth:`Task.augment`: a training batch's targets moved with its images, which
   the trainings translate and flip (:class:`taskcodec.augment.Draws`; needed by
   targets in image coordinates, such as detection's boxes).
@@ -97,6 +101,8 @@ class Task:
     target_reads_image: ClassVar[bool] = True
     metric_names: ClassVar[tuple[str, ...]] = ()
     primary_metric: ClassVar[str] = ""
+    #: what :meth:`breakdown` groups the primary metric by ("" : the task has no groups)
+    group_name: ClassVar[str] = ""
     model_schema: ClassVar[dict[str, Any]] = {"type": "object"}
     #: the model splits into ``front`` (image → features) and ``back`` (features → outputs), which the scalable
     #: codec's base layer needs (seed 002)
@@ -141,6 +147,11 @@ class Task:
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def breakdown(self, target: Any, prediction: Any) -> list[tuple[str, float]]:
+        """(group, score) of each item of one sample (its :meth:`target` and its entry of :meth:`predictions`)
+        whose primary metric is broken down by ``group_name``; none by default."""
+        return []
 
     def describe(self, outputs: torch.Tensor, target: Any, k: int = 3) -> str:
         """A caption of the model's answer for one sample (its ``outputs`` and :meth:`target`), for figures."""

@@ -27,8 +27,8 @@ from torch import nn
 
 from taskcodec.augment import random_shift_flip, shift_flip_draws
 from taskcodec.data.manifest import split_rows
-from taskcodec.data.stored import read_image
 from taskcodec.data.sources import image_rows, memory_budgets, streamed
+from taskcodec.data.stored import read_image
 from taskcodec.resume import params_fingerprint
 from taskcodec.tasks.evaluation import as_model_input, predict_logits, take
 from taskcodec.tasks.registry import Task

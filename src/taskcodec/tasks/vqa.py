@@ -20,7 +20,9 @@ beside the image: :meth:`VQATask.apply` gives it the batch's questions from the 
   subsets of nine annotators); with fewer than three answers, ``#humans who gave it / #answers``, so a
   question with one answer (the generated ones) scores 1 or 0. ``accuracy`` is over all questions,
   ``accuracy_<type>`` over the questions of VQA's answer types (yes/no, number, other); per image, the
-  mean over its questions (NaN without one of that type).
+  mean over its questions (NaN without one of that type). :meth:`VQATask.breakdown` gives each question's
+  accuracy with its question type (the generated families, or a VQA file's ``question_type``), for the
+  report's accuracy per question type (VQA's ``perQuestionType``).
 - Augmentation: a horizontally flipped image has "left" and "right" swapped in its questions and in its
   answers, so every answer about sides stays true (the trainings mirror half of their images; a question
   about text in the image would not survive that).
@@ -31,7 +33,6 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,12 @@ VQA_MODEL_SCHEMA = {
 }
 
 
+def answer_score(answers: list[str], answer: str) -> float:
+    """The accuracy of ``answer`` to a question with the human ``answers``: ``min(#humans who gave it / 3, 1)``,
+    over ``#answers`` instead of 3 with fewer than three answers."""
+    return min(answers.count(answer) / min(FULL_CREDIT_HUMANS, len(answers)), 1.0)
+
+
 def word_ids(question: str) -> list[int]:
     """The question's words (lower-cased runs of letters and digits) as embedding rows 1..WORD_BUCKETS-1
     (0 is padding)."""
@@ -81,11 +88,13 @@ class VQATask(Task):
     target_reads_image = False
     metric_names = ("accuracy", *(f"accuracy_{kind.replace('/', '_')}" for kind in ANSWER_TYPES))
     primary_metric = "accuracy"
+    group_name = "question type"
     model_schema = VQA_MODEL_SCHEMA
     splits = False  # the answer needs the question beside the image features
 
     def target(self, row, image):
-        """The image's questions, their answers and answer types, as plain lists (per_image.csv's label)."""
+        """The image's questions, their answers, answer types and question types (families), as plain lists
+        (per_image.csv's label)."""
         image_id = row.get("image_id", "")
         if QUESTIONS_COLUMN not in row:
             raise UserError(f"image {image_id} has no questions, but the vqa task needs them; prepare a dataset with "
@@ -95,7 +104,7 @@ class VQATask(Task):
             raise UserError(f"image {image_id} has {len(questions)} questions; the vqa task takes at most "
                             f"{MAX_QUESTIONS} per image: split its questions over copies of the image")
         return {"questions": [q["question"] for q in questions], "answers": [q["answers"] for q in questions],
-                "types": [q["type"] for q in questions]}
+                "types": [q["type"] for q in questions], "families": [q["family"] for q in questions]}
 
     def collate(self, targets):
         """Per image: word rows ``tokens`` (Q×L, 0-padded), ``lengths`` (Q), answer ``scores`` (Q×answers,
@@ -109,10 +118,8 @@ class VQATask(Task):
             scores = torch.zeros(len(words), len(self.class_names))
             for q, (ids, answers) in enumerate(zip(words, target["answers"])):
                 tokens[q, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
-                full = min(FULL_CREDIT_HUMANS, len(answers))
-                for answer, count in Counter(answers).items():
-                    if answer in index:
-                        scores[q, index[answer]] = min(count / full, 1.0)
+                for answer in set(answers) & index.keys():
+                    scores[q, index[answer]] = answer_score(answers, answer)
             collated.append({"tokens": tokens, "lengths": torch.tensor([len(w) for w in words], dtype=torch.int64),
                              "scores": scores,
                              "types": torch.tensor([ANSWER_TYPES.index(t) for t in target["types"]], dtype=torch.int64)})
@@ -201,6 +208,11 @@ class VQATask(Task):
         credit, types, _ = self._credit(outputs, targets)
         return {name: chosen.mean().item() if len(chosen) else math.nan
                 for name, chosen in self._by_type(credit, types).items()}
+
+    def breakdown(self, target, prediction):
+        """Each question of the image with a question type: (its type, the accuracy of its predicted answer)."""
+        return [(family, answer_score(answers, answer))
+                for family, answers, answer in zip(target["families"], target["answers"], prediction) if family]
 
     def predictions(self, outputs):
         """Each image's answers, one per question, for per_image.csv."""
