@@ -221,14 +221,14 @@ def render_vqa() -> str:
     lines += [f"| {row['kind']} | {row['codec']} | {_bpp(row['bpp'])} | {_bpp(row.get('share_of_avif'), 'n/a')} |"
               for row in sorted(needed, key=lambda row: (row["bpp"] is None or math.isnan(row["bpp"]),
                                                          row["bpp"] or 0))]
-    if "by_group" not in machine:  # a summary collected before the report broke accuracy down by question type
+    if not machine.get("by_group"):  # collected before the report broke accuracy down, or questions without types
         return "\n".join(lines) + "\n"
     groups = sorted({row["group"] for row in machine["by_group"]})
     items = {row["group"]: row["items"] for row in machine["by_group"] if row["kind"] == "uncompressed"}
     table: dict[str, dict[str, float]] = {}
     for row in machine["by_group"]:
         name = ("uncompressed" if row["kind"] == "uncompressed"
-                else f"{row['kind']}: {row['codec']} {row['point']:g} ({row['bpp']:.3f} bpp)")
+                else f"{row['kind']}: {row['codec']} {row['point']:g} ({_bpp(row['bpp'], 'n/a')} bpp)")
         table.setdefault(name, {})[row["group"]] = row[metric]
     lines += ["", f"{metric} per question type (questions of the test split in brackets):", "",
               "| point | " + " | ".join(f"{group} ({items.get(group, 0)})" for group in groups) + " |",

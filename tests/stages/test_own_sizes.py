@@ -60,6 +60,11 @@ def test_the_train_split_keeps_its_images_and_the_others_are_prepared_as_without
     if storage == "png":
         assert all((own / path).read_bytes() == (fixed / path).read_bytes()
                    for path in rows.loc[rows["split"] != "train", "path"])
+    if storage != "in_place":  # one form of each image kept, the staging gone
+        files = sorted(path.relative_to(own / "images").as_posix() for path in (own / "images").rglob("*")
+                       if path.is_file())
+        shards = ["test-000000.tar", "train-000000.tar", "train-000001.tar", "val-000000.tar"]  # 4 train images
+        assert (len(files) == len(rows) if storage == "png" else files == shards) and "staging" not in str(files)
     assert own_sizes(fixed / "manifest.csv", "train") is None
 
 
@@ -80,7 +85,7 @@ def test_windows_are_drawn_within_each_image_held_or_read_by_a_loader_worker(tmp
     held, log = choose_source(paths, 0, 0, None, 1, sizes=sizes)
     streamed, streamed_log = choose_source(paths, 0, 0, 1, 1, sizes=sizes)
     assert isinstance(held, OwnSizes) and held.workers == 0 and "of their own sizes held decoded" in log
-    assert streamed.held is None and "read from their files by 1 loader worker" in streamed_log
+    assert streamed.decoded is None and "read from their files by 1 loader worker" in streamed_log
     windows = {}
     for name, source in (("held", held), ("streamed", streamed)):
         sampler = WindowSampler(source.count, 16, source.height, source.width, 24, 1,

@@ -51,6 +51,9 @@ def test_breakdown_scores_each_question_with_a_type_by_its_predicted_answer(task
     # "no": one human of four (of 3 for full credit); "square": one of two answers; no type: not broken down
     assert task.breakdown(target, ["no", "square", "circle"]) == [("test", pytest.approx(1 / 3)), ("shape", 0.5)]
     assert build_task("classification", ANSWERS).breakdown(0, 0) == []
+    old_label = {key: value for key, value in target.items() if key != "families"}  # a per_image.csv before types
+    with pytest.raises(UserError, match="per_image.csv predates the question types of its questions; rerun"):
+        task.breakdown(old_label, ["no", "square", "circle"])
 
 
 def test_outputs_have_one_row_per_question_and_nan_after_them(task):

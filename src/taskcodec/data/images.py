@@ -166,7 +166,7 @@ def resize_center_crop(
         resized = Image.fromarray(img).resize(
             (new_width, new_height), Image.Resampling.LANCZOS, reducing_gap=3.0
         )
-        img = np.asarray(resized)
+        img = np.array(resized)  # writable, as every decoded image is
     return np.ascontiguousarray(img[top : top + size, left : left + size])
 
 

@@ -170,14 +170,14 @@ class OwnSizes(ImageSource, Dataset):
         self.sizes = [tuple(size) for size in sizes]
         padded = torch.tensor(self.sizes, dtype=torch.int64).view(-1, 2) + 2 * padding
         self.height, self.width = padded[:, 0], padded[:, 1]
-        self.held = [self._decoded(i) for i in range(self.count)] if held else None
+        self.decoded = [self._decoded(i) for i in range(self.count)] if held else None
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Image ``index``, C×H×W, padded."""
-        return self.held[index] if self.held is not None else self._decoded(index)
+        return self.decoded[index] if self.decoded is not None else self._decoded(index)
 
     def _decoded(self, index: int) -> torch.Tensor:
         image = torch.from_numpy(np.ascontiguousarray(read_image(self.paths[index]).transpose(2, 0, 1)))
@@ -337,10 +337,10 @@ def choose_source(paths: Sequence[StoredImage], height: int, width: int, budget_
         source = InMemory(with_maps(images_to_tensor(list(paths)), maps), padding)
     else:
         source = ImageFiles(paths, height, width, maps, padding, workers)
-    own = " of their own sizes" if sizes is not None else ""
+    kind = " of their own sizes" if sizes is not None else ""
     if held:
-        return source, f"{len(paths)} images{own} held decoded in memory ({size / 2**20:.0f} MB)"
+        return source, f"{len(paths)} images{kind} held decoded in memory ({size / 2**20:.0f} MB)"
     return (source,
-            f"{len(paths)} images{own} read from their files by "
+            f"{len(paths)} images{kind} read from their files by "
             f"{f'{workers} loader worker' + ('s' if workers > 1 else '') if workers else 'the training process'} "
             f"({size / 2**20:.0f} MB decoded > the budget of {budget_bytes / 2**20:.0f} MB)")

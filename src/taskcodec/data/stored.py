@@ -3,14 +3,15 @@
 ``prepare.storage`` chooses (:data:`STORAGES`); a manifest's ``path`` cell says which for each image:
 
 - ``png`` (the default): one PNG at ``image_size``² per image below the manifest's folder,
-  ``images/train/000123.png``;
+  ``images/train/000123.png`` (with ``prepare.keep_train_size``, a training image at its own size);
 - ``tar``: the same PNGs packed ``prepare.images_per_shard`` at a time into uncompressed tar shards per split
   (:class:`TarShardWriter`, the WebDataset layout: member ``<image_id>.png``). The cell names the member's bytes,
   ``images/train-000000.tar[512:126397]``, so reading one image is one seek and one read; a split read in order
   reads its shards in order. A million images are a thousand files for DVC and a network filesystem;
 - ``in_place``: an image folder indexed where it is, nothing copied. The cell is the source file's absolute path
   with the prepared size, ``/data/photos/0001.jpg[256x256]``: the image is resized and centre-cropped to it each
-  time it is read, exactly as ``prepare`` would have written it (:func:`~taskcodec.data.images.resize_center_crop`).
+  time it is read, exactly as ``prepare`` would have written it (:func:`~taskcodec.data.images.resize_center_crop`);
+  a training image that keeps its own size (``prepare.keep_train_size``) is named without one and read as it is.
 
 ``prepare`` writes through the storage's :class:`Storage` (:data:`STORAGES`): the image processes stage each
 image (saved as a PNG, handed back as PNG bytes, or nothing) before the splits are drawn, then the storage
@@ -33,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from taskcodec.data.images import UnusableImageError, decode_rgb8, encode_png, load_rgb8, resize_center_crop
+from taskcodec.data.images import UnusableImageError, decode_rgb8, load_rgb8, resize_center_crop
 from taskcodec.errors import UserError, shown_path
 
 _ADDRESS = re.compile(r"(?P<file>.+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\]|\[(?P<size>\d+)x(?P=size)\])?", re.S)
@@ -120,8 +121,15 @@ class TarShardWriter:
 
 
 #: what prepare's image processes return for an image: (original width, height, its cells of the optional manifest
-#: columns, its PNG bytes or None); :meth:`Storage.stage` may replace the bytes by where it keeps them
+#: columns, the PNG bytes of each of its forms or None); :meth:`Storage.stage` may replace them by where it keeps
+#: them
 Written = tuple[int, int, dict[str, Any], Any]
+
+
+def staged_name(image_id: str, form: int, own_size: bool) -> str:
+    """The file a staged form of an image is saved as (:meth:`Storage.form`): ``<image_id>.png``, and with
+    ``own_size`` its square ``<image_id>.square.png``."""
+    return f"{image_id}.square.png" if own_size and form == 1 else f"{image_id}.png"
 
 
 class Storage:
@@ -129,9 +137,9 @@ class Storage:
     each one as a PNG in ``folder`` (None: nowhere) or, ``encoded``, hand back its PNG bytes; :meth:`stage` keeps
     an image until the splits are drawn, :meth:`place` puts it in its split and names its manifest cell, and
     :meth:`finish` leaves ``images`` as the stage's output. The images are staged at ``image_size``², or with
-    ``own_size`` (``prepare.keep_train_size``) at their own size, which only the train split keeps: the others are
-    resized and centre-cropped when placed. ``keys``: the further ``prepare`` keys it takes (its constructor's
-    keyword arguments)."""
+    ``own_size`` (``prepare.keep_train_size``) in two forms, as they are and square: the train split keeps the first,
+    the others the second (:meth:`form`). ``keys``: the further ``prepare`` keys it takes (its constructor's keyword
+    arguments)."""
 
     encoded: ClassVar[bool] = False
     keys: ClassVar[tuple[str, ...]] = ()
@@ -148,14 +156,10 @@ class Storage:
     def __exit__(self, *failed) -> None:
         """Release what :meth:`finish` would, without tidying (a failed stage's folder is discarded whole)."""
 
-    def squared(self, split: str) -> bool:
-        """Whether a staged image of ``split`` is still to be made ``image_size``² when placed."""
-        return self.own_size and split != "train"
-
-    def square(self, png: bytes, name: str) -> bytes:
-        """A staged image's PNG bytes resized and centre-cropped to ``image_size``², as the processes would have
-        written it."""
-        return encode_png(resize_center_crop(decode_rgb8(png, name), self.image_size))
+    def form(self, split: str) -> int:
+        """Which staged form of an image ``split`` keeps: 0, the image as staged (the square, or with ``own_size``
+        a training image as it is), or 1, its square (with ``own_size``, the other splits)."""
+        return int(self.own_size and split != "train")
 
     def stage(self, written: Written) -> Written:
         return written
@@ -179,12 +183,10 @@ class PngFiles(Storage):
     def place(self, image_id, file, written, split):
         relative = Path(self.images.name, split, f"{image_id}.png")
         (self.images / split).mkdir(exist_ok=True)
-        staged = self.folder / f"{image_id}.png"
-        if self.squared(split):
-            (self.images.parent / relative).write_bytes(self.square(staged.read_bytes(), str(staged)))
-            staged.unlink()
-        else:
-            os.replace(staged, self.images.parent / relative)
+        staged = [self.folder / staged_name(image_id, form, self.own_size) for form in range(1 + self.own_size)]
+        os.replace(staged.pop(self.form(split)), self.images.parent / relative)
+        for other in staged:
+            other.unlink()
         return relative.as_posix()
 
     def finish(self):
@@ -193,7 +195,8 @@ class PngFiles(Storage):
 
 class TarShards(Storage):
     """``tar``: the PNG bytes the processes hand back wait end to end in one file (``images/staging``), each staged
-    image holding its (offset, length) there, then go to its split's :class:`TarShardWriter`."""
+    image holding the (offset, length) of each form there, then its split's form goes to the split's
+    :class:`TarShardWriter`."""
 
     encoded, keys = True, ("images_per_shard",)
 
@@ -209,15 +212,14 @@ class TarShards(Storage):
             writer.close()
 
     def stage(self, written):
-        return (*written[:3], (self.staged.tell(), self.staged.write(written[3])))
+        return (*written[:3], [(self.staged.tell(), self.staged.write(png)) for png in written[3]])
 
     def place(self, image_id, file, written, split):
-        offset, length = written[3]
+        offset, length = written[3][self.form(split)]
         self.staged.seek(offset)
-        png = self.staged.read(length)
         if split not in self.shards:
             self.shards[split] = TarShardWriter(self.images, split, self.per_shard)
-        return self.shards[split].add(f"{image_id}.png", self.square(png, image_id) if self.squared(split) else png)
+        return self.shards[split].add(f"{image_id}.png", self.staged.read(length))
 
     def finish(self):
         self.__exit__()
@@ -231,7 +233,7 @@ class InPlace(Storage):
     needs_files = True
 
     def place(self, image_id, file, written, split):
-        return str(StoredImage(file, size=0 if self.own_size and not self.squared(split) else self.image_size))
+        return str(StoredImage(file, size=self.image_size if self.form(split) or not self.own_size else 0))
 
     def finish(self):
         self.images.rmdir()

@@ -97,11 +97,11 @@ def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size
     threads = max(1, args.threads // processes)
     budgets = memory_budgets(args.mem_mb, [len(records) for records in splits.values()], processes)
     sources = []
-    for (split, records), split_maps, budget, padding, own in zip(splits.items(), maps, budgets,
-                                                                  paddings or [0] * len(splits),
-                                                                  sizes or [None] * len(splits)):
+    for (split, records), split_maps, budget, padding, split_sizes in zip(splits.items(), maps, budgets,
+                                                                          paddings or [0] * len(splits),
+                                                                          sizes or [None] * len(splits)):
         source, held = choose_source([path for _, path, _ in records], *size, budget, loader_workers(threads),
-                                     split_maps, padding, own)
+                                     split_maps, padding, split_sizes)
         distributed.write(f"{split} images: {held}")
         sources.append(source)
     share_threads(threads, sources)

@@ -54,13 +54,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from taskcodec.artifacts import atomic_dir
-from taskcodec.data.images import (UnusableImageError, check_shorter_side, encode_png, resize_center_crop,
-                                   resize_center_crop_boxes)
+from taskcodec.data.images import UnusableImageError, encode_png, resize_center_crop, resize_center_crop_boxes
 from taskcodec.data.manifest import (ANSWERS_FILE, OBJECTS_COLUMN, QUESTIONS_COLUMN, SPLITS, answer_vocabulary,
                                      assign_splits, check_split_fractions, objects_json, parse_objects,
                                      parse_questions, questions_json, split_sizes, write_manifest)
 from taskcodec.data.registry import UNLABELED, Dataset, Sample, build_dataset, require_int, require_param
-from taskcodec.data.stored import STORAGES, Written
+from taskcodec.data.stored import STORAGES, Written, staged_name
 from taskcodec.errors import UserError
 from taskcodec.tracking import stage_run
 from taskcodec.stages.cli import params_argument, run, threads_argument
@@ -115,9 +114,9 @@ def prepare(params: Mapping[str, Any], out: Path, processes: int = 1) -> Path:
     dataset = build_dataset(params)
     samples = list(dataset.samples())
     if STORAGES[storage].needs_files and any(sample.file is None for sample in samples):
-        raise UserError(f"prepare.storage is {storage}, which indexes image files where they are, but the "
-                        f"{params['dataset']} dataset does not read its images from files; set prepare.storage to "
-                        "png or tar")
+        raise UserError(f"prepare.storage is {storage}, which keeps the image files' paths rather than the images, "
+                        f"but the {params['dataset']} dataset does not read its images from files; set "
+                        "prepare.storage to png or tar")
     if own_size and any(sample.objects is not None for sample in samples):
         raise UserError("prepare.keep_train_size is true, but this dataset has boxes, which are kept for the "
                         f"{image_size}² images only; set prepare.keep_train_size: false")
@@ -163,9 +162,9 @@ _FORKED: list[Sample] = []
 @dataclass(frozen=True)
 class _Writing:
     """What the image processes do with each image: check it is at least ``image_size`` on its shorter side, resize
-    and centre-crop it to ``image_size``² (``own_size``: keep it as it is), then save it as ``folder/<image_id>.png``
-    (a folder given) or hand back its PNG bytes (``encoded``; neither: nothing is written, an image indexed in
-    place)."""
+    and centre-crop it to ``image_size``², then save it in ``folder`` (a folder given) or hand back its PNG bytes
+    (``encoded``; neither: nothing is written, an image indexed in place); with ``own_size`` both the image as it is
+    and the square (the splits are not drawn yet: :meth:`~taskcodec.data.stored.Storage.place` keeps one)."""
 
     image_size: int
     folder: Path | None
@@ -216,19 +215,17 @@ def _write_image(sample: Sample, writing: _Writing) -> Written:
     """Load and check one sample and write it as ``writing`` says. Return its original width and height, its cells
     of the optional manifest columns, when the dataset has them (its objects in the ``image_size``² image,
     :func:`~taskcodec.data.manifest.objects_json`, and questions, :func:`~taskcodec.data.manifest.questions_json`),
-    and the PNG bytes or None."""
+    and the PNG bytes of each form or None."""
     raw = sample.load()
     image_size = writing.image_size
-    if writing.own_size:
-        check_shorter_side(raw, image_size, path=sample.source)
-        image = raw
-    else:
-        image = resize_center_crop(raw, image_size, path=sample.source)
+    square = resize_center_crop(raw, image_size, path=sample.source)
+    forms = [raw, square] if writing.own_size else [square]  # the forms its split may keep (Storage.form)
     png = None
     if writing.folder is not None:
-        Image.fromarray(image).save(writing.folder / f"{sample.image_id}.png")
+        for form, image in enumerate(forms):
+            Image.fromarray(image).save(writing.folder / staged_name(sample.image_id, form, writing.own_size))
     elif writing.encoded:
-        png = encode_png(image)
+        png = [encode_png(image) for image in forms]
     width, height = raw.shape[1], raw.shape[0]
     cells = {}
     if sample.objects is not None:

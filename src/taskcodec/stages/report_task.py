@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "",
             _markdown(tradeoff), *[f"![{name}](rate_accuracy_{name}.png)" for name in plotted], "",
         ]
-        if task.group_name:
+        if not by_group.empty:
             lines += [f"## {metric} by {task.group_name} (%)", "", _groups_markdown(by_group, metric)]
         if has_figure:
             lines += ["![qualitative](qualitative.png)", ""]

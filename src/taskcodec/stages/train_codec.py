@@ -145,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 model.set_lambdas(args.lmbdas)
             trained = train_codec(model, lmbda, params, train_images, val_images, device,
                                   args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
-                                  data_id=artifacts.file_digest(args.manifest) + saliency_id + task_info["digest"],
+                                  data_id=artifacts.file_digest(args.manifest) + saliency_id + task_info["digest"]
+                                  + ("own-sizes" if train_sizes is not None else ""),
                                   task_lmbda=args.task_lmbda if task_model is not None else None,
                                   perceptual_weight=args.perceptual_weight)
             if tracked is None:  # another process of a multi-process training: the main one writes

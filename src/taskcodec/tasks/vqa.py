@@ -93,8 +93,9 @@ class VQATask(Task):
     splits = False  # the answer needs the question beside the image features
 
     def target(self, row, image):
-        """The image's questions, their answers, answer types and question types (families), as plain lists
-        (per_image.csv's label)."""
+        """The image's questions, their answers, answer ``types`` (VQA's yes/no, number, other: the
+        ``accuracy_<type>`` metrics) and question types (``families``: what :meth:`breakdown` groups by), as plain
+        lists (per_image.csv's label)."""
         image_id = row.get("image_id", "")
         if QUESTIONS_COLUMN not in row:
             raise UserError(f"image {image_id} has no questions, but the vqa task needs them; prepare a dataset with "
@@ -211,6 +212,9 @@ class VQATask(Task):
 
     def breakdown(self, target, prediction):
         """Each question of the image with a question type: (its type, the accuracy of its predicted answer)."""
+        if "families" not in target:  # a label of per_image.csv written before targets carried question types
+            raise UserError("an evaluation's per_image.csv predates the question types of its questions; rerun the "
+                            "evaluations (snakemake --forcerun evaluate_codec evaluate_finetuned evaluate_classical)")
         return [(family, answer_score(answers, answer))
                 for family, answers, answer in zip(target["families"], target["answers"], prediction) if family]
 
