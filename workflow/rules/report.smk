@@ -24,9 +24,9 @@ rule report:
         source=dataset_args,
     log:
         results("logs", "report", "{dataset}.log"),
-    # twice in CI (of about ten runs, not reproduced in 56 local ones) this process died of a segmentation fault in
-    # pandas' CSV reader on its first per_image.csv (faulthandler's stack in the log); its output is atomic, so one
-    # more attempt is safe and Snakemake says it made one
+    # in CI this process has died of a segmentation fault in pandas' CSV reader on its first per_image.csv (not
+    # reproduced locally; evaluate_codec once crashed the same way, so the cause is not this stage's); its output is
+    # atomic, so one more attempt is safe and Snakemake says it made one
     retries: 1
     conda:
         CONDA_ENV

@@ -133,18 +133,6 @@ def crop_geometry(width: int, height: int, size: int) -> tuple[int, int, int, in
     return new_width, new_height, (new_width - size) // 2, (new_height - size) // 2
 
 
-def check_shorter_side(img: np.ndarray, size: int, path: str | os.PathLike | None = None) -> None:
-    """An :class:`UnusableImageError` naming ``path`` when the image is smaller than ``prepare.image_size`` on its
-    shorter side."""
-    height, width = img.shape[:2]
-    if min(height, width) < size:
-        raise UnusableImageError(
-            path if path is not None else "(array)",
-            f"is {width}x{height} pixels, smaller than prepare.image_size={size} on its shorter side",
-            "set a smaller prepare.image_size or remove the file",
-        )
-
-
 def encode_png(img: np.ndarray) -> bytes:
     """An ``HxWx3`` ``uint8`` array as the bytes of a PNG file (Pillow's defaults, as ``prepare`` writes them)."""
     buffer = io.BytesIO()
@@ -157,10 +145,15 @@ def resize_center_crop(
 ) -> np.ndarray:
     """Resize so the shorter side is ``size`` (never upscaling), then crop the centre square.
 
-    ``path`` only names the image in the error raised when it is too small (:func:`check_shorter_side`).
+    ``path`` only names the image in the error raised when it is too small.
     """
-    check_shorter_side(img, size, path)
     height, width = img.shape[:2]
+    if min(height, width) < size:
+        raise UnusableImageError(
+            path if path is not None else "(array)",
+            f"is {width}x{height} pixels, smaller than prepare.image_size={size} on its shorter side",
+            "set a smaller prepare.image_size or remove the file",
+        )
     new_width, new_height, left, top = crop_geometry(width, height, size)
     if (new_width, new_height) != (width, height):
         resized = Image.fromarray(img).resize(
