@@ -55,9 +55,10 @@ def variable_rate(results: Path, points: pd.DataFrame, single_rate: Path | None,
     if curves.empty:
         return None
     anchors = [points[points["kind"] == "pretrained"].assign(codec=lambda f: f["codec"] + " (this run)")]
+    committed = None
     if single_rate is not None:
         committed = pd.DataFrame(json.loads(single_rate.read_text())["learned"])
-        anchors.append(committed.assign(codec=committed["codec"] + f" ({single_rate.stem}.json)"))
+        anchors.append(committed.assign(codec=committed["codec"] + f" ({single_rate.name})"))
     versus = pd.concat([curves, *[anchor.assign(kind="classical") for anchor in anchors]], ignore_index=True)
     costs = []
     for path in sorted((results / "variable_rate").glob("*/*/metrics.json")):
@@ -68,6 +69,8 @@ def variable_rate(results: Path, points: pd.DataFrame, single_rate: Path | None,
     columns = ["codec", "point", "images", "image_size", "bpp", "bpp_estimated", "psnr", "ms_ssim", "niqe"]
     return {"points": _rounded(curves.reindex(columns=columns)), "training": costs,
             "single_rate_train_seconds": round(float(single["train_seconds"].sum()), 1),
+            "committed_single_rate": None if committed is None else {
+                "summary": single_rate.name, "train_seconds": round(float(committed["train_seconds"].sum()), 1)},
             "bd_rate_vs_single_rate": _rounded(bd_rate_table(versus, method).fillna({"note": ""}))}
 
 
