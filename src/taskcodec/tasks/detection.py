@@ -191,9 +191,11 @@ class DetectionTask(Task):
         return {name: _finite(result[name]) for name in self.metric_names}
 
     def predictions(self, outputs):
-        """Each image's detections as lists (boxes rounded to 1/100 pixel), for per_image.csv."""
-        return [{"boxes": [[round(v, 2) for v in box] for box in d["boxes"].tolist()],
-                 "scores": [round(v, 4) for v in d["scores"].tolist()], "labels": d["labels"].tolist()}
+        """Each image's detections as lists, for per_image.csv: boxes and scores with the 9 significant digits that
+        give back their float32 values, so that the boxes' mAP computed again from the file is the summary's (rounder
+        scores tie, and ties reorder a ranking)."""
+        return [{"boxes": [[float(f"{v:.9g}") for v in box] for box in d["boxes"].tolist()],
+                 "scores": [float(f"{v:.9g}") for v in d["scores"].tolist()], "labels": d["labels"].tolist()}
                 for d in self.detections(outputs)]
 
     def describe(self, outputs, target, k=3):
