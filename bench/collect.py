@@ -7,14 +7,19 @@ Reads ``<results>/report/<dataset>/rd_points.csv`` and ``bd_rate.csv`` (the repo
 and writes: every measured point (bpp from bytes, estimated bpp, PSNR, MS-SSIM, image size), the BD-rates
 with the width of the overlap each averages over, each learned curve's PSNR span, and (with
 ``--references``, CompressAI's published result files) the published curves' BD-rates against the
-classical codecs measured in this run, as a yardstick. For the test split of a run with the machine branch it
-also keeps the rate–accuracy points of the learned codecs (``report/machine/test/tradeoff.csv``: the bits the
-task receives and its primary metric beside the image's bits and PSNR), the uncompressed task model's test
-value, the bits each curve needs to come within 2 points of it, the scalable codecs' savings at that target and
-their redundancy over training (the report's ``bits_for_accuracy``, ``savings`` and ``redundancy`` tables, when
-present), and a VQA study's question-only baseline (``<results>/blind/metrics.json``). For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost, and
-their BD-rates against the single-rate curves of the same run and, with ``--single-rate`` (a committed summary of
-single-rate codecs on the same dataset, e.g. kodak.json), against those. bench/summary.py turns these files into the numbers of README.md and bench/README.md.
+classical codecs measured in this run, as a yardstick.
+
+For the test split of a run with the machine branch it also keeps the rate–accuracy points of the learned
+codecs (``report/machine/test/tradeoff.csv``: the bits the task receives and its primary metric beside the
+image's bits and PSNR), the uncompressed task model's test value, every curve's bits and task value
+(``rate_accuracy``: classical codecs and compressed-domain classifiers too), the bits each curve needs to come
+within 2 points of it, the scalable codecs' savings at that target and their redundancy over training (the
+report's ``bits_for_accuracy``, ``savings`` and ``redundancy`` tables), a VQA study's question-only baseline
+(``<results>/blind/metrics.json``) and the compressed-domain speed comparison (``<results>/speed.csv``), each
+when present. For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost,
+and their BD-rates against the single-rate curves of the same run and, with ``--single-rate`` (a committed
+summary of single-rate codecs on the same dataset, e.g. kodak.json), against those. bench/summary.py turns these
+files into the numbers of README.md and bench/README.md.
 """
 
 from __future__ import annotations
@@ -91,9 +96,13 @@ def machine(results: Path) -> dict | None:
               if (report / f"{name}.csv").is_file()}
     blind = results / "blind" / "metrics.json"  # a VQA study's question-only baseline (bench/vqa/run.sh)
     baselines = {"blind": _test_values(json.loads(blind.read_text()))} if blind.is_file() else {}
+    speed = results / "speed.csv"  # the compressed-domain speed comparison (bench/machine/speed.py)
+    extras = {"speed": _rounded(pd.read_csv(speed))} if speed.is_file() else {}
+    curves = pd.read_csv(report / "rate_accuracy.csv")[["kind", "codec", "point", "bpp", metric]]
     return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),
             "uncompressed_metrics": _test_values(task), "images": int(measured["images"]),
-            "image_size": measured["image_size"], "points": _rounded(points), **tables, **baselines}
+            "image_size": measured["image_size"], "points": _rounded(points), "curves": _rounded(curves),
+            **tables, **baselines, **extras}
 
 
 def _test_values(metrics: dict) -> dict:

@@ -6,7 +6,9 @@ study's training split and is scored on its validation split (never Kodak, never
 Studies: ``kodak`` trains one codec per variant at λ 0.0067 for ``--budget`` CPU seconds on the photos
 (``bench/kodak/params.yaml``); ``demo`` trains the default demo's three λ for its step count
 (``params.yaml``). Every variant is the study's ``codec.train`` with a few keys changed (``STUDIES``); it
-runs the train_codec stage as a user would (one thread; a budget counts process CPU seconds). Scored on
+runs the train_codec stage as a user would (one thread; a budget counts process CPU seconds; a variant's own
+``time_budget_s`` wins). A variant with ``init: neighbour`` starts from the codec of a larger λ
+(``NEIGHBOURS``), trained first with the same recipe and budget, as the workflow's chained sweep does. Scored on
 the validation images: the rate–distortion loss R + λ·255²·MSE it was trained for (lower is better; bpp
 estimated from the likelihoods), PSNR and bpp, and throughput (training images/s). The table goes to
 ``bench/results-summary/<study>-levers.csv``; bench/summary.py puts it in bench/README.md.
@@ -46,7 +48,15 @@ KODAK: dict[str, tuple[dict, dict]] = {
     "+ weight average 0.99": ({"N": 64, "M": 96}, {**OLD, "patch_size": 128, "quantization": "ste",
                                                    "ema_decay": 0.99}),
     "+ N48-M64 (no average)": ({"N": 48, "M": 64}, {**OLD, "patch_size": 128, "quantization": "ste"}),
+    # the kept recipe (bench/kodak/params.yaml) with twice the budget, and started from a larger λ's codec
+    "N48-M64, 600 CPU-s": ({"N": 48, "M": 64}, {**OLD, "patch_size": 128, "quantization": "ste",
+                                               "time_budget_s": 600}),
+    "N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": ({"N": 48, "M": 64}, {**OLD, "patch_size": 128,
+                                                                               "quantization": "ste",
+                                                                               "init": "neighbour"}),
 }
+#: variant → the larger λ whose codec it starts from (``init: neighbour``): trained first, same recipe and budget
+NEIGHBOURS = {"N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": 0.013}
 
 
 DEMO_OLD = {"steps": 1200, "lr": 2e-3, "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.75, 0.9], "lr_gamma": 0.3,
@@ -84,31 +94,39 @@ def prepare(params: dict, out: Path) -> Path:
 
 def train_params(base: dict, changes: dict, budget: float | None) -> dict:
     params = {**base, **changes, "val_every": 1_000_000, "checkpoint_every": 500}
-    if budget is not None:
-        params.update(time_budget_s=budget, steps=1_000_000)
+    if budget is not None:  # a variant's own time_budget_s (a longer run) wins over the study's
+        params.update(time_budget_s=changes.get("time_budget_s", budget), steps=1_000_000)
     return params
 
 
-def train(folder: Path, hyper: dict, params: dict, lmbda: float, manifest: Path, out: Path) -> None:
-    """One codec trained by the train_codec stage into ``folder`` (skipped when it is already there)."""
+def train(folder: Path, hyper: dict, params: dict, lmbda: float, manifest: Path, out: Path,
+          larger: float | None = None) -> None:
+    """One codec trained by the train_codec stage into ``folder`` (skipped when it is already there); with a
+    ``larger`` λ (``init: neighbour``), after the codec of that λ (``neighbour-lmbda<λ>`` beside it, the same
+    recipe from scratch), which it starts from, as the workflow chains a sweep."""
     model = folder / "model.pt"
     if model.is_file():
         return
+    start = []
+    if larger is not None:
+        neighbour = folder.parent / f"neighbour-lmbda{larger}"
+        train(neighbour, hyper, {**params, "init": None}, larger, manifest, out)
+        start = ["--init-from", str(neighbour / "model.pt")]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.log", "w") as log:
         subprocess.run([sys.executable, "-m", "taskcodec.stages.train_codec", "--params", json.dumps(params),
                         "--threads", "1", "--device", "cpu", "--arch", "bmshj2018-hyperprior",
                         "--hyper", json.dumps(hyper), "--lmbda", str(lmbda), "--manifest", str(manifest),
-                        "--out", str(model)], check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                        *start, "--out", str(model)], check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db"})
 
 
-def row(name: str, hyper: dict, params: dict, budget: float | None, folder: Path) -> dict:
+def row(name: str, hyper: dict, params: dict, folder: Path) -> dict:
     """A trained variant's table row, from its metrics.json."""
     metrics = json.loads((folder / "metrics.json").read_text())
     val = metrics["val"]
     return {"variant": name, "N": hyper["N"], "M": hyper["M"], "patch": params["patch_size"],
-            "batch": params["batch_size"], "lmbda": metrics["lmbda"], "budget_cpu_s": budget,
+            "batch": params["batch_size"], "lmbda": metrics["lmbda"], "budget_cpu_s": params["time_budget_s"],
             "steps": metrics["steps"], "train_cpu_s": round(metrics["train_seconds"], 1),
             "images_per_s": round(metrics["steps"] * params["batch_size"] / metrics["train_seconds"], 2),
             "val_loss": round(val["loss"], 4), "val_bpp": round(val["bpp"], 4), "val_psnr": round(val["psnr"], 2)}
@@ -130,14 +148,19 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [(name, lmbda) for name in (list(variants) if args.only is None else args.only) for lmbda in lmbdas]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda job: train(out / slug(job[0]) / f"lmbda{job[1]}", variants[job[0]][0],
-                                        train_params(base, variants[job[0]][1], budget), job[1], manifest, out), jobs))
-    # the study's table: every variant and λ trained so far (a variant may have been tried at more λ than others)
-    table = pd.DataFrame([row(name, hyper, train_params(base, changes, budget), budget, folder)
-                          for name, (hyper, changes) in variants.items()
-                          for folder in sorted((out / slug(name)).glob("lmbda*/"), key=lambda f: float(f.name[5:]))
-                          if (folder / "metrics.json").is_file()])
-    print(table.to_string(index=False))
+                                        train_params(base, variants[job[0]][1], budget), job[1], manifest, out,
+                                        NEIGHBOURS.get(job[0])), jobs))
+    # the study's table: every variant and λ trained so far (a variant may have been tried at more λ than others);
+    # the committed rows of the variants whose results are gone stay as they were measured
     summary = ROOT / f"bench/results-summary/{args.study}-levers.csv"
+    rows = {(name, float(folder.name[5:])): row(name, hyper, train_params(base, changes, budget), folder)
+            for name, (hyper, changes) in variants.items() for folder in (out / slug(name)).glob("lmbda*/")
+            if (folder / "metrics.json").is_file()}
+    committed = pd.read_csv(summary).to_dict("records") if summary.is_file() else []
+    rows = {**{(old["variant"], old["lmbda"]): old for old in committed if old["variant"] in variants}, **rows}
+    order = list(variants)
+    table = pd.DataFrame(sorted(rows.values(), key=lambda r: (order.index(r["variant"]), r["lmbda"])))
+    print(table.to_string(index=False))
     summary.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(summary, index=False)
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 import sys
 from pathlib import Path
 from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/summary_tasks.py, also when loaded by path
+from summary_tasks import (classification, classification_headline, demo_machine, detection, fixed3,  # noqa: E402
+                           pct, vqa)
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARIES = ROOT / "bench/results-summary"
@@ -25,10 +28,6 @@ BLOCK = re.compile(r"(<!-- summary:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /su
 
 def _json(name: str) -> dict:
     return json.loads((SUMMARIES / name).read_text())
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.1f} %"
 
 
 def _bd_rows(summary: dict, anchors: list[str] | None = None) -> list[dict]:
@@ -46,8 +45,8 @@ def bd_table(summary: dict, anchors: list[str] | None = None) -> str:
     lines = ["| learned codec | anchor | BD-rate (PSNR) | PSNR overlap | BD-rate (MS-SSIM) | MS-SSIM overlap | note |",
              "|---|---|---|---|---|---|---|"]
     for row in _bd_rows(summary, anchors):
-        lines.append(f"| {row['codec']} | {row['anchor']} | {_pct(row['bd_rate_psnr'])} | "
-                     f"{_overlap(row['overlap_psnr_db'])} | {_pct(row['bd_rate_ms_ssim'])} | "
+        lines.append(f"| {row['codec']} | {row['anchor']} | {pct(row['bd_rate_psnr'])} | "
+                     f"{_overlap(row['overlap_psnr_db'])} | {pct(row['bd_rate_ms_ssim'])} | "
                      f"{_overlap(row['overlap_ms_ssim_db'])} | {row['note']} |")
     return "\n".join(lines)
 
@@ -84,7 +83,7 @@ def headline(summary: dict, anchors: list[str]) -> str:
     size = summary["learned"][0]["image_size"]
     rows = _bd_rows(summary, anchors)
     named = len({row["codec"] for row in rows}) > 1  # several learned codecs: say whose BD-rate each is
-    parts = [f"{row['codec'] + ': ' if named else ''}{_pct(row['bd_rate_psnr'])} against {row['anchor']} "
+    parts = [f"{row['codec'] + ': ' if named else ''}{pct(row['bd_rate_psnr'])} against {row['anchor']} "
              f"(PSNR overlap {_overlap(row['overlap_psnr_db'])})" for row in rows]
     spans = ", ".join(f"{span:.2f} dB" for span in summary["psnr_span_db"].values())
     return f"BD-rate (PSNR) {'; '.join(parts)}; learned curve spans {spans} of PSNR; images {size}"
@@ -110,7 +109,7 @@ def render_kodak_budgets(anchors: tuple[str, ...] = ("avif", "jpeg", "webp")) ->
         spans = ", ".join(f"{span:.2f} dB" for span in summary["psnr_span_db"].values())
         cells = [f"{max(row['train_seconds'] for row in summary['learned']):.0f}", f"{min(steps)}–{max(steps)}",
                  f"{min(rates):.1f}–{max(rates):.1f}", spans]
-        cells += [f"{_pct(r['bd_rate_psnr'])}, {_overlap(r['overlap_psnr_db'])}" for r in _bd_rows(summary, [*anchors])]
+        cells += [f"{pct(r['bd_rate_psnr'])}, {_overlap(r['overlap_psnr_db'])}" for r in _bd_rows(summary, [*anchors])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -144,55 +143,6 @@ def render_pipeline_speed() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_demo_machine() -> str:
-    machine = _json("demo.json")["machine"]
-    metric, size = machine["metric"], _json("demo.json")["learned"][0]["image_size"]
-    lines = [f"Default demo ({machine['task']}, its test split, images {size}): uncompressed {metric} "
-             f"{100 * machine['uncompressed']:.1f} %.", "",
-             f"| kind | codec | λ (scalable: λ_task) | bpp the task receives | {metric} | image bpp | image PSNR (dB) |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {row['kind']} | {row['codec']} | {row['point']:g} | {row['bpp']:.3f} | {100 * row[metric]:.1f} % | "
-              f"{row['bpp_image']:.3f} | {row['psnr']:.2f} |" for row in machine["points"]]
-    return "\n".join(lines) + "\n"
-
-
-def _bpp(value: float | None, missing: str = "never") -> str:
-    return missing if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def render_detection() -> str:
-    """Seed 002's benchmark: bits to come within 2 mAP points, the scalable codecs' savings, their redundancy."""
-    machine = _json("detection.json")["machine"]
-    metric = machine["metric"]
-    needed = machine["bits_for_accuracy"]
-    target = needed[0][f"target_{metric}"]
-    lines = [f"Detection benchmark (`bench/detection/params.yaml`; test split, {machine['images']} images of "
-             f"{machine['image_size']}): uncompressed {metric} {100 * machine['uncompressed']:.1f} %; target "
-             f"{100 * target:.1f} % (2 points below). bpp is what the detector receives (a scalable codec's base "
-             "layer alone), measured from the bytes.", "",
-             f"| kind | curve | λ (scalable: λ_task) | bpp the detector receives | {metric} | image bpp "
-             "| image PSNR (dB) |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {row['kind']} | {row['codec']} | {row['point']:g} | {row['bpp']:.3f} | {100 * row[metric]:.1f} % | "
-              f"{row['bpp_image']:.3f} | {row['psnr']:.2f} |" for row in machine["points"]]
-    lines += ["", "| kind | curve | bpp to reach the target | first measured point at or above it |",
-              "|---|---|---|---|"]
-    lines += [f"| {row['kind']} | {row['codec']} | {_bpp(row['bpp'])} | {_bpp(row['measured_bpp'])} |"
-              for row in sorted(needed, key=lambda row: (row["bpp"] is None or math.isnan(row["bpp"]),
-                                                         row["bpp"] or 0))]
-    lines += ["", "| scalable codec | against | its bpp | their bpp | bits saved |", "|---|---|---|---|---|"]
-    lines += [f"| {row['codec']} | {row['against']} | {_bpp(row['bpp'])} | {_bpp(row['against_bpp'])} | "
-              f"{_pct(row['saving_percent'])} |" for row in machine["savings"]]
-    final: dict[tuple, dict] = {}
-    for row in machine.get("redundancy", []):
-        final[(row["codec"], row["lmbda"], row["task_lmbda"])] = row  # the last validation of each codec
-    lines += ["", "| scalable codec | λ | λ_task | step | U(base given enh) | U(enh given base) |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {codec} | {lmbda:g} | {task_lmbda:g} | {row['step']} | {_bpp(row['u_base_given_enh'], 'n/a')} | "
-              f"{_bpp(row['u_enh_given_base'], 'n/a')} |"
-              for (codec, lmbda, task_lmbda), row in sorted(final.items())]
-    return "\n".join(lines) + "\n"
-
-
 def render_variable_rate() -> str:
     """Seed 001's benchmark: every variable-rate model's curve, its training cost, its BD-rates against the
     single-rate codecs (same total budget in this run; a committed bench/kodak run) and the classical codecs."""
@@ -206,53 +156,12 @@ def render_variable_rate() -> str:
     lines += ["", "| model | λ (point) | image size | bpp (bytes) | PSNR (dB) | MS-SSIM | NIQE |",
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {row['codec']} | {row['point']:g} | {row['image_size']} | {row['bpp']:.3f} | {row['psnr']:.2f} | "
-              f"{row['ms_ssim']:.4f} | {_bpp(row['niqe'], 'n/a')} |" for row in block["points"]]
+              f"{row['ms_ssim']:.4f} | {fixed3(row['niqe'], 'n/a')} |" for row in block["points"]]
     models = {row["codec"] for row in block["points"]}
     classical = {"bd_rate": [row for row in summary["bd_rate"] if row["codec"] in models
                              and row["anchor"] in ("jpeg", "webp", "avif")]}
     return "\n\n".join(["\n".join(lines), bd_table({"bd_rate": block["bd_rate_vs_single_rate"]}),
                          bd_table(classical)]) + "\n"
-
-
-def render_vqa() -> str:
-    """Seed 000's benchmark: every curve's VQA accuracy and image quality, the bits to come within 2 points of the
-    uncompressed model (as a share of AVIF's), the accuracy per answer type and the question-only baseline's, and
-    the accuracy per question type of every point."""
-    machine = _json("vqa.json")["machine"]
-    metric = machine["metric"]
-    needed = machine["bits_for_accuracy"]
-    lines = [f"VQA benchmark (`bench/vqa/params.yaml`; test split, {machine['images']} images of "
-             f"{machine['image_size']}): the uncompressed VQA model's {metric} and the question-only (blind) "
-             "model's, overall and per answer type:", "",
-             "| model | " + " | ".join(machine["uncompressed_metrics"]) + " |",
-             "|---|" + "---|" * len(machine["uncompressed_metrics"])]
-    for name, values in (("with the image", machine["uncompressed_metrics"]), ("blind", machine.get("blind", {}))):
-        lines.append(f"| {name} | " + " | ".join(f"{100 * values[key]:.1f} %" if key in values else "n/a"
-                                                 for key in machine["uncompressed_metrics"]) + " |")
-    lines += ["", f"| kind | codec | λ | bpp | {metric} | PSNR (dB) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {row['kind']} | {row['codec']} | {row['point']:g} | {row['bpp']:.3f} | {100 * row[metric]:.1f} % | "
-              f"{row['psnr']:.2f} |" for row in machine["points"]]
-    target = needed[0][f"target_{metric}"]
-    lines += ["", f"Bits to reach {100 * target:.1f} % (2 points below uncompressed):", "",
-              "| kind | curve | bpp to reach the target | share of AVIF's |", "|---|---|---|---|"]
-    lines += [f"| {row['kind']} | {row['codec']} | {_bpp(row['bpp'])} | {_bpp(row.get('share_of_avif'), 'n/a')} |"
-              for row in sorted(needed, key=lambda row: (row["bpp"] is None or math.isnan(row["bpp"]),
-                                                         row["bpp"] or 0))]
-    if not machine.get("by_group"):  # collected before the report broke accuracy down, or questions without types
-        return "\n".join(lines) + "\n"
-    groups = sorted({row["group"] for row in machine["by_group"]})
-    items = {row["group"]: row["items"] for row in machine["by_group"] if row["kind"] == "uncompressed"}
-    table: dict[str, dict[str, float]] = {}
-    for row in machine["by_group"]:
-        name = ("uncompressed" if row["kind"] == "uncompressed"
-                else f"{row['kind']}: {row['codec']} {row['point']:g} ({_bpp(row['bpp'], 'n/a')} bpp)")
-        table.setdefault(name, {})[row["group"]] = row[metric]
-    lines += ["", f"{metric} per question type (questions of the test split in brackets):", "",
-              "| point | " + " | ".join(f"{group} ({items.get(group, 0)})" for group in groups) + " |",
-              "|---|" + "---|" * len(groups)]
-    lines += [f"| {name} | " + " | ".join(f"{100 * values[group]:.1f} %" if group in values else "n/a"
-                                           for group in groups) + " |" for name, values in table.items()]
-    return "\n".join(lines) + "\n"
 
 
 def render_scale() -> str:
@@ -358,13 +267,15 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "kodak-levers": lambda: render_levers("kodak"),
     "demo-levers": lambda: render_levers("demo"),
     "demo": render_demo,
-    "demo-machine": render_demo_machine,
-    "detection": render_detection,
+    "demo-machine": lambda: demo_machine(_json("demo.json")),
+    "detection": lambda: detection(_json("detection.json")["machine"]),
+    "machine": lambda: classification(_json("machine.json")["machine"]),
+    "machine-headline": lambda: classification_headline(_json("machine.json")["machine"]),
     "variable-rate": render_variable_rate,
     "scale": render_scale,
     "capacity": render_capacity,
     "storage": render_storage,
-    "vqa": render_vqa,
+    "vqa": lambda: vqa(_json("vqa.json")["machine"]),
 }
 
 

@@ -118,6 +118,8 @@ def test_imagefolder_needs_a_root(params):
     [
         (lambda p: p["codec"]["train"].update(patch_size=128), "patch_size 128 is larger than prepare.image_size 64"),
         (lambda p: p["codec"]["train"].update(init="zoo:x"), "is not of the form zoo:<arch>:<quality 1-8>"),
+        (lambda p: p["scalable"]["train"].update(init="neighbour"), "scalable.train.init 'neighbour' chains the λ of "
+                                                                    "codec.sweep only"),
         (lambda p: p["evaluate"]["report"].update(grid_image=4), "grid_image 4 needs a saved reconstruction"),
         (lambda p: p["evaluate"]["report"].update(references={"kodak": "x"}), "references.kodak names no evaluated"),
         (lambda p: p["evaluate"]["classical"]["hevc"].update(qualities=[60]), "hevc.qualities.0 = 60 is invalid"),

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Task-weight ablation on the study's pretrained codecs (bench/README.md, machine branch): fine-tunes the
 # λ 0.0009 and 0.0018 codecs of bench/results/machine at τ 0.1 once per task weight w given as an argument
-# (default: 1 3 30) into bench/results/machine-w<w>/, then prints bpp and top-1 of each on both splits.
+# (default: 1 10 30, around the config's 5) into bench/results/machine-w<w>/, then prints bpp and top-1 of each
+# on both splits.
 # Reuses the study's prepared data, task model, saliency maps and codecs (hard links), so run
 # bench/machine/run.sh first. Extra snakemake arguments are not taken.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 study=bench/results/machine
 [ -f "$study/task/model.pt" ] || { echo "no study results in $study: run bash bench/machine/run.sh first"; exit 1; }
-weights=("$@"); [ ${#weights[@]} -gt 0 ] || weights=(1 3 30)
+weights=("$@"); [ ${#weights[@]} -gt 0 ] || weights=(1 10 30)
 tuned=bmshj2018-hyperprior/N32-M48  # the study's codec architecture and latent sizes
 lmbdas=(0.0009 0.0018)
 tau=0.1

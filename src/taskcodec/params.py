@@ -178,8 +178,15 @@ def _check_prepare(prepare: dict[str, Any], source: str, name: str) -> None:
         raise UserError(f"{source}: {name}.dataset is imagefolder but {name}.root is null; set it to your image folder")
 
 
+#: ``<section>.train.init`` of a codec sweep that starts each λ from the trained codec of the next larger λ
+NEIGHBOUR = "neighbour"
+
+
 def _check_codec_train(train: dict[str, Any], source: str, name: str) -> None:
     init = train["init"]
+    if init == NEIGHBOUR and name != "codec.train":
+        raise UserError(f"{source}: {name}.init '{NEIGHBOUR}' chains the λ of codec.sweep only; give {name}.init a "
+                        "checkpoint path, a zoo name or null")
     if init is not None and init.startswith("zoo:") and not re.fullmatch(r"zoo:[A-Za-z0-9_-]+:[1-8]", init):
         raise UserError(f"{source}: {name}.init '{init}' is not of the form zoo:<arch>:<quality 1-8>")
 

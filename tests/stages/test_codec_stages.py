@@ -146,6 +146,21 @@ def test_init_from_a_checkpoint_of_another_architecture_names_the_path(workspace
                           "--out", str(tmp_path / "model.pt")])
 
 
+def test_init_from_the_neighbour_starts_from_its_weights(workspace, tmp_path):
+    """init: neighbour with --init-from (the workflow's next larger λ): the job starts from that codec's weights
+    (one step at a learning rate too small to move them), and --init-from under any other init is refused."""
+    root, models = workspace
+    args = ["--arch", "bmshj2018-hyperprior", "--hyper", '{"N": 8, "M": 12}', *RUN, "--lmbda", "0.002", "--manifest",
+            str(root / "prepared" / "manifest.csv"), "--init-from", str(models[0.02])]
+    out = train_codec.main(["--params", json.dumps({**TRAIN, "init": "neighbour", "steps": 1, "lr": 1e-12}), *args,
+                            "--out", str(tmp_path / "model.pt")])
+    started, _ = load_codec(out)
+    neighbour, _ = load_codec(models[0.02])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(started.g_a.parameters(), neighbour.g_a.parameters()))
+    with pytest.raises(UserError, match="--init-from .* is for init: neighbour, but the params' init is None"):
+        train_codec.main(["--params", json.dumps(TRAIN), *args, "--out", str(tmp_path / "m.pt")])
+
+
 def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params", json.dumps({**EVAL, "save_reconstructions": 0}), *RUN, "--model", str(tmp_path / "no.pt"),

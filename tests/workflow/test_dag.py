@@ -105,6 +105,27 @@ def test_training_parameter_retrains_everything_downstream(pipeline_run):
         project.write_params()
 
 
+def test_neighbour_init_chains_the_lambdas_from_the_largest(pipeline_run):
+    project, _ = pipeline_run
+    project.params["codec"]["train"]["init"] = "neighbour"
+    project.write_params()
+    try:
+        output = project.dry_run("--printshellcmds")
+        commands = {lmbda: [line for line in output.splitlines()
+                            if "taskcodec.stages.train_codec " in line and f"--lmbda {lmbda} " in line]
+                    for lmbda in ("0.003", "0.03")}
+        assert len(commands["0.03"]) == len(commands["0.003"]) == 1
+        assert "--init-from" not in commands["0.03"][0]  # the largest λ from scratch, the next from it
+        assert "--init-from results/codecs/bmshj2018-hyperprior/N8-M12/lmbda0.03/model.pt " in commands["0.003"][0]
+        # a new init retrains every codec and everything downstream, as any training parameter does
+        assert project.planned_jobs() == {"train_codec": 2, "cache_latents": 8, "evaluate_codec": 4, "finetune_codec": 1,
+                                          "cache_finetuned": 1, "evaluate_finetuned": 1, "train_latent_classifier": 2,
+                                          "train_joint_classifier": 2, "report": 2, "report_task": 1, "summarize": 1}
+    finally:
+        project.params["codec"]["train"]["init"] = None
+        project.write_params()
+
+
 def test_the_self_supervised_network_retrains_the_variable_rate_codec_and_nothing_else(pipeline_run):
     project, _ = pipeline_run
     project.params["simclr"]["steps"] = 5

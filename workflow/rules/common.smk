@@ -12,7 +12,7 @@ from snakemake.settings.types import DeploymentMethod
 from taskcodec import dvc_record, run_lock
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
-from taskcodec.params import codec_dirname, hyperparameters, number_id, validate_params
+from taskcodec.params import NEIGHBOUR, codec_dirname, hyperparameters, number_id, validate_params
 from taskcodec.tracking import end_pipeline_run, start_pipeline_run
 
 # Validated once, by the process that plans the jobs; a cluster job re-reads the Snakefile but must not pay the
@@ -120,6 +120,17 @@ def codec_points():
         for model in sweep["models"]
         for lmbda in sweep["lmbdas"]
     ]
+
+
+def neighbour_init(wildcards):
+    """With ``codec.train.init: neighbour``, the trained codec of the next larger λ of the same model, which this
+    λ starts from ({"init": path}; the largest λ starts from scratch: {}), so that λ trains first."""
+    if config["codec"]["train"]["init"] != NEIGHBOUR:
+        return {}
+    larger = sorted(lmbda for lmbda in config["codec"]["sweep"]["lmbdas"] if lmbda > float(wildcards.lmbda))
+    if not larger:
+        return {}
+    return {"init": results("codecs", wildcards.arch, wildcards.hyper, f"lmbda{number_id(larger[0])}", "model.pt")}
 
 
 def hyper_json(section):

@@ -20,6 +20,9 @@ would take more than its share of a quarter of it (the splits share it by their 
 in batches by loader processes instead of being held in memory (:mod:`taskcodec.data.sources`; the log says
 which), with the same batches and numbers.
 
+``--init-from`` (with ``init: neighbour``; the workflow passes the trained codec of the sweep's next larger λ) starts
+from that checkpoint instead of the params' ``init``; its digest joins the resume fingerprint.
+
 Writes ``model.pt`` (weights after ``update()``, with the resolved params),
 ``train_log.csv`` and ``metrics.json`` beside it. A ``resume.pt`` next to
 them lets a killed job continue; it is removed once the model is saved. On SIGTERM the
@@ -45,6 +48,7 @@ from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import own_sizes, split_images
 from taskcodec.data.sources import stored_size
 from taskcodec.errors import UserError
+from taskcodec.params import NEIGHBOUR
 from taskcodec.saliency import saliency_inputs
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.stages.cli import (final_validation, finish_training, hyper_object, image_sources, memory_argument,
@@ -72,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssl-model", type=Path, help="train_simclr's model.pt (a codec built on it: pyramid)")
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
                         help="β of a variable-rate codec's perceptual term (needs --ssl-model)")
+    parser.add_argument("--init-from", type=Path, help="a checkpoint of the same codec to start from, in place of "
+                        "the params' init (codec.train.init: neighbour: the sweep's next larger λ, from Snakemake)")
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
 
@@ -111,6 +117,18 @@ def rate_hyper(args: argparse.Namespace) -> tuple[dict, float | list[float]]:
     return args.hyper, args.lmbda
 
 
+def initial_checkpoint(args: argparse.Namespace, init: str | None) -> str | None:
+    """The weights this job starts from: ``--init-from`` (the neighbour's checkpoint) or the params' ``init``.
+
+    ``init: neighbour`` starts each λ of the sweep from the trained codec of the next larger λ, as CompressAI's
+    zoo models were trained; the workflow passes that checkpoint, and the largest λ starts from scratch."""
+    if args.init_from is not None:
+        if init != NEIGHBOUR:
+            raise UserError(f"--init-from {args.init_from} is for init: {NEIGHBOUR}, but the params' init is {init}")
+        return str(args.init_from)
+    return None if init == NEIGHBOUR else init
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
@@ -135,18 +153,22 @@ def main(argv: Sequence[str] | None = None) -> Path:
             inputs["ssl_model"] = args.ssl_model
             task_info["digest"] += artifacts.file_digest(args.ssl_model)
         hyper, lmbda = rate_hyper(args)
+        init = initial_checkpoint(args, params["init"])
+        if args.init_from is not None:
+            inputs["init"] = args.init_from
         torch.manual_seed(params["seed"])  # the initial weights
         model = build_codec(args.arch, hyper, task_model, ssl_model)
         wildcards = {"arch": args.arch, **hyper, "lmbda": lmbda,
                      **({"task_lmbda": args.task_lmbda} if task_model is not None else {})}
         with training_run(args.rule, wildcards, params, {"manifest": args.manifest, **inputs}, device) as tracked:
-            initial_weights(model, params["init"], args.arch)
+            initial_weights(model, init, args.arch)
             if args.lmbdas is not None:  # after the initial weights: this run's λ decide
                 model.set_lambdas(args.lmbdas)
             trained = train_codec(model, lmbda, params, train_images, val_images, device,
                                   args.out.parent / "resume.pt", args.out.parent / "train_log.csv",
                                   data_id=artifacts.file_digest(args.manifest) + saliency_id + task_info["digest"]
-                                  + ("own-sizes" if train_sizes is not None else ""),
+                                  + ("own-sizes" if train_sizes is not None else "")
+                                  + (artifacts.file_digest(args.init_from) if args.init_from is not None else ""),
                                   task_lmbda=args.task_lmbda if task_model is not None else None,
                                   perceptual_weight=args.perceptual_weight)
             if tracked is None:  # another process of a multi-process training: the main one writes
