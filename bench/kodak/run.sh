@@ -4,13 +4,19 @@
 # numbers generated from it. Needs ../shared beside the project.
 #   bash bench/kodak/run.sh                       # the CPU study, bench/kodak/params.yaml (~1.3 h on 2 cores)
 #   bash bench/kodak/run.sh bench/kodak/gpu.yaml  # the same recipe scaled for one GPU
+#   bash bench/kodak/run.sh bench/kodak/neighbour.yaml  # an overlay: a file without a prepare section changes
+#                                                 # only its keys of bench/kodak/params.yaml (Snakemake merges them)
 # Extra args after the params file go to snakemake.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 params=${1:-bench/kodak/params.yaml}
 shift $(( $# > 0 ? 1 : 0 ))
 bash scripts/setup.sh
-.venv/bin/snakemake --profile workflow/profiles/local --configfile "$params" "$@"
+files=("$params")
+if ! .venv/bin/python -c 'import sys, yaml; sys.exit("prepare" not in yaml.safe_load(open(sys.argv[1])))' "$params"; then
+    files=(bench/kodak/params.yaml "$params")  # an overlay of the CPU study
+fi
+.venv/bin/snakemake --profile workflow/profiles/local --configfile "${files[@]}" "$@"
 results=$(.venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$params")
 name=$(basename "$params" .yaml)
 [ "$name" = params ] && name=kodak || name=kodak-$name
