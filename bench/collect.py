@@ -90,7 +90,8 @@ def machine(results: Path) -> dict | None:
     metric = TASKS[task["task"]].primary_metric
     points = pd.read_csv(tradeoff)[["kind", "codec", "point", "bpp", metric, "bpp_image", "psnr"]]
     report = tradeoff.parent
-    measured = pd.read_csv(report / "rate_accuracy.csv").iloc[0]
+    curves = pd.read_csv(report / "rate_accuracy.csv")
+    measured = curves.iloc[0]
     tables = {name: _rounded(pd.read_csv(report / f"{name}.csv"))
               for name in ("bits_for_accuracy", "savings", "redundancy", "by_group")
               if (report / f"{name}.csv").is_file()}
@@ -98,10 +99,10 @@ def machine(results: Path) -> dict | None:
     baselines = {"blind": _test_values(json.loads(blind.read_text()))} if blind.is_file() else {}
     speed = results / "speed.csv"  # the compressed-domain speed comparison (bench/machine/speed.py)
     extras = {"speed": _rounded(pd.read_csv(speed))} if speed.is_file() else {}
-    curves = pd.read_csv(report / "rate_accuracy.csv")[["kind", "codec", "point", "bpp", metric]]
     return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),
             "uncompressed_metrics": _test_values(task), "images": int(measured["images"]),
-            "image_size": measured["image_size"], "points": _rounded(points), "curves": _rounded(curves),
+            "image_size": measured["image_size"], "points": _rounded(points),
+            "curves": _rounded(curves[["kind", "codec", "point", "bpp", metric]]),
             **tables, **baselines, **extras}
 
 

@@ -7,8 +7,8 @@ Studies: ``kodak`` trains one codec per variant at λ 0.0067 for ``--budget`` CP
 (``bench/kodak/params.yaml``); ``demo`` trains the default demo's three λ for its step count
 (``params.yaml``). Every variant is the study's ``codec.train`` with a few keys changed (``STUDIES``); it
 runs the train_codec stage as a user would (one thread; a budget counts process CPU seconds; a variant's own
-``time_budget_s`` wins). A variant with ``init: neighbour`` starts from the codec of a larger λ
-(``NEIGHBOURS``), trained first with the same recipe and budget, as the workflow's chained sweep does. Scored on
+``time_budget_s`` wins). A variant of ``NEIGHBOURS`` starts from the codec of a larger λ (``init:
+neighbour``), trained first with the same recipe and budget, as the workflow's chained sweep does. Scored on
 the validation images: the rate–distortion loss R + λ·255²·MSE it was trained for (lower is better; bpp
 estimated from the likelihoods), PSNR and bpp, and throughput (training images/s). The table goes to
 ``bench/results-summary/<study>-levers.csv``; bench/summary.py puts it in bench/README.md.
@@ -52,8 +52,7 @@ KODAK: dict[str, tuple[dict, dict]] = {
     "N48-M64, 600 CPU-s": ({"N": 48, "M": 64}, {**OLD, "patch_size": 128, "quantization": "ste",
                                                "time_budget_s": 600}),
     "N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": ({"N": 48, "M": 64}, {**OLD, "patch_size": 128,
-                                                                               "quantization": "ste",
-                                                                               "init": "neighbour"}),
+                                                                               "quantization": "ste"}),
 }
 #: variant → the larger λ whose codec it starts from (``init: neighbour``): trained first, same recipe and budget
 NEIGHBOURS = {"N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": 0.013}
@@ -110,8 +109,8 @@ def train(folder: Path, hyper: dict, params: dict, lmbda: float, manifest: Path,
     start = []
     if larger is not None:
         neighbour = folder.parent / f"neighbour-lmbda{larger}"
-        train(neighbour, hyper, {**params, "init": None}, larger, manifest, out)
-        start = ["--init-from", str(neighbour / "model.pt")]
+        train(neighbour, hyper, params, larger, manifest, out)
+        params, start = {**params, "init": "neighbour"}, ["--init-from", str(neighbour / "model.pt")]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.log", "w") as log:
         subprocess.run([sys.executable, "-m", "taskcodec.stages.train_codec", "--params", json.dumps(params),

@@ -1,6 +1,6 @@
 """The machine-branch tables of bench/summary.py: a task's accuracy against the bits it receives.
 
-Each renderer takes the ``machine`` block of a summary written by bench/collect.py (the demo's, the
+Each renderer takes a summary written by bench/collect.py (the demo's whole; the ``machine`` block of the
 classification, detection and VQA studies') and returns the Markdown that bench/summary.py puts between its
 ``<!-- summary:NAME -->`` markers. Nothing here reads files, so the formatting helpers serve both modules.
 """
@@ -100,8 +100,8 @@ def classification(machine: dict) -> str:
 def classification_headline(machine: dict) -> str:
     """One sentence for README.md: the bits each learned curve needs for uncompressed − 2 points, against AVIF's."""
     metric, needed = machine["metric"], _by_bits(machine["bits_for_accuracy"])
-    shares = [f"{row['codec']} ({row['kind']}) {fixed3(row['bpp'])} bpp, {_share(row['share_of_avif'])} of AVIF "
-              f"4:2:0's bits and {_share(row['share_of_avif444'])} of AVIF 4:4:4's" for row in needed
+    shares = [f"{row['codec']} ({row['kind']}) {fixed3(row['bpp'])} bpp, {_share(row.get('share_of_avif'))} of AVIF "
+              f"4:2:0's bits and {_share(row.get('share_of_avif444'))} of AVIF 4:4:4's" for row in needed
               if row["kind"] != "classical" and not missing(row["bpp"])]
     never = sorted({row["kind"] for row in needed if row["kind"] != "classical" and missing(row["bpp"])})
     avif = {row["codec"]: fixed3(row["bpp"]) for row in needed if row["codec"] in ("avif", "avif444")}
@@ -155,7 +155,7 @@ def vqa(machine: dict) -> str:
               f"{row['psnr']:.2f} |" for row in machine["points"]]
     lines += ["", f"Bits to reach {100 * _target(machine):.1f} % (2 points below uncompressed):", "",
               "| kind | curve | bpp to reach the target | share of AVIF's |", "|---|---|---|---|"]
-    lines += [f"| {row['kind']} | {row['codec']} | {fixed3(row['bpp'])} | {fixed3(row.get('share_of_avif'), 'n/a')} |"
+    lines += [f"| {row['kind']} | {row['codec']} | {fixed3(row['bpp'])} | {_share(row.get('share_of_avif'))} |"
               for row in _by_bits(machine["bits_for_accuracy"])]
     if not machine.get("by_group"):  # collected before the report broke accuracy down, or questions without types
         return "\n".join(lines) + "\n"

@@ -5,17 +5,24 @@
 #   bash bench/kodak/run.sh                       # the CPU study, bench/kodak/params.yaml (~1.3 h on 2 cores)
 #   bash bench/kodak/run.sh bench/kodak/gpu.yaml  # the same recipe scaled for one GPU
 #   bash bench/kodak/run.sh bench/kodak/neighbour.yaml  # an overlay: a file without a prepare section changes
-#                                                 # only its keys of bench/kodak/params.yaml (Snakemake merges them)
+#                                                 # only its keys of bench/kodak/params.yaml (Snakemake merges them);
+#                                                 # it names its own results_dir
 # Extra args after the params file go to snakemake.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 params=${1:-bench/kodak/params.yaml}
 shift $(( $# > 0 ? 1 : 0 ))
+[ -f "$params" ] || { echo "error: params file $params does not exist" >&2; exit 2; }
 bash scripts/setup.sh
-files=("$params")
-if ! .venv/bin/python -c 'import sys, yaml; sys.exit("prepare" not in yaml.safe_load(open(sys.argv[1])))' "$params"; then
-    files=(bench/kodak/params.yaml "$params")  # an overlay of the CPU study
-fi
+kind=$(.venv/bin/python -c 'import sys, yaml
+params = yaml.safe_load(open(sys.argv[1])) or {}
+print("study" if "prepare" in params else "overlay" if "results_dir" in params else "")' "$params")
+case $kind in
+    study) files=("$params") ;;
+    overlay) files=(bench/kodak/params.yaml "$params") ;;  # an overlay of the CPU study
+    *) echo "error: $params is neither a whole params file (with a prepare section) nor an overlay naming its own" \
+            "results_dir; add results_dir so the overlay does not write into the study's results" >&2; exit 2 ;;
+esac
 .venv/bin/snakemake --profile workflow/profiles/local --configfile "${files[@]}" "$@"
 results=$(.venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$params")
 name=$(basename "$params" .yaml)
