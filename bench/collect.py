@@ -3,8 +3,8 @@
 ``python bench/collect.py --results bench/results/kodak --dataset kodak --out bench/results-summary/kodak.json``
 
 Reads ``<results>/report/<dataset>/rd_points.csv`` and ``bd_rate.csv`` (the report stage's tables) and the
-``metrics.json`` of every pretrained codec under ``<results>/codecs`` (steps and CPU seconds of training),
-and writes: every measured point (bpp from bytes, estimated bpp, PSNR, MS-SSIM, image size), the BD-rates
+``metrics.json`` of every pretrained codec under ``<results>/codecs`` (steps and CPU seconds of training, the
+final validation loss) with its checkpoint's ``init`` (how its sweep was trained), and writes: every measured point (bpp from bytes, estimated bpp, PSNR, MS-SSIM, image size), the BD-rates
 with the width of the overlap each averages over, each learned curve's PSNR span, and (with
 ``--references``, CompressAI's published result files) the published curves' BD-rates against the
 classical codecs measured in this run, as a yardstick.
@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from taskcodec.report.tables import bd_rate_table, load_reference_curves
 
@@ -38,13 +39,17 @@ def _rounded(frame: pd.DataFrame, digits: int = 4) -> list[dict]:
 
 
 def training(codecs: Path) -> pd.DataFrame:
-    """Steps and seconds of training of every pretrained codec (its metrics.json), by codec id and λ."""
+    """Steps and seconds of training of every pretrained codec, its final validation loss R + λ·255²·D on the
+    study's validation split (its metrics.json) and where its training started (``codec.train.init`` in its
+    checkpoint: null, a checkpoint, or ``neighbour`` in a chained sweep), by codec id and λ."""
     rows = []
     for path in sorted(codecs.glob("*/*/lmbda*/metrics.json")):
         metrics = json.loads(path.read_text())
+        params = torch.load(path.with_name("model.pt"), map_location="cpu", weights_only=True)["params"]
         rows.append({"codec": f"{path.parents[2].name}/{path.parents[1].name}", "point": metrics["lmbda"],
-                     "steps": metrics["steps"], "train_seconds": round(metrics["train_seconds"], 1)})
-    return pd.DataFrame(rows, columns=["codec", "point", "steps", "train_seconds"])
+                     "steps": metrics["steps"], "train_seconds": round(metrics["train_seconds"], 1),
+                     "val_loss": metrics["val"]["loss"], "init": params["init"]})
+    return pd.DataFrame(rows, columns=["codec", "point", "steps", "train_seconds", "val_loss", "init"])
 
 
 def published(points: pd.DataFrame, references: Path, method: str = "pchip") -> list[dict]:
@@ -122,7 +127,7 @@ def collect(results: Path, dataset: str, references: Path | None = None, single_
     spans = learned.groupby("codec")["psnr"].agg(lambda psnr: psnr.max() - psnr.min())
     return {
         "dataset": dataset,
-        "learned": _rounded(learned[columns + ["steps", "train_seconds"]]),
+        "learned": _rounded(learned[columns + ["steps", "train_seconds", "val_loss", "init"]]),
         "classical": _rounded(points[points["kind"] == "classical"][columns]),
         "bd_rate": _rounded(bd),
         "psnr_span_db": {codec: round(float(span), 2) for codec, span in spans.items()},

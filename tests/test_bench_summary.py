@@ -33,3 +33,10 @@ def test_bd_rates_stand_beside_their_overlap():
     table = summary.bd_table(rows).splitlines()
     assert table[2] == "| a | jpeg | -12.3 % | 0.50 dB (under 1 dB) | n/a | none | PSNR overlap under 1 dB |"
     assert table[3] == "| a | webp | +3.0 % | 4.25 dB | -1.0 % | 2.00 dB |  |"
+
+
+def test_a_kodak_run_says_how_its_sweep_was_trained():
+    assert summary.sweep([{"init": "neighbour"}, {"init": "neighbour"}]).startswith("chained")
+    assert summary.sweep([{"init": None}, {"init": None}]) == "independent"
+    assert summary.sweep([{"steps": 1}]) == "independent"  # collected before the field: independent sweeps only
+    assert summary.sweep([{"init": "zoo:bmshj2018-hyperprior:3"}]) == "from given checkpoints"

@@ -37,12 +37,12 @@ def test_shipped_params_are_valid(path):
 
 
 def test_the_kodak_overlay_changes_only_its_keys_of_the_study():
-    """bench/kodak/run.sh passes bench/kodak/neighbour.yaml after the study's params; Snakemake merges it key by key."""
-    params, overlay = load_yaml(ROOT / "bench/kodak/params.yaml"), load_yaml(ROOT / "bench/kodak/neighbour.yaml")
+    """bench/kodak/run.sh passes bench/kodak/independent.yaml after the study's params; Snakemake merges it key by key."""
+    params, overlay = load_yaml(ROOT / "bench/kodak/params.yaml"), load_yaml(ROOT / "bench/kodak/independent.yaml")
     assert "prepare" not in overlay and set(overlay) == {"results_dir", "codec"}
     params["results_dir"] = overlay["results_dir"]
     params["codec"]["train"].update(overlay["codec"]["train"])
-    validate_params(params, SCHEMA, source="bench/kodak/neighbour.yaml")
+    validate_params(params, SCHEMA, source="bench/kodak/independent.yaml")
 
 
 def test_mistyped_key_names_the_key_and_the_closest_valid_one(params):

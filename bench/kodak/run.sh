@@ -2,9 +2,9 @@
 # Kodak benchmark (see bench/README.md): train on ../shared/data/photos, evaluate the 24 Kodak images with
 # real bitstreams beside the classical codecs, then write bench/results-summary/<name>.json and the README
 # numbers generated from it. Needs ../shared beside the project.
-#   bash bench/kodak/run.sh                       # the CPU study, bench/kodak/params.yaml (~1.3 h on 2 cores)
+#   bash bench/kodak/run.sh                       # the CPU study, bench/kodak/params.yaml (~2.3 h on 2 cores)
 #   bash bench/kodak/run.sh bench/kodak/gpu.yaml  # the same recipe scaled for one GPU
-#   bash bench/kodak/run.sh bench/kodak/neighbour.yaml  # an overlay: a file without a prepare section changes
+#   bash bench/kodak/run.sh bench/kodak/independent.yaml  # an overlay: a file without a prepare section changes
 #                                                 # only its keys of bench/kodak/params.yaml (Snakemake merges them);
 #                                                 # it names its own results_dir
 # Extra args after the params file go to snakemake.
