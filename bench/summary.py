@@ -92,7 +92,8 @@ def headline(summary: dict, anchors: list[str]) -> str:
 def render_kodak_headline() -> str:
     summary = _json("kodak.json")
     cpu = max(row["train_seconds"] for row in summary["learned"])
-    return (f"Kodak (24 images), {len(summary['learned'])} λ, at most {cpu:.0f} CPU-s of training per λ: "
+    return (f"Kodak (24 images), {len(summary['learned'])} λ, {sweep(summary['learned'])} sweep, at most {cpu:.0f} "
+            "CPU-s of training per λ: "
             f"{headline(summary, ['jpeg', 'webp', 'avif'])}.\n")
 
 
