@@ -4,8 +4,9 @@
 
 Reads ``<results>/report/<dataset>/rd_points.csv`` and ``bd_rate.csv`` (the report stage's tables) and the
 ``metrics.json`` of every pretrained codec under ``<results>/codecs`` (steps and CPU seconds of training, the
-final validation loss) with its checkpoint's ``init`` (how its sweep was trained), and writes: every measured point (bpp from bytes, estimated bpp, PSNR, MS-SSIM, image size), the BD-rates
-with the width of the overlap each averages over, each learned curve's PSNR span, and (with
+final validation loss) with its checkpoint's ``init`` (how its sweep was trained), and writes: every measured
+point (bpp from bytes, estimated bpp, PSNR, MS-SSIM, image size), the BD-rates with the width of the overlap
+each averages over, each learned curve's PSNR span, and (with
 ``--references``, CompressAI's published result files) the published curves' BD-rates against the
 classical codecs measured in this run, as a yardstick.
 
