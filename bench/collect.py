@@ -30,8 +30,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from taskcodec.artifacts import load_checkpoint
 from taskcodec.report.tables import bd_rate_table, load_reference_curves
 
 
@@ -46,7 +46,7 @@ def training(codecs: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(codecs.glob("*/*/lmbda*/metrics.json")):
         metrics = json.loads(path.read_text())
-        params = torch.load(path.with_name("model.pt"), map_location="cpu", weights_only=True)["params"]
+        params = load_checkpoint(path.with_name("model.pt"), mmap=True)["params"]
         rows.append({"codec": f"{path.parents[2].name}/{path.parents[1].name}", "point": metrics["lmbda"],
                      "steps": metrics["steps"], "train_seconds": round(metrics["train_seconds"], 1),
                      "val_loss": metrics["val"]["loss"], "init": params["init"]})
