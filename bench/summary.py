@@ -79,14 +79,18 @@ def render_kodak() -> str:
                          bd_table(published)]) + "\n"
 
 
+def psnr_spans(summary: dict) -> str:
+    """Each learned curve's PSNR span (highest minus lowest point)."""
+    return ", ".join(f"{span:.2f} dB" for span in summary["psnr_span_db"].values())
+
+
 def headline(summary: dict, anchors: list[str]) -> str:
     size = summary["learned"][0]["image_size"]
     rows = _bd_rows(summary, anchors)
     named = len({row["codec"] for row in rows}) > 1  # several learned codecs: say whose BD-rate each is
     parts = [f"{row['codec'] + ': ' if named else ''}{pct(row['bd_rate_psnr'])} against {row['anchor']} "
              f"(PSNR overlap {_overlap(row['overlap_psnr_db'])})" for row in rows]
-    spans = ", ".join(f"{span:.2f} dB" for span in summary["psnr_span_db"].values())
-    return f"BD-rate (PSNR) {'; '.join(parts)}; learned curve spans {spans} of PSNR; images {size}"
+    return f"BD-rate (PSNR) {'; '.join(parts)}; learned curve spans {psnr_spans(summary)} of PSNR; images {size}"
 
 
 def render_kodak_headline() -> str:
@@ -122,10 +126,10 @@ def render_kodak_runs(anchors: tuple[str, ...] = ("avif", "jpeg", "webp")) -> st
         steps = [row["steps"] for row in learned]
         rates = [row["steps"] / row["train_seconds"] for row in learned]
         losses = [row.get("val_loss") for row in learned]  # summaries collected before it have none
-        spans = ", ".join(f"{span:.2f} dB" for span in summary["psnr_span_db"].values())
         cells = [f"`{name}`", sweep(learned), f"{max(row['train_seconds'] for row in learned):.0f}",
                  f"{min(steps)}–{max(steps)}", f"{min(rates):.1f}–{max(rates):.1f}",
-                 " / ".join(f"{loss:.3f}" for loss in losses) if None not in losses else "not collected", spans]
+                 " / ".join(f"{loss:.3f}" for loss in losses) if None not in losses else "not collected",
+                 psnr_spans(summary)]
         cells += [f"{pct(r['bd_rate_psnr'])}, {_overlap(r['overlap_psnr_db'])}" for r in _bd_rows(summary, [*anchors])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
