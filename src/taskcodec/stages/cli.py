@@ -75,8 +75,9 @@ def memory_argument(parser: argparse.ArgumentParser) -> None:
     would take more than :data:`~taskcodec.data.sources.MEMORY_SHARE` of it decoded is read from its files."""
     from taskcodec.data.sources import MEMORY_SHARE
 
+    # "%%": argparse formats help texts with %, so the percent sign is doubled
     parser.add_argument("--mem-mb", type=int, help="the job's memory in MB: a split that would take more than "
-                        f"{MEMORY_SHARE:.0%} of it decoded is read from its files (default: held in memory)")
+                        f"{MEMORY_SHARE:.0%}% of it decoded is read from its files (default: held in memory)")
 
 
 def image_sources(splits: dict[str, list], maps: list[torch.Tensor | None], size: tuple[int, int],
