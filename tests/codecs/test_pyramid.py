@@ -75,7 +75,7 @@ def test_the_decoder_of_a_level_reuses_the_lower_levels_weights_and_adds_its_own
     assert used_at_0 < used_at_2  # θ_1 is shared; θ_2, θ_3 only join at the higher points
     # the coarsest level runs through the whole encoder pyramid; the finer ones add their projection, their
     # entropy model and their injection into the decoder
-    assert {name.split(".")[0] for name in used_at_2 - used_at_0} == {"inject", "project", "entropy_bottlenecks"}
+    assert {name.split(".")[0] for name in used_at_2 - used_at_0} == {"inject", "modulate", "project", "entropy_bottlenecks"}
     assert not any(name.startswith("ssl_model") for name in used_at_2)  # the frozen network never trains
 
 

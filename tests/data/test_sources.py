@@ -57,6 +57,18 @@ def test_the_sampler_states_where_its_generator_is_after_each_batch():
         assert torch.equal(getattr(again.draws, name), getattr(second.draws, name))
 
 
+def test_operating_points_are_drawn_in_proportion_to_their_weights():
+    def counts(weights):
+        sampler = iter(WindowSampler(10, 2, 32, 32, 16, 3, torch.Generator().manual_seed(2), weights))
+        points = [next(sampler)[0].point for _ in range(900)]
+        return [points.count(k) for k in range(3)]
+
+    assert counts((0.0, 1.0, 0.0)) == [0, 900, 0]
+    low, middle, high = counts((1.0, 3.0, 5.0))  # the pyramid's (2k + 1): expected 100, 300, 500
+    assert 60 < low < 140 and 240 < middle < 360 and 430 < high < 570
+    assert min(counts(None)) > 240  # uniform without weights
+
+
 def test_a_split_in_memory_only_when_it_fits_the_budget(tmp_path):
     paths, images = write_images(tmp_path, 4, 16)
     held, said = choose_source(paths, 16, 16, budget_bytes=4 * 3 * 16 * 16, workers=3)

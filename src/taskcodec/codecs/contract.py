@@ -35,7 +35,8 @@ What the stages call, and nothing else:
   model, several rates, e.g. seed 001's pyramid levels): from ``select_point(k)``
   on, ``forward``, ``encode`` and ``decode`` work at operating point ``k``
   (0 = the lowest rate), which the training loss weights with its own λ;
-  ``set_lambdas(lmbdas)`` tells it the run's λ, one per point.
+  ``set_lambdas(lmbdas)`` tells it the run's λ, one per point; ``point_weights``
+  (``None``: all alike) how often training draws each point.
 
 A new architecture is one module with one class decorated by
 :func:`taskcodec.codecs.registry.register_codec`; see README "Extending taskcodec".
@@ -81,6 +82,8 @@ class LayeredCodec:
     variable_rate: ClassVar[bool] = False
     #: operating points of one trained model (1: a single-rate codec)
     operating_points: int = 1
+    #: relative frequencies with which training draws the operating points (None: uniform)
+    point_weights: tuple[float, ...] | None = None
 
     def select_point(self, index: int) -> None:
         """Work at operating point ``index`` from now on (a single-rate codec has only point 0)."""

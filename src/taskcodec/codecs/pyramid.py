@@ -22,16 +22,24 @@ Visual Attention" (2022), built from CompressAI's layers (GDN, ``EntropyBottlene
   equation 1: one ``EntropyBottleneck`` per level).
 - **Hierarchical decoder with shared weights**: ``D_1`` maps ŷ_1 through one
   synthesis trunk (5×5 transposed convolutions with inverse GDN) up to the
-  image; ``D_i`` is ``D_{i−1}`` plus its own parameters θ_i, a 3×3 convolution
-  that adds ŷ_i into the trunk where the trunk reaches level i's resolution. So
-  operating point ``k`` (:meth:`select_point`, 0-based) downloads levels 1…k+1
-  and decodes with θ_1…θ_{k+1}.
+  image; ``D_i`` is ``D_{i−1}`` plus its own parameters θ_i: a 3×3 convolution
+  that adds ŷ_i into the trunk where the trunk reaches level i's resolution,
+  and a channel-wise scale and bias of the trunk's features at every step
+  (the conditional convolution of Choi, El-Khamy and Lee, "Variable Rate Deep
+  Image Compression With a Conditional Autoencoder", ICCV 2019), so that the
+  shared trunk knows which levels it decodes. So operating point ``k``
+  (:meth:`select_point`, 0-based) downloads levels 1…k+1 and decodes with
+  θ_1…θ_{k+1}.
 
 Training (:class:`taskcodec.losses.VariableRateLoss`): each step the trainer
-draws one operating point ``k`` and applies ``R_{≤k} + λ_k·D + β·λ_k·P`` with
-the run's ascending λ list, an unbiased estimate of the paper's equation 2,
-``Σ_i α_i·D_i + β_i·P_i + γ_i·H_i``, with α_i = λ_i/L, β_i = β·λ_i/L growing
-and γ_i = (L−i+1)/L falling with the level, the ordering the paper prescribes.
+draws one operating point ``k``, with probability (2k+1)/L² (:data:`point_weights`:
+the finer points, which carry the most information, more often), and applies
+``R_{≤k} + λ_k·D + β·λ_k·P`` with the run's ascending λ list: an unbiased
+estimate of the paper's equation 2, ``Σ_i α_i·D_i + β_i·P_i + γ_i·H_i``, with
+α_i ∝ (2i−1)·λ_i and β_i ∝ β·(2i−1)·λ_i growing and γ_i ∝ Σ_{j≥i} (2j−1)
+falling with the level, the ordering the paper prescribes. Both the
+modulation and the weighted draw were chosen on the photos' validation split
+(bench/README.md, "One model, many rates").
 ``P`` is the MSE between the frozen self-supervised network's features of x and
 x̂ (the paper uses VGG-19's, which cannot be downloaded here).
 """
@@ -115,6 +123,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
             raise UserError("the pyramid codec with simclr: 1 reads the self-supervised features: enable "
                             "variable_rate so that train_simclr runs first, or set simclr: 0")
         self.levels, self.simclr, self.operating_points = levels, bool(simclr), levels
+        self.point_weights = tuple(2.0 * k + 1 for k in range(levels))
         self.all_layers = tuple(f"level{i}" for i in range(1, levels + 1))
         self.select_point(levels - 1)
         self.pad_multiple = FINEST_STRIDE * 2 ** (levels - 1)
@@ -139,6 +148,9 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
                                                   GDN(N, inverse=True) if i < steps - 1 else nn.Identity())
                                     for i in range(steps)])
         self.decoder_attention = SelfAttention(N) if decoder_attention else nn.Identity()
+        # θ_2…θ_L: each level's scale and bias of the trunk's features at every step (steps × 2 × N)
+        self.modulate = nn.ParameterList([nn.Parameter(torch.stack([torch.ones(steps, N), torch.zeros(steps, N)], 1))
+                                          for _ in range(levels - 1)])
 
     def train(self, mode: bool = True) -> "FeaturePyramidCodec":
         """Train mode for the codec; the self-supervised network stays frozen in eval mode."""
@@ -198,10 +210,22 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         for step, block in enumerate(self.trunk):
             if 1 <= step < len(y_hats):  # level step+1 joins at its stride
                 t = t + self.inject[step - 1](y_hats[step])
+            if len(y_hats) > 1:
+                scale, bias = self._modulation(step, len(y_hats))
+                t = t * scale[:, None, None] + bias[:, None, None]
             if step == len(self.trunk) - 2:  # stride 4
                 t = self.decoder_attention(t)
             t = block(t)
         return t
+
+    def _modulation(self, step: int, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The channel-wise scale and bias of trunk step ``step`` when ``levels`` levels are decoded: the
+        modulations of levels 2…``levels`` applied one after another, composed into one."""
+        scale, bias = self.modulate[0][step]
+        for modulation in self.modulate[1 : levels - 1]:
+            next_scale, next_bias = modulation[step]
+            scale, bias = scale * next_scale, bias * next_scale + next_bias
+        return scale, bias
 
     # ------------------------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:

@@ -190,7 +190,7 @@ class CodecObjective(Objective):
         if self.batches is None:  # the sampler draws from a copy, which a loader may run ahead of the training
             ahead = torch.Generator().set_state(self.generator.get_state())
             sampler = WindowSampler(self.source.count, self.process_batch, self.source.height, self.source.width,
-                                    self.window, self.model.operating_points, ahead)
+                                    self.window, self.model.operating_points, ahead, self.model.point_weights)
             self.batches = window_batches(self.source, sampler, pin_memory=self.device.type == "cuda")
         window, batch = next(self.batches)
         self.generator.set_state(window.state)  # as if this batch had been drawn from it: a checkpoint resumes here

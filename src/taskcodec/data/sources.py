@@ -53,18 +53,27 @@ class Window:
 class WindowSampler:
     """Endless :class:`Window` s: ``batch_size`` ``size``×``size`` windows of ``count`` images of
     ``height``×``width`` (:func:`~taskcodec.augment.window_draws`; tensors of each image's for :class:`OwnSizes`),
-    then, for a codec of several operating points, the point, all drawn from ``generator`` in that order."""
+    then, for a codec of several operating points, the point (uniformly, or in proportion to ``point_weights``),
+    all drawn from ``generator`` in that order."""
 
     def __init__(self, count: int, batch_size: int, height: int | torch.Tensor, width: int | torch.Tensor, size: int,
-                 points: int, generator: torch.Generator):
+                 points: int, generator: torch.Generator, point_weights: tuple[float, ...] | None = None):
         self.count, self.batch_size, self.height, self.width, self.size = count, batch_size, height, width, size
         self.points, self.generator = points, generator
+        self.point_weights = None if point_weights is None else torch.tensor(point_weights, dtype=torch.float64)
 
     def __iter__(self) -> Iterator[list[Window]]:
         while True:  # a list of one: DataLoader's batch_sampler protocol, the whole batch one item
             draws = window_draws(self.count, self.batch_size, self.height, self.width, self.size, self.generator)
-            point = int(torch.randint(self.points, (1,), generator=self.generator)) if self.points > 1 else 0
+            point = self._point()
             yield [Window(draws, point, self.generator.get_state())]
+
+    def _point(self) -> int:
+        if self.points == 1:
+            return 0
+        if self.point_weights is None:
+            return int(torch.randint(self.points, (1,), generator=self.generator))
+        return int(torch.multinomial(self.point_weights, 1, generator=self.generator))
 
 
 def with_maps(images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
