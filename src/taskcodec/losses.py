@@ -175,9 +175,10 @@ class VariableRateLoss(nn.Module):
     One model serves several rates (seed 001: Sinha et al., "Self-Supervised
     Variable Rate Image Compression using Visual Attention"; CompressAI's
     variable-rate models): ``lmbdas`` holds one λ per operating point, ascending,
-    and the trainer draws ``k`` per step (``output["point"]``), so the expected
-    loss is the mean over points, the paper's equation 2 with α_k ∝ λ_k and
-    β_k ∝ β·λ_k rising and the weight of each level's rate falling with the
+    and the trainer draws ``k`` per step (``output["point"]``; uniformly, or as
+    the codec's ``point_weights`` say), so the expected loss is the weighted
+    mean over points, the paper's equation 2 with α_k ∝ w_k·λ_k and
+    β_k ∝ β·w_k·λ_k rising and the weight of each level's rate falling with the
     level (:mod:`taskcodec.codecs.pyramid`). ``R + λ_k·D`` is exactly
     :class:`RateDistortionLoss` at λ_k. ``P`` is 255²·MSE between the frozen
     network's features of x and x̂ (``features``, ``features_hat`` in the output)

@@ -79,6 +79,28 @@ def test_the_decoder_of_a_level_reuses_the_lower_levels_weights_and_adds_its_own
     assert not any(name.startswith("ssl_model") for name in used_at_2)  # the frozen network never trains
 
 
+def test_the_levels_modulations_compose_as_if_applied_one_after_another():
+    codec = make_codec(levels=4)
+    for modulation in codec.modulate:
+        modulation.data = torch.randn_like(modulation)
+    t = torch.randn(2, 16, 3, 3)
+    for step in range(len(codec.trunk)):
+        one_by_one = t
+        for modulation in codec.modulate[:2]:  # levels 2 and 3: operating point 2
+            scale, bias = modulation[step]
+            one_by_one = one_by_one * scale[:, None, None] + bias[:, None, None]
+        scale, bias = codec._modulation(step, 3)
+        assert torch.allclose(t * scale[:, None, None] + bias[:, None, None], one_by_one, atol=1e-5)
+
+
+def test_point_1_uses_level_2s_modulation_and_not_level_3s():
+    codec = make_codec()
+    codec.select_point(1)
+    used = {name for name in _trained(codec) if name.startswith("modulate")}
+    assert used == {"modulate.0"}
+    assert codec.point_weights == (1.0, 3.0, 5.0)  # the finer points drawn more often
+
+
 def _trained(codec):
     """The parameters that one training step's loss at the selected point gives a gradient."""
     codec.zero_grad()
@@ -123,6 +145,12 @@ def test_a_checkpoint_keeps_the_frozen_network_and_the_bitstreams(tmp_path):
     assert [b.strings for b in encode_images(loaded, x)[0].values()] == [b.strings for b in before[0].values()]
     with pytest.raises(UserError, match="point 3 does not exist"):
         load_codec(tmp_path / "model.pt", point=3)
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)  # as a version without the modulation wrote it
+    payload["state_dict"] = {key: value for key, value in payload["state_dict"].items()
+                             if not key.startswith("modulate.")}
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(UserError, match=r"old.pt does not fit pyramid .* lacks modulate.0, modulate.1; retrain"):
+        load_codec(tmp_path / "old.pt")
 
 
 def test_self_attention_starts_as_the_identity_and_handles_odd_sizes_in_chunks(monkeypatch):

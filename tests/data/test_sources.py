@@ -44,10 +44,11 @@ def test_files_give_the_windows_and_chunks_of_the_images_in_memory(tmp_path, wor
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(chunks, memory.chunks(3)))
 
 
-def test_the_sampler_states_where_its_generator_is_after_each_batch():
+@pytest.mark.parametrize("weights", [None, (1.0, 3.0, 5.0)])
+def test_the_sampler_states_where_its_generator_is_after_each_batch(weights):
     """What a training that read ahead puts back before a checkpoint: the next batch is then drawn again."""
     generator = torch.Generator().manual_seed(1)
-    sampler = iter(WindowSampler(10, 4, 32, 32, 16, 3, generator))
+    sampler = iter(WindowSampler(10, 4, 32, 32, 16, 3, generator, weights))
     [first], [second] = next(sampler), next(sampler)
     next(sampler)  # read ahead
     generator.set_state(first.state)
@@ -67,6 +68,8 @@ def test_operating_points_are_drawn_in_proportion_to_their_weights():
     low, middle, high = counts((1.0, 3.0, 5.0))  # the pyramid's (2k + 1): expected 100, 300, 500
     assert 60 < low < 140 and 240 < middle < 360 and 430 < high < 570
     assert min(counts(None)) > 240  # uniform without weights
+    with pytest.raises(ValueError, match="3 operating points need as many non-negative weights"):
+        WindowSampler(10, 2, 32, 32, 16, 3, torch.Generator(), (1.0, 2.0))
 
 
 def test_a_split_in_memory_only_when_it_fits_the_budget(tmp_path):

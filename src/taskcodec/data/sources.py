@@ -60,6 +60,9 @@ class WindowSampler:
                  points: int, generator: torch.Generator, point_weights: tuple[float, ...] | None = None):
         self.count, self.batch_size, self.height, self.width, self.size = count, batch_size, height, width, size
         self.points, self.generator = points, generator
+        if point_weights is not None and (len(point_weights) != points or min(point_weights) < 0
+                                          or sum(point_weights) <= 0):
+            raise ValueError(f"{points} operating points need as many non-negative weights, not {point_weights}")
         self.point_weights = None if point_weights is None else torch.tensor(point_weights, dtype=torch.float64)
 
     def __iter__(self) -> Iterator[list[Window]]:
