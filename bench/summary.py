@@ -170,10 +170,12 @@ def render_variable_rate() -> str:
     summary = _json("variable-rate.json")
     block = summary["variable_rate"]
     name, cpu = (block["committed_single_rate"][key] for key in ("summary", "train_seconds"))
-    lines = ["| model | training steps | training CPU-s | operating points | single-rate CPU-s for as many λ: this run "
-             f"({name}) |", "|---|---|---|---|---|"]
-    lines += [f"| {row['codec']} | {row['steps']} | {row['train_seconds']:.0f} | {row['points']} | "
-              f"{block['single_rate_train_seconds']:.0f} ({cpu:.0f}) |" for row in block["training"]]
+    lines = ["| model | training steps | training CPU-s | single-rate CPU-s for as many λ: this run "
+             f"({name}) | validation (photos) bpp / PSNR at each point |", "|---|---|---|---|---|"]
+    lines += [f"| {row['codec']} | {row['steps']} | {row['train_seconds']:.0f} | "
+              f"{block['single_rate_train_seconds']:.0f} ({cpu:.0f}) | "
+              + ", ".join(f"{bpp:.3f} / {psnr:.2f}" for bpp, psnr in row["val_points"]) + " |"
+              for row in block["training"]]
     lines += ["", "| model | λ (point) | image size | bpp (bytes) | PSNR (dB) | MS-SSIM | NIQE |",
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {row['codec']} | {row['point']:g} | {row['image_size']} | {row['bpp']:.3f} | {row['psnr']:.2f} | "
