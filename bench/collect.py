@@ -76,7 +76,7 @@ def variable_rate(results: Path, points: pd.DataFrame, single_rate: Path | None,
         metrics = json.loads(path.read_text())
         val = metrics["val"]
         costs.append({"codec": f"{path.parents[1].name}/{path.parent.name}", "steps": metrics["steps"],
-                      "train_seconds": round(metrics["train_seconds"], 1), "points": len(metrics["lmbda"]),
+                      "train_seconds": round(metrics["train_seconds"], 1),
                       "val_points": [[round(val[f"bpp_p{k}"], 3), round(val[f"psnr_p{k}"], 2)]
                                      for k in range(len(metrics["lmbda"]))]})
     single = training(results / "codecs")
