@@ -151,6 +151,11 @@ def test_a_checkpoint_keeps_the_frozen_network_and_the_bitstreams(tmp_path):
     torch.save(payload, tmp_path / "old.pt")
     with pytest.raises(UserError, match=r"old.pt does not fit pyramid .* lacks modulate.0, modulate.1; retrain"):
         load_codec(tmp_path / "old.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)  # the same keys, a tensor of another shape
+    payload["state_dict"]["entry.weight"] = payload["state_dict"]["entry.weight"][:1]
+    torch.save(payload, tmp_path / "other.pt")
+    with pytest.raises(UserError, match=r"other.pt does not fit pyramid N16-M8\S*: Error\(s\) in loading"):
+        load_codec(tmp_path / "other.pt")
 
 
 def test_self_attention_starts_as_the_identity_and_handles_odd_sizes_in_chunks(monkeypatch):

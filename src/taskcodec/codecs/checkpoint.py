@@ -71,17 +71,17 @@ def load_codec(path: str | Path, device: torch.device | str = "cpu", expect_arch
             "point to a checkpoint of that architecture"
         )
     model = build_codec(payload["arch"], payload["hyper"], _task_model(payload), _ssl_model(payload))
-    label = f"{payload['arch']} {hyper_label(payload['hyper'])}"
-    expected, stored = set(model.state_dict()), set(payload["state_dict"])
-    if expected != stored:
-        differences = [f"{kind} {', '.join(sorted(keys)[:3])}{' …' if len(keys) > 3 else ''}"
-                       for kind, keys in (("lacks", expected - stored), ("has unknown", stored - expected)) if keys]
-        raise UserError(f"checkpoint {path} does not fit {label} of this version of taskcodec: it "
-                        f"{' and '.join(differences)}; retrain it (an older version's checkpoint)")
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
-        raise UserError(f"checkpoint {path} does not fit {label}: {str(err).splitlines()[0]}") from None
+        label = f"{payload['arch']} {hyper_label(payload['hyper'])}"
+        expected, stored = set(model.state_dict()), set(payload["state_dict"])
+        if expected == stored:  # the same keys, other shapes
+            raise UserError(f"checkpoint {path} does not fit {label}: {str(err).splitlines()[0]}") from None
+        differences = [f"{kind} {', '.join(sorted(keys)[:3])}{' …' if len(keys) > 3 else ''}"
+                       for kind, keys in (("lacks", expected - stored), ("has unknown", stored - expected)) if keys]
+        raise UserError(f"checkpoint {path} does not fit {label} of this version of taskcodec: it "
+                        f"{' and '.join(differences)}; retrain it (an older version's checkpoint)") from None
     meta = {key: value for key, value in payload.items() if key != "state_dict"}
     meta["codec_id"] = f"{payload['arch']}/{hyper_label(payload['hyper'])}"
     if point is not None:
