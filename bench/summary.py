@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/summary_tasks.py, also when loaded by path
-from summary_tasks import (classification, classification_headline, demo_machine, detection, fixed3,  # noqa: E402
-                           pct, vqa)
+from summary_tasks import (classification, classification_headline, demo_machine, detection,  # noqa: E402
+                           detection_levers, fixed3, pct, vqa)
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARIES = ROOT / "bench/results-summary"
@@ -140,9 +140,13 @@ def render_demo() -> str:
     return f"Default demo (its test split): {headline(summary, ['jpeg', 'webp'])}.\n\n{bd_table(summary)}\n"
 
 
+def _csv(name: str) -> list[dict]:
+    with open(SUMMARIES / name) as handle:
+        return list(csv.DictReader(handle))
+
+
 def render_levers(study: str) -> str:
-    with open(SUMMARIES / f"{study}-levers.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _csv(f"{study}-levers.csv")
     lines = ["| variant | N / M | patch | λ | steps | training CPU-s | images/s | val loss R + λ·255²·D | val bpp (est.) "
              "| val PSNR (dB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -292,6 +296,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "demo": render_demo,
     "demo-machine": lambda: demo_machine(_json("demo.json")),
     "detection": lambda: detection(_json("detection.json")["machine"]),
+    "detection-levers": lambda: detection_levers(_csv("detection-levers.csv")),
     "machine": lambda: classification(_json("machine.json")["machine"]),
     "machine-headline": lambda: classification_headline(_json("machine.json")["machine"]),
     "variable-rate": render_variable_rate,

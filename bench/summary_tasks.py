@@ -137,6 +137,21 @@ def detection(machine: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def detection_levers(rows: list[dict]) -> str:
+    """The scalable codec's settings tried on the detection study's validation split (detection-levers.csv)."""
+    first = rows[0]
+    uncompressed = float(first["uncompressed_val_map_50"])
+    lines = [f"Validation split ({first['val_images']} images): uncompressed map_50 {100 * uncompressed:.1f} %, "
+             f"target {100 * uncompressed - 2:.1f} %.", "",
+             "| codec | M_base | λ | λ_task | steps | base bpp | map_50 | feature MSE | image bpp | image PSNR (dB) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['codec']} N{row['N']} M_enh{row['M_enh']} | {row['M_base']} | {row['lmbda']} | "
+              f"{float(row['task_lmbda']):g} | {row['steps']} | {float(row['val_bpp_base']):.3f} | "
+              f"{100 * float(row['val_map_50']):.1f} % | {row['val_feature_mse']} | {float(row['val_bpp']):.3f} | "
+              f"{row['val_psnr']} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def vqa(machine: dict) -> str:
     """Seed 000's benchmark: every curve's VQA accuracy and image quality, the bits to come within 2 points of the
     uncompressed model (as a share of AVIF's), the accuracy per answer type and the question-only baseline's, and
