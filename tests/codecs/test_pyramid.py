@@ -104,6 +104,7 @@ def test_point_1_uses_level_2s_modulation_and_not_level_3s():
 def _trained(codec):
     """The parameters that one training step's loss at the selected point gives a gradient."""
     codec.zero_grad()
+    codec.perceptual = True
     out = codec(images())
     rate = sum(lk.log().sum() for layer in out["likelihoods"].values() for lk in layer.values())
     (out["x_hat"].square().mean() - rate + out["features_hat"].square().mean()).backward()
@@ -125,6 +126,18 @@ def test_the_loss_weights_each_point_with_its_lambda_and_the_perceptual_term():
         codec_loss(codec, [0.001, 0.01], None, "mse")
     with pytest.raises(UserError, match="must ascend"):
         VariableRateLoss([0.1, 0.01, 0.001])
+
+
+def test_the_frozen_network_runs_only_for_what_the_loss_and_the_encoder_read():
+    calls = []
+    for simclr, weight, expected in ((0, 0.0, 0), (1, 0.0, 1), (0, 0.5, 2), (1, 0.5, 2)):
+        codec = make_codec(simclr=simclr)
+        codec.ssl_model.register_forward_hook(lambda *_: calls.append(1))
+        codec_loss(codec, [0.001, 0.01, 0.1], None, "mse", perceptual_weight=weight)
+        calls.clear()
+        out = codec(images())
+        assert len(calls) == expected, (simclr, weight)  # on x for the encoder or the target, on x̂ for P
+        assert ("features_hat" in out) == (weight > 0)
 
 
 def test_a_checkpoint_keeps_the_frozen_network_and_the_bitstreams(tmp_path):

@@ -84,6 +84,9 @@ class LayeredCodec:
     operating_points: int = 1
     #: relative frequencies with which training draws the operating points (None: uniform)
     point_weights: tuple[float, ...] | None = None
+    #: the training loss weighs a perceptual term (set by ``codec_loss``): a codec that can, then also returns
+    #: ``features`` and ``features_hat`` from ``forward``; without it, it spends no work on them
+    perceptual: bool = False
 
     def select_point(self, index: int) -> None:
         """Work at operating point ``index`` from now on (a single-rate codec has only point 0)."""

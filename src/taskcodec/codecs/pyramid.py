@@ -229,10 +229,10 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
 
     # ------------------------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:
-        """Training pass at the selected point: ``x_hat``, the likelihoods of its levels, and with the
-        self-supervised network the features of x and x̂ for the perceptual term."""
+        """Training pass at the selected point: ``x_hat``, the likelihoods of its levels, and when the loss has
+        a perceptual term (:attr:`perceptual`) the self-supervised network's features of x and x̂."""
         features = None
-        if self.ssl_model is not None:  # computed once: the encoder's input (simclr) and the perceptual target
+        if self.ssl_model is not None and (self.perceptual or self.simclr):  # once: encoder input, perceptual target
             with torch.no_grad():
                 features = self.ssl_model(x)
         y_hats, likelihoods = [], {}
@@ -245,7 +245,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
                 y_hat = quantize_ste(y - medians) + medians
             y_hats.append(y_hat)
         out = {"x_hat": self._synthesize(y_hats), "likelihoods": likelihoods}
-        if features is not None:
+        if self.perceptual and features is not None:
             out["features"], out["features_hat"] = features, self.ssl_features(out["x_hat"])
         return out
 

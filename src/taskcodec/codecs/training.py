@@ -103,6 +103,7 @@ def codec_loss(model: CompressionModel, lmbda: float | list[float], task_lmbda: 
         if len(lmbdas) != model.operating_points:
             raise UserError(f"{type(model).__name__} has {model.operating_points} operating points but "
                             f"{len(lmbdas)} λ were given; give one λ per point")
+        model.perceptual = perceptual_weight > 0  # the features of x̂ only when the loss reads them
         return VariableRateLoss(lmbdas, distortion, perceptual_weight), ()
     if not getattr(model, "needs_task_model", False):
         return RateDistortionLoss(lmbda, distortion), ()
