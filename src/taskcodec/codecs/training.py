@@ -96,7 +96,8 @@ def codec_loss(model: CompressionModel, lmbda: float | list[float], task_lmbda: 
                distortion: str, perceptual_weight: float = 0.0) -> tuple[nn.Module, tuple[str, ...]]:
     """The pretraining loss of ``model`` and the terms it logs beside loss, bpp and mse: R + λ·D; for a
     variable-rate codec (``operating_points`` > 1) that loss at the drawn point with one λ per point
-    (:class:`~taskcodec.losses.VariableRateLoss`); for a codec built on the frozen task model (seed 002)
+    (:class:`~taskcodec.losses.VariableRateLoss`), and the model's ``perceptual`` flag (the codec contract's) says
+    whether that loss weighs a perceptual term; for a codec built on the frozen task model (seed 002)
     equation 2 with ``task_lmbda`` (feature MSE, bpp per layer)."""
     if model.operating_points > 1 or isinstance(lmbda, (list, tuple)):
         lmbdas = list(lmbda) if isinstance(lmbda, (list, tuple)) else [lmbda]
