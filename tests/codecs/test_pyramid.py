@@ -84,7 +84,7 @@ def test_the_levels_modulations_compose_as_if_applied_one_after_another():
     for modulation in codec.modulate:
         modulation.data = torch.randn_like(modulation)
     t = torch.randn(2, 16, 3, 3)
-    for step in range(len(codec.trunk)):
+    for step in range(len(codec.trunk) - 1):  # the first step reads ŷ_1 unmodulated
         one_by_one = t
         for modulation in codec.modulate[:2]:  # levels 2 and 3: operating point 2
             scale, bias = modulation[step]
@@ -165,7 +165,7 @@ def test_a_checkpoint_keeps_the_frozen_network_and_the_bitstreams(tmp_path):
     with pytest.raises(UserError, match=r"old.pt does not fit pyramid .* lacks modulate.0, modulate.1; retrain"):
         load_codec(tmp_path / "old.pt")
     payload = torch.load(tmp_path / "model.pt", weights_only=True)  # the same keys, a tensor of another shape
-    payload["state_dict"]["entry.weight"] = payload["state_dict"]["entry.weight"][:1]
+    payload["state_dict"]["project.0.weight"] = payload["state_dict"]["project.0.weight"][:1]
     torch.save(payload, tmp_path / "other.pt")
     with pytest.raises(UserError, match=r"other.pt does not fit pyramid N16-M8\S*: Error\(s\) in loading"):
         load_codec(tmp_path / "other.pt")

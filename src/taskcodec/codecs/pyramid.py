@@ -15,14 +15,16 @@ Visual Attention" (2022), built from CompressAI's layers (GDN, ``EntropyBottlene
   than right before its last layer at stride 2, where attention over every pair
   of positions of a Kodak image does not fit a CPU budget.
 - **Feature pyramid encoder**: strided 5×5 convolutions with GDN from stride 4
-  down to stride 16 (the finest level) and one more per coarser level; level
-  ``i`` (1 = coarsest, stride 16·2^(levels−i)) is a 3×3 projection to ``M``
-  channels of the pyramid at its scale, quantised and entropy-coded to its own
-  bitstream layer ``level<i>`` with a fully factorized prior (the paper's
-  equation 1: one ``EntropyBottleneck`` per level).
+  down to stride 8 and one more per coarser level; level ``i`` (1 = coarsest,
+  stride 16·2^(levels−i)) is a strided 5×5 convolution to ``M`` channels, without
+  GDN, of the pyramid at half its stride (bmshj2018-factorized's last analysis
+  layer; a GDN step and then a 3×3 projection trained 1.5 dB worse at one level),
+  quantised and entropy-coded to its own bitstream layer ``level<i>`` with a fully
+  factorized prior (the paper's equation 1: one ``EntropyBottleneck`` per level).
 - **Hierarchical decoder with shared weights**: ``D_1`` maps ŷ_1 through one
   synthesis trunk (5×5 transposed convolutions with inverse GDN) up to the
-  image; ``D_i`` is ``D_{i−1}`` plus its own parameters θ_i: a 3×3 convolution
+  image, its first step reading ŷ_1 itself as bmshj2018-factorized's synthesis
+  does; ``D_i`` is ``D_{i−1}`` plus its own parameters θ_i: a 3×3 convolution
   that adds ŷ_i into the trunk where the trunk reaches level i's resolution,
   and a channel-wise scale and bias of the trunk's features at every step
   (the conditional convolution of Choi, El-Khamy and Lee, "Variable Rate Deep
@@ -135,21 +137,22 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         stem_channels = ssl_model.channels if simclr else N
         self.stem = None if simclr else nn.Sequential(_down(3, N), _down(N, N))
         self.encoder_attention = SelfAttention(stem_channels) if encoder_attention else nn.Identity()
-        # stride 4 → 16, then one stride-2 step per coarser level
-        self.pyramid = nn.ModuleList([nn.Sequential(_down(stem_channels, N), _down(N, N))]
-                                     + [_down(N, N) for _ in range(levels - 1)])
-        self.project = nn.ModuleList([conv(N, M, kernel_size=3, stride=1) for _ in range(levels)])  # finest first
+        # stride 4 → 8, then one stride-2 step per coarser level; each level a strided 5×5 convolution of its input
+        self.pyramid = nn.ModuleList([_down(stem_channels, N)] + [_down(N, N) for _ in range(levels - 1)])
+        self.project = nn.ModuleList([conv(N, M, kernel_size=5, stride=2) for _ in range(levels)])  # finest first
         self.entropy_bottlenecks = nn.ModuleList([EntropyBottleneck(M) for _ in range(levels)])  # level order
-        self.entry = conv(M, N, kernel_size=3, stride=1)  # θ_1: ŷ_1 into the trunk
         self.inject = nn.ModuleList([conv(M, N, kernel_size=3, stride=1) for _ in range(levels - 1)])  # θ_2…θ_L
         # trunk: from level 1's stride down to 1, one 2× step each; its stride-4 features may be attended
         steps = (levels - 1) + 4
-        self.trunk = nn.ModuleList([nn.Sequential(deconv(N, N if i < steps - 1 else 3, kernel_size=5, stride=2),
+        self.trunk = nn.ModuleList([nn.Sequential(deconv(M if i == 0 else N, N if i < steps - 1 else 3,
+                                                         kernel_size=5, stride=2),
                                                   GDN(N, inverse=True) if i < steps - 1 else nn.Identity())
                                     for i in range(steps)])
         self.decoder_attention = SelfAttention(N) if decoder_attention else nn.Identity()
-        # θ_2…θ_L: each level's scale and bias of the trunk's features at every step (steps × 2 × N)
-        self.modulate = nn.ParameterList([nn.Parameter(torch.stack([torch.ones(steps, N), torch.zeros(steps, N)], 1))
+        # θ_2…θ_L: each level's scale and bias of the trunk's features before every step after the first
+        # ((steps − 1) × 2 × N; the first step reads ŷ_1)
+        self.modulate = nn.ParameterList([nn.Parameter(torch.stack([torch.ones(steps - 1, N),
+                                                                    torch.zeros(steps - 1, N)], 1))
                                           for _ in range(levels - 1)])
 
     def train(self, mode: bool = True) -> "FeaturePyramidCodec":
@@ -196,7 +199,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         scales = []
         for down in self.pyramid:
             h = down(h)
-            scales.append(h)  # finest (stride 16) first
+            scales.append(h)  # the finest level's input (stride 8) first
         latents = [project(scale) for project, scale in zip(self.project, scales)][::-1]
         return latents[: self.point + 1]
 
@@ -206,12 +209,12 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         return self._synthesize(y_hats).clamp(0, 1)
 
     def _synthesize(self, y_hats: list[torch.Tensor]) -> torch.Tensor:
-        t = self.entry(y_hats[0])
+        t = y_hats[0]
         for step, block in enumerate(self.trunk):
             if 1 <= step < len(y_hats):  # level step+1 joins at its stride
                 t = t + self.inject[step - 1](y_hats[step])
-            if len(y_hats) > 1:
-                scale, bias = self._modulation(step, len(y_hats))
+            if len(y_hats) > 1 and step > 0:  # step 0 reads ŷ_1 (M channels) as it is
+                scale, bias = self._modulation(step - 1, len(y_hats))
                 t = t * scale[:, None, None] + bias[:, None, None]
             if step == len(self.trunk) - 2:  # stride 4
                 t = self.decoder_attention(t)
@@ -219,7 +222,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         return t
 
     def _modulation(self, step: int, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The channel-wise scale and bias of trunk step ``step`` when ``levels`` levels are decoded: the
+        """The channel-wise scale and bias before trunk step ``step`` + 1 when ``levels`` levels are decoded: the
         modulations of levels 2…``levels`` applied one after another, composed into one."""
         scale, bias = self.modulate[0][step]
         for modulation in self.modulate[1 : levels - 1]:
