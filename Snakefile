@@ -1,15 +1,15 @@
 # taskcodec: learned image compression for humans and machines.
 #
-#   prepare -> saliency, train_task -> extract_features
+#   prepare -> saliency, train_task -> extract_features (per task of `tasks`)
 #           -> train_codec (one job per architecture and hyperparameters x lambda) -> cache_latents (per split)
-#           -> train_scalable (seed 002: per hyperparameters x lambda x lambda_task, around the frozen task model)
+#           -> train_scalable (seed 002: per hyperparameters x lambda x lambda_task, around the model of scalable.task)
 #              -> cache_scalable / evaluate_scalable (the image from both layers, the task from the base layer)
 #           -> train_variable_rate (seed 001: per model, one for all lambdas, on train_simclr's self-supervised
 #              features) -> cache_variable_rate / evaluate_variable_rate (per operating point)
-#           -> finetune_codec (per codec x tau, through the frozen task model) -> cache/evaluate_finetuned
+#           -> finetune_codec (per codec x tau, through the model of finetune.task) -> cache/evaluate_finetuned
 #           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
-#           -> evaluate_codec / evaluate_classical (per dataset; task accuracy and feature distortion on the
-#              test split) -> report (per dataset), report_task
+#           -> evaluate_codec / evaluate_classical (per dataset; every task's accuracy and feature distortion on
+#              the test split) -> report (per dataset), report_task (per task)
 #           -> summarize (DVC metrics and plots)
 #
 # Run with:  snakemake --profile workflow/profiles/local

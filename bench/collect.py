@@ -10,14 +10,14 @@ each averages over, each learned curve's PSNR span, and (with
 ``--references``, CompressAI's published result files) the published curves' BD-rates against the
 classical codecs measured in this run, as a yardstick.
 
-For the test split of a run with the machine branch it also keeps the rate–accuracy points of the learned
-codecs (``report/machine/test/tradeoff.csv``: the bits the task receives and its primary metric beside the
-image's bits and PSNR), the uncompressed task model's test value, every curve's bits and task value
-(``rate_accuracy``: classical codecs and compressed-domain classifiers too), the bits each curve needs to come
-within 2 points of it, the scalable codecs' savings at that target and their redundancy over training (the
-report's ``bits_for_accuracy``, ``savings`` and ``redundancy`` tables), a VQA study's question-only baseline
-(``<results>/blind/metrics.json``) and the compressed-domain speed comparison (``<results>/speed.csv``), each
-when present. For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost,
+For the test split of a run with the machine branch it also keeps, under ``machine.<task>`` for each task,
+the rate–accuracy points of the learned codecs (``report/machine/<task>/tradeoff.csv``: the bits the task
+receives and its primary metric beside the image's bits and PSNR), the uncompressed task model's test value,
+every curve's bits and task value (``rate_accuracy``: classical codecs and compressed-domain classifiers too), the
+bits each curve needs to come within 2 points of it, the scalable codecs' savings at that target and their
+redundancy over training (the report's ``bits_for_accuracy``, ``savings`` and ``redundancy`` tables), a VQA
+study's question-only baseline (``<results>/blind/metrics.json``, with the vqa task) and the compressed-domain
+speed comparison (``<results>/speed.csv``, with classification), each when present. For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost,
 and their BD-rates against the single-rate curves of the same run and, with ``--single-rate`` (a committed
 summary of single-rate codecs on the same dataset, e.g. kodak.json), against those. bench/summary.py turns these
 files into the numbers of README.md and bench/README.md.
@@ -88,12 +88,15 @@ def variable_rate(results: Path, points: pd.DataFrame, single_rate: Path | None,
             "bd_rate_vs_single_rate": _rounded(bd_rate_table(versus, method).fillna({"note": ""}))}
 
 
-def machine(results: Path) -> dict | None:
-    """The learned codecs' rate–accuracy points on the test split and the uncompressed model's value, or None."""
-    tradeoff = results / "report" / "machine" / "test" / "tradeoff.csv"
-    if not tradeoff.is_file():
-        return None
-    task = json.loads((results / "task" / "metrics.json").read_text())
+def machine(results: Path) -> dict[str, dict]:
+    """Each task's rate–accuracy summary (:func:`task_summary`), by task; none without the machine branch."""
+    reports = sorted((results / "report" / "machine").glob("*/tradeoff.csv"))
+    return {tradeoff.parent.name: task_summary(results, tradeoff) for tradeoff in reports}
+
+
+def task_summary(results: Path, tradeoff: Path) -> dict:
+    """The learned codecs' rate–accuracy points of one task on the test split and the uncompressed model's value."""
+    task = json.loads((results / "task" / tradeoff.parent.name / "metrics.json").read_text())
     from taskcodec.tasks.registry import TASKS
 
     metric = TASKS[task["task"]].primary_metric
@@ -105,9 +108,10 @@ def machine(results: Path) -> dict | None:
               for name in ("bits_for_accuracy", "savings", "redundancy", "by_group")
               if (report / f"{name}.csv").is_file()}
     blind = results / "blind" / "metrics.json"  # a VQA study's question-only baseline (bench/vqa/run.sh)
-    baselines = {"blind": _test_values(json.loads(blind.read_text()))} if blind.is_file() else {}
+    baselines = ({"blind": _test_values(json.loads(blind.read_text()))}
+                 if blind.is_file() and task["task"] == "vqa" else {})
     speed = results / "speed.csv"  # the compressed-domain speed comparison (bench/machine/speed.py)
-    extras = {"speed": _rounded(pd.read_csv(speed))} if speed.is_file() else {}
+    extras = {"speed": _rounded(pd.read_csv(speed))} if speed.is_file() and task["task"] == "classification" else {}
     return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),
             "uncompressed_metrics": _test_values(task), "images": int(measured["images"]),
             "image_size": measured["image_size"], "points": _rounded(points),
@@ -136,7 +140,7 @@ def collect(results: Path, dataset: str, references: Path | None = None, single_
         "bd_rate": _rounded(bd),
         "psnr_span_db": {codec: round(float(span), 2) for codec, span in spans.items()},
         "published_bd_rate": published(points, references) if references is not None else [],
-        "machine": machine(results) if dataset == "test" else None,
+        "machine": machine(results) if dataset == "test" else {},
         "variable_rate": variable_rate(results, points, single_rate),
     }
 

@@ -295,15 +295,15 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "demo-levers": lambda: render_levers("demo"),
     "demo": render_demo,
     "demo-machine": lambda: demo_machine(_json("demo.json")),
-    "detection": lambda: detection(_json("detection.json")["machine"]),
+    "detection": lambda: detection(_json("detection.json")["machine"]["detection"]),
     "detection-levers": lambda: detection_levers(_csv("detection-levers.csv")),
-    "machine": lambda: classification(_json("machine.json")["machine"]),
-    "machine-headline": lambda: classification_headline(_json("machine.json")["machine"]),
+    "machine": lambda: classification(_json("machine.json")["machine"]["classification"]),
+    "machine-headline": lambda: classification_headline(_json("machine.json")["machine"]["classification"]),
     "variable-rate": render_variable_rate,
     "scale": render_scale,
     "capacity": render_capacity,
     "storage": render_storage,
-    "vqa": lambda: vqa(_json("vqa.json")["machine"]),
+    "vqa": lambda: vqa(_json("vqa.json")["machine"]["vqa"]),
 }
 
 

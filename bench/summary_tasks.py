@@ -47,11 +47,11 @@ def _target(machine: dict) -> float:
 
 
 def demo_machine(summary: dict) -> str:
-    machine = summary["machine"]
+    """The default demo's learned codecs for each of its tasks."""
     size = summary["learned"][0]["image_size"]
-    return "\n".join([f"Default demo ({machine['task']}, its test split, images {size}): uncompressed "
-                      f"{machine['metric']} {100 * machine['uncompressed']:.1f} %.", "",
-                      *_points(machine, "task")]) + "\n"
+    return "\n".join(line for task, machine in summary["machine"].items() for line in [
+        f"Default demo, {task} (its test split, images {size}): uncompressed {machine['metric']} "
+        f"{100 * machine['uncompressed']:.1f} %.", "", *_points(machine, "task"), ""])
 
 
 def classification(machine: dict) -> str:

@@ -67,7 +67,7 @@ def test_a_failed_record_says_what_dvc_said_and_what_it_means(project, capsys):
 
 
 def test_outs_of_a_switched_off_branch_are_created_empty_so_dvc_finds_them(project):
-    """With task.enabled false (or no scalable codecs) no job makes results/task, and `dvc repro` would stop there."""
+    """With no tasks (or no scalable codecs) no job makes results/task, and `dvc repro` would stop there."""
     (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"pipeline": {"cmd": "x", "outs": [
         {"results/codecs": {"persist": True}}, {"results/task": {"persist": True}}, "results/report"]}}}))
     (project / "results" / "codecs").mkdir(parents=True)

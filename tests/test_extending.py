@@ -121,7 +121,7 @@ def test_a_two_layer_codec_codes_and_decodes_each_layer(plugins):
 PREPARE = {"dataset": "builtin", "root": None, "image_size": 32, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
            "seed": 0, "builtin": {"num_images": 30, "canvas_size": 40, "classes": ["circle", "square"],
                                   "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
-TASK = {"name": "dominant-colour", "model": {"width": 8},
+TASK = {"model": {"width": 8},
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0,
                   "crop_padding": 0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0}}
 TRAIN = {"distortion": "mse", "steps": 6, "batch_size": 4, "patch_size": 32, "lr": 1e-3, "aux_lr": 1e-3,
@@ -135,9 +135,9 @@ def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):
     prepare.main(["--params", json.dumps(PREPARE), "--out", str(prepared)])
     manifest = str(prepared / "manifest.csv")
     task_model = tmp_path / "task" / "model.pt"
-    train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", manifest, "--out", str(task_model)])
+    train_task.main(["--task", "dominant-colour", "--params", json.dumps(TASK), *RUN, "--manifest", manifest, "--out", str(task_model)])
     streamed = tmp_path / "streamed" / "model.pt"  # every split read from its files: its targets read the images
-    train_task.main(["--params", json.dumps(TASK), *RUN, "--mem-mb", "0", "--manifest", manifest, "--out",
+    train_task.main(["--task", "dominant-colour", "--params", json.dumps(TASK), *RUN, "--mem-mb", "0", "--manifest", manifest, "--out",
                      str(streamed)])
     read = load_task_model(streamed)[0].state_dict()
     for key, value in load_task_model(task_model)[0].state_dict().items():
@@ -170,7 +170,7 @@ def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):
             params.pop("qualities")
         stage.main(["--params", json.dumps(params), *RUN, *args, "--task-model", str(task_model),
                     "--out", str(evals[kind])])
-    learned = pd.read_csv(evals["learned"] / "per_image.csv")
+    learned = pd.read_csv(evals["learned"] / "task" / "dominant-colour" / "per_image.csv")
     assert {"accuracy", "bpp_base", "bpp_enhancement"} <= set(learned.columns) and "top1" not in learned.columns
     assert learned["bpp"].tolist() == pytest.approx((learned["bpp_base"] + learned["bpp_enhancement"]).tolist())
     report_params = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from taskcodec.errors import UserError
-from taskcodec.evaluation import TaskMeasures
+from taskcodec.evaluation import TaskMeasures, task_measures
 from taskcodec.artifacts import file_digest, write_json
 from taskcodec.tasks.checkpoint import save_task_model
 from taskcodec.tasks.features import extract_features
@@ -27,24 +27,28 @@ def task_files(tmp_path):
 
 def test_task_measures_add_the_feature_distortion_of_the_reconstruction(task_files):
     folder, images = task_files
-    task = TaskMeasures(folder / "model.pt", None, 0.5, torch.device("cpu"), folder / "test.pt")
+    task = TaskMeasures(folder / "model.pt", torch.device("cpu"), folder / "test.pt")
     same = task.measure("x", {"label": 0}, images[0], images[0])
     assert same["feature_mse"] < 1e-10 and np.isnan(same["top5"])  # top-5 needs at least 5 classes
     noisy = np.clip(images[0].astype(int) + np.random.default_rng(1).integers(-20, 21, images[0].shape), 0, 255)
     assert task.measure("x", {"label": 0}, images[0], noisy.astype(np.uint8))["feature_mse"] > 1e-4
-    without_features = TaskMeasures(folder / "model.pt", None, 0.5, "cpu")
+    without_features = TaskMeasures(folder / "model.pt", "cpu")
     assert "feature_mse" not in without_features.measure("x", {"label": 0}, images[0], images[0])
 
 
-def test_features_without_the_task_model_are_refused(task_files):
+def test_each_task_model_needs_its_own_features_folder_and_task(task_files):
     folder, _ = task_files
-    with pytest.raises(UserError, match="measuring feature distortion needs --task-model"):
-        TaskMeasures(None, None, 0.5, "cpu", folder / "test.pt")
+    with pytest.raises(UserError, match="--features names 1 folders for 0 task models; give one"):
+        task_measures(None, [folder], "test", "cpu")
+    with pytest.raises(UserError, match=r"are of the tasks \['classification', 'classification'\]; give one model per"):
+        task_measures([folder / "model.pt"] * 2, None, "test", "cpu")
+    (measures,) = task_measures([folder / "model.pt"], [folder], "test", "cpu")
+    assert measures.name == "classification" and measures.columns[-1] == "feature_mse"  # folder/test.pt
 
 
 def test_summaries_per_point_are_the_means_of_the_per_image_scores_for_classification(task_files):
     folder, images = task_files
-    task = TaskMeasures(folder / "model.pt", None, 0.5, "cpu")
+    task = TaskMeasures(folder / "model.pt", "cpu")
     rows = {point: [task.measure(image_id, {"label": label}, image, image, point)
                     for image_id, label, image in zip("xy", (0, 1), images)] for point in (10, 90)}
     logits = torch.tensor([[0.0, 5.0, 0.0]])  # outputs a codec computed itself: class 1, whatever the image

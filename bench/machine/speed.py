@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    task_model, _ = load_task_model(args.results / "task" / "model.pt", device)
+    task_model, _ = load_task_model(args.results / "task" / "classification" / "model.pt", device)
     rows = []
     for classifier_path in sorted((args.results / "latent").rglob("model.pt")):
         codec_dir = classifier_path.parent.relative_to(args.results / "latent")

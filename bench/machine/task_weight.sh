@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 study=bench/results/machine
-[ -f "$study/task/model.pt" ] || { echo "no study results in $study: run bash bench/machine/run.sh first"; exit 1; }
+[ -f "$study/task/classification/model.pt" ] || { echo "no study results in $study: run bash bench/machine/run.sh first"; exit 1; }
 weights=("$@"); [ ${#weights[@]} -gt 0 ] || weights=(1 10 30)
 tuned=bmshj2018-hyperprior/N32-M48  # the study's codec architecture and latent sizes
 lmbdas=(0.0009 0.0018)

@@ -10,7 +10,7 @@ not in the checkout of :mod:`taskcodec.reproduce`, not for a run of some targets
 results folder. A run with nothing to do calls no Snakemake hook and records nothing.
 
 Every whole-workflow run into ``results/`` of a DVC repository, DVC's own included, first creates (empty) the
-outs that its params leave without a job (:func:`create_absent_outs`: ``task.enabled: false``, no scalable
+outs that its params leave without a job (:func:`create_absent_outs`: ``tasks: {}``, no scalable
 codecs, no joint classifiers...), or ``dvc repro`` and ``dvc commit`` would stop at the missing folder.
 """
 

@@ -2,11 +2,12 @@
 
 Beside rate, PSNR and MS-SSIM, every reconstruction gets the no-reference NIQE
 (:mod:`taskcodec.niqe`; NaN when switched off by ``evaluate.niqe``, under 96 pixels
-a side, or without its parameters). Images of a prepared (labeled) split get the
-machine-side measures of :class:`TaskMeasures`: the frozen task model's
-prediction on the reconstruction, the distortion of its intermediate features
-against those cached for the original image (``extract_features``), and PSNR
-inside and outside the salient region.
+a side, or without its parameters). Images of a prepared split get PSNR inside and
+outside the salient region (:class:`SalientRegions`) and, for every frozen task model
+of the run, the machine-side measures of :class:`TaskMeasures`: its prediction on the
+reconstruction and the distortion of its intermediate features against those cached
+for the original image (``extract_features``), in a table of that task's own
+(:func:`write_task_results`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from taskcodec import artifacts
 from taskcodec.data.stored import StoredImage, read_image
 from taskcodec.errors import UserError
 from taskcodec.metrics import ms_ssim_scales, ms_ssim_uint8, psnr, region_psnr
@@ -28,19 +30,20 @@ from taskcodec.niqe import niqe as niqe_score
 if TYPE_CHECKING:
     import torch
 
-#: columns of every per_image.csv written by the evaluation stages, around the task's own columns
-#: (:attr:`TaskMeasures.columns`); ``kind`` is classical, pretrained or finetuned
-#: (:data:`taskcodec.report.tables.LEARNED_KINDS`)
 #: the keys of the ``evaluate`` section both evaluation stages read (beside a classical codec's sweep)
 EVALUATE_KEYS = ("save_reconstructions", "saliency_threshold", "niqe")
 
+#: the first columns of every per_image.csv written by the evaluation stages (a task's table puts its own,
+#: :attr:`TaskMeasures.columns`, right after them); ``kind`` is classical, pretrained or finetuned
+#: (:data:`taskcodec.report.tables.LEARNED_KINDS`)
 BASE_FIELDS = ["kind", "codec", "point", "image_id", "height", "width", "bytes", "bpp", "bpp_estimated",
                "psnr", "ms_ssim", "niqe"]
 
 
-def row_fields(task: "TaskMeasures") -> list[str]:
-    """The columns of a per_image.csv measured with ``task``."""
-    return BASE_FIELDS + task.columns + ["run_id"]
+def row_fields(regions: "SalientRegions") -> list[str]:
+    """The columns of a per_image.csv measured with ``regions`` (the tasks' columns are in their own tables,
+    :func:`write_task_results`)."""
+    return BASE_FIELDS + regions.columns + ["run_id"]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -80,38 +83,32 @@ def save_reconstruction(folder: Path, name: str, image: np.ndarray) -> None:
 
 
 class TaskMeasures:
-    """Machine-side measures of a reconstruction, for images of a prepared split: the frozen task model's
-    prediction and scores (the metrics its task declares, :mod:`taskcodec.tasks.registry`), the mean squared
+    """Machine-side measures of a reconstruction by one frozen task model, for images of a prepared split: its
+    prediction and scores (the metrics its task declares, :mod:`taskcodec.tasks.registry`) and the mean squared
     difference of its feature maps from the original image's (``features``: an ``extract_features`` file of the
-    split), and PSNR inside / outside the salient region (saliency ≥ ``threshold``, maps of the saliency stage).
+    split).
 
     It keeps the task model's outputs and targets of every codec point it measures, so that :meth:`summarize`
     gives the task's metrics over each point's whole set (:meth:`Task.summarize`: mean average precision for
     detection; for classification the mean of the per-image scores)."""
 
-    def __init__(self, task_model: Path | None, saliency: Path | None, threshold: float, device,
-                 features: Path | None = None):
-        from taskcodec.tasks.checkpoint import load_task_model  # torch only for the stages that classify
+    def __init__(self, task_model: Path, device, features: Path | None = None):
+        from taskcodec.tasks.checkpoint import load_task_model  # torch only for the stages that measure a task
 
         self.device = device
-        self.model, self.task = None, None
-        if task_model is not None:
-            self.model, info = load_task_model(task_model, device)
-            self.task = info["task"]
-        self.maps = Path(saliency) / "maps" if saliency is not None else None
-        self.threshold = threshold
+        self.model, info = load_task_model(task_model, device)
+        self.task = info["task"]
         self.features = None
         if features is not None:
-            if self.model is None:
-                raise UserError(f"{features}: measuring feature distortion needs --task-model, the task model "
-                                "that extracted these features")
             from taskcodec.tasks.features import CachedFeatures
 
             self.features = CachedFeatures(features, self.model, task_model)
-        self.columns = ((["label", "pred", *self.task.metric_names] if self.task else [])
-                        + (["feature_mse"] if self.features else [])
-                        + (["psnr_salient", "psnr_background"] if self.maps else []))
+        self.columns = ["label", "pred", *self.task.metric_names] + (["feature_mse"] if self.features else [])
         self.collected: dict[float | None, tuple[list, list]] = {}  # point -> (outputs, targets) of its images
+
+    @property
+    def name(self) -> str:
+        return self.task.name
 
     @property
     def metrics(self) -> list[str]:
@@ -124,38 +121,91 @@ class TaskMeasures:
         its objects...). ``outputs`` are the task model's outputs when the codec computed them itself (from its
         task layers, :meth:`~taskcodec.codecs.contract.LayeredCodec.task_outputs`); otherwise the task model
         runs on the reconstruction. Feature distortion is always the reconstruction's."""
-        row = {}
-        if self.model is not None:
-            from taskcodec.tasks.evaluation import image_outputs
+        from taskcodec.tasks.evaluation import image_outputs
 
-            target = self.task.target(sample, original)
-            if outputs is None or self.features is not None:  # this forward pass also gives the features
-                reconstructed = image_outputs(self.model, self.task, reconstruction, target, self.device)[None]
-                outputs = reconstructed if outputs is None else outputs
-            outputs = outputs.float().cpu()
-            scores = self.task.scores(outputs, self.task.collate([target]))
-            row.update(label=_cell(target), pred=_cell(self.task.predictions(outputs)[0]),
-                       **{name: float(value[0]) for name, value in scores.items()})
-            if self.features is not None:
-                row["feature_mse"] = self.features.mse_of_last_forward(image_id)
-            collected = self.collected.setdefault(point, ([], []))
-            collected[0].append(outputs)
-            collected[1].append(target)
-        if self.maps is not None:
-            saliency = np.asarray(Image.open(self.maps / f"{image_id}.png"), dtype=np.float32) / 255.0
-            row["psnr_salient"], row["psnr_background"] = region_psnr(original, reconstruction,
-                                                                      saliency >= self.threshold)
+        target = self.task.target(sample, original)
+        if outputs is None or self.features is not None:  # this forward pass also gives the features
+            reconstructed = image_outputs(self.model, self.task, reconstruction, target, self.device)[None]
+            outputs = reconstructed if outputs is None else outputs
+        outputs = outputs.float().cpu()
+        scores = self.task.scores(outputs, self.task.collate([target]))
+        row = {"label": _cell(target), "pred": _cell(self.task.predictions(outputs)[0]),
+               **{name: float(value[0]) for name, value in scores.items()}}
+        if self.features is not None:
+            row["feature_mse"] = self.features.mse_of_last_forward(image_id)
+        collected = self.collected.setdefault(point, ([], []))
+        collected[0].append(outputs)
+        collected[1].append(target)
         return row
 
     def summarize(self) -> list[dict]:
-        """``{"point", "images", <metric>: value}`` over all images of every point measured (none without a task
-        model), NaN where a metric is undefined: a stage's ``summary.json`` ``task_metrics``, from which the
-        rate–accuracy report takes its accuracies."""
+        """``{"point", "images", <metric>: value}`` over all images of every point measured, NaN where a metric
+        is undefined: the ``task_metrics`` of the task's ``summary.json``, from which the rate–accuracy report
+        takes its accuracies."""
         import torch
 
         return [{"point": point, "images": len(targets),
                  **self.task.summarize(torch.cat(outputs), self.task.collate(targets))}
                 for point, (outputs, targets) in sorted(self.collected.items())]
+
+
+def task_measures(task_models: list[Path] | None, features: list[Path] | None, dataset: str,
+                  device) -> list[TaskMeasures]:
+    """One :class:`TaskMeasures` per task model (``--task-model``), each with the feature file of ``dataset`` in
+    the ``extract_features`` folder at the same position of ``features`` (``--features``), if given."""
+    task_models = task_models or []
+    if features and len(features) != len(task_models):
+        raise UserError(f"--features names {len(features)} folders for {len(task_models)} task models; give one "
+                        "extract_features folder per --task-model, in the same order, or none")
+    measures = [TaskMeasures(model, device, Path(folder) / f"{dataset}.pt" if features else None)
+                for model, folder in zip(task_models, features or [None] * len(task_models))]
+    names = [measure.name for measure in measures]
+    if len(set(names)) < len(names):
+        raise UserError(f"the task models {[str(model) for model in task_models]} are of the tasks {names}; "
+                        "give one model per task")
+    return measures
+
+
+class SalientRegions:
+    """PSNR inside and outside the salient region of each image (saliency ≥ ``threshold``, the maps of the
+    saliency stage in ``saliency``; none without them)."""
+
+    def __init__(self, saliency: Path | None, threshold: float):
+        self.maps = Path(saliency) / "maps" if saliency is not None else None
+        self.threshold = threshold
+        self.columns = ["psnr_salient", "psnr_background"] if self.maps else []
+
+    def measure(self, image_id: str, original: np.ndarray, reconstruction: np.ndarray) -> dict:
+        if self.maps is None:
+            return {}
+        saliency = np.asarray(Image.open(self.maps / f"{image_id}.png"), dtype=np.float32) / 255.0
+        inside, outside = region_psnr(original, reconstruction, saliency >= self.threshold)
+        return {"psnr_salient": inside, "psnr_background": outside}
+
+
+def write_task_results(folder: Path, table: pd.DataFrame, summary: dict, task: TaskMeasures, rows: list[dict],
+                       one_point: bool) -> dict:
+    """``<folder>/task/<name>/per_image.csv`` and ``summary.json``: the evaluation's ``table`` (its per-image
+    rows) and ``summary`` with ``task``'s columns (``rows``, one per table row, in its order) and its metrics
+    over each point's images (``task_metrics``); for the evaluation of ``one_point`` also the means of its
+    measurements, its set-level metrics in place of the means of per-image scores. Returns the task's
+    measurements as the tracker logs them: ``{point: {"<task>/<metric>": value}}``."""
+    measured = pd.DataFrame(rows, columns=task.columns, index=table.index)
+    columns = list(table.columns)
+    at = columns.index("niqe") + 1  # the task's columns after the image measures, as a single-task table had them
+    task_table = pd.concat([table[columns[:at]], measured, table[columns[at:]]], axis=1)
+    task_metrics = task.summarize()
+    means = {key: float(measured[key].mean()) for key in task.metrics} if one_point else {}
+    for point in task_metrics if one_point else ():  # over the whole split, not means of per-image values
+        means.update({name: point[name] for name in task.task.metric_names})
+    out = folder / "task" / task.name
+    out.mkdir(parents=True)
+    task_table.to_csv(out / "per_image.csv", index=False)
+    artifacts.write_json(out / "summary.json", {**summary, **means, "task_metrics": task_metrics})
+    if one_point:
+        return {summary["point"]: {f"{task.name}/{key}": value for key, value in means.items()}}
+    return {point["point"]: {f"{task.name}/{name}": point[name] for name in task.task.metric_names}
+            for point in task_metrics}
 
 
 def _cell(value) -> int | float | str:

@@ -7,7 +7,8 @@ one sentence naming the key, what is wrong, and (for a mistyped key) the closest
 Besides the schema, the checks here look at what a schema cannot hold: cross-section rules
 (``finetune.sweep.lmbdas`` ⊆ ``codec.sweep.lmbdas``, patch size ≤ image size), and the plug-in
 registries: a sweep entry's ``arch`` must be a registered codec and its other keys constructor
-parameters of that codec; ``task.name`` must be a registered task.
+parameters of that codec; every key of ``tasks`` must be a registered task, and ``finetune.task`` and
+``scalable.task`` keys of ``tasks``.
 
 :func:`codec_dirname` and :func:`number_id` say how a sweep entry and a λ or τ appear in paths and
 wildcards (``bmshj2018-hyperprior/N32-M48``, ``lmbda0.0035``).
@@ -154,14 +155,15 @@ def _check_codec_sweep(sweep: dict[str, Any], source: str, name: str) -> None:
         seen[ident] = index
 
 
-def _check_task(task: dict[str, Any], source: str, name: str) -> None:
+def _check_tasks(tasks: dict[str, Any], source: str, name: str) -> None:
     from taskcodec.plugins import load_plugins
     from taskcodec.tasks.registry import TASKS
 
     load_plugins()
-    if task["name"] not in TASKS:
-        raise _unknown_name(f"{name}.name", task["name"], "task", TASKS, source)
-    check_value(TASKS[task["name"]].model_schema, task["model"], f"{name}.model", source)
+    for task, section in tasks.items():
+        if task not in TASKS:
+            raise _unknown_name(f"{name}.{task}", task, "task", TASKS, source)
+        check_value(TASKS[task].model_schema, section["model"], f"{name}.{task}.model", source)
 
 
 # ---------------------------------------------------------------------------------------------- section checks
@@ -211,7 +213,7 @@ SECTION_CHECKS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
     "scalable.train": _check_codec_train,
     "variable_rate.sweep": _check_codec_sweep,
     "variable_rate.train": _check_codec_train,
-    "task": _check_task,
+    "tasks": _check_tasks,
     "evaluate": _check_evaluate,
 }
 
@@ -222,11 +224,13 @@ def _check_question_margin(params: dict[str, Any], source: str) -> None:
     from taskcodec.data.questions import MARGIN
 
     prepare = params["prepare"]
-    if params["task"]["name"] != "vqa" or prepare["dataset"] != "builtin" or not prepare["builtin"].get("questions"):
+    if "vqa" not in params["tasks"] or prepare["dataset"] != "builtin" or not prepare["builtin"].get("questions"):
         return
     margin = MARGIN * prepare["image_size"]
-    for section in ("task", "finetune"):
-        padding = params[section]["train"]["crop_padding"]
+    trainings = {"tasks.vqa": params["tasks"]["vqa"]} | (
+        {"finetune": params["finetune"]} if params["finetune"]["task"] == "vqa" else {})
+    for section, values in trainings.items():
+        padding = values["train"]["crop_padding"]
         if padding >= margin:
             raise UserError(f"{source}: {section}.train.crop_padding {padding} can move an object across the middle of "
                             f"the {prepare['image_size']}-pixel images, whose questions about sides keep {margin:g} px "
@@ -238,13 +242,13 @@ def _check_own_sizes(params: dict[str, Any], source: str) -> None:
     every other use of it needs images of one size."""
     if not params["prepare"].get("keep_train_size", False):
         return
-    uses = {"task.enabled": params["task"]["enabled"], "variable_rate.enabled": params["variable_rate"]["enabled"],
+    uses = {"tasks": bool(params["tasks"]), "variable_rate.enabled": params["variable_rate"]["enabled"],
             "cache.splits": "train" in params["cache"]["splits"],
             "codec.train.saliency_floor": params["codec"]["train"]["saliency_floor"] is not None}
     for key, used in uses.items():
         if used:
-            fix = "leave train out of it" if key == "cache.splits" else "set it to " + (
-                "null" if key.endswith("floor") else "false")
+            fix = {"cache.splits": "leave train out of it", "tasks": "set it to {}"}.get(
+                key, "set it to " + ("null" if key.endswith("floor") else "false"))
             raise UserError(f"{source}: prepare.keep_train_size is true, so the training images keep their own "
                             f"sizes, which only codec pretraining takes, but {key} needs them at one size: {fix}, "
                             "or set prepare.keep_train_size: false")
@@ -257,14 +261,20 @@ def _check_across_sections(params: dict[str, Any], source: str) -> None:
     if train["patch_size"] > image_size:
         raise UserError(f"{source}: codec.train.patch_size {train['patch_size']} is larger than prepare.image_size "
                         f"{image_size}; make it at most {image_size}")
-    scalable = params["scalable"]
-    if scalable["enabled"] and not params["task"]["enabled"]:
-        raise UserError(f"{source}: scalable.enabled is true but task.enabled is false; the scalable codec's base "
-                        "layer is built on the task model: enable the task branch or set scalable.enabled: false")
-    if scalable["enabled"] and not TASKS[params["task"]["name"]].splits:  # a known name (_check_task)
-        raise UserError(f"{source}: scalable.enabled is true but the {params['task']['name']} task's model does not "
-                        "split into features and the rest, which the scalable codec's base layer needs; set "
-                        "scalable.enabled: false")
+    scalable, tasks = params["scalable"], params["tasks"]
+    for section, used in (("scalable", scalable["enabled"]), ("finetune", bool(params["finetune"]["sweep"]["lmbdas"]))):
+        if used and tasks and params[section]["task"] not in tasks:
+            close = difflib.get_close_matches(params[section]["task"], list(tasks), n=1)
+            raise UserError(f"{source}: {section}.task = {params[section]['task']!r} is not among tasks"
+                            f"{f' (did you mean {close[0]!r}?)' if close else ''}; name one of "
+                            f"{', '.join(tasks)} or add its section to tasks")
+    if scalable["enabled"] and not tasks:
+        raise UserError(f"{source}: scalable.enabled is true but tasks is empty; the scalable codec's base layer is "
+                        "built on a task model: add one to tasks or set scalable.enabled: false")
+    if scalable["enabled"] and not TASKS[scalable["task"]].splits:  # a known name (_check_tasks)
+        raise UserError(f"{source}: scalable.enabled is true but the {scalable['task']} task's model does not split "
+                        "into features and the rest, which the scalable codec's base layer needs; name another "
+                        "task in scalable.task or set scalable.enabled: false")
     if scalable["enabled"] and scalable["train"]["patch_size"] > image_size:
         raise UserError(f"{source}: scalable.train.patch_size {scalable['train']['patch_size']} is larger than "
                         f"prepare.image_size {image_size}; make it at most {image_size}")
@@ -292,9 +302,12 @@ def _subschema(schema: dict[str, Any], dotted_name: str) -> dict[str, Any]:
         while "$ref" in node:
             node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
         properties = node.get("properties", {})
-        if part not in properties:
+        if part in properties:
+            node = properties[part]
+        elif isinstance(node.get("additionalProperties"), dict):  # a section of free keys: tasks.<task>
+            node = node["additionalProperties"]
+        else:
             raise ValueError(f"params.schema.yaml has no section '{dotted_name}'")
-        node = properties[part]
     while "$ref" in node:
         node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
     return {**node, "$defs": schema.get("$defs", {})}
@@ -341,7 +354,7 @@ def check_section(dotted_name: str, section: Any, source: str = "--params", *, k
     ``keys``: the keys of the section the caller takes, when it takes only some of them (e.g. evaluate_codec
     takes ``save_reconstructions`` and ``saliency_threshold`` of ``evaluate``); others are then unknown and these
     are required. ``omit``: the same, given as the keys the caller leaves out (cache_latents: ``splits``). The
-    checks beyond the schema run on the keys given (e.g. ``task.name`` against the task registry).
+    checks beyond the schema run on the keys given (e.g. the keys of ``tasks`` against the task registry).
     """
     schema = _subschema(load_yaml(schema_path), dotted_name)
     omit = set(omit)

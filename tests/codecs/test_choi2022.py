@@ -32,7 +32,7 @@ def trained():
 
 def test_it_is_a_scalable_codec_on_the_task_model_for_the_scalable_sweep():
     assert codec_hyperparameters(ARCH) == (["N", "M_base", "M_enh"], []) and needs_task_model(ARCH)
-    with pytest.raises(UserError, match="task.enabled"):
+    with pytest.raises(UserError, match="add its task to tasks and name it in scalable.task"):
         build_codec(ARCH, HYPER)
     params = load_yaml(ROOT / "params.yaml")
     params["scalable"]["sweep"]["models"].append({"arch": ARCH, **HYPER})

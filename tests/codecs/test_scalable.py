@@ -58,7 +58,7 @@ def images(n=2, side=64, seed=1):
 
 def test_the_task_model_is_not_a_sweep_hyperparameter_but_is_required():
     assert codec_hyperparameters("scalable-hyperprior") == (["N", "M_base", "M_enh"], [])
-    with pytest.raises(UserError, match="task.enabled"):
+    with pytest.raises(UserError, match="add its task to tasks and name it in scalable.task"):
         build_codec("scalable-hyperprior", HYPER)
 
 

@@ -93,6 +93,22 @@ def test_prepare_writes_boxes_and_every_class(tmp_path):
     assert sum(sum(splits.values()) for splits in summary["object_counts"].values()) == total
 
 
+def test_labeled_scenes_are_classified_by_their_largest_visible_object(tmp_path):
+    params = _prepare_params()
+    params["builtin"].update(num_images=24, labeled=True)
+    frame = read_manifest(prepare(params, tmp_path / "prepared") / "manifest.csv")
+    spec = SceneSpec(canvas_size=48, classes=CLASSES, object_scale=(0.2, 0.5), seed=0, objects=(1, 4))
+    for image_id, label, class_name in zip(frame["image_id"], frame["label"], frame["class_name"]):
+        raw = render_scene(spec, int(image_id))[1]  # the boxes at the generated size (the manifest's are resized)
+        areas = [(x1 - x0) * (y1 - y0) for (x0, y0, x1, y1), _ in raw]
+        assert label == raw[int(np.argmax(areas))][1] and class_name == CLASSES[label]
+    assert frame["label"].nunique() > 2  # the classes the classifier learns, from one detection/VQA dataset
+    assert class_names(tmp_path / "prepared" / "manifest.csv", "classification") == list(CLASSES)
+    params["builtin"].update(objects=None)
+    with pytest.raises(UserError, match="prepare.builtin.labeled is True; set it to true .scenes of several objects"):
+        prepare(params, tmp_path / "single")
+
+
 @pytest.mark.parametrize("objects", [[0, 2], [3, 2], [1, 17], "many", [1.5, 2]])
 def test_bad_object_counts(tmp_path, objects):
     params = _prepare_params()

@@ -31,7 +31,7 @@ PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"trai
                        "objects": [1, 2]}}
 FCOS = {"arch": "fcos-small", "widths": [8, 16], "blocks": [1, 1], "stem_stride": 2, "head_width": 16,
         "split_stage": 1, "weights": None}
-TASK = {"name": "detection", "model": FCOS,
+TASK = {"model": FCOS,
         "train": {"epochs": 12, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                   "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 12, "seed": 0}}
 TRAIN = {"distortion": "mse", "steps": 4, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
@@ -50,7 +50,7 @@ def detection(tmp_path_factory):
     prepare.main(["--params", json.dumps(PREPARE), "--out", str(root / "prepared")])
     manifest = root / "prepared" / "manifest.csv"
     task_model = root / "task" / "model.pt"
-    train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(task_model)])
+    train_task.main(["--task", "detection", "--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(task_model)])
     return root, manifest, task_model
 
 
@@ -95,7 +95,8 @@ def test_the_report_gives_the_map_of_each_point_over_its_images(detection):
                       "--classical", str(classical), "--pretrained", str(learned), "--out", str(machine)])
 
     points = pd.read_csv(machine / "rate_accuracy.csv").set_index(["codec", "point"])
-    per_image = pd.concat([read_table(learned / "per_image.csv"), read_table(classical / "per_image.csv")])
+    measured = [folder / "task" / "detection" for folder in (learned, classical)]  # each evaluation's task table
+    per_image = pd.concat([read_table(folder / "per_image.csv") for folder in measured])
     assert len(points) == 3 and {"map_50", "map"} <= set(per_image.columns)
     for (codec_id, point), rows in per_image.groupby(["codec", "point"]):
         expected = map_from_per_image(rows)
@@ -108,7 +109,7 @@ def test_the_report_gives_the_map_of_each_point_over_its_images(detection):
     summary = json.loads((machine / "summary.json").read_text())
     metrics = json.loads((task_model.parent / "metrics.json").read_text())
     assert summary["primary_metric"] == "map_50" and summary["uncompressed_map_50"] == metrics["test_map_50"]
-    learned_summary = json.loads((learned / "summary.json").read_text())
+    learned_summary = json.loads((measured[0] / "summary.json").read_text())
     assert learned_summary["map_50"] == learned_summary["task_metrics"][0]["map_50"] == pytest.approx(points.loc[
         ("hyperprior", 0.01), "map_50"], rel=1e-12)
     assert set(pd.read_csv(machine / "bits_for_accuracy.csv")["codec"]) == {"hyperprior", "jpeg"}
@@ -125,7 +126,7 @@ def test_a_scalable_codec_is_measured_for_the_task_from_its_base_layer_alone(det
                task_model={"task": "detection", "model_params": FCOS, "class_names": info["class_names"]})
     cache, learned = cache_and_evaluate(root, manifest, task_model, path, "scalable")
 
-    table = read_table(learned / "per_image.csv").set_index("image_id")
+    table = read_table(learned / "task" / "detection" / "per_image.csv").set_index("image_id")
     index = read_table(cache / "index.csv").set_index("image_id")
     pixels = 64 * 64
     assert (table["bytes_task"] == index["bytes_base"]).all()  # the task receiver downloads the base layer

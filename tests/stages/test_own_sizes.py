@@ -143,10 +143,11 @@ def test_only_codec_pretraining_takes_the_images_own_sizes():
     params = load_yaml(ROOT / "params.yaml")
     params["prepare"]["keep_train_size"] = True
     with pytest.raises(UserError, match="prepare.keep_train_size is true, so the training images keep their own "
-                                        "sizes, which only codec pretraining takes, but task.enabled needs them at "
-                                        "one size: set it to false, or set prepare.keep_train_size: false"):
+                                        "sizes, which only codec pretraining takes, but tasks needs them at one "
+                                        "size: set it to {}, or set prepare.keep_train_size: false"):
         validate_params(params)
-    params["task"]["enabled"] = params["scalable"]["enabled"] = params["variable_rate"]["enabled"] = False
+    params["tasks"] = {}
+    params["scalable"]["enabled"] = params["variable_rate"]["enabled"] = False
     with pytest.raises(UserError, match="but cache.splits needs them at one size: leave train out of it"):
         validate_params(params)
     params["cache"]["splits"] = ["val", "test"]

@@ -175,12 +175,12 @@ def test_one_class_or_unlabeled_data_is_refused_by_the_task_check(tmp_path):
     prepare(_folder_params(_labeled(tmp_path / "one", ("cat",))), tmp_path / "one-out")
     assert json.loads((tmp_path / "one-out" / "prepare.json").read_text())["num_classes"] == 1
     with pytest.raises(UserError, match=r"has only one class \('cat'\), but a task classifier needs at least two; "
-                                        r"add class folders under prepare\.root or set task\.enabled: false"):
+                                        r"add class folders under prepare\.root or remove classification from tasks"):
         task_classes(tmp_path / "one-out" / "manifest.csv")
     for i in range(4):
         _photo(tmp_path / "flat" / f"{i}.png", (40, 40))
     prepare(_folder_params(tmp_path / "flat"), tmp_path / "flat-out")
-    with pytest.raises(UserError, match=r"is unlabeled, but the task branch needs class labels.*task\.enabled: false"):
+    with pytest.raises(UserError, match=r"is unlabeled, but the task branch needs class labels.*remove classification from tasks"):
         task_classes(tmp_path / "flat-out" / "manifest.csv")
     prepare(_folder_params(_labeled(tmp_path / "two")), tmp_path / "two-out")
     assert task_classes(tmp_path / "two-out" / "manifest.csv") == ["cat", "dog"]

@@ -13,7 +13,6 @@ from taskcodec.stages import cache_latents, prepare, train_codec, train_task
 
 RUN = ["--device", "cpu", "--threads", "1"]
 TASK = {
-    "name": "classification",
     "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 2, "split_stage": 1,
               "weights": None},
     "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
@@ -36,7 +35,7 @@ def workspace(tmp_path_factory):
                                      "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
     prepare.main(["--params", json.dumps(params), "--out", str(root / "prepared")])
     manifest = root / "prepared" / "manifest.csv"
-    task_model = train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(manifest),
+    task_model = train_task.main(["--task", "classification", "--params", json.dumps(TASK), *RUN, "--manifest", str(manifest),
                                   "--out", str(root / "task" / "model.pt")])
     return root, manifest, task_model
 

@@ -14,7 +14,6 @@ from taskcodec.stages import (cache_latents, extract_features, prepare, train_jo
 from taskcodec.tasks.checkpoint import load_latent_classifier, load_task_model
 
 TASK = {
-    "name": "classification",
     "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 1, "weights": None},
     "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
               "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 1, "seed": 0},
@@ -42,7 +41,7 @@ def workspace(tmp_path_factory):
 def test_train_task_writes_model_metrics_and_log(workspace):
     root, manifest = workspace
     out = root / "task" / "model.pt"
-    assert train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(out)]) == out
+    assert train_task.main(["--task", "classification", "--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(out)]) == out
     model, info = load_task_model(out, manifest=manifest)
     assert info["class_names"] == ["circle", "square", "ring"] and info["train_params"] == TASK["train"]
     metrics = json.loads((out.parent / "metrics.json").read_text())
@@ -67,7 +66,7 @@ def test_a_task_model_trained_from_the_files_is_the_one_trained_in_memory(worksp
     # the train split decoded ahead by a loader worker, PyTorch keeping one thread as the other runs had)
     for memory, threads in (("100", "1"), ("0", "1"), ("0", "2")):
         out = tmp_path / f"{memory}-{threads}" / "model.pt"
-        train_task.main(["--params", json.dumps(TASK), *RUN[:-1], threads, "--mem-mb", memory, "--manifest",
+        train_task.main(["--task", "classification", "--params", json.dumps(TASK), *RUN[:-1], threads, "--mem-mb", memory, "--manifest",
                          str(manifest), "--out", str(out)])
         models[memory, threads] = load_task_model(out, manifest=manifest)[0].state_dict()
     said = capsys.readouterr().out
@@ -85,7 +84,7 @@ def test_unlabeled_dataset_is_refused(workspace, tmp_path):
     unlabeled = manifest.parent / "unlabeled.csv"
     frame.to_csv(unlabeled, index=False)
     with pytest.raises(UserError, match="the task needs a labeled dataset \\(class subfolders"):
-        train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(unlabeled), "--out", str(tmp_path / "m.pt")])
+        train_task.main(["--task", "classification", "--params", json.dumps(TASK), *RUN, "--manifest", str(unlabeled), "--out", str(tmp_path / "m.pt")])
 
 
 def test_latent_and_joint_classifiers_on_real_bitstreams(workspace):

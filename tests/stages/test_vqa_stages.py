@@ -19,7 +19,7 @@ PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"trai
                        "object_scale": [0.35, 0.7], "objects": [1, 3], "questions": 4}}
 VQA = {"arch": "san-resnet-small", "widths": [8, 16], "blocks": [1, 1], "stem_stride": 2, "weights": None,
        "embedding": 16, "hidden": 16, "attention_hidden": 16, "classifier_hidden": 16}
-TASK = {"name": "vqa", "model": VQA,
+TASK = {"model": VQA,
         "train": {"epochs": 3, "batch_size": 8, "lr": 0.002, "optimizer": "adam", "momentum": 0.9, "nesterov": True,
                   "weight_decay": 0.0, "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 3, "seed": 0}}
 TRAIN = {"distortion": "mse", "steps": 4, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
@@ -39,7 +39,7 @@ def vqa(tmp_path_factory):
     prepare.main(["--params", json.dumps(PREPARE), "--out", str(root / "prepared")])
     manifest = root / "prepared" / "manifest.csv"
     task_model = root / "task" / "model.pt"
-    train_task.main(["--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(task_model)])
+    train_task.main(["--task", "vqa", "--params", json.dumps(TASK), *RUN, "--manifest", str(manifest), "--out", str(task_model)])
     return root, manifest, task_model
 
 
@@ -94,7 +94,8 @@ def test_codecs_are_measured_and_fine_tuned_by_vqa_accuracy(vqa):
                       "--finetuned", str(evaluated["finetuned"]), "--out", str(machine)])
 
     points = pd.read_csv(machine / "rate_accuracy.csv").set_index(["codec", "point"])
-    per_image = pd.concat([read_table(folder / "per_image.csv") for folder in (*evaluated.values(), classical)])
+    per_image = pd.concat([read_table(folder / "task" / "vqa" / "per_image.csv")
+                           for folder in (*evaluated.values(), classical)])
     assert len(points) == 4 and {"accuracy", "accuracy_yes_no"} <= set(per_image.columns)
     for (codec_id, point), rows in per_image.groupby(["codec", "point"]):  # over questions, not a mean of images
         assert points.loc[(codec_id, point), "accuracy"] == pytest.approx(accuracy_from_per_image(rows)), codec_id

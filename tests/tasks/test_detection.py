@@ -150,18 +150,18 @@ def test_train_task_stage_and_per_image_measures(tmp_path):
               "builtin": {"num_images": 20, "canvas_size": 40, "classes": ["circle", "square", "ring"],
                           "object_scale": [0.3, 0.6], "objects": [1, 3]}}
     manifest = prepare(params, tmp_path / "prepared") / "manifest.csv"
-    task_params = {"name": "detection", "model": {**FCOS, "split_stage": 2},
+    task_params = {"model": {**FCOS, "split_stage": 2},
                    "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True,
                              "weight_decay": 5e-4, "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 1,
                              "seed": 0}}
     out = tmp_path / "task" / "model.pt"
-    train_task.main(["--params", json.dumps(task_params), "--device", "cpu", "--threads", "1",
+    train_task.main(["--task", "detection", "--params", json.dumps(task_params), "--device", "cpu", "--threads", "1",
                      "--manifest", str(manifest), "--out", str(out)])
     metrics = json.loads((out.parent / "metrics.json").read_text())
     assert metrics["class_names"] == ["circle", "square", "ring"] and set(metrics) >= {"test_map_50", "test_map"}
     _, info = load_task_model(out, manifest=manifest)
     assert info["task"].name == "detection"
-    measures = TaskMeasures(out, None, 0.5, "cpu")
+    measures = TaskMeasures(out, "cpu")
     row = split_rows(manifest, "test")[0]
     image = read_image(row["path"])
     measured = measures.measure(row["image_id"], row, image, image)

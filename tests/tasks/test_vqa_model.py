@@ -155,7 +155,7 @@ def test_a_small_trunk_loads_a_resnet_small_classifier(tmp_path):
 
 def test_missing_weights_and_unknown_arch_are_user_errors(tmp_path):
     missing = tmp_path / "nowhere.pth"
-    with pytest.raises(UserError, match=f"task.model.weights {missing} does not exist") as error:
+    with pytest.raises(UserError, match=f"tasks.vqa.model.weights {missing} does not exist") as error:
         build_vqa_model({**SMALL, "weights": str(missing)}, num_answers=3, vocabulary_size=VOCABULARY)
     assert "\n" not in str(error.value)
     for arch in ("resnet-tiny", "mobilenet_v3_small"):

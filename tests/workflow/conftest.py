@@ -45,6 +45,7 @@ TINY = {
     },
     "scalable": {
         "enabled": True,
+        "task": "classification",
         "sweep": {"models": [{"arch": "scalable-hyperprior", "N": 8, "M_base": 4, "M_enh": 8}], "lmbdas": [0.01],
                   "task_lmbdas": [1.0]},
         "train": {"distortion": "mse", "steps": 8, "batch_size": 4, "patch_size": 64, "lr": 0.001, "aux_lr": 0.001,
@@ -66,15 +67,14 @@ TINY = {
                   "val_every": 4, "checkpoint_every": 4, "init": None, "seed": 0},
     },
     "saliency": {"method": "spectral-residual", "working_width": 64, "blur_sigma": 2.5, "grid_images": 4},
-    "task": {
-        "name": "classification",
-        "enabled": True,
+    "tasks": {"classification": {
         "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 2, "weights": None},
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005,
                   "crop_padding": 4, "time_budget_s": None, "checkpoint_every": 1, "seed": 0},
         "features": {"layer": "stage2", "batch_size": 16},
-    },
+    }},
     "finetune": {
+        "task": "classification",
         "sweep": {"lmbdas": [0.003], "taus": [1.0]},
         "train": {"steps": 4, "batch_size": 4, "lr": 0.0001, "aux_lr": 0.001, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
                   "saliency_floor": 0.2, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,

@@ -9,7 +9,8 @@ FCOS = {"arch": "fcos-small", "widths": [8, 16], "blocks": [1, 1], "stem_stride"
 def test_detection_plans_the_machine_branch_without_the_compressed_domain_classifiers(tmp_path):
     project = Project(tmp_path)
     project.params["prepare"]["builtin"]["objects"] = [1, 3]
-    project.params["task"].update(name="detection", model=FCOS)
+    project.params["tasks"] = {"detection": {**project.params["tasks"]["classification"], "model": FCOS}}
+    project.params["finetune"]["task"] = project.params["scalable"]["task"] = "detection"
     project.write_params()
     output = project.dry_run("--printshellcmds")
     jobs = job_stats(output)

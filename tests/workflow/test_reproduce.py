@@ -29,7 +29,7 @@ def tracked_repo(tmp_path_factory, tiny_config, git_dvc_project):
     run once."""
     params = tiny_config
     params["tracking"]["experiment"] = EXPERIMENT
-    params["task"]["enabled"] = params["scalable"]["enabled"] = False  # reproducing a run needs no machine branch
+    params["tasks"], params["scalable"]["enabled"] = {}, False  # reproducing a run needs no machine branch
     params["variable_rate"]["enabled"] = False  # nor more than one codec family
     params["cache"]["splits"] = ["test"]
     repo = git_dvc_project(tmp_path_factory.mktemp("reproduce") / "repo", params)

@@ -24,8 +24,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "workflow/profiles/slurm"  # relative to the project folder, as in the README
 # the tables a user reads; the run on SLURM must write the local run's rows of its curves, except for the MLflow run ids
-TABLES = ("report/test/rd_points.csv", "report/test/bd_rate.csv", "report/machine/test/rate_accuracy.csv",
-          "report/machine/test/bd_rate_accuracy.csv", "report/machine/test/tradeoff.csv",
+TABLES = ("report/test/rd_points.csv", "report/test/bd_rate.csv", "report/machine/classification/rate_accuracy.csv",
+          "report/machine/classification/bd_rate_accuracy.csv", "report/machine/classification/tradeoff.csv",
           "summary/rate_distortion.csv", "summary/rate_accuracy.csv")
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
@@ -148,7 +148,7 @@ def test_pipeline_on_slurm_runs_every_job_as_a_slurm_job_with_the_local_numbers(
         pd.testing.assert_frame_equal(on_slurm, at_home.reset_index(drop=True), check_dtype=False, check_exact=True,
                                       obj=name)
     for name, kinds in {"report/test/rd_points.csv": {"classical", "pretrained"},
-                        "report/machine/test/rate_accuracy.csv": {"classical", "pretrained", "finetuned", "latent"}}.items():
+                        "report/machine/classification/rate_accuracy.csv": {"classical", "pretrained", "finetuned", "latent"}}.items():
         assert set(pd.read_csv(project / "results" / name)["kind"]) == kinds, name  # every curve of its branches
     summary = [json.loads((path / "results" / "summary" / "metrics.json").read_text()) for path in (project, local.path)]
     assert summary[0].keys() == {"test", "machine"}

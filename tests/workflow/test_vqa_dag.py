@@ -11,15 +11,18 @@ VQA = {"arch": "san-resnet-small", "widths": [8, 16], "blocks": [1, 1], "stem_st
 
 def test_vqa_plans_the_machine_branch_without_the_scalable_codec_and_the_compressed_domain_classifiers(tmp_path):
     """A study file (--configfile, as bench/vqa/run.sh) replaces params.yaml, whose classifier has keys the VQA
-    model refuses (task.model.split_stage)."""
+    model refuses (tasks.classification.model.split_stage)."""
     project = Project(tmp_path)  # params.yaml: the classification demo, with every key of its model
-    project.params["task"]["model"]["split_stage"] = 1
+    project.params["tasks"]["classification"]["model"]["split_stage"] = 1
     project.write_params()
     study = copy.deepcopy(project.params)
     study["prepare"]["builtin"].update(objects=[1, 3], questions=4)
-    study["task"].update(name="vqa", model=VQA)
-    study["task"]["train"]["crop_padding"] = 2  # under 5 % of the 64-px side: questions about sides hold
-    study["task"]["features"]["layer"] = "trunk.stage2"
+    vqa = copy.deepcopy(study["tasks"].pop("classification"))
+    vqa["model"] = VQA
+    vqa["train"]["crop_padding"] = 2  # under 5 % of the 64-px side: questions about sides hold
+    vqa["features"]["layer"] = "trunk.stage2"
+    study["tasks"]["vqa"] = vqa
+    study["finetune"]["task"] = study["scalable"]["task"] = "vqa"
     study["scalable"]["enabled"] = True
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
     refused = project.snakemake("--dry-run", "--configfile", "study.yaml")

@@ -51,7 +51,8 @@ TUNED = "{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a task-fine-tuned codec
 SCALABLE = "{arch}/{hyper}/lmbda{lmbda}/task{task_lmbda}"  # a scalable codec (seed 002) of scalable.sweep
 VARIABLE = "{arch}/{hyper}"  # a variable-rate codec (seed 001) of variable_rate.sweep: one model for all its lambdas
 VARIABLE_POINT = "{arch}/{hyper}/point{point}"  # one of its operating points (0: its lowest rate)
-MACHINE = config["task"]["enabled"]  # the machine branch (needs a labeled dataset)
+TASKS = list(config["tasks"])  # the machine branch: one frozen model per task (none: human branch only)
+MACHINE = bool(TASKS)
 
 for name, folder in EXTRA_DATASETS.items():
     if not Path(folder).is_dir():
@@ -65,6 +66,7 @@ wildcard_constraints:
     lmbda=r"[0-9.eE+-]+",
     tau=r"[0-9.eE+-]+",
     task_lmbda=r"[0-9.eE+-]+",
+    task="[A-Za-z0-9_-]+",
     point="[0-9]+",
     dataset="[A-Za-z0-9_-]+",
     codec="[A-Za-z0-9_-]+",
@@ -75,9 +77,22 @@ def results(*parts):
     return "/".join((RESULTS, *parts))
 
 
-TASK_MODEL = results("task", "model.pt")
 SSL_MODEL = results("simclr", "model.pt")
-MACHINE_REPORT = results("report", "machine", "test")
+
+
+def task_model(task):
+    """The frozen model of ``task`` (a key of ``tasks``)."""
+    return results("task", task, "model.pt")
+
+
+def task_features(task):
+    """The cached feature maps of ``task``'s model for every prepared image."""
+    return results("task", task, "features")
+
+
+def machine_report(task):
+    """The rate–accuracy report of ``task`` on the test split."""
+    return results("report", "machine", task)
 
 
 def as_json(section):
@@ -164,17 +179,40 @@ def finetune_points():
 
 
 def task_measure_inputs(wildcards):
-    """Task model, its cached features and the saliency maps for evaluating a prepared split (extra folders
+    """Every task's model and cached features and the saliency maps for evaluating a prepared split (extra folders
     have no labels)."""
     if wildcards.dataset not in SPLITS:
         return {}
-    machine = {"task_model": TASK_MODEL, "features": results("task", "features")} if MACHINE else {}
+    machine = {f"{kind}_{task}": path(task) for task in TASKS
+               for kind, path in (("task_model", task_model), ("features", task_features))}
     return {**machine, "saliency": results("saliency")}
 
 
 def task_measure_args(wildcards):
-    """The stage arguments matching :func:`task_measure_inputs`."""
-    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(path)}" for name, path in task_measure_inputs(wildcards).items())
+    """The stage arguments matching :func:`task_measure_inputs`; ``--task-model`` and ``--features`` list the
+    tasks in one order."""
+    if wildcards.dataset not in SPLITS:
+        return ""
+    args = f"--saliency {shlex.quote(results('saliency'))}"
+    if TASKS:
+        args += " --task-model " + " ".join(shlex.quote(task_model(task)) for task in TASKS)
+        args += " --features " + " ".join(shlex.quote(task_features(task)) for task in TASKS)
+    return args
+
+
+def task_report_inputs(wildcards):
+    """The evaluations and training records the rate–accuracy report of one task reads."""
+    task = wildcards.task
+    latent = task == "classification" and not LATENT_SKIP_REASON
+    return {
+        "finetuned": ([results("eval", "finetuned", TUNED.format(**point), "test") for point in finetune_points()]
+                      if config["finetune"]["task"] == task else []),
+        "scalable": per_scalable(results("eval", "scalable", SCALABLE, "test")) if config["scalable"]["task"] == task else [],
+        "scalable_logs": (per_scalable(results("scalable", SCALABLE, "train_log.csv"))
+                          if config["scalable"]["task"] == task else []),
+        "latent": per_codec(results("latent", CODEC, "metrics.json")) if latent else [],
+        "joint": per_codec(results("joint", CODEC)) if latent and config["latent_classifier"]["joint"]["enabled"] else [],
+    }
 
 
 def eval_datasets():
@@ -245,7 +283,7 @@ def versioned_outputs():
     of ``snakemake --touch versioned`` after a DVC restore (scripts/dvc_restore.sh)."""
     outputs = [results("saliency")] + per_codec(results("codecs", CODEC, "model.pt"))
     if MACHINE:
-        outputs += [TASK_MODEL]
+        outputs += [task_model(task) for task in TASKS]
         outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
         outputs += per_scalable(results("scalable", SCALABLE, "model.pt"))
     variable_rate = per_variable_rate(results("variable_rate", VARIABLE, "model.pt"))

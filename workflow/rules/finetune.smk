@@ -1,5 +1,5 @@
 # Stage 5a: joint task fine-tuning (seed 000): each selected pretrained codec trained further with
-# L = R + tau * lambda * D + w * L_task through the frozen task model; tau is a sweep wildcard.
+# L = R + tau * lambda * D + w * L_task through the frozen model of finetune.task; tau is a sweep wildcard.
 # The fine-tuned codecs are entropy-coded and evaluated on the test split like the pretrained ones (job group
 # "coding", see cache.smk).
 # resources.finetune_codec.tasks > 1 runs the stage under torchrun, as train_codec.
@@ -10,7 +10,7 @@ rule finetune_codec:
         unpack(lambda wc: saliency_input(config["finetune"]["train"]["saliency_floor"])),
         prepared=results("prepared"),
         model=results("codecs", CODEC, "model.pt"),
-        task_model=TASK_MODEL,
+        task_model=task_model(config["finetune"]["task"]),
     output:
         model=results("finetuned", TUNED, "model.pt"),
         metrics=results("finetuned", TUNED, "metrics.json"),

@@ -1,11 +1,11 @@
 # Stage 5b: compressed-domain classifiers (seed 004): a cResNet on the cached y_hat and sigma_hat of
 # every pretrained codec, without decoding; then the joint variant, whose codec encoder is fine-tuned
 # together with the classifier and measured on real bitstreams.
-# They are classifiers: with another task (task.name, e.g. detection) report_task does not ask for them, so they
-# are not in the DAG, and the run says why once at its end (Snakefile, onsuccess).
+# They are classifiers: without classification among the tasks (e.g. detection alone) no report_task asks for them,
+# so they are not in the DAG, and the run says why once at its end (Snakefile, onsuccess).
 
-LATENT_SKIP_REASON = (None if config["task"]["name"] == "classification" else
-                      f"they are classifiers and task.name is {config['task']['name']}")
+LATENT_SKIP_REASON = (None if "classification" in TASKS else
+                      f"they are classifiers and tasks holds {', '.join(TASKS)}, not classification")
 
 
 rule train_latent_classifier:

@@ -37,33 +37,30 @@ rule report:
         " > {log:q} 2>&1"
 
 
-# Stage 6c: rate-accuracy of every way of sending the test images to the task model (a scalable codec: against the
-# bits of its base layer, which the task receives alone).
+# Stage 6c: rate-accuracy of every way of sending the test images to each task's model (a scalable codec: against
+# the bits of its base layer, which the task receives alone). The fine-tuned and scalable codecs are reported with
+# the task they were trained for (finetune.task, scalable.task), the compressed-domain classifiers with classification.
 
 
 rule report_task:
     input:
+        unpack(task_report_inputs),
         prepared=results("prepared"),
-        task_model=TASK_MODEL,
+        task_model=task_model("{task}"),
         classical=expand(results("eval", "classical", "{codec}", "test"), codec=CLASSICAL_CODECS),
         pretrained=per_codec(results("eval", "learned", CODEC, "test")),
-        finetuned=[results("eval", "finetuned", TUNED.format(**point), "test") for point in finetune_points()],
-        scalable=per_scalable(results("eval", "scalable", SCALABLE, "test")),
-        scalable_logs=per_scalable(results("scalable", SCALABLE, "train_log.csv")),
-        latent=[] if LATENT_SKIP_REASON else per_codec(results("latent", CODEC, "metrics.json")),
-        joint=(per_codec(results("joint", CODEC))
-               if config["latent_classifier"]["joint"]["enabled"] and not LATENT_SKIP_REASON else []),
     output:
         report(
-            directory(MACHINE_REPORT),
+            directory(machine_report("{task}")),
             patterns=["{name}.png"],
             caption="../report/report_task.rst",
             category="Rate–accuracy",
+            subcategory="{task}",
         ),
     params:
         section=as_json(config["evaluate"]["report"]),
     log:
-        results("logs", "report_task.log"),
+        results("logs", "report_task", "{task}.log"),
     conda:
         CONDA_ENV
     shell:
@@ -81,18 +78,16 @@ rule report_task:
 rule summarize:
     input:
         reports=report_outputs(),
-        machine=[MACHINE_REPORT] if MACHINE else [],
+        machine=[machine_report(task) for task in TASKS],
     output:
         metrics=results("summary", "metrics.json"),
         rate_distortion=results("summary", "rate_distortion.csv"),
         rate_accuracy=results("summary", "rate_accuracy.csv"),
-    params:
-        machine=lambda wc, input: f"--machine {shlex.quote(input.machine[0])}" if MACHINE else "",
     log:
         results("logs", "summarize.log"),
     conda:
         CONDA_ENV
     shell:
-        "python -m taskcodec.stages.summarize --report {input.reports:q} {params.machine}"
+        "python -m taskcodec.stages.summarize --report {input.reports:q} --machine {input.machine:q}"
         " --metrics {output.metrics:q} --rate-distortion {output.rate_distortion:q}"
         " --rate-accuracy {output.rate_accuracy:q} > {log:q} 2>&1"

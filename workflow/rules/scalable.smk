@@ -1,13 +1,13 @@
 # Stage 3b: scalable coding for humans and machines (seed 002): one codec per (hyperparameters, lambda_img,
 # lambda_task) of scalable.sweep, trained on R_base + R_enh + lambda_task * D(features) + lambda_img * D(image)
-# around the frozen task model, whose features at task.model.split_stage feed the base layer. Its bitstreams are
+# around the frozen model of scalable.task, whose features at its model.split_stage feed the base layer. Its bitstreams are
 # cached and evaluated like any codec's: the image from both layers, the task from the base layer alone.
 
 
 rule train_scalable:
     input:
         prepared=results("prepared"),
-        task_model=TASK_MODEL,
+        task_model=task_model(config["scalable"]["task"]),
     output:
         model=results("scalable", SCALABLE, "model.pt"),
         metrics=results("scalable", SCALABLE, "metrics.json"),

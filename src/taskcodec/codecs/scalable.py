@@ -122,8 +122,8 @@ class ScalableCodec(CompressionModel, LayeredCodec):
     def __init__(self, N: int, M_base: int, M_enh: int, task_model: nn.Module | None = None):
         super().__init__()
         if task_model is None:
-            raise UserError(f"codec {type(self).__name__} is built on a task model: enable the machine branch "
-                            "(task.enabled: true) so that train_task runs first")
+            raise UserError(f"codec {type(self).__name__} is built on a task model: add its task to tasks "
+                            "and name it in scalable.task, so that train_task runs first")
         # Frozen by construction rather than by requires_grad (CompressAI's net_aux_optimizer wants every
         # parameter trainable): it runs in eval mode and without gradient, so its weights never get one and
         # the optimizers leave them as they are.

@@ -14,7 +14,8 @@ images in any order.
   so later ones may cover earlier ones. Each object's box is drawn around its
   *visible* pixels (coverage ≥ ½ after the later objects are drawn over it, the
   convention of COCO's boxes); an object hidden entirely is left out. The images
-  are unlabeled (label -1); the classes are those of their objects.
+  are unlabeled (label -1), or with ``labeled: true`` labeled by their largest visible
+  object (box area; the first drawn on a tie): classification beside detection and VQA.
 - Visual question answering (``objects`` and ``questions: n``): the detection scenes with each object
   in a nameable :data:`PALETTE` colour (the only draws that differ) and ``n`` questions per image about
   the visible objects (:mod:`taskcodec.data.questions`).
@@ -179,7 +180,7 @@ def render_image(spec: SceneSpec, index: int) -> np.ndarray:
 def render_scene(spec: SceneSpec, index: int) -> tuple[np.ndarray, tuple[tuple[tuple[float, ...], int], ...]]:
     """Builtin image ``index`` and its objects ``((x0, y0, x1, y1), class index)`` in canvas pixels (detection's)."""
     image, objects = draw_scene(spec, index)
-    return image, tuple((item.box, item.label) for item in objects)
+    return image, _boxes(objects)
 
 
 @functools.lru_cache(maxsize=2)  # prepare loads an image, then asks for its objects and questions
@@ -350,6 +351,7 @@ class BuiltinDataset:
 
     spec: SceneSpec
     num_images: int
+    labeled: bool = False  # scenes of several objects: labeled by the largest visible one
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "BuiltinDataset":
@@ -360,7 +362,11 @@ class BuiltinDataset:
                 f"prepare.image_size ({image_size}) is larger than prepare.builtin.canvas_size "
                 f"({spec.canvas_size}); raise canvas_size or lower image_size"
             )
-        return cls(spec=spec, num_images=require_int(params["builtin"], "num_images", 1, "prepare.builtin"))
+        labeled = params["builtin"].get("labeled", False)
+        if not isinstance(labeled, bool) or (labeled and spec.objects is None):
+            raise UserError(f"prepare.builtin.labeled is {labeled!r}; set it to true (scenes of several objects, "
+                            "prepare.builtin.objects, labeled by their largest object) or false")
+        return cls(spec, require_int(params["builtin"], "num_images", 1, "prepare.builtin"), labeled)
 
     @property
     def classes(self) -> list[str]:
@@ -369,14 +375,15 @@ class BuiltinDataset:
     def samples(self) -> Iterator[Sample]:
         if self.spec.objects is not None:
             for index in range(self.num_images):
+                scene = draw_scene(self.spec, index)[1]  # its objects, once: the label, boxes and questions need them
                 yield Sample(
                     image_id=f"{index:06d}",
-                    label=UNLABELED,
+                    label=max(scene, key=lambda item: item.area).label if self.labeled else UNLABELED,
                     source=f"builtin(seed={self.spec.seed}, index={index})",
                     load=functools.partial(render_image, self.spec, index),
-                    objects=functools.partial(_scene_objects, self.spec, index),
+                    objects=functools.partial(_boxes, scene),
                     questions=None if self.spec.questions is None else functools.partial(
-                        _scene_questions, self.spec, index),
+                        generate_questions, self.spec, index, scene),
                 )
             return
         for index in range(self.num_images):
@@ -389,9 +396,5 @@ class BuiltinDataset:
             )
 
 
-def _scene_objects(spec: SceneSpec, index: int) -> tuple[tuple[tuple[float, ...], int], ...]:
-    return render_scene(spec, index)[1]
-
-
-def _scene_questions(spec: SceneSpec, index: int) -> list[dict[str, Any]]:
-    return generate_questions(spec, index, draw_scene(spec, index)[1])
+def _boxes(scene: tuple[SceneObject, ...]) -> tuple[tuple[tuple[float, ...], int], ...]:
+    return tuple((item.box, item.label) for item in scene)

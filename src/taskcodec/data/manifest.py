@@ -258,11 +258,11 @@ def task_classes(manifest_path: str | os.PathLike) -> list[str]:
     if summary["num_classes"] == 0:
         raise UserError(
             f"the prepared dataset {folder} is unlabeled, but the task branch needs class labels; put the images "
-            "in class folders (prepare.root/<class>/*.png, at least two) or set task.enabled: false"
+            "in class folders (prepare.root/<class>/*.png, at least two) or remove classification from tasks"
         )
     if summary["num_classes"] < 2:
         raise UserError(
             f"the prepared dataset {folder} has only one class ({', '.join(map(repr, classes))}), but a task "
-            "classifier needs at least two; add class folders under prepare.root or set task.enabled: false"
+            "classifier needs at least two; add class folders under prepare.root or remove classification from tasks"
         )
     return list(classes)

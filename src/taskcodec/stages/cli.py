@@ -177,10 +177,11 @@ def run(main: Callable[[Sequence[str] | None], Any]) -> None:
 
 
 def task_measure_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--task-model``, ``--features`` and ``--saliency``: machine-side measures for a prepared (labeled) split."""
-    parser.add_argument("--task-model", type=Path, help="task model.pt: top-1/top-5 of every reconstruction")
-    parser.add_argument("--features", type=Path, help="extract_features folder (of the same task model): "
-                                                      "feature MSE of every reconstruction against its original's")
+    """Add ``--task-model``, ``--features`` and ``--saliency``: machine-side measures for a prepared split."""
+    parser.add_argument("--task-model", type=Path, nargs="+", help="task model.pt files, one per task: each "
+                        "task's scores of every reconstruction, in <out>/task/<task>/")
+    parser.add_argument("--features", type=Path, nargs="+", help="extract_features folders, one per --task-model "
+                        "in its order: feature MSE of every reconstruction against its original's")
     parser.add_argument("--saliency", type=Path, help="saliency stage folder: PSNR inside/outside salient regions")
 
 

@@ -11,12 +11,13 @@ call, so codecs that run an external tool start it once per chunk and
 quality rather than once per image. A codec whose tool is not
 installed writes an empty ``per_image.csv`` and a ``summary.json`` with
 ``status: skipped`` and the reason, so the run reports what it skipped and why.
-With ``--task-model`` / ``--features`` / ``--saliency`` (prepared splits) every
-reconstruction is also classified by the frozen task model, its feature maps are
-compared with the original's cached ones, and its PSNR is split into salient and
-background regions; ``summary.json`` then holds the task's metrics over all images of
-each quality (``task_metrics``, e.g. detection's mAP), which the rate–accuracy report uses.
-The task model's targets come from the manifest row of each image (label, objects).
+With ``--saliency`` (prepared splits) every reconstruction's PSNR is also split into
+salient and background regions. With ``--task-model`` (one per task) and ``--features``
+every reconstruction is also given to each frozen task model and its feature maps are
+compared with the original's cached ones: ``task/<task>/`` holds the same files with
+that task's columns, its ``summary.json`` the task's metrics over all images of each
+quality (``task_metrics``, e.g. detection's mAP), which the rate–accuracy report uses.
+The task models' targets come from the manifest row of each image (label, objects).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from taskcodec.baselines.registry import get_classical
 from taskcodec.data.manifest import split_rows
 from taskcodec.data.stored import StoredImage
 from taskcodec.device import resolve_device
-from taskcodec.evaluation import (BASE_FIELDS, EVALUATE_KEYS, TaskMeasures, load_original, measure, row_fields,
-                                  save_reconstruction)
+from taskcodec.evaluation import (EVALUATE_KEYS, SalientRegions, TaskMeasures, load_original, measure, row_fields,
+                                  save_reconstruction, task_measures, write_task_results)
 from taskcodec.params import check_section
 from taskcodec.stages.cli import (dataset_arguments, dataset_images, dataset_name, params_argument, run,
                                   task_measure_arguments, run_arguments)
@@ -80,24 +81,27 @@ def image_chunks(records: list[tuple[str, StoredImage | Path, int]]
         yield chunk
 
 
-def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, name: str,
-                  task: TaskMeasures, samples: dict[str, dict]) -> list[dict]:
-    """Per-image rows for every quality of the sweep, ordered by image then quality; ``samples`` holds each image's
-    task fields (its label, its objects...)."""
-    rows = []
+def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, name: str, regions: SalientRegions,
+                  tasks: list[TaskMeasures], samples: dict[str, dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Per-image rows for every quality of the sweep, ordered by image then quality, and each task's rows in the
+    same order; ``samples`` holds each image's task fields (its label, its objects...)."""
+    rows, task_rows = [], {task.name: [] for task in tasks}
     qualities = params["qualities"]
     with tqdm(total=len(records) * len(qualities), desc=name, unit="codings", mininterval=5.0) as progress:
         for chunk in image_chunks(records):
             originals = [image for _, _, image in chunk]
             chunk_rows: list[list[dict]] = [[] for _ in chunk]  # per image, in quality order
+            chunk_task_rows = {task.name: [[] for _ in chunk] for task in tasks}
             for quality in qualities:
                 encoded = codec.encode_many(originals, quality)
                 reconstructions = codec.decode_many(encoded)
-                for (position, image_id, original), data, reconstruction, image_rows in zip(
+                for index, ((position, image_id, original), data, reconstruction, image_rows) in enumerate(zip(
                     chunk, encoded, reconstructions, chunk_rows, strict=True
-                ):
-                    image_rows.append({**task.measure(image_id, samples[image_id], original, reconstruction,
-                                                      quality),
+                )):
+                    for task in tasks:
+                        chunk_task_rows[task.name][index].append(
+                            task.measure(image_id, samples[image_id], original, reconstruction, quality))
+                    image_rows.append({**regions.measure(image_id, original, reconstruction),
                                        "kind": "classical", "codec": name, "point": quality, "image_id": image_id,
                                        "bpp_estimated": float("nan"), "run_id": run_id,
                                        **measure(original, reconstruction, len(data), niqe=params["niqe"])})
@@ -105,7 +109,9 @@ def measure_sweep(codec, records, params: dict, recon_dir: Path, run_id: str, na
                         save_reconstruction(recon_dir, f"{image_id}_q{quality}", reconstruction)
                 progress.update(len(chunk))
             rows.extend(row for image_rows in chunk_rows for row in image_rows)
-    return rows
+            for task in tasks:
+                task_rows[task.name].extend(row for image_rows in chunk_task_rows[task.name] for row in image_rows)
+    return rows, task_rows
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -121,31 +127,31 @@ def main(argv: Sequence[str] | None = None) -> Path:
     wildcards = {"codec": args.codec, "dataset": dataset_name(args)}
     with stage_run("evaluate_classical", wildcards, params) as tracked, artifacts.atomic_dir(args.out) as tmp:
         reason = codec.unavailable_reason()
+        tasks = task_measures(args.task_model, args.features, dataset_name(args), resolve_device(args.device))
+        regions = SalientRegions(args.saliency, params["saliency_threshold"])
+        rows, task_rows = [], {task.name: [] for task in tasks}
         if reason is None:
-            features = args.features / f"{dataset_name(args)}.pt" if args.features else None
-            task = TaskMeasures(args.task_model, args.saliency, params["saliency_threshold"],
-                                resolve_device(args.device), features)
             samples = ({row["image_id"]: row for row in split_rows(args.manifest, args.split)} if args.manifest
                        else {image_id: {"label": label} for image_id, _, label in records})
-            rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec, task, samples)
-            columns, measured = row_fields(task), ["bpp", "psnr", "ms_ssim", "niqe", *task.metrics]
-            task_metrics = task.summarize()
+            rows, task_rows = measure_sweep(codec, records, params, tmp / "recon", tracked.run_id, args.codec,
+                                            regions, tasks, samples)
         else:
-            rows, columns, measured, task_metrics = [], BASE_FIELDS + ["run_id"], [], []
             print(f"skipping {args.codec}: {reason}")
-        table = pd.DataFrame(rows, columns=columns)
+        table = pd.DataFrame(rows, columns=row_fields(regions))
         table.to_csv(tmp / "per_image.csv", index=False)
         status = "ok" if reason is None else "skipped"
-        artifacts.write_json(tmp / "summary.json", {
-            "status": status, "reason": reason, "codec": args.codec,
-            "quality_knob": codec.quality_knob, "images": len(records), "task_metrics": task_metrics, "params": params,
-            "run_id": tracked.run_id,
-        })
+        summary = {"status": status, "reason": reason, "codec": args.codec, "quality_knob": codec.quality_knob,
+                   "images": len(records), "params": params, "run_id": tracked.run_id}
+        artifacts.write_json(tmp / "summary.json", summary)
         tracked.set_tags({"status": status, "skip_reason": reason or ""})
-        set_level = {point["point"]: {k: v for k, v in point.items() if k != "point"} for point in task_metrics}
-        for quality, values in table.groupby("point")[measured].mean().iterrows():
-            logged = {**values.to_dict(), **set_level.get(quality, {})}  # the task's metrics over the point's images
-            tracked.log_metrics({name: value for name, value in logged.items() if value == value}, step=int(quality))
+        logged = {quality: values.to_dict() for quality, values
+                  in table.groupby("point")[["bpp", "psnr", "ms_ssim", "niqe", *regions.columns]].mean().iterrows()}
+        for task in tasks:  # with the task's metrics over each quality's images
+            for quality, values in write_task_results(tmp, table, summary, task, task_rows[task.name],
+                                                      one_point=False).items():
+                logged[quality].update(values)
+        for quality, values in logged.items():
+            tracked.log_metrics({name: value for name, value in values.items() if value == value}, step=int(quality))
         tracked.log_artifact(tmp / "per_image.csv")
     return args.out
 

@@ -1,10 +1,10 @@
 """Stage: cache the task model's intermediate feature maps for every split of a dataset.
 
-``python -m taskcodec.stages.extract_features --params '<task.features as JSON>' --task-model results/task/model.pt
---manifest results/prepared/manifest.csv --out results/task/features``
+``python -m taskcodec.stages.extract_features --params '<tasks.<task>.features as JSON>'
+--task-model results/task/<task>/model.pt --manifest results/prepared/manifest.csv --out results/task/<task>/features``
 
 The output folder (written atomically) holds ``<split>.pt`` for train, val and test — a dict
-with ``features`` (float N×C×h×w, the output of module ``task.features.layer``),
+with ``features`` (float N×C×h×w, the output of module ``tasks.<task>.features.layer``),
 ``image_ids``, ``labels`` and ``layer`` — and ``features.json`` with their shapes.
 """
 
@@ -20,6 +20,7 @@ from taskcodec import artifacts
 from taskcodec.data.manifest import SPLITS, split_images
 from taskcodec.data.tensors import images_to_tensor
 from taskcodec.device import resolve_device
+from taskcodec.params import check_section
 from taskcodec.stages.cli import params_argument, run, run_arguments
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.tasks.features import extract_features
@@ -29,7 +30,7 @@ from taskcodec.tracking import stage_run
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.extract_features",
                                      description=__doc__.splitlines()[0])
-    params_argument(parser, "task.features")
+    params_argument(parser, None)  # tasks.<task>.features, checked once the model says its task
     run_arguments(parser)
     parser.add_argument("--task-model", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model, info = load_task_model(args.task_model, device, manifest=args.manifest)
+    check_section(f"tasks.{info['task'].name}.features", params)
     with stage_run("extract_features", {"layer": params["layer"]}, params,
                    inputs={"task_model": args.task_model, "manifest": args.manifest}) as tracked:
         shapes = {}

@@ -1,7 +1,7 @@
 """Stage: fine-tune a trained codec through a frozen task model, ``R + τ·λ·D + w·L_task`` (seed 000).
 
 ``python -m taskcodec.stages.finetune_codec --params '<finetune section as JSON>' --model results/codecs/.../model.pt
---task-model results/task/model.pt --tau 1.0 --manifest results/prepared/manifest.csv [--saliency results/saliency]
+--task-model results/task/<task>/model.pt --tau 1.0 --manifest results/prepared/manifest.csv [--saliency results/saliency]
 --out results/finetuned/.../model.pt``
 
 λ is the one the codec was trained with (from its checkpoint). Writes

@@ -1,12 +1,13 @@
-"""Stage: rate–accuracy report of the machine branch on the test split.
+"""Stage: rate–accuracy report of one task of the machine branch on the test split.
 
-``python -m taskcodec.stages.report_task --params '<evaluate.report as JSON>' --task-model results/task/model.pt
---manifest results/prepared/manifest.csv --classical results/eval/classical/*/test
---pretrained results/eval/learned/.../test --finetuned results/eval/finetuned/.../test
---scalable results/eval/scalable/.../test --scalable-logs results/scalable/.../train_log.csv
---latent results/latent/.../metrics.json --joint results/joint/... --out results/report/task``
+``python -m taskcodec.stages.report_task --params '<evaluate.report as JSON>'
+--task-model results/task/<task>/model.pt --manifest results/prepared/manifest.csv
+--classical results/eval/classical/*/test --pretrained results/eval/learned/.../test
+--finetuned results/eval/finetuned/.../test --scalable results/eval/scalable/.../test
+--scalable-logs results/scalable/.../train_log.csv --latent results/latent/.../metrics.json
+--joint results/joint/... --out results/report/machine/<task>``
 
-Writes ``rate_accuracy.csv/.md`` (the task's metrics — top-1/top-5, or detection's
+It reads each evaluation's measures of the task model's task (``task/<task>/`` in its folder). Writes ``rate_accuracy.csv/.md`` (the task's metrics — top-1/top-5, or detection's
 mAP — over each point's images, as the evaluations' ``summary.json`` record them,
 against the actual bpp the task receives, for every codec point and compressed-domain
 classifier, with the uncompressed accuracy; a codec carrying the task model is
@@ -75,8 +76,17 @@ def _markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 
-def _per_image(folders: list[Path]) -> pd.DataFrame:
-    frames = [read_table(folder / "per_image.csv") for folder in folders]
+def _task_folder(folder: Path, task) -> Path:
+    """Where an evaluation folder keeps its measures of ``task`` (:func:`taskcodec.evaluation.write_task_results`)."""
+    path = folder / "task" / task.name
+    if not path.is_dir():
+        raise UserError(f"{folder} holds no measures of the {task.name} task; rerun its evaluation with that "
+                        "task's model (--task-model)")
+    return path
+
+
+def _per_image(folders: list[Path], task) -> pd.DataFrame:
+    frames = [read_table(_task_folder(folder, task) / "per_image.csv") for folder in folders]
     frames = [frame for frame in frames if not frame.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_id"])
 
@@ -176,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     uncompressed = {name: info["metrics"][f"test_{name}"] for name in task.metric_names}
     folders = {"classical": args.classical, "pretrained": args.pretrained, "finetuned": args.finetuned,
                "scalable": args.scalable}
-    per_image = {kind: _per_image(paths) for kind, paths in folders.items()}
-    set_metrics = set_metrics_of([artifacts.read_json(folder / "summary.json")
+    per_image = {kind: _per_image(paths, task) for kind, paths in folders.items()}
+    set_metrics = set_metrics_of([artifacts.read_json(_task_folder(folder, task) / "summary.json")
                                   for paths in folders.values() for folder in paths])
     measured = [decoded_points(frame, kind, plotted, set_metrics) for kind, frame in per_image.items()
                 if not frame.empty]

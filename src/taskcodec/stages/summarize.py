@@ -8,10 +8,11 @@ bpp, PSNR, MS-SSIM and NIQE (null: not measured) and every BD-rate against the
 classical anchors (null where the curves do not overlap); ``dvc metrics show/diff`` read it.
 ``rate_distortion.csv`` holds the test split's points of every codec (one
 ``series`` per curve) for ``dvc plots show``. With ``--machine`` (the
-rate–accuracy report), ``metrics.json`` also holds the task's primary metric
-(top-1; detection: mAP@0.5 over the point's images) uncompressed and at every
-point, against the bits the task receives, and the BD-rates at equal accuracy, and
-``rate_accuracy.csv`` the rate–accuracy points (empty without the machine branch).
+rate–accuracy report of each task), ``metrics.json`` also holds, under ``machine.<task>``,
+the task's primary metric (top-1; detection: mAP@0.5 over the point's images)
+uncompressed and at every point, against the bits the task receives, and the BD-rates
+at equal accuracy, and ``rate_accuracy.csv`` the rate–accuracy points of every task
+(its ``task`` column; empty without the machine branch).
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ RD_COLUMNS = ["series", "kind", "point", "bpp", "psnr", "ms_ssim", "niqe", "imag
 
 
 def rate_accuracy_columns(metrics: list[str]) -> list[str]:
-    """Columns of rate_accuracy.csv for a task with ``metrics`` (none without the machine branch)."""
-    return ["series", "kind", "point", "bpp", *metrics, "psnr", "feature_mse", "image_size"]
-
+    """Columns of rate_accuracy.csv for tasks with ``metrics`` (none without the machine branch)."""
+    return ["task", "series", "kind", "point", "bpp", *metrics, "psnr", "feature_mse", "image_size"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", type=Path, nargs="+", required=True, help="report folders, one per dataset")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics.json to write")
     parser.add_argument("--rate-distortion", type=Path, required=True, help="rate_distortion.csv to write")
-    parser.add_argument("--machine", type=Path, help="rate–accuracy report folder (machine branch)")
+    parser.add_argument("--machine", type=Path, nargs="*", default=[],
+                        help="rate–accuracy report folders, one per task (machine branch)")
     parser.add_argument("--rate-accuracy", type=Path, required=True, help="rate_accuracy.csv to write")
     return parser
 
@@ -94,12 +95,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     summary = {name: dataset_metrics(read_table(folder / "rd_points.csv"), read_table(folder / "bd_rate.csv"))
                for name, folder in folders.items()}
     curves = read_table(folders[PLOTTED_DATASET] / "rd_points.csv")
-    accuracy = pd.DataFrame(columns=rate_accuracy_columns([]))
-    if args.machine is not None:
-        points = read_table(args.machine / "rate_accuracy.csv")
-        task = artifacts.read_json(args.machine / "summary.json")
-        summary["machine"] = machine_metrics(points, read_table(args.machine / "bd_rate_accuracy.csv"), task)
-        accuracy = points.assign(series=points["codec"]).reindex(columns=rate_accuracy_columns(task["metrics"]))
+    tasks, metrics = [], []
+    for folder in args.machine:
+        points = read_table(folder / "rate_accuracy.csv")
+        task = artifacts.read_json(folder / "summary.json")
+        summary.setdefault("machine", {})[task["task"]] = machine_metrics(
+            points, read_table(folder / "bd_rate_accuracy.csv"), task)
+        tasks.append(points.assign(task=task["task"], series=points["codec"]))
+        metrics += [metric for metric in task["metrics"] if metric not in metrics]
+    accuracy = pd.concat(tasks, ignore_index=True) if tasks else pd.DataFrame()
+    accuracy = accuracy.reindex(columns=rate_accuracy_columns(metrics))
     with stage_run("summarize", {}, {"datasets": sorted(summary)}) as tracked:
         artifacts.write_json(args.metrics, summary)
         with artifacts.atomic_path(args.rate_distortion) as tmp:

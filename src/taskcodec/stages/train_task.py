@@ -1,7 +1,8 @@
-"""Stage: train the pixel-domain task model (of the registered task ``task.name``) on uncompressed images.
+"""Stage: train the pixel-domain task model of one registered task (a key of ``tasks``) on uncompressed images.
 
-``python -m taskcodec.stages.train_task --params '<{"name": task.name, "model": task.model, "train": task.train}
-as JSON>' --manifest results/prepared/manifest.csv --out results/task/model.pt``
+``python -m taskcodec.stages.train_task --task classification --params '<{"model": tasks.<task>.model,
+"train": tasks.<task>.train} as JSON>' --manifest results/prepared/manifest.csv
+--out results/task/classification/model.pt``
 
 Trains on the train split with the task's loss (:mod:`taskcodec.tasks.registry`), keeps the epoch with
 the best validation value of its primary metric and evaluates every metric it declares (``test_<metric>``;
@@ -24,6 +25,7 @@ import torch
 
 from taskcodec import artifacts
 from taskcodec.data.sources import loader_workers
+from taskcodec.params import check_section
 from taskcodec.stages.cli import (apply_run_arguments, finish_training, memory_argument, params_argument, run,
                                   run_arguments, share_threads)
 from taskcodec.tasks.checkpoint import save_task_model
@@ -36,7 +38,8 @@ from taskcodec.tracking import stage_run
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m taskcodec.stages.train_task", description=__doc__.splitlines()[0])
-    params_argument(parser, "task", keys=["name", "model", "train"])
+    parser.add_argument("--task", required=True, help="the registered task whose model to train (a key of tasks)")
+    params_argument(parser, None)  # tasks.<task> without its features: checked once the task is known
     run_arguments(parser)
     memory_argument(parser)
     parser.add_argument("--manifest", type=Path, required=True)
@@ -47,11 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     params = args.params
+    check_model_params(args.task, params.get("model", {}), "--params")
+    check_section(f"tasks.{args.task}", params, keys=["model", "train"])
     train_params = params["train"]
     device = apply_run_arguments(args)
-    check_model_params(params["name"], params["model"], "--params")
-    names = class_names(args.manifest, params["name"])
-    task = build_task(params["name"], names)
+    names = class_names(args.manifest, args.task)
+    task = build_task(args.task, names)
     sets = labeled_splits(args.manifest, task, args.mem_mb, loader_workers(args.threads))
     share_threads(args.threads, [sets["train"].inputs[0]])
     primary = task.primary_metric

@@ -1,4 +1,4 @@
-"""Object detectors of the detection task, by the names ``task.model.arch`` uses.
+"""Object detectors of the detection task, by the names ``tasks.detection.model.arch`` uses.
 
 Every detector takes float images in [0, 1] (N×3×H×W) and returns one dense tensor
 N×(K+7)×h×w: at each of its h×w locations, K class logits, a centre-ness logit, a box
@@ -14,7 +14,7 @@ knowing the model (:mod:`taskcodec.tasks.detection`), and it batches like a clas
   ``softplus(·)·stride``. It trains on the CPU in minutes on 64–96 px images.
 - any other name is a torchvision detection model (``torchvision.models.get_model(name,
   weights=None, weights_backbone=None, num_classes=K+1)``, e.g. ``fasterrcnn_mobilenet_v3_large_fpn``)
-  for GPU users, used frozen with local trained weights (``task.model.weights``; nothing is
+  for GPU users, used frozen with local trained weights (``tasks.detection.model.weights``; nothing is
   downloaded). Its best :data:`SLOTS` detections fill a 1×SLOTS map, each as a location whose class
   and centre-ness logits are the logit of its score, so decoding gives back torchvision's boxes and scores.
 
@@ -56,9 +56,9 @@ class FCOSSmall(nn.Module):
         super().__init__()
         widths, blocks, split = model_params["widths"], model_params["blocks"], model_params["split_stage"]
         if len(widths) != len(blocks) or not widths:
-            raise UserError(f"task.model widths {widths} and blocks {blocks} must be non-empty lists of one length")
+            raise UserError(f"tasks.detection.model widths {widths} and blocks {blocks} must be non-empty lists of one length")
         if not 0 <= split <= len(widths):
-            raise UserError(f"task.model.split_stage is {split} but the trunk has {len(widths)} stages; "
+            raise UserError(f"tasks.detection.model.split_stage is {split} but the trunk has {len(widths)} stages; "
                             f"use 0 (the stem) to {len(widths)}")
         self.normalize = Normalize()
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, model_params["stem_stride"], 1, bias=False),
@@ -118,13 +118,13 @@ class TorchvisionDetector(nn.Module):
             self.model = torchvision.models.get_model(arch, weights=None, weights_backbone=None,
                                                       num_classes=num_classes + 1)
         except ValueError:
-            raise UserError(f"task.model.arch '{arch}' is neither fcos-small nor a torchvision detection model; "
+            raise UserError(f"tasks.detection.model.arch '{arch}' is neither fcos-small nor a torchvision detection model; "
                             "fix the name") from None
         self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            raise UserError("a torchvision detector is used frozen with trained local weights (task.model.weights); "
+            raise UserError("a torchvision detector is used frozen with trained local weights (tasks.detection.model.weights); "
                             "train it with torchvision's detection references, or use arch fcos-small here")
         detections = [{key: value[:SLOTS] for key, value in d.items()} for d in self.model(list(x))]
         out = torch.full((len(x), self.num_classes + EXTRA_CHANNELS, 1, SLOTS), -30.0, device=x.device)
@@ -149,7 +149,7 @@ def build_detector(model_params: dict[str, Any], num_classes: int) -> nn.Module:
             load_weights(model, weights)
         return model
     if weights is None:
-        raise UserError(f"task.model.arch '{arch}' needs trained local weights; set task.model.weights to "
+        raise UserError(f"tasks.detection.model.arch '{arch}' needs trained local weights; set tasks.detection.model.weights to "
                         "a state-dict file of it (nothing is downloaded)")
     model = TorchvisionDetector(arch, num_classes)
     load_weights(model.model, weights)

@@ -17,7 +17,7 @@ def feature_module(model: nn.Module, layer: str) -> nn.Module:
         return model.get_submodule(layer)
     except AttributeError:
         top = ", ".join(name for name, _ in model.named_children())
-        raise UserError(f"task.features.layer '{layer}' is not a module of the task model; "
+        raise UserError(f"tasks.<task>.features.layer '{layer}' is not a module of the task model; "
                         f"use one of its modules, e.g. {top}") from None
 
 
@@ -30,7 +30,7 @@ def extract_features(model: nn.Module, images: torch.Tensor, layer: str, batch_s
 
     def hook(_module, _inputs, output):
         if not isinstance(output, torch.Tensor):
-            raise UserError(f"task.features.layer '{layer}' returns {type(output).__name__}, not a tensor; "
+            raise UserError(f"tasks.<task>.features.layer '{layer}' returns {type(output).__name__}, not a tensor; "
                             "pick a module that outputs feature maps")
         captured.append(output.detach().float().cpu())
 

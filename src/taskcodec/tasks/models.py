@@ -1,4 +1,4 @@
-"""Pixel-domain task models, by the names ``task.model.arch`` uses.
+"""Pixel-domain task models, by the names ``tasks.<task>.model.arch`` uses.
 
 Every model takes float images in [0, 1] (N×3×H×W) and returns logits N×K;
 input normalisation happens inside the model.
@@ -6,7 +6,7 @@ input normalisation happens inside the model.
 - ``resnet-small``: a CIFAR-style residual network (He et al., "Deep Residual
   Learning for Image Recognition", CVPR 2016, Section 4.2) with configurable
   stage widths and blocks per stage; its modules are named ``stem``,
-  ``stage1`` … ``stageK``, ``pool`` and ``fc``, so ``task.features.layer``
+  ``stage1`` … ``stageK``, ``pool`` and ``fc``, so ``tasks.<task>.features.layer``
   can pick one.
 - any other name is a torchvision classification model
   (``torchvision.models.get_model(name, weights=None, num_classes=K)``), with
@@ -86,7 +86,7 @@ class ResNetSmall(nn.Module):
         super().__init__()
         widths, blocks = model_params["widths"], model_params["blocks"]
         if len(widths) != len(blocks) or not widths:
-            raise UserError(f"task.model widths {widths} and blocks {blocks} must be non-empty lists of one length")
+            raise UserError(f"tasks.<task>.model widths {widths} and blocks {blocks} must be non-empty lists of one length")
         self.normalize = Normalize()
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, model_params["stem_stride"], 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
         in_channels = widths[0]
@@ -98,7 +98,7 @@ class ResNetSmall(nn.Module):
         self.num_stages = len(widths)
         self.split_stage = model_params.get("split_stage", 1)
         if not 0 <= self.split_stage <= self.num_stages:
-            raise UserError(f"task.model.split_stage is {self.split_stage} but the model has {self.num_stages} "
+            raise UserError(f"tasks.<task>.model.split_stage is {self.split_stage} but the model has {self.num_stages} "
                             f"stages; set it between 0 (the stem) and {self.num_stages}")
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
@@ -136,7 +136,7 @@ def _torchvision_model(arch: str, num_classes: int) -> nn.Module:
     except ValueError:
         known = ", ".join(sorted(TASK_MODELS))
         raise UserError(
-            f"task.model.arch '{arch}' is neither a project task model ({known}) nor a torchvision "
+            f"tasks.<task>.model.arch '{arch}' is neither a project task model ({known}) nor a torchvision "
             "classification model; fix the name"
         ) from None
     model.add_module("normalize", Normalize())
@@ -164,15 +164,15 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     expected = model.state_dict()
     for key, value in expected.items():
         if key not in state:
-            raise UserError(f"task.model.weights {path} has no '{key}'; it was saved for another architecture")
+            raise UserError(f"tasks.<task>.model.weights {path} has no '{key}'; it was saved for another architecture")
         if not isinstance(state[key], torch.Tensor) or state[key].shape != value.shape:
             shape = tuple(state[key].shape) if isinstance(state[key], torch.Tensor) else type(state[key]).__name__
             raise UserError(
-                f"task.model.weights {path} has '{key}' of shape {shape} but the model needs {tuple(value.shape)}; "
+                f"tasks.<task>.model.weights {path} has '{key}' of shape {shape} but the model needs {tuple(value.shape)}; "
                 "use weights of the same architecture, widths and number of classes"
             )
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
-        raise UserError(f"task.model.weights {path} has key '{unexpected[0]}' that the model lacks; "
+        raise UserError(f"tasks.<task>.model.weights {path} has key '{unexpected[0]}' that the model lacks; "
                         "it was saved for another architecture")
     model.load_state_dict(state)

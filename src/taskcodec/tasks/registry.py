@@ -3,7 +3,7 @@
 A task tells the pipeline what a sample holds, how its frozen model is built,
 trained and applied, its loss and its metrics; the stages and reports use
 nothing else, so a new task is one module with one class decorated by
-:func:`register_task` and named in ``task.name`` (README "Extending taskcodec").
+:func:`register_task` and named as a key of ``tasks`` (README "Extending taskcodec").
 
 - ``sample_fields``: the manifest columns a sample holds beside the image
   (classification: ``label``; detection: ``objects``); :meth:`Task.target` turns
@@ -24,7 +24,7 @@ nothing else, so a new task is one module with one class decorated by
   is trained on the uncompressed training split and frozen afterwards.
   :meth:`Task.apply` runs it on a batch: ``model(images)``, unless the model
   reads more than the image (VQA: each image's questions, from the targets).
-  ``model_schema`` (JSON schema) is what ``task.model`` may hold; it is checked
+  ``model_schema`` (JSON schema) is what ``tasks.<task>.model`` may hold; it is checked
   with the messages of the params validation (:func:`check_model_params`).
 - :meth:`Task.loss`: the differentiable training loss, a batch mean; the
   same loss is the task term ``L_task`` of joint fine-tuning (seed 000).
@@ -64,11 +64,11 @@ register_task = registrar(TASKS, "task", lambda name, cls: setattr(cls, "name", 
 
 
 def check_model_params(name: str, model_params: Any, source: str = "params.yaml") -> None:
-    """Check ``task.model`` against the ``model_schema`` of task ``name`` (unknown key, type, range...)."""
+    """Check ``tasks.<task>.model`` against the ``model_schema`` of task ``name`` (unknown key, type, range...)."""
     from taskcodec.params import check_value
 
     build_task(name, [])  # an unknown task name is reported first
-    check_value(TASKS[name].model_schema, model_params, "task.model", source)
+    check_value(TASKS[name].model_schema, model_params, f"tasks.{name}.model", source)
 
 
 def build_task(name: str, class_names: list[str]) -> "Task":
@@ -81,7 +81,7 @@ def build_task(name: str, class_names: list[str]) -> "Task":
     return TASKS[name](class_names)
 
 
-#: ``task.model`` keys of a model by name with optional local weights, whose project models have a residual trunk
+#: ``tasks.<task>.model`` keys of a model by name with optional local weights, whose project models have a residual trunk
 #: (:class:`taskcodec.tasks.models.ResNetSmall`: widths, blocks, stem stride, and the split point of ``front``/``back``)
 TRUNK_PROPERTIES = {
     "arch": {"type": "string", "minLength": 1},

@@ -48,7 +48,7 @@ FULL_CREDIT_HUMANS = 3
 _WORD = re.compile(r"[a-z0-9]+")
 
 _SIZE = {"type": "integer", "minimum": 1}
-#: what ``task.model`` of the VQA model may hold (:func:`build_vqa_model`); glimpses and dropout default to the paper's
+#: what ``tasks.vqa.model`` of the VQA model may hold (:func:`build_vqa_model`); glimpses and dropout default to the paper's
 VQA_MODEL_SCHEMA = {
     "type": "object", "additionalProperties": False,
     "required": ["arch", "weights", "embedding", "hidden", "attention_hidden", "classifier_hidden"],

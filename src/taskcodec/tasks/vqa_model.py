@@ -22,7 +22,7 @@ the trunk is the project's small residual network (``san-resnet-small``: the ste
 :class:`~taskcodec.tasks.models.ResNetSmall`, trained with the rest) instead of an ImageNet-pretrained
 ResNet-152 at 448 px (its 14×14×2048 map); the widths (paper: 300-d embeddings, 1024-d LSTM, 512-d attention,
 1024-d classifier) are params. A torchvision ResNet by name (``resnet18``, ``resnet50``, ...; its layers up to
-``layer4``) with local ImageNet weights (``task.model.weights``) gives the paper's setting on a GPU; nothing
+``layer4``) with local ImageNet weights (``tasks.vqa.model.weights``) gives the paper's setting on a GPU; nothing
 is downloaded. ``blind: true`` is the question-only baseline the seed's findings are read against: the same
 model with its image features replaced by zeros (its glimpses are then zero, the answer comes from the
 question alone). Each image's feature map is computed once and shared by all of its questions; the image
@@ -45,7 +45,7 @@ from taskcodec import artifacts
 from taskcodec.errors import UserError, shown_path
 from taskcodec.tasks.models import Normalize, ResNetSmall
 
-#: the project's trunk for ``task.model.arch``; any other name is a torchvision ResNet
+#: the project's trunk for ``tasks.vqa.model.arch``; any other name is a torchvision ResNet
 SMALL_ARCH = "san-resnet-small"
 
 
@@ -109,7 +109,7 @@ class ShowAskAttendAnswer(nn.Module):
     def forward(self, images: torch.Tensor, tokens: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
                 return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Answer logits B×Q×A for Q questions per image: word ids ``tokens`` B×Q×L, ``lengths`` B×Q (0: empty slot).
-        Without questions, the image features B×C×h×w (what ``task.features.layer`` hooks read from ``model(x)``).
+        Without questions, the image features B×C×h×w (what ``tasks.vqa.features.layer`` hooks read from ``model(x)``).
 
         With ``return_attention``, also the attention weights B×Q×G×h×w (each map sums to 1 over its locations).
         """
@@ -145,7 +145,7 @@ def _torchvision_trunk(arch: str) -> tuple[nn.Module, int]:
     except ValueError:
         network = None
     if not hasattr(network, "layer4"):
-        raise UserError(f"task.model.arch '{arch}' is neither {SMALL_ARCH} nor a torchvision ResNet (resnet18, "
+        raise UserError(f"tasks.vqa.model.arch '{arch}' is neither {SMALL_ARCH} nor a torchvision ResNet (resnet18, "
                         "resnet50, ...); fix the name")
     parts = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
     layers = [("normalize", Normalize()), *((name, getattr(network, name)) for name in parts)]
@@ -153,16 +153,16 @@ def _torchvision_trunk(arch: str) -> tuple[nn.Module, int]:
 
 
 def load_trunk_weights(trunk: nn.Module, path: str | Path) -> None:
-    """Load ``task.model.weights`` into ``trunk``: a classifier of the trunk's architecture, as a plain state dict
+    """Load ``tasks.vqa.model.weights`` into ``trunk``: a classifier of the trunk's architecture, as a plain state dict
     or a taskcodec task checkpoint; its classifier (``fc.*``) is dropped and every other tensor must fit."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"task.model.weights {shown_path(path)} does not exist; put a local state dict of the image "
-                        "trunk there (nothing is downloaded) or set task.model.weights to null")
+        raise UserError(f"tasks.vqa.model.weights {shown_path(path)} does not exist; put a local state dict of the image "
+                        "trunk there (nothing is downloaded) or set tasks.vqa.model.weights to null")
     try:
         payload = artifacts.load_checkpoint(path, map_location="cpu")  # torch.load(..., weights_only=True)
     except UserError as err:
-        raise UserError(f"task.model.weights: {err}") from None
+        raise UserError(f"tasks.vqa.model.weights: {err}") from None
     state = payload.get("state_dict", payload)
     state = {key: value for key, value in state.items() if not key.startswith("fc.")}
     expected = trunk.state_dict()
@@ -170,11 +170,11 @@ def load_trunk_weights(trunk: nn.Module, path: str | Path) -> None:
         found = state.get(key)
         if not isinstance(found, torch.Tensor) or found.shape != value.shape:
             what = "no such tensor" if found is None else f"shape {tuple(getattr(found, 'shape', ()))}"
-            raise UserError(f"task.model.weights {shown_path(path)} has {what} for '{key}' (the trunk needs "
+            raise UserError(f"tasks.vqa.model.weights {shown_path(path)} has {what} for '{key}' (the trunk needs "
                             f"{tuple(value.shape)}); use weights of a classifier of the same architecture and widths")
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
-        raise UserError(f"task.model.weights {shown_path(path)} has '{unexpected[0]}', which the trunk lacks; "
+        raise UserError(f"tasks.vqa.model.weights {shown_path(path)} has '{unexpected[0]}', which the trunk lacks; "
                         "use weights of a classifier of the same architecture and widths")
     trunk.load_state_dict(state)
 
