@@ -187,25 +187,25 @@ def write_task_results(folder: Path, table: pd.DataFrame, summary: dict, task: T
                        one_point: bool) -> dict:
     """``<folder>/task/<name>/per_image.csv`` and ``summary.json``: the evaluation's ``table`` (its per-image
     rows) and ``summary`` with ``task``'s columns (``rows``, one per table row, in its order) and its metrics
-    over each point's images (``task_metrics``); for the evaluation of ``one_point`` also the means of its
-    measurements, its set-level metrics in place of the means of per-image scores. Returns the task's
-    measurements as the tracker logs them: ``{point: {"<task>/<metric>": value}}``."""
+    over each point's images (``task_metrics``); for the evaluation of ``one_point`` also that point's values.
+    A point's values are the means of its per-image measurements, with its set-level metrics in place of the
+    means of per-image scores. Returns every point's values as the tracker logs them:
+    ``{point: {"<task>/<metric>": value}}``."""
     measured = pd.DataFrame(rows, columns=task.columns, index=table.index)
     columns = list(table.columns)
     at = columns.index("niqe") + 1  # the task's columns after the image measures, as a single-task table had them
     task_table = pd.concat([table[columns[:at]], measured, table[columns[at:]]], axis=1)
     task_metrics = task.summarize()
-    means = {key: float(measured[key].mean()) for key in task.metrics} if one_point else {}
-    for point in task_metrics if one_point else ():  # over the whole split, not means of per-image values
-        means.update({name: point[name] for name in task.task.metric_names})
+    set_level = {point["point"]: {name: point[name] for name in task.task.metric_names} for point in task_metrics}
+    values = {point: {**means.to_dict(), **set_level[point]}
+              for point, means in measured[task.metrics].groupby(table["point"]).mean().iterrows()}
     out = folder / "task" / task.name
     out.mkdir(parents=True)
     task_table.to_csv(out / "per_image.csv", index=False)
-    artifacts.write_json(out / "summary.json", {**summary, **means, "task_metrics": task_metrics})
-    if one_point:
-        return {summary["point"]: {f"{task.name}/{key}": value for key, value in means.items()}}
-    return {point["point"]: {f"{task.name}/{name}": point[name] for name in task.task.metric_names}
-            for point in task_metrics}
+    artifacts.write_json(out / "summary.json", {**summary, **(values[summary["point"]] if one_point else {}),
+                                                "task_metrics": task_metrics})
+    return {point: {f"{task.name}/{key}": value for key, value in point_values.items()}
+            for point, point_values in values.items()}
 
 
 def _cell(value) -> int | float | str:

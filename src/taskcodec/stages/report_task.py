@@ -7,11 +7,12 @@
 --scalable-logs results/scalable/.../train_log.csv --latent results/latent/.../metrics.json
 --joint results/joint/... --out results/report/machine/<task>``
 
-It reads each evaluation's measures of the task model's task (``task/<task>/`` in its folder). Writes ``rate_accuracy.csv/.md`` (the task's metrics — top-1/top-5, or detection's
-mAP — over each point's images, as the evaluations' ``summary.json`` record them,
-against the actual bpp the task receives, for every codec point and compressed-domain
-classifier, with the uncompressed accuracy; a codec carrying the task model is
-plotted against the bits of its task layers, ``bpp_task``),
+It reads each evaluation's measures of the task model's task (``task/<task>/`` in its folder).
+Writes ``rate_accuracy.csv/.md`` (the task's metrics — top-1/top-5, or detection's mAP — over
+each point's images, as the evaluations' ``summary.json`` record them, against the actual bpp
+the task receives, for every codec point and compressed-domain classifier, with the
+uncompressed accuracy; a codec carrying the task model is plotted against the bits of its
+task layers, ``bpp_task``),
 ``rate_accuracy_top1.png`` (and top-5 with ≥ 5 classes), ``bd_rate_accuracy.csv``
 (bits saved at equal accuracy against each classical codec),
 ``bits_for_accuracy.csv`` (bpp each curve needs to come within 2 points of the
