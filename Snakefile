@@ -6,7 +6,7 @@
 #              -> cache_scalable / evaluate_scalable (the image from both layers, the task from the base layer)
 #           -> train_variable_rate (seed 001: per model, one for all lambdas, on train_simclr's self-supervised
 #              features) -> cache_variable_rate / evaluate_variable_rate (per operating point)
-#           -> finetune_codec (per codec x tau, through the model of finetune.task) -> cache/evaluate_finetuned
+#           -> finetune_codec (per task x codec x tau, through the models of finetune.tasks) -> cache/evaluate_finetuned
 #           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
 #           -> evaluate_codec / evaluate_classical (per dataset; every task's accuracy and feature distortion on
 #              the test split) -> report (per dataset), report_task (per task)

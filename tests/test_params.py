@@ -77,7 +77,7 @@ def test_run_settings_in_a_science_section_are_unknown_keys(params, dotted):
         (("resources", "train_codec", "gpu"), -1, "resources.train_codec.gpu = -1 is invalid"),
         (("resources", "cache_latents", "threads"), 0, "resources.cache_latents.threads = 0 is invalid"),
         (("resources", "train_codec", "tasks"), 0, "resources.train_codec.tasks = 0 is invalid"),
-        (("finetune", "task"), 3, "finetune.task = 3 has the wrong type"),
+        (("finetune", "tasks"), "classification", "finetune.tasks = 'classification' has the wrong type"),
     ],
 )
 def test_bad_values_name_the_key(params, path, value, message):
@@ -285,12 +285,13 @@ def test_unknown_task_suggests_the_closest(params):
 
 def test_the_task_of_fine_tuning_and_of_the_scalable_codec_is_one_of_the_tasks(params):
     params["scalable"]["task"] = "classifcation"
-    with pytest.raises(UserError, match=escaped("scalable.task = 'classifcation' is not among tasks (did you mean "
-                                                "'classification'?); name one of classification, ")):
+    with pytest.raises(UserError, match=escaped("scalable.task names 'classifcation', which is not among tasks (did "
+                                                "you mean 'classification'?); name one of classification, ")):
         validate_params(params, SCHEMA)
     params["scalable"]["task"] = "detection"
-    params["finetune"]["task"] = "segmentation"
-    with pytest.raises(UserError, match=escaped("finetune.task = 'segmentation' is not among tasks; name one of")):
+    params["finetune"]["tasks"] = ["classification", "segmentation"]
+    with pytest.raises(UserError, match=escaped("finetune.tasks names 'segmentation', which is not among tasks; name "
+                                                "one of")):
         validate_params(params, SCHEMA)
     params["finetune"]["sweep"]["lmbdas"] = []  # nothing is fine-tuned: its task is not read
     validate_params(params, SCHEMA)

@@ -19,7 +19,7 @@ for w in "${weights[@]}"; do
     for part in prepared saliency task codecs; do [ -e "$out/$part" ] || cp -al "$study/$part" "$out/$part"; done
     targets=()
     for lmbda in "${lmbdas[@]}"; do
-        for split in test val; do targets+=("$out/eval/finetuned/$tuned/lmbda$lmbda/tau$tau/$split"); done
+        for split in test val; do targets+=("$out/eval/finetuned/classification/$tuned/lmbda$lmbda/tau$tau/$split"); done
     done
     # a second config file overrides these keys of the study config (Snakemake merges them)
     printf 'results_dir: %s\nfinetune:\n  sweep: {lmbdas: [%s], taus: [%s]}\n  train: {task_weight: %s}\n' \
@@ -34,8 +34,9 @@ from pathlib import Path
 
 print("w  lambda  split  bpp    top-1")
 for w in sys.argv[1:]:
-    for summary in sorted(Path(f"bench/results/machine-w{w}/eval/finetuned").rglob("summary.json")):
+    # each evaluation's classification table: <codec>/lmbda<λ>/tau<τ>/<split>/task/classification/summary.json
+    for summary in sorted(Path(f"bench/results/machine-w{w}/eval/finetuned").rglob("task/classification/summary.json")):
         result = json.loads(summary.read_text())
-        lmbda, split = summary.parts[-4].removeprefix("lmbda"), summary.parts[-2]
+        lmbda, split = summary.parts[-6].removeprefix("lmbda"), summary.parts[-4]
         print(f"{w:<3}{lmbda:<8}{split:<7}{result['bpp']:.3f}  {100 * result['top1']:.1f} %")
 PY

@@ -7,7 +7,7 @@ one sentence naming the key, what is wrong, and (for a mistyped key) the closest
 Besides the schema, the checks here look at what a schema cannot hold: cross-section rules
 (``finetune.sweep.lmbdas`` ⊆ ``codec.sweep.lmbdas``, patch size ≤ image size), and the plug-in
 registries: a sweep entry's ``arch`` must be a registered codec and its other keys constructor
-parameters of that codec; every key of ``tasks`` must be a registered task, and ``finetune.task`` and
+parameters of that codec; every key of ``tasks`` must be a registered task, and ``finetune.tasks`` and
 ``scalable.task`` keys of ``tasks``.
 
 :func:`codec_dirname` and :func:`number_id` say how a sweep entry and a λ or τ appear in paths and
@@ -228,7 +228,7 @@ def _check_question_margin(params: dict[str, Any], source: str) -> None:
         return
     margin = MARGIN * prepare["image_size"]
     trainings = {"tasks.vqa": params["tasks"]["vqa"]} | (
-        {"finetune": params["finetune"]} if params["finetune"]["task"] == "vqa" else {})
+        {"finetune": params["finetune"]} if "vqa" in params["finetune"]["tasks"] else {})
     for section, values in trainings.items():
         padding = values["train"]["crop_padding"]
         if padding >= margin:
@@ -262,10 +262,13 @@ def _check_across_sections(params: dict[str, Any], source: str) -> None:
         raise UserError(f"{source}: codec.train.patch_size {train['patch_size']} is larger than prepare.image_size "
                         f"{image_size}; make it at most {image_size}")
     scalable, tasks = params["scalable"], params["tasks"]
-    for section, used in (("scalable", scalable["enabled"]), ("finetune", bool(params["finetune"]["sweep"]["lmbdas"]))):
-        if used and tasks and params[section]["task"] not in tasks:
-            close = difflib.get_close_matches(params[section]["task"], list(tasks), n=1)
-            raise UserError(f"{source}: {section}.task = {params[section]['task']!r} is not among tasks"
+    named = [("scalable.task", scalable["task"])] if scalable["enabled"] else []
+    if params["finetune"]["sweep"]["lmbdas"]:
+        named += [("finetune.tasks", task) for task in params["finetune"]["tasks"]]
+    for key, task in named:
+        if tasks and task not in tasks:
+            close = difflib.get_close_matches(task, list(tasks), n=1)
+            raise UserError(f"{source}: {key} names {task!r}, which is not among tasks"
                             f"{f' (did you mean {close[0]!r}?)' if close else ''}; name one of "
                             f"{', '.join(tasks)} or add its section to tasks")
     if scalable["enabled"] and not tasks:

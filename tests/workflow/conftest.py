@@ -74,7 +74,7 @@ TINY = {
         "features": {"layer": "stage2", "batch_size": 16},
     }},
     "finetune": {
-        "task": "classification",
+        "tasks": ["classification"],
         "sweep": {"lmbdas": [0.003], "taus": [1.0]},
         "train": {"steps": 4, "batch_size": 4, "lr": 0.0001, "aux_lr": 0.001, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
                   "saliency_floor": 0.2, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,

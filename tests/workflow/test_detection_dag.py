@@ -10,7 +10,7 @@ def test_detection_plans_the_machine_branch_without_the_compressed_domain_classi
     project = Project(tmp_path)
     project.params["prepare"]["builtin"]["objects"] = [1, 3]
     project.params["tasks"] = {"detection": {**project.params["tasks"]["classification"], "model": FCOS}}
-    project.params["finetune"]["task"] = project.params["scalable"]["task"] = "detection"
+    project.params["finetune"]["tasks"], project.params["scalable"]["task"] = ["detection"], "detection"
     project.write_params()
     output = project.dry_run("--printshellcmds")
     jobs = job_stats(output)

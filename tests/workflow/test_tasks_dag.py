@@ -16,7 +16,7 @@ def test_every_task_gets_its_model_and_report_and_each_system_the_task_it_names(
     vqa["train"]["crop_padding"] = 2  # questions about sides hold on the 64-px images
     vqa["features"] = {"layer": "trunk.stage2", "batch_size": 16}
     project.params["tasks"].update(detection=copy.deepcopy(classification) | {"model": FCOS}, vqa=vqa)
-    project.params["finetune"]["task"], project.params["scalable"]["task"] = "vqa", "detection"
+    project.params["finetune"]["tasks"], project.params["scalable"]["task"] = ["vqa", "detection"], "detection"
     project.params["finetune"]["train"]["crop_padding"] = 2
     project.write_params()
     output = project.dry_run("--printshellcmds")
@@ -31,15 +31,20 @@ def test_every_task_gets_its_model_and_report_and_each_system_the_task_it_names(
     models = {task: f"results/task/{task}/model.pt" for task in ("classification", "detection", "vqa")}
     on_test = [line for line in command("evaluate_codec") + command("evaluate_classical")
                if re.search(r"--out \S+/test ", line)]
-    assert len(on_test) == 2 + 2 + 1 + 1 + 2  # pretrained, classical, fine-tuned, scalable, variable-rate points
+    assert len(on_test) == 2 + 2 + 2 + 1 + 2  # pretrained, classical, fine-tuned (2 tasks), scalable, variable-rate
     for line in on_test:  # every decoded test image meets every task model
         assert "--task-model " + " ".join(models.values()) in line, line
-    (finetune,) = command("finetune_codec")
-    assert f"--task-model {models['vqa']}" in finetune
+    finetuned = {re.search(r"--out results/finetuned/(\w+)/", line).group(1): line
+                 for line in command("finetune_codec")}
+    assert set(finetuned) == {"vqa", "detection"}  # one sweep through each model of finetune.tasks
+    for task, line in finetuned.items():
+        assert f"--task-model {models[task]}" in line
     (scalable,) = [line for line in command("train_codec") if "--rule train_scalable" in line]
     assert f"--task-model {models['detection']}" in scalable
     reports = {re.search(r"--out \S+/report/machine/(\S+)", line).group(1): line for line in command("report_task")}
     assert set(reports) == set(models)
-    assert "results/eval/finetuned" in reports["vqa"] and "results/eval/finetuned" not in reports["classification"]
+    for task in ("vqa", "detection"):  # each report its own task's fine-tuned codecs
+        assert re.findall(r"results/eval/finetuned/(\w+)/", reports[task]) == [task], reports[task]
+    assert "results/eval/finetuned" not in reports["classification"]
     assert "results/eval/scalable" in reports["detection"] and "results/eval/scalable" not in reports["vqa"]
     assert "results/latent" in reports["classification"] and "results/latent" not in reports["detection"]

@@ -22,7 +22,7 @@ def test_vqa_plans_the_machine_branch_without_the_scalable_codec_and_the_compres
     vqa["train"]["crop_padding"] = 2  # under 5 % of the 64-px side: questions about sides hold
     vqa["features"]["layer"] = "trunk.stage2"
     study["tasks"]["vqa"] = vqa
-    study["finetune"]["task"] = study["scalable"]["task"] = "vqa"
+    study["finetune"]["tasks"], study["scalable"]["task"] = ["vqa"], "vqa"
     study["scalable"]["enabled"] = True
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
     refused = project.snakemake("--dry-run", "--configfile", "study.yaml")

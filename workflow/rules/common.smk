@@ -47,7 +47,7 @@ CLASSICAL_CODECS = list(config["evaluate"]["classical"])
 # A codec of the sweep, as a path: its hyperparameters folder is codec_dirname() of the sweep entry (N32-M48);
 # lambda and tau keep full precision (number_id).
 CODEC = "{arch}/{hyper}/lmbda{lmbda}"
-TUNED = "{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a task-fine-tuned codec
+TUNED = "{task}/{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a codec fine-tuned through a task model
 SCALABLE = "{arch}/{hyper}/lmbda{lmbda}/task{task_lmbda}"  # a scalable codec (seed 002) of scalable.sweep
 VARIABLE = "{arch}/{hyper}"  # a variable-rate codec (seed 001) of variable_rate.sweep: one model for all its lambdas
 VARIABLE_POINT = "{arch}/{hyper}/point{point}"  # one of its operating points (0: its lowest rate)
@@ -166,12 +166,14 @@ def per_codec(template, **fields):
     return [template.format(**point, **fields) for point in codec_points()]
 
 
-def finetune_points():
-    """Every (arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus."""
+def finetune_points(tasks=None):
+    """Every (task, arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus,
+    for each task of ``tasks`` (default: finetune.tasks)."""
     sweep = config["finetune"]["sweep"]
     selected = [float(lmbda) for lmbda in sweep["lmbdas"]]
     return [
-        {**point, "tau": number_id(tau)}
+        {**point, "task": task, "tau": number_id(tau)}
+        for task in (config["finetune"]["tasks"] if tasks is None else tasks)
         for point in codec_points()
         if float(point["lmbda"]) in selected
         for tau in sweep["taus"]
@@ -205,8 +207,8 @@ def task_report_inputs(wildcards):
     task = wildcards.task
     latent = task == "classification" and not LATENT_SKIP_REASON
     return {
-        "finetuned": ([results("eval", "finetuned", TUNED.format(**point), "test") for point in finetune_points()]
-                      if config["finetune"]["task"] == task else []),
+        "finetuned": [results("eval", "finetuned", TUNED.format(**point), "test")
+                      for point in finetune_points([task] if task in config["finetune"]["tasks"] else [])],
         "scalable": per_scalable(results("eval", "scalable", SCALABLE, "test")) if config["scalable"]["task"] == task else [],
         "scalable_logs": (per_scalable(results("scalable", SCALABLE, "train_log.csv"))
                           if config["scalable"]["task"] == task else []),

@@ -1,5 +1,6 @@
 # Stage 5a: joint task fine-tuning (seed 000): each selected pretrained codec trained further with
-# L = R + tau * lambda * D + w * L_task through the frozen model of finetune.task; tau is a sweep wildcard.
+# L = R + tau * lambda * D + w * L_task through the frozen model of each task of finetune.tasks; the task and tau
+# are wildcards.
 # The fine-tuned codecs are entropy-coded and evaluated on the test split like the pretrained ones (job group
 # "coding", see cache.smk).
 # resources.finetune_codec.tasks > 1 runs the stage under torchrun, as train_codec.
@@ -10,7 +11,7 @@ rule finetune_codec:
         unpack(lambda wc: saliency_input(config["finetune"]["train"]["saliency_floor"])),
         prepared=results("prepared"),
         model=results("codecs", CODEC, "model.pt"),
-        task_model=task_model(config["finetune"]["task"]),
+        task_model=lambda wc: task_model(wc.task),
     output:
         model=results("finetuned", TUNED, "model.pt"),
         metrics=results("finetuned", TUNED, "metrics.json"),

@@ -39,7 +39,7 @@ rule report:
 
 # Stage 6c: rate-accuracy of every way of sending the test images to each task's model (a scalable codec: against
 # the bits of its base layer, which the task receives alone). The fine-tuned and scalable codecs are reported with
-# the task they were trained for (finetune.task, scalable.task), the compressed-domain classifiers with classification.
+# the task they were trained for (finetune.tasks, scalable.task), the compressed-domain classifiers with classification.
 
 
 rule report_task:
