@@ -23,7 +23,8 @@ from taskcodec.stages import (cache_latents, evaluate_classical, evaluate_codec,
 from taskcodec.stages import train_task
 from taskcodec.tasks.checkpoint import load_task_model
 
-RUN = ["--device", "cpu", "--threads", "1"]
+from stage_settings import EVALUATE, REPORT, RUN, TRAIN
+
 CLASSES = ["circle", "square", "ring"]
 PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
            "seed": 0, "on_bad_image": "stop",
@@ -34,12 +35,6 @@ FCOS = {"arch": "fcos-small", "widths": [8, 16], "blocks": [1, 1], "stem_stride"
 TASK = {"model": FCOS,
         "train": {"epochs": 12, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                   "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 12, "seed": 0}}
-TRAIN = {"distortion": "mse", "steps": 4, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
-         "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
-         "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 4,
-         "checkpoint_every": 4, "init": None, "seed": 0, "saliency_floor": None}
-EVALUATE = {"saliency_threshold": 0.5, "save_reconstructions": 1, "niqe": True}
-REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
 SCALABLE = {"N": 8, "M_base": 4, "M_enh": 6}
 
 

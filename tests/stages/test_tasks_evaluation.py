@@ -12,7 +12,8 @@ from taskcodec.evaluation import read_table
 from taskcodec.stages import (cache_latents, evaluate_classical, evaluate_codec, extract_features, prepare, report_task,
                               train_codec, train_task)
 
-RUN = ["--device", "cpu", "--threads", "1"]
+from stage_settings import EVALUATE, REPORT, RUN, TRAIN
+
 PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
            "seed": 0, "on_bad_image": "stop",
            "builtin": {"num_images": 40, "canvas_size": 72, "classes": ["circle", "square", "ring"],
@@ -23,12 +24,6 @@ MODELS = {"classification": {"arch": "resnet-small", "widths": [4, 8], "blocks":
                              "weights": None},
           "detection": {"arch": "fcos-small", "widths": [8, 16], "blocks": [1, 1], "stem_stride": 2, "head_width": 16,
                         "split_stage": 1, "weights": None}}
-TRAIN = {"distortion": "mse", "steps": 4, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
-         "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
-         "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 4, "checkpoint_every": 4,
-         "init": None, "seed": 0, "saliency_floor": None}
-EVALUATE = {"saliency_threshold": 0.5, "save_reconstructions": 1, "niqe": True}
-REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from taskcodec.evaluation import read_table
 from taskcodec.stages import (cache_latents, evaluate_classical, evaluate_codec, extract_features, finetune_codec,
                               prepare, report_task, train_codec, train_task)
 
-RUN = ["--device", "cpu", "--threads", "1"]
+from stage_settings import EVALUATE, REPORT, RUN, TRAIN
+
 PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
            "seed": 0, "on_bad_image": "stop",
            "builtin": {"num_images": 40, "canvas_size": 72, "classes": ["circle", "square", "ring"],
@@ -22,15 +23,9 @@ VQA = {"arch": "san-resnet-small", "widths": [8, 16], "blocks": [1, 1], "stem_st
 TASK = {"model": VQA,
         "train": {"epochs": 3, "batch_size": 8, "lr": 0.002, "optimizer": "adam", "momentum": 0.9, "nesterov": True,
                   "weight_decay": 0.0, "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 3, "seed": 0}}
-TRAIN = {"distortion": "mse", "steps": 4, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
-         "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
-         "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 4,
-         "checkpoint_every": 4, "init": None, "seed": 0, "saliency_floor": None}
 FINETUNE = {"steps": 4, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0,
             "crop_padding": 2, "saliency_floor": None, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2,
             "seed": 0, "lr_drop_at": [0.75], "lr_gamma": 0.3}
-EVALUATE = {"saliency_threshold": 0.5, "save_reconstructions": 1, "niqe": True}
-REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
 
 
 @pytest.fixture(scope="module")
