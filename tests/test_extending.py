@@ -23,7 +23,7 @@ from taskcodec.stages import train_task
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.tasks.registry import TASKS, Task, register_task
 
-RUN = ["--device", "cpu", "--threads", "1"]
+from stage_settings import RUN
 
 
 class TwoLayerToy(CompressionModel, LayeredCodec):

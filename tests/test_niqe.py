@@ -18,8 +18,9 @@ from taskcodec import niqe as niqe_module
 from taskcodec.niqe import MIN_SIDE, default_params_path, niqe, write_params
 from taskcodec.stages import evaluate_classical
 
+from stage_settings import RUN
+
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
-RUN = ["--device", "cpu", "--threads", "1"]
 
 installed = pytest.mark.skipif(
     importlib.util.find_spec("pyiqa") is None or not default_params_path().is_file(),

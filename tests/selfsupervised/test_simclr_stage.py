@@ -14,11 +14,12 @@ from taskcodec.selfsupervised import load_feature_extractor, load_simclr
 from taskcodec.selfsupervised.training import ContrastiveObjective
 from taskcodec.stages import prepare, train_simclr
 
+from stage_settings import RUN
+
 PARAMS = {"model": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "weights": None, "normalize": False,
           "projection_dim": 8, "crop_size": 16, "min_crop_scale": 0.3, "jitter_strength": 0.5, "temperature": 0.2,
           "steps": 6, "batch_size": 8, "lr": 0.003, "weight_decay": 1e-6, "lr_warmup": 0.1, "time_budget_s": None,
           "val_every": 3, "checkpoint_every": 2, "seed": 0}
-RUN = ["--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from taskcodec.codecs.registry import build_codec
 from taskcodec.errors import UserError
 from taskcodec.stages import cache_latents, evaluate_codec, prepare
 
-RUN = ["--device", "cpu", "--threads", "1"]
+from stage_settings import RUN
+
 HYPER = {"N": 8, "M": 12}
 
 
@@ -50,11 +51,24 @@ def cache(cached, tmp_path):
     return copy
 
 
-def _evaluate(cached, cache, model="model.pt"):
-    return subprocess.run([sys.executable, "-m", "taskcodec.stages.evaluate_codec", "--params",
-                           json.dumps({"saliency_threshold": 0.5, "save_reconstructions": 0, "niqe": True}), *RUN, "--model",
+EVALUATE = ["--params", json.dumps({"saliency_threshold": 0.5, "save_reconstructions": 0, "niqe": True}), *RUN]
+
+
+def _evaluate_cli(cached, cache, model="model.pt"):
+    """The stage as Snakemake runs it: a child process, its exit status and stderr."""
+    return subprocess.run([sys.executable, "-m", "taskcodec.stages.evaluate_codec", *EVALUATE, "--model",
                            str(cached / model), "--cache", str(cache), "--codec-id", "x", "--out",
                            str(cache.parent / "eval")], capture_output=True, text=True, timeout=300)
+
+
+def _refused(cached, cache, *phrases):
+    """The stage's ``main`` in this process (the child-process path, one test above): a UserError naming
+    ``phrases``, and no output."""
+    with pytest.raises(UserError) as refused:
+        evaluate_codec.main([*EVALUATE, "--model", str(cached / "model.pt"), "--cache", str(cache), "--codec-id",
+                             "x", "--out", str(cache.parent / "eval")])
+    assert all(phrase in str(refused.value) for phrase in phrases), refused.value
+    assert not (cache.parent / "eval").exists()
 
 
 def _rewrite(shard, change):
@@ -73,19 +87,19 @@ def _fails_clearly(result, *phrases):
     return message
 
 
-def test_a_cache_of_another_model_of_the_same_architecture_is_refused(cached, cache):
-    _fails_clearly(_evaluate(cached, cache, "other.pt"), str(cache), "not by")
+def test_a_cache_of_another_model_of_the_same_architecture_is_refused_in_one_sentence(cached, cache):
+    _fails_clearly(_evaluate_cli(cached, cache, "other.pt"), str(cache), "not by")
+    assert not (cache.parent / "eval").exists()
 
 
 def test_a_deleted_shard_is_not_evaluated_as_a_smaller_set(cached, cache):
     sorted(cache.glob("shard-*.tcbs"))[1].unlink()
-    _fails_clearly(_evaluate(cached, cache), "lacks the bitstreams of 2 of its 6")
-    assert not (cache.parent / "eval").exists()
+    _refused(cached, cache, "lacks the bitstreams of 2 of its 6")
 
 
 def test_a_shard_cut_at_a_record_boundary_is_reported(cached, cache):
     _rewrite(sorted(cache.glob("shard-*.tcbs"))[0], lambda records: records[:1])
-    _fails_clearly(_evaluate(cached, cache), "lacks the bitstreams of 1 of its 6")
+    _refused(cached, cache, "lacks the bitstreams of 1 of its 6")
 
 
 @pytest.mark.parametrize("height", [4160, 128])
@@ -96,7 +110,7 @@ def test_a_header_with_a_valid_crc_but_a_wrong_size_is_refused_before_decoding(c
         return [(image_id, None, ImageBitstream(height, bitstream.width, bitstream.strings).to_bytes()), *records[1:]]
 
     _rewrite(sorted(cache.glob("shard-*.tcbs"))[0], resize)
-    _fails_clearly(_evaluate(cached, cache), f"declares 64×{height} pixels but the index lists 64×64")
+    _refused(cached, cache, f"declares 64×{height} pixels but the index lists 64×64")
 
 
 def test_a_header_with_a_missing_string_is_refused(cached, cache):
@@ -106,7 +120,7 @@ def test_a_header_with_a_missing_string_is_refused(cached, cache):
         return [(image_id, None, ImageBitstream(64, 64, bitstream.strings[:1]).to_bytes()), *records[1:]]
 
     _rewrite(sorted(cache.glob("shard-*.tcbs"))[0], drop)
-    _fails_clearly(_evaluate(cached, cache), "has 1 strings, the codec writes 2")
+    _refused(cached, cache, "has 1 strings, the codec writes 2")
 
 
 def test_fuzzed_bitstreams_are_rejected_or_decoded_never_crash(cached):
@@ -124,10 +138,7 @@ def test_fuzzed_bitstreams_are_rejected_or_decoded_never_crash(cached):
 
 def test_an_unreadable_cache_index_is_one_sentence(cached, cache):
     (cache / "cache.json").write_text("{")
-    with pytest.raises(UserError):
-        evaluate_codec.main(["--params", json.dumps({"saliency_threshold": 0.5, "save_reconstructions": 0, "niqe": True}), *RUN,
-                             "--model", str(cached / "model.pt"), "--cache", str(cache), "--codec-id", "x",
-                             "--out", str(cache.parent / "eval")])
+    _refused(cached, cache, str(cache / "cache.json"))
 
 
 def test_fuzzed_shard_files_are_read_or_refused_with_the_path(cached, tmp_path):

@@ -17,6 +17,8 @@ from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.errors import UserError
 from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, prepare, report, train_codec
 
+from stage_settings import REPORT, RUN
+
 TRAIN = {
     "distortion": "mse", "steps": 30, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
     "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
@@ -24,8 +26,6 @@ TRAIN = {
     "checkpoint_every": 10, "init": None, "seed": 0, "saliency_floor": None,
 }
 CACHE = {"shard_size": 5, "decode_check": -1}
-RUN = ["--device", "cpu", "--threads", "1"]
-REPORT = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
 
 EVAL = {"saliency_threshold": 0.5, "niqe": True}  # the evaluate params both evaluation stages read
 

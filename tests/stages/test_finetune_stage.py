@@ -12,6 +12,8 @@ from taskcodec.stages import cache_latents, finetune_codec, prepare, saliency, t
 from taskcodec.tasks.checkpoint import save_task_model
 from taskcodec.tasks.models import build_task_model
 
+from stage_settings import RUN
+
 PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
            "seed": 0, "builtin": {"num_images": 15, "canvas_size": 72, "classes": ["circle", "square", "ring"],
                                   "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
@@ -22,7 +24,6 @@ TRAIN = {"distortion": "mse", "steps": 3, "batch_size": 4, "patch_size": 64, "lr
 FINETUNE = {"steps": 4, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
             "saliency_floor": 0.3, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,
             "lr_drop_at": [0.75], "lr_gamma": 0.3}
-RUN = ["--device", "cpu", "--threads", "1"]
 TASK = {"arch": "resnet-small", "widths": [4], "blocks": [1], "stem_stride": 1, "weights": None}
 
 

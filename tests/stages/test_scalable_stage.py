@@ -11,7 +11,8 @@ from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.errors import UserError
 from taskcodec.stages import cache_latents, prepare, train_codec, train_task
 
-RUN = ["--device", "cpu", "--threads", "1"]
+from stage_settings import RUN
+
 TASK = {
     "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 2, "split_stage": 1,
               "weights": None},

@@ -13,12 +13,13 @@ from taskcodec.stages import (cache_latents, extract_features, prepare, train_jo
                               train_latent_classifier, train_task)
 from taskcodec.tasks.checkpoint import load_latent_classifier, load_task_model
 
+from stage_settings import RUN
+
 TASK = {
     "model": {"arch": "resnet-small", "widths": [4, 8], "blocks": [1, 1], "stem_stride": 1, "weights": None},
     "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
               "crop_padding": 2, "time_budget_s": None, "checkpoint_every": 1, "seed": 0},
 }
-RUN = ["--device", "cpu", "--threads", "1"]
 FEATURES = {"layer": "stage2", "batch_size": 16}
 LATENT = {
     "model": {"arch": "cresnet", "width": 8, "blocks": [1, 1, 1]},

@@ -10,7 +10,8 @@ from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.errors import UserError
 from taskcodec.stages import cache_latents, evaluate_codec, prepare, train_codec, train_simclr
 
-RUN = ["--device", "cpu", "--threads", "1"]
+from stage_settings import RUN
+
 SIMCLR = {"model": "resnet-small", "widths": [8, 16], "blocks": [1, 1], "weights": None, "normalize": False,
           "projection_dim": 8, "crop_size": 16, "min_crop_scale": 0.3, "jitter_strength": 0.5, "temperature": 0.2,
           "steps": 4, "batch_size": 8, "lr": 0.003, "weight_decay": 1e-6, "lr_warmup": 0.0, "time_budget_s": None,

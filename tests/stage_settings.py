@@ -1,5 +1,7 @@
-"""Stage settings shared by the task-evaluation tests (detection, VQA, several tasks in one evaluation): how a
-stage runs on the CPU, a 4-step codec training, the evaluation and the report."""
+"""Stage settings shared by the tests that run stages: how a stage runs on the CPU (RUN) and the report's
+section; for the task-evaluation tests (detection, VQA, several tasks in one evaluation) also a 4-step codec
+training and the evaluation's section. Importable from every test module: pytest puts tests/ on sys.path for
+tests/conftest.py."""
 
 RUN = ["--device", "cpu", "--threads", "1"]
 TRAIN = {"distortion": "mse", "steps": 4, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
