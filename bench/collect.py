@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from taskcodec.artifacts import load_checkpoint
+from taskcodec.evaluation import read_table
 from taskcodec.report.tables import bd_rate_table, load_reference_curves
 
 
@@ -100,18 +101,18 @@ def task_summary(results: Path, tradeoff: Path) -> dict:
     from taskcodec.tasks.registry import TASKS
 
     metric = TASKS[task["task"]].primary_metric
-    points = pd.read_csv(tradeoff)[["kind", "codec", "point", "bpp", metric, "bpp_image", "psnr"]]
+    points = read_table(tradeoff)[["kind", "codec", "point", "bpp", metric, "bpp_image", "psnr"]]
     report = tradeoff.parent
-    curves = pd.read_csv(report / "rate_accuracy.csv")
+    curves = read_table(report / "rate_accuracy.csv")
     measured = curves.iloc[0]
-    tables = {name: _rounded(pd.read_csv(report / f"{name}.csv"))
+    tables = {name: _rounded(read_table(report / f"{name}.csv"))
               for name in ("bits_for_accuracy", "savings", "redundancy", "by_group")
               if (report / f"{name}.csv").is_file()}
     blind = results / "blind" / "metrics.json"  # a VQA study's question-only baseline (bench/vqa/run.sh)
     baselines = ({"blind": _test_values(json.loads(blind.read_text()))}
                  if blind.is_file() and task["task"] == "vqa" else {})
     speed = results / "speed.csv"  # the compressed-domain speed comparison (bench/machine/speed.py)
-    extras = {"speed": _rounded(pd.read_csv(speed))} if speed.is_file() and task["task"] == "classification" else {}
+    extras = {"speed": _rounded(read_table(speed))} if speed.is_file() and task["task"] == "classification" else {}
     return {"task": task["task"], "metric": metric, "uncompressed": round(task[f"test_{metric}"], 4),
             "uncompressed_metrics": _test_values(task), "images": int(measured["images"]),
             "image_size": measured["image_size"], "points": _rounded(points),
@@ -127,8 +128,8 @@ def _test_values(metrics: dict) -> dict:
 
 def collect(results: Path, dataset: str, references: Path | None = None, single_rate: Path | None = None) -> dict:
     report = results / "report" / dataset
-    points = pd.read_csv(report / "rd_points.csv")
-    bd = pd.read_csv(report / "bd_rate.csv").fillna({"note": ""})
+    points = read_table(report / "rd_points.csv")
+    bd = read_table(report / "bd_rate.csv").fillna({"note": ""})
     learned = points[points["kind"] == "pretrained"].merge(training(results / "codecs"), on=["codec", "point"],
                                                             how="left")
     columns = ["kind", "codec", "point", "images", "image_size", "bpp", "bpp_estimated", "psnr", "ms_ssim"]

@@ -5,7 +5,6 @@ Nothing in src/taskcodec/stages/ or workflow/ knows them: they are registered in
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from taskcodec.codecs.bitstream import ImageBitstream, read_shard
 from taskcodec.codecs.contract import Decoded, LayeredCodec, Latents
 from taskcodec.codecs.coding import decode_images, encode_images
 from taskcodec.codecs.registry import CODECS, register_codec
+from taskcodec.evaluation import read_table
 from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, prepare, report, report_task, train_codec
 from taskcodec.stages import train_task
 from taskcodec.tasks.checkpoint import load_task_model
@@ -148,7 +148,7 @@ def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):
     cache = tmp_path / "cache"
     cache_latents.main(["--params", json.dumps({"shard_size": 4, "decode_check": -1}), *RUN, "--model", str(model),
                         "--manifest", manifest, "--split", "test", "--out", str(cache)])
-    index = pd.read_csv(cache / "index.csv")
+    index = read_table(cache / "index.csv")
     # two real bitstreams per image, bpp per layer and cumulative, all from the stored bytes
     records = [record for shard in sorted(cache.glob("shard-*.tcbs")) for record in read_shard(shard)]
     assert sorted(layer for _, layer, _ in records) == sorted(["base", "enhancement"] * len(index))
@@ -170,19 +170,19 @@ def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):
             params.pop("qualities")
         stage.main(["--params", json.dumps(params), *RUN, *args, "--task-model", str(task_model),
                     "--out", str(evals[kind])])
-    learned = pd.read_csv(evals["learned"] / "task" / "dominant-colour" / "per_image.csv")
+    learned = read_table(evals["learned"] / "task" / "dominant-colour" / "per_image.csv")
     assert {"accuracy", "bpp_base", "bpp_enhancement"} <= set(learned.columns) and "top1" not in learned.columns
     assert learned["bpp"].tolist() == pytest.approx((learned["bpp_base"] + learned["bpp_enhancement"]).tolist())
     report_params = {"bd_rate_method": "pchip", "grid_image": 0, "grid_target_bpp": None, "references": {}}
     report.main(["--params", json.dumps(report_params), "--dataset", "test", "--eval", *map(str, evals.values()),
                  "--manifest", manifest, "--split", "test", "--out", str(tmp_path / "report")])
-    assert set(pd.read_csv(tmp_path / "report" / "rd_points.csv")["codec"]) == {"toy/N8", "jpeg"}
+    assert set(read_table(tmp_path / "report" / "rd_points.csv")["codec"]) == {"toy/N8", "jpeg"}
     report_task.main(["--params", json.dumps(report_params), "--task-model", str(task_model), "--manifest", manifest,
                       "--classical", str(evals["classical"]), "--pretrained", str(evals["learned"]),
                       "--out", str(tmp_path / "machine")])
-    points = pd.read_csv(tmp_path / "machine" / "rate_accuracy.csv")
+    points = read_table(tmp_path / "machine" / "rate_accuracy.csv")
     assert "accuracy" in points.columns and "top1" not in points.columns
-    assert "bd_rate_accuracy" in pd.read_csv(tmp_path / "machine" / "bd_rate_accuracy.csv").columns
+    assert "bd_rate_accuracy" in read_table(tmp_path / "machine" / "bd_rate_accuracy.csv").columns
     assert (tmp_path / "machine" / "rate_accuracy_accuracy.png").stat().st_size > 0
 
 

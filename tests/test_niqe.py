@@ -15,6 +15,7 @@ import scipy.io
 from PIL import Image
 
 from taskcodec import niqe as niqe_module
+from taskcodec.evaluation import read_table
 from taskcodec.niqe import MIN_SIDE, default_params_path, niqe, write_params
 from taskcodec.stages import evaluate_classical
 
@@ -101,7 +102,7 @@ def _classical(folder: Path, out: Path, niqe_on: bool) -> pd.DataFrame:
     params = {"saliency_threshold": 0.5, "save_reconstructions": 0, "niqe": niqe_on, "qualities": [10, 90]}
     evaluate_classical.main(["--params", json.dumps(params), *RUN, "--codec", "jpeg", "--folder", str(folder),
                              "--out", str(out)])
-    return pd.read_csv(out / "per_image.csv")
+    return read_table(out / "per_image.csv")
 
 
 @pytest.fixture

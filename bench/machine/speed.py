@@ -28,6 +28,7 @@ from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.codecs.coding import encode_images
 from taskcodec.data.images import IMAGE_EXTENSIONS, load_rgb8, resize_center_crop
 from taskcodec.data.tensors import to_float
+from taskcodec.evaluation import read_table
 from taskcodec.tasks.checkpoint import load_latent_classifier, load_task_model
 from taskcodec.tasks.speed import compare_speed
 
@@ -37,7 +38,7 @@ def cached_bitstreams(cache: Path) -> tuple[list[dict[str, ImageBitstream]], flo
     layers = tuple(artifacts.read_json(cache / "cache.json")["layers"])
     bitstreams = [{layer: ImageBitstream.from_bytes(data) for layer, data in parts.items()}
                   for _, parts in read_bitstreams(cache, layers)]
-    return bitstreams, float(pd.read_csv(cache / "index.csv")["bpp"].mean())
+    return bitstreams, float(read_table(cache / "index.csv")["bpp"].mean())
 
 
 def photo_bitstreams(codec, folder: Path, size: int) -> tuple[list[dict[str, ImageBitstream]], float]:

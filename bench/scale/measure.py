@@ -36,6 +36,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from taskcodec.evaluation import read_table
+
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = ROOT / "bench/results-summary/scale.json"
 SIZE = 256
@@ -123,7 +125,7 @@ def measure(out: Path, manifest: Path, count: int, threads: int) -> list[dict]:
 def sizes_per_image(manifest: Path, cache: Path) -> dict:
     """Disk bytes per image: a prepared PNG, and a latent cache's bitstreams and decoded latents (y_hat, scales)."""
     frame = pd.read_csv(manifest).drop_duplicates("path")
-    index = pd.read_csv(cache / "index.csv")
+    index = read_table(cache / "index.csv")
     return {"prepared_png": sum((manifest.parent / path).stat().st_size for path in frame["path"]) / len(frame),
             "bitstreams": sum(path.stat().st_size for path in cache.glob("shard-*.tcbs")) / len(index),
             "latents": sum(path.stat().st_size for path in cache.glob("shard-*.pt")) / len(index),

@@ -42,6 +42,8 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from taskcodec.evaluation import read_table
+
 from measure import stage  # bench/scale/measure.py
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +108,7 @@ def codec_costs(out: Path, manifest: Path, lmbda: float, steps: int, threads: in
     seconds, _ = stage("cache_latents", "--params", json.dumps(cache), *run, "--model", str(folder / "model.pt"),
                        "--manifest", str(manifest), "--split", "train", "--out", str(folder / "cache"),
                        log=out / f"lmbda{lmbda}-cache.log")
-    index = pd.read_csv(folder / "cache" / "index.csv")
+    index = read_table(folder / "cache" / "index.csv")
     evaluate = {key: params["evaluate"][key] for key in ("save_reconstructions", "saliency_threshold", "niqe")}
     evaluated, _ = stage("evaluate_codec", "--params", json.dumps(evaluate), *run, "--model", str(folder / "model.pt"),
                          "--cache", str(folder / "cache"), "--codec-id", "plan", "--out", str(folder / "eval"),

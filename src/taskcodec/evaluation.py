@@ -47,8 +47,10 @@ def row_fields(regions: "SalientRegions") -> list[str]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a per-image CSV written by a stage; image ids stay strings ("0801" is not 801)."""
-    return pd.read_csv(path, dtype={"image_id": str}, keep_default_na=False, na_values=[""])
+    """Read a table written by a stage (per-image CSV, cache index, report table); image ids stay strings
+    ("0801" is not 801), and so do MLflow run ids: pandas 2.3 crashes (segmentation fault) when it tries a
+    hex id such as 1e4112518481493b… as a float with a huge exponent (pandas-dev/pandas#63089)."""
+    return pd.read_csv(path, dtype={"image_id": str, "run_id": str}, keep_default_na=False, na_values=[""])
 
 
 def load_original(path: StoredImage | str | Path) -> np.ndarray:

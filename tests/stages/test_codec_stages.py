@@ -15,6 +15,7 @@ from PIL import Image
 from taskcodec.codecs.bitstream import read_shard
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.errors import UserError
+from taskcodec.evaluation import read_table
 from taskcodec.stages import cache_latents, evaluate_classical, evaluate_codec, prepare, report, train_codec
 
 from stage_settings import REPORT, RUN
@@ -65,7 +66,7 @@ def test_train_codec_outputs(workspace):
 def test_cache_writes_real_bitstreams_and_latents(workspace, tmp_path):
     root, models = workspace
     out = _cache(root, models[0.002], "train", tmp_path / "train")
-    index = pd.read_csv(out / "index.csv")
+    index = read_table(out / "index.csv")
     assert len(index) == 18
     stored = {key: data for shard in sorted(out.glob("shard-*.tcbs")) for key, layer, data in read_shard(shard)}
     assert "bytes_main" not in index.columns  # a single-layer codec's index is as it always was
@@ -93,7 +94,7 @@ def test_evaluate_and_report(workspace, tmp_path):
         out = tmp_path / f"eval-{lmbda}"
         evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 2}), *RUN, "--model",
                              str(model), "--cache", str(cache), "--codec-id", "hyper/N8-M12", "--out", str(out)])
-        table = pd.read_csv(out / "per_image.csv")
+        table = read_table(out / "per_image.csv")
         assert len(table) == 6 and (table["point"] == lmbda).all()
         assert table["psnr"].between(5, 60).all() and table["ms_ssim"].between(0, 1).all()
         assert table["niqe"].isna().all()  # 64×64: under NIQE's 96-pixel patches
@@ -105,7 +106,7 @@ def test_evaluate_and_report(workspace, tmp_path):
         evaluate_classical.main(["--params", json.dumps({**EVAL, "qualities": [10, 50, 90], "save_reconstructions": 1}),
                                  *RUN,
                                  "--codec", codec, "--manifest", manifest, "--split", "test", "--out", str(out)])
-        table = pd.read_csv(out / "per_image.csv")
+        table = read_table(out / "per_image.csv")
         assert len(table) == 18 and "niqe" in table and table["niqe"].isna().all()
         by_quality = table.groupby("point")["bpp"].mean()
         assert by_quality[10] < by_quality[90]
@@ -113,12 +114,12 @@ def test_evaluate_and_report(workspace, tmp_path):
     out = tmp_path / "report"
     report.main(["--params", json.dumps(REPORT), "--dataset", "test", "--eval", *map(str, evals), "--manifest",
                  manifest, "--split", "test", "--out", str(out)])
-    points = pd.read_csv(out / "rd_points.csv")
+    points = read_table(out / "rd_points.csv")
     assert set(points["codec"]) == {"hyper/N8-M12", "jpeg", "webp"} and len(points) == 8
     assert (points["image_size"] == "64×64").all() and points["niqe"].isna().all()
     cells = [cell.strip() for line in (out / "rd_points.md").read_text().splitlines() for cell in line.split("|")]
     assert cells.count("n/a") == 8  # NIQE not measured, for learned and classical alike
-    bd = pd.read_csv(out / "bd_rate.csv")
+    bd = read_table(out / "bd_rate.csv")
     assert set(zip(bd["codec"], bd["anchor"])) == {("hyper/N8-M12", "jpeg"), ("hyper/N8-M12", "webp")}
     for name in ("rd_psnr.png", "rd_ms_ssim.png", "recon_grid.png", "README.md", "rd_points.md", "bd_rate.md"):
         assert (out / name).stat().st_size > 0
@@ -182,7 +183,7 @@ def test_missing_codec_tool_is_skipped_with_the_reason(workspace, tmp_path, monk
                              "--manifest", str(root / "prepared" / "manifest.csv"), "--split", "test", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "skipped" and summary["reason"] == "ffmpeg is not installed"
-    assert pd.read_csv(out / "per_image.csv").empty
+    assert read_table(out / "per_image.csv").empty
 
 
 def _write_images(folder, names, size=(70, 90)):
@@ -208,10 +209,22 @@ def test_extra_folder_with_numeric_image_names(workspace, tmp_path):
     out = tmp_path / "report"
     report.main(["--params", json.dumps(REPORT), "--dataset", "extra", "--eval", str(learned), str(classical),
                  "--folder", str(folder), "--out", str(out)])
-    table = pd.read_csv(learned / "per_image.csv", dtype={"image_id": str})
+    table = read_table(learned / "per_image.csv")
     assert list(table["image_id"]) == ["0801", "0802"]
     assert (learned / "recon" / "0801.png").is_file()
     assert (out / "recon_grid.png").stat().st_size > 0
+
+
+def test_a_run_id_that_looks_like_a_huge_exponent_is_read_as_a_string(tmp_path):
+    """pandas 2.3 crashes (SIGSEGV) parsing 1e4112518481493… as a float (pandas-dev/pandas#63089); an MLflow run id
+    of that shape once stopped a CI run's evaluation. Read in a child process, so that a crash fails this test alone."""
+    table = tmp_path / "per_image.csv"
+    table.write_text("image_id,bpp,run_id\n0801,0.5,1e4112518481493b815b696a7fc20cab\n")
+    read = subprocess.run([sys.executable, "-c", "import sys; from taskcodec.evaluation import read_table; "
+                           "print(read_table(sys.argv[1]).to_dict('records'))", str(table)],
+                          capture_output=True, text=True, timeout=120)
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert read.stdout.strip() == "[{'image_id': '0801', 'bpp': 0.5, 'run_id': '1e4112518481493b815b696a7fc20cab'}]"
 
 
 def test_colliding_and_tiny_images_are_named(workspace, tmp_path):
@@ -309,7 +322,7 @@ def test_train_codec_reads_a_split_too_large_for_its_memory_from_the_files_with_
             out = evaluate_codec.main(["--params", json.dumps({**EVAL, "save_reconstructions": 0}), *RUN, "--model",
                                        str(models[0.002]), "--cache", str(cache), "--codec-id", "c", "--out",
                                        str(cache.parent / f"{cache.name}-eval")])
-            tables.append(pd.read_csv(out / "per_image.csv")[["image_id", "bpp", "psnr", "ms_ssim"]])
+            tables.append(read_table(out / "per_image.csv")[["image_id", "bpp", "psnr", "ms_ssim"]])
         pd.testing.assert_frame_equal(*tables)
     out = tmp_path / "streamed" / "model.pt"
     log = tmp_path / "stage.log"

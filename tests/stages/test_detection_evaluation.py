@@ -89,7 +89,7 @@ def test_the_report_gives_the_map_of_each_point_over_its_images(detection):
     report_task.main(["--params", json.dumps(REPORT), "--task-model", str(task_model), "--manifest", str(manifest),
                       "--classical", str(classical), "--pretrained", str(learned), "--out", str(machine)])
 
-    points = pd.read_csv(machine / "rate_accuracy.csv").set_index(["codec", "point"])
+    points = read_table(machine / "rate_accuracy.csv").set_index(["codec", "point"])
     measured = [folder / "task" / "detection" for folder in (learned, classical)]  # each evaluation's task table
     per_image = pd.concat([read_table(folder / "per_image.csv") for folder in measured])
     assert len(points) == 3 and {"map_50", "map"} <= set(per_image.columns)
@@ -107,7 +107,7 @@ def test_the_report_gives_the_map_of_each_point_over_its_images(detection):
     learned_summary = json.loads((measured[0] / "summary.json").read_text())
     assert learned_summary["map_50"] == learned_summary["task_metrics"][0]["map_50"] == pytest.approx(points.loc[
         ("hyperprior", 0.01), "map_50"], rel=1e-12)
-    assert set(pd.read_csv(machine / "bits_for_accuracy.csv")["codec"]) == {"hyperprior", "jpeg"}
+    assert set(read_table(machine / "bits_for_accuracy.csv")["codec"]) == {"hyperprior", "jpeg"}
 
 
 def test_a_scalable_codec_is_measured_for_the_task_from_its_base_layer_alone(detection):
@@ -137,7 +137,7 @@ def test_a_scalable_codec_is_measured_for_the_task_from_its_base_layer_alone(det
     machine = root / "machine-scalable"
     report_task.main(["--params", json.dumps(REPORT), "--task-model", str(task_model), "--manifest", str(manifest),
                       "--scalable", str(learned), "--out", str(machine)])
-    point = pd.read_csv(machine / "rate_accuracy.csv").iloc[0]
+    point = read_table(machine / "rate_accuracy.csv").iloc[0]
     # seed 002's qualitative figure: the detector on the original, on the base layer alone, on both layers
     assert (machine / "boxes.png").stat().st_size > 0 and "![boxes](boxes.png)" in (machine / "README.md").read_text()
     assert point["bpp"] == pytest.approx(table["bpp_task"].mean()) and point["bpp"] < point["bpp_image"]

@@ -9,6 +9,7 @@ import torch
 
 from taskcodec.codecs.checkpoint import load_codec
 from taskcodec.errors import UserError
+from taskcodec.evaluation import read_table
 from taskcodec.stages import cache_latents, prepare, train_codec, train_task
 
 from stage_settings import RUN
@@ -71,7 +72,7 @@ def test_trains_on_equation_2_and_its_checkpoint_carries_the_task_model(workspac
     cache = cache_latents.main(["--params", json.dumps({"shard_size": 4, "decode_check": -1}), *RUN, "--model",
                                 str(out), "--manifest", str(manifest), "--split", "test", "--out",
                                 str(root / "cache")])
-    index = pd.read_csv(cache / "index.csv")
+    index = read_table(cache / "index.csv")
     assert {"bytes_base", "bytes_enh", "bpp_upto_enh"} <= set(index.columns)
     assert (index["bytes_base"] > 0).all() and (index["bytes_enh"] > 0).all()
 

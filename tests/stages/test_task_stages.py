@@ -9,6 +9,7 @@ import torch
 from taskcodec.codecs.checkpoint import load_codec, save_codec
 from taskcodec.codecs.registry import build_codec
 from taskcodec.errors import UserError
+from taskcodec.evaluation import read_table
 from taskcodec.stages import (cache_latents, extract_features, prepare, train_joint_classifier,
                               train_latent_classifier, train_task)
 from taskcodec.tasks.checkpoint import load_latent_classifier, load_task_model
@@ -107,7 +108,7 @@ def test_latent_and_joint_classifiers_on_real_bitstreams(workspace):
                                   "--manifest", str(manifest), "--out", str(out)])
     model, info = load_latent_classifier(out, expect_num_classes=3)
     metrics = json.loads((out.parent / "metrics.json").read_text())
-    index = pd.read_csv(caches["test"] / "index.csv")
+    index = read_table(caches["test"] / "index.csv")
     assert metrics["bpp"] == pytest.approx(index["bpp"].mean()) and metrics["latent_shape"] == [12, 4, 4]  # padded to 64×64
     assert metrics["latent_images_per_s"] > 0 and metrics["codec"] == "bmshj2018-hyperprior/N8-M12"
     assert info["latent_channels"] == 12

@@ -87,7 +87,7 @@ def test_the_classical_codecs_and_the_reports_of_each_task(run):
         out = report_task.main(["--params", json.dumps(REPORT), "--task-model", str(models[task]), "--manifest",
                                 str(manifest), "--classical", str(classical), "--pretrained", str(learned),
                                 "--out", str(root / "machine" / task)])
-        points = pd.read_csv(out / "rate_accuracy.csv")
+        points = read_table(out / "rate_accuracy.csv")
         assert len(points) == 3 and metric in points.columns
     only_detection = evaluate(root, codec, cache, models, features, ["detection"], "only-detection")
     with pytest.raises(UserError, match="holds no measures of the classification task; rerun its evaluation"):

@@ -88,7 +88,7 @@ def test_codecs_are_measured_and_fine_tuned_by_vqa_accuracy(vqa):
                       "--classical", str(classical), "--pretrained", str(evaluated["pretrained"]),
                       "--finetuned", str(evaluated["finetuned"]), "--out", str(machine)])
 
-    points = pd.read_csv(machine / "rate_accuracy.csv").set_index(["codec", "point"])
+    points = read_table(machine / "rate_accuracy.csv").set_index(["codec", "point"])
     per_image = pd.concat([read_table(folder / "task" / "vqa" / "per_image.csv")
                            for folder in (*evaluated.values(), classical)])
     assert len(points) == 4 and {"accuracy", "accuracy_yes_no"} <= set(per_image.columns)
@@ -101,7 +101,7 @@ def test_codecs_are_measured_and_fine_tuned_by_vqa_accuracy(vqa):
     # accuracy per question type: every generated question has its family, so the families' accuracies weighted by
     # their questions give each point's accuracy, and the uncompressed images' (answered by the report) the
     # task model's own test accuracy
-    by_group = pd.read_csv(machine / "by_group.csv")
+    by_group = read_table(machine / "by_group.csv")
     assert set(by_group["group"]) <= set(FAMILIES) and (by_group["items"] > 0).all()
     for (kind, codec_id, point), rows in by_group.groupby(["kind", "codec", "point"], dropna=False):
         overall = (rows["accuracy"] * rows["items"]).sum() / rows["items"].sum()

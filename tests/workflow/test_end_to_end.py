@@ -2,7 +2,7 @@
 
 import json
 
-import pandas as pd
+from taskcodec.evaluation import read_table
 
 SCALABLE = "scalable-hyperprior/N8-M_base4-M_enh8 lmbda0.01"  # the tiny config's scalable codec (seed 002)
 PYRAMID = "pyramid/N8-M4-attention1-simclr1"  # its variable-rate codec (seed 001): one model, two points
@@ -14,7 +14,7 @@ def test_pipeline_produces_reports(pipeline_run):
     assert "results are in" in result.stdout + result.stderr
     for dataset, size in (("test", "64×64"), ("extra", "70×90, 90×70")):
         report = results / "report" / dataset
-        points = pd.read_csv(report / "rd_points.csv")
+        points = read_table(report / "rd_points.csv")
         assert set(points["codec"]) == {"bmshj2018-hyperprior/N8-M12", SCALABLE, PYRAMID, "jpeg", "webp"}
         assert len(points) == 2 + 1 + 2 + 3 + 3
         assert set(points.loc[points["codec"] == SCALABLE, "kind"]) == {"scalable"}
@@ -24,7 +24,7 @@ def test_pipeline_produces_reports(pipeline_run):
         assert (points["image_size"] == size).all()
         learned = points[points["kind"] == "pretrained"]
         assert learned["bpp"].notna().all() and learned["bpp_estimated"].notna().all()
-        bd = pd.read_csv(report / "bd_rate.csv")
+        bd = read_table(report / "bd_rate.csv")
         assert len(bd) == 3 * 2  # 3 learned codecs x 2 classical anchors
         for name in ("README.md", "rd_psnr.png", "rd_ms_ssim.png", "recon_grid.png", "bd_rate.md"):
             assert (report / name).stat().st_size > 0
@@ -63,7 +63,7 @@ def test_mlflow_has_one_parent_with_a_child_per_job(pipeline_run, mlflow_store):
     assert all(run.data.metrics for run in children)
     assert all(run.info.status == "FINISHED" for run in children)
     # every results table row names the run it came from
-    points = pd.read_csv(project.path / "results" / "report" / "test" / "rd_points.csv")
+    points = read_table(project.path / "results" / "report" / "test" / "rd_points.csv")
     child_ids = {run.info.run_id for run in children}
     assert set(points["run_id"]) <= child_ids
 
@@ -71,14 +71,14 @@ def test_mlflow_has_one_parent_with_a_child_per_job(pipeline_run, mlflow_store):
 def test_machine_branch_produces_rate_accuracy_tables(pipeline_run):
     project, _ = pipeline_run
     report = project.path / "results" / "report" / "machine" / "classification"
-    points = pd.read_csv(report / "rate_accuracy.csv")
+    points = read_table(report / "rate_accuracy.csv")
     assert set(points["kind"]) == {"classical", "pretrained", "finetuned", "latent", "joint", "scalable"}
     assert points["bpp"].gt(0).all() and points["top1"].between(0, 1).all()
     decoded = points[points["kind"].isin(["classical", "pretrained", "finetuned"])]
     assert decoded["psnr_salient"].notna().all() and decoded["psnr_background"].notna().all()
     assert decoded["feature_mse"].gt(0).all()  # reconstructions' task features against the cached originals'
-    assert len(pd.read_csv(report / "bd_rate_accuracy.csv")) == 5 * 2  # 5 learned curves x 2 classical anchors
-    tradeoff = pd.read_csv(report / "tradeoff.csv")
+    assert len(read_table(report / "bd_rate_accuracy.csv")) == 5 * 2  # 5 learned curves x 2 classical anchors
+    tradeoff = read_table(report / "tradeoff.csv")
     assert {"bpp", "psnr", "mse", "feature_mse", "top1"} <= set(tradeoff.columns)
     assert "finetuned" in set(tradeoff["kind"])
     for name in ("rate_accuracy_top1.png", "qualitative.png", "README.md"):
@@ -88,14 +88,14 @@ def test_machine_branch_produces_rate_accuracy_tables(pipeline_run):
     # the scalable codec's curve is its lambda, its points are its lambda_task values
     assert f"{SCALABLE}@task1" in summary["test"]["learned"]
     assert set(points.loc[points["kind"] == "scalable", "point"]) == {1.0}
-    savings = pd.read_csv(report / "savings.csv")  # against the other learned curves at the 2-point target
+    savings = read_table(report / "savings.csv")  # against the other learned curves at the 2-point target
     assert set(savings["codec"]) == {SCALABLE} and set(savings["against_kind"]) == {"pretrained", "finetuned"}
-    redundancy = pd.read_csv(report / "redundancy.csv")  # the scalable codec's validations: steps 4 and 8
+    redundancy = read_table(report / "redundancy.csv")  # the scalable codec's validations: steps 4 and 8
     assert list(redundancy["step"]) == [4, 8] and (report / "redundancy.png").stat().st_size > 0
-    per_image = pd.read_csv(project.path / "results" / "eval" / "classical" / "jpeg" / "test" / "task" / "classification"
+    per_image = read_table(project.path / "results" / "eval" / "classical" / "jpeg" / "test" / "task" / "classification"
                             / "per_image.csv")
     assert per_image["label"].notna().all() and per_image["top1"].isin([0.0, 1.0]).all()
-    extra = pd.read_csv(project.path / "results" / "eval" / "classical" / "jpeg" / "extra" / "per_image.csv")
+    extra = read_table(project.path / "results" / "eval" / "classical" / "jpeg" / "extra" / "per_image.csv")
     # an unlabeled folder: no task measures
     assert not {"top1", "feature_mse"} & set(extra.columns)
     assert not (project.path / "results" / "eval" / "classical" / "jpeg" / "extra" / "task").exists()

@@ -22,6 +22,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from taskcodec.evaluation import read_table
+
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "workflow/profiles/slurm"  # relative to the project folder, as in the README
 # the tables a user reads; the run on SLURM must write the local run's rows of its curves, except for the MLflow run ids
@@ -166,7 +168,7 @@ def test_pipeline_on_slurm_runs_every_job_as_a_slurm_job_with_the_local_numbers(
 
     # the same numbers as the local run of the same codecs (on the CPU they are identical); only the run ids differ
     for name in TABLES:
-        on_slurm, at_home = (pd.read_csv(path / "results" / name).drop(columns="run_id", errors="ignore")
+        on_slurm, at_home = (read_table(path / "results" / name).drop(columns="run_id", errors="ignore")
                              for path in (project, local.path))
         for column in ("kind", "codec", "series"):  # the local run's rows of the curves the run on SLURM has
             if column in at_home.columns:
@@ -176,7 +178,7 @@ def test_pipeline_on_slurm_runs_every_job_as_a_slurm_job_with_the_local_numbers(
                                       obj=name)
     for name, kinds in {"report/test/rd_points.csv": {"classical", "pretrained"},
                         "report/machine/classification/rate_accuracy.csv": {"classical", "pretrained", "finetuned", "latent"}}.items():
-        assert set(pd.read_csv(project / "results" / name)["kind"]) == kinds, name  # every curve of its branches
+        assert set(read_table(project / "results" / name)["kind"]) == kinds, name  # every curve of its branches
     summary = [json.loads((path / "results" / "summary" / "metrics.json").read_text()) for path in (project, local.path)]
     assert summary[0].keys() == {"test", "machine"}
     assert summary[0] == within(summary[1], summary[0])

@@ -24,6 +24,7 @@ from taskcodec import artifacts
 from taskcodec.codecs.bitstream import CorruptBitstream, ImageBitstream, check_header, read_shard
 from taskcodec.data.sources import row_indices
 from taskcodec.errors import UserError
+from taskcodec.evaluation import read_table
 
 
 def read_bitstreams(cache_dir: str | os.PathLike, layers: tuple[str, ...]) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -144,7 +145,7 @@ def read_latent_cache(cache_dir: str | os.PathLike, budget_bytes: int | None = N
     return LatentSet(
         image_ids=[image_id for part in parts for image_id in part["image_ids"]],
         labels=torch.cat([torch.as_tensor(part["labels"], dtype=torch.int64) for part in parts]),
-        **latents, summary=summary, index=pd.read_csv(cache_dir / "index.csv", dtype={"image_id": str}), held=held)
+        **latents, summary=summary, index=read_table(cache_dir / "index.csv"), held=held)
 
 
 def same_codec(caches: dict[str, LatentSet]) -> dict:
