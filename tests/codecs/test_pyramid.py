@@ -39,16 +39,22 @@ def images(n=2, height=64, width=64, seed=1):
 
 
 def test_the_frozen_network_is_not_a_hyperparameter_and_simclr_needs_it():
-    assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr"])
+    assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr", "conditional"])
     with pytest.raises(UserError, match="simclr: 1 reads the self-supervised features"):
         build_codec("pyramid", HYPER)
     with pytest.raises(UserError, match="attention is 4"):
         make_codec(attention=4)
+    with pytest.raises(UserError, match="conditional 0 or 1, not 3, 1 and 2"):
+        make_codec(conditional=2)
     assert build_codec("pyramid", {**HYPER, "simclr": 0}).operating_points == 3  # the baseline needs none
 
 
-def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass_rounds():
-    codec = make_codec().eval()
+@pytest.mark.parametrize("conditional", [0, 1])
+def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass_rounds(conditional):
+    codec = make_codec(conditional=conditional).eval()
+    if conditional:  # means far from 0 and scales of every size, as after training
+        for context in codec.context:
+            torch.nn.init.normal_(context[-1].weight, std=0.5)
     codec.update(force=True)
     x = images(2, 50, 70)
     sizes = []
@@ -58,24 +64,48 @@ def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass
         assert list(bitstreams[0]) == [f"level{i}" for i in range(1, point + 2)] == list(codec.layers_for("image"))
         decoded = decode_images(codec, bitstreams)
         with torch.no_grad():
-            forward = codec(pad(x, codec.pad_multiple))["x_hat"][..., :50, :70].clamp(0, 1)
+            forward = codec(pad(x, codec.pad_multiple), quantization="ste")["x_hat"][..., :50, :70].clamp(0, 1)
+            analyzed = codec.analyze(pad(x, codec.pad_multiple))["latents"]
         assert (decoded.x_hat - forward).abs().max() < 1e-4
+        for layer, latents in decoded.latents.items():  # the coder's ŷ is the one the analysis rounds to
+            assert (latents.y_hat - analyzed[layer].y_hat).abs().max() < 1e-4
         sizes.append(sum(len(s) for b in bitstreams for layer in b.values() for s in layer.strings))
     assert sizes[0] < sizes[1] < sizes[2]  # each point adds a level's bits
     with pytest.raises(ValueError, match="3 operating points"):
         codec.select_point(3)
 
 
-def test_the_decoder_of_a_level_reuses_the_lower_levels_weights_and_adds_its_own():
-    codec = make_codec()
+def test_conditional_levels_are_coded_from_the_coarser_level_and_cost_fewer_bits_when_it_predicts_them():
+    codec = make_codec(conditional=1).eval()
+    codec.update(force=True)
+    assert len(codec.entropy_bottlenecks) == 1 and len(codec.context) == 2  # level 1 factorized, 2 and 3 conditional
+    codec.project[1].weight.data *= 30  # level 2's latent: values of a few units, as after training
+    x = images(1, 128, 128)
+    latents = codec.analyze(x)["latents"]
+    assert latents["level1"].scales_hat is None and latents["level2"].scales_hat.shape == latents["level2"].y_hat.shape
+    codec.select_point(1)
+    with torch.no_grad():
+        far = sum(len(s) for b in encode_images(codec, x) for s in b["level2"].strings)
+        # a context that predicts level 2 from level 1 exactly as it is: its means are ŷ_2 itself, its scales small
+        y_hat_2 = latents["level2"].y_hat
+        codec._prior = lambda index, coarser, alone=True: (torch.full_like(y_hat_2, 0.2), y_hat_2)
+        near = sum(len(s) for b in encode_images(codec, x) for s in b["level2"].strings)
+        decoded = decode_images(codec, encode_images(codec, x))
+    assert near < far
+    assert torch.equal(decoded.latents["level2"].y_hat, y_hat_2)
+
+
+@pytest.mark.parametrize("conditional, finer_prior", [(0, "entropy_bottlenecks"), (1, "context")])
+def test_the_decoder_of_a_level_reuses_the_lower_levels_weights_and_adds_its_own(conditional, finer_prior):
+    codec = make_codec(conditional=conditional)
     codec.select_point(0)
     used_at_0 = _trained(codec)
     codec.select_point(2)
     used_at_2 = _trained(codec)
     assert used_at_0 < used_at_2  # θ_1 is shared; θ_2, θ_3 only join at the higher points
     # the coarsest level runs through the whole encoder pyramid; the finer ones add their projection, their
-    # entropy model and their injection into the decoder
-    assert {name.split(".")[0] for name in used_at_2 - used_at_0} == {"inject", "modulate", "project", "entropy_bottlenecks"}
+    # entropy model (conditional: the network that predicts it from the coarser level) and their injection
+    assert {name.split(".")[0] for name in used_at_2 - used_at_0} == {"inject", "modulate", "project", finer_prior}
     assert not any(name.startswith("ssl_model") for name in used_at_2)  # the frozen network never trains
 
 

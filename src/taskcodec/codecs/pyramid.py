@@ -21,6 +21,12 @@ Visual Attention" (2022), built from CompressAI's layers (GDN, ``EntropyBottlene
   layer; a GDN step and then a 3×3 projection trained 1.5 dB worse at one level),
   quantised and entropy-coded to its own bitstream layer ``level<i>`` with a fully
   factorized prior (the paper's equation 1: one ``EntropyBottleneck`` per level).
+  ``conditional=1`` (not in the paper; off by default) codes levels 2…L instead with
+  a ``GaussianConditional`` whose means and scales a small network predicts from
+  the next coarser level's ŷ, which every receiver of level i already holds: the
+  coarser level serves as the finer one's hyperprior (as z does in Minnen et al.'s
+  mean-scale hyperprior, NeurIPS 2018), so a level no longer pays again for what
+  the levels below it carry.
 - **Hierarchical decoder with shared weights**: ``D_1`` maps ŷ_1 through one
   synthesis trunk (5×5 transposed convolutions with inverse GDN) up to the
   image, its first step reading ŷ_1 itself as bmshj2018-factorized's synthesis
@@ -50,13 +56,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 from torch import nn
 
+from taskcodec.codecs.compressai_codecs import per_image
 from taskcodec.codecs.contract import Decoded, LayeredCodec, Latents
 from taskcodec.codecs.registry import register_codec
 from taskcodec.errors import UserError
@@ -108,23 +115,26 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     """Seed 001's variable-rate codec (see the module docstring). ``N``: channels of the transforms; ``M``:
     channels of each level's latent; ``levels``: pyramid levels = operating points; ``attention``: placement
     code of :data:`PLACEMENTS`; ``simclr``: 1 to read the frozen self-supervised features, 0 for the learned
-    stem; ``ssl_model``: that frozen network (``channels``, ``stride`` 4, ``forward`` → features), given by the
-    stage that builds the codec, also the perceptual term's feature space."""
+    stem; ``conditional``: 1 to code levels 2…L conditioned on the next coarser level (module docstring), 0 for
+    the paper's factorized prior per level; ``ssl_model``: that frozen network (``channels``, ``stride`` 4,
+    ``forward`` → features), given by the stage that builds the codec, also the perceptual term's feature space."""
 
     needs_ssl_model = True
     variable_rate = True
 
-    def __init__(self, N: int, M: int, levels: int = 3, attention: int = 1, simclr: int = 1,
+    def __init__(self, N: int, M: int, levels: int = 3, attention: int = 1, simclr: int = 1, conditional: int = 0,
                  ssl_model: nn.Module | None = None):
         super().__init__()
         if attention not in PLACEMENTS:
             raise UserError(f"pyramid: attention is {attention}; use 0 (none), 1 (encoder), 2 (decoder) or 3 (both)")
-        if levels < 1 or simclr not in (0, 1):
-            raise UserError(f"pyramid: levels must be ≥ 1 and simclr 0 or 1, not {levels} and {simclr}")
+        if levels < 1 or simclr not in (0, 1) or conditional not in (0, 1):
+            raise UserError(f"pyramid: levels must be ≥ 1 and simclr and conditional 0 or 1, not {levels}, "
+                            f"{simclr} and {conditional}")
         if simclr and ssl_model is None:
             raise UserError("the pyramid codec with simclr: 1 reads the self-supervised features: enable "
                             "variable_rate so that train_simclr runs first, or set simclr: 0")
         self.levels, self.simclr, self.operating_points = levels, bool(simclr), levels
+        self.conditional = bool(conditional)
         self.point_weights = tuple(2.0 * k + 1 for k in range(levels))
         self.all_layers = tuple(f"level{i}" for i in range(1, levels + 1))
         self.select_point(levels - 1)
@@ -140,7 +150,13 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         # stride 4 → 8, then one stride-2 step per coarser level; each level a strided 5×5 convolution of its input
         self.pyramid = nn.ModuleList([_down(stem_channels, N)] + [_down(N, N) for _ in range(levels - 1)])
         self.project = nn.ModuleList([conv(N, M, kernel_size=5, stride=2) for _ in range(levels)])  # finest first
-        self.entropy_bottlenecks = nn.ModuleList([EntropyBottleneck(M) for _ in range(levels)])  # level order
+        # level order: every level's, or level 1's alone when the finer ones are conditional
+        self.entropy_bottlenecks = nn.ModuleList([EntropyBottleneck(M) for _ in range(1 if conditional else levels)])
+        # conditional: level i's means and scales from ŷ_{i−1}, at half its resolution (θ_i, i ≥ 2)
+        self.context = nn.ModuleList([nn.Sequential(deconv(M, N, kernel_size=5, stride=2), nn.ReLU(inplace=True),
+                                                    conv(N, 2 * M, kernel_size=3, stride=1))
+                                      for _ in range(levels - 1 if conditional else 0)])
+        self.gaussian_conditional = GaussianConditional(None) if conditional else None
         self.inject = nn.ModuleList([conv(M, N, kernel_size=3, stride=1) for _ in range(levels - 1)])  # θ_2…θ_L
         # trunk: from level 1's stride down to 1, one 2× step each; its stride-4 features may be attended
         steps = (levels - 1) + 4
@@ -230,6 +246,17 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
             scale, bias = scale * next_scale, bias * next_scale + next_bias
         return scale, bias
 
+    # ------------------------------------------------------------------------------------ entropy models
+    def _is_conditional(self, index: int) -> bool:
+        """Whether level ``index`` + 1 is coded conditioned on the coarser level (else: its factorized prior)."""
+        return self.conditional and index > 0
+
+    def _prior(self, index: int, coarser: torch.Tensor, alone: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scales and means of level ``index`` + 1's Gaussian conditional, from ŷ of the level below; ``alone``:
+        each image by itself, as the encoder of one image computes them (bit-identical floats for the coder)."""
+        context = self.context[index - 1]
+        return (per_image(context, coarser) if alone else context(coarser)).chunk(2, 1)
+
     # ------------------------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:
         """Training pass at the selected point: ``x_hat``, the likelihoods of its levels, and when the loss has
@@ -240,12 +267,15 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
                 features = self.ssl_model(x)
         y_hats, likelihoods = [], {}
         for i, y in enumerate(self._latents(x, features)):
-            bottleneck = self.entropy_bottlenecks[i]
-            y_hat, y_likelihoods = bottleneck(y)
+            if self._is_conditional(i):
+                scales, center = self._prior(i, y_hats[i - 1], alone=False)
+                y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=center)
+            else:
+                y_hat, y_likelihoods = self.entropy_bottlenecks[i](y)
+                center = self.entropy_bottlenecks[i]._get_medians()
             likelihoods[self.all_layers[i]] = {"y": y_likelihoods}
-            if quantization == "ste":
-                medians = bottleneck._get_medians()
-                y_hat = quantize_ste(y - medians) + medians
+            if quantization == "ste":  # the coder rounds around the medians or the predicted means
+                y_hat = quantize_ste(y - center) + center
             y_hats.append(y_hat)
         out = {"x_hat": self._synthesize(y_hats), "likelihoods": likelihoods}
         if self.perceptual and features is not None:
@@ -254,26 +284,50 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
 
     def analyze(self, x: torch.Tensor) -> dict:
         out: dict = {"latents": {}, "likelihoods": {}}
+        y_hat = None
         for i, y in enumerate(self._latents(x)):
-            bottleneck, layer = self.entropy_bottlenecks[i], self.all_layers[i]
-            medians = bottleneck._get_medians()
-            out["latents"][layer] = Latents(quantize_ste(y - medians) + medians, None)
-            out["likelihoods"][layer] = {"y": bottleneck(y)[1]}
+            layer = self.all_layers[i]
+            if self._is_conditional(i):
+                scales, center = self._prior(i, y_hat)
+                likelihoods = self.gaussian_conditional(y, scales, means=center)[1]
+            else:
+                scales, center = None, self.entropy_bottlenecks[i]._get_medians()
+                likelihoods = self.entropy_bottlenecks[i](y)[1]
+            y_hat = quantize_ste(y - center) + center
+            out["latents"][layer] = Latents(y_hat, scales)
+            out["likelihoods"][layer] = {"y": likelihoods}
         return out
 
     def encode(self, x: torch.Tensor) -> dict[str, list[bytes]]:
-        return {self.all_layers[i]: [self.entropy_bottlenecks[i].compress(y)[0]]
-                for i, y in enumerate(self._latents(x))}
+        strings, y_hat = {}, None
+        for i, y in enumerate(self._latents(x)):
+            if self._is_conditional(i):
+                scales, means = self._prior(i, y_hat)
+                indexes = self.gaussian_conditional.build_indexes(scales)
+                strings[self.all_layers[i]] = [self.gaussian_conditional.compress(y, indexes, means=means)[0]]
+                y_hat = self.gaussian_conditional.quantize(y, "dequantize", means)  # what the decoder will hold
+            else:
+                bottleneck = self.entropy_bottlenecks[i]
+                strings[self.all_layers[i]] = [bottleneck.compress(y)[0]]
+                y_hat = bottleneck.quantize(y, "dequantize", bottleneck._get_medians())
+        return strings
 
     def decode(self, strings: dict[str, list[list[bytes]]], padded_size: tuple[int, int],
                pixels: bool = True) -> Decoded:
-        latents = {}
+        latents, y_hat = {}, None
         for i, layer in enumerate(self.all_layers):
             if layer not in strings:
                 break  # a receiver holds a prefix of the levels
-            stride = FINEST_STRIDE * 2 ** (self.levels - 1 - i)
-            shape = (padded_size[0] // stride, padded_size[1] // stride)
-            latents[layer] = Latents(self.entropy_bottlenecks[i].decompress(strings[layer][0], shape), None)
+            if self._is_conditional(i):
+                scales, means = self._prior(i, y_hat)
+                indexes = self.gaussian_conditional.build_indexes(scales)
+                latents[layer] = Latents(self.gaussian_conditional.decompress(strings[layer][0], indexes,
+                                                                              means=means), scales)
+            else:
+                stride = FINEST_STRIDE * 2 ** (self.levels - 1 - i)
+                shape = (padded_size[0] // stride, padded_size[1] // stride)
+                latents[layer] = Latents(self.entropy_bottlenecks[i].decompress(strings[layer][0], shape), None)
+            y_hat = latents[layer].y_hat
         if not latents:
             raise ValueError("a pyramid bitstream needs at least its first level")
         return Decoded(self.synthesize(latents) if pixels else None, latents)
