@@ -156,6 +156,25 @@ def render_levers(study: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_variable_rate_levers() -> str:
+    """The pyramid's entropy models on the photos' validation split (bench/variable_rate/levers.py)."""
+    rows = _csv("variable-rate-levers.csv")
+    lines = [f"Validation split of the photos ({rows[0]['images']} images, {rows[0]['image_size']}), bpp from the "
+             "bytes:",
+             "", "| seed | variant | training steps | training CPU-s | bpp / PSNR (dB) at each point | BD-rate (PSNR) "
+             "against the seed's first variant, PSNR overlap |", "|---|---|---|---|---|---|"]
+    runs = dict.fromkeys((row["seed"], row["variant"]) for row in rows)
+    for seed, variant in runs:
+        points = [row for row in rows if (row["seed"], row["variant"]) == (seed, variant)]
+        first = points[0]
+        bd, width = (float(first[key]) if first[key] else None for key in ("bd_rate_psnr", "overlap_psnr_db"))
+        anchor = next(name for run_seed, name in runs if run_seed == seed)
+        versus = "the anchor" if variant == anchor else f"{pct(bd)}, {_overlap(width)}"
+        curve = ", ".join(f"{float(p['bpp']):.3f} / {float(p['psnr']):.2f}" for p in points)
+        lines.append(f"| {seed} | {variant} | {first['steps']} | {first['train_cpu_s']} | {curve} | {versus} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_pipeline_speed() -> str:
     summary = _json("pipeline-speed.json")
     lines = ["| measurement | value |", "|---|---|",
@@ -300,6 +319,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "machine": lambda: classification(_json("machine.json")["machine"]["classification"]),
     "machine-headline": lambda: classification_headline(_json("machine.json")["machine"]["classification"]),
     "variable-rate": render_variable_rate,
+    "variable-rate-levers": render_variable_rate_levers,
     "scale": render_scale,
     "capacity": render_capacity,
     "storage": render_storage,
