@@ -62,8 +62,8 @@ def _evaluate_cli(cached, cache, model="model.pt"):
 
 
 def _refused(cached, cache, *phrases):
-    """The stage's ``main`` in this process (the child-process path, one test above): a UserError naming
-    ``phrases``, and no output."""
+    """The stage's ``main`` in this process (the first test covers the child-process path a user sees): a
+    UserError naming ``phrases``, and no output."""
     with pytest.raises(UserError) as refused:
         evaluate_codec.main([*EVALUATE, "--model", str(cached / "model.pt"), "--cache", str(cache), "--codec-id",
                              "x", "--out", str(cache.parent / "eval")])

@@ -32,6 +32,8 @@ def tracked_repo(tmp_path_factory, tiny_config, git_dvc_project):
     params["tasks"], params["scalable"]["enabled"] = {}, False  # reproducing a run needs no machine branch
     params["variable_rate"]["enabled"] = False  # nor more than one codec family
     params["cache"]["splits"] = ["test"]
+    params["codec"]["sweep"]["lmbdas"] = [0.003]  # one codec and one classical codec: 12 jobs, run twice
+    params["evaluate"]["classical"] = {"jpeg": {"qualities": [10, 50, 90]}}
     repo = git_dvc_project(tmp_path_factory.mktemp("reproduce") / "repo", params)
     # the repository's own code runs (and records its commit), as in a checkout with its own .venv
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
