@@ -257,6 +257,16 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         context = self.context[index - 1]
         return (per_image(context, coarser) if alone else context(coarser)).chunk(2, 1)
 
+    def _entropy_model(self, index: int, y: torch.Tensor, coarser: torch.Tensor | None, alone: bool = True) -> tuple:
+        """Level ``index`` + 1 through its entropy model: its quantisation proxy (noisy in training), its
+        likelihoods, the centre the coder rounds around (the medians, or the predicted means) and the predicted
+        scales (None: the factorized prior); ``coarser``, ``alone``: as :meth:`_prior`."""
+        if self._is_conditional(index):
+            scales, center = self._prior(index, coarser, alone)
+            return (*self.gaussian_conditional(y, scales, means=center), center, scales)
+        bottleneck = self.entropy_bottlenecks[index]
+        return (*bottleneck(y), bottleneck._get_medians(), None)
+
     # ------------------------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:
         """Training pass at the selected point: ``x_hat``, the likelihoods of its levels, and when the loss has
@@ -267,12 +277,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
                 features = self.ssl_model(x)
         y_hats, likelihoods = [], {}
         for i, y in enumerate(self._latents(x, features)):
-            if self._is_conditional(i):
-                scales, center = self._prior(i, y_hats[i - 1], alone=False)
-                y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=center)
-            else:
-                y_hat, y_likelihoods = self.entropy_bottlenecks[i](y)
-                center = self.entropy_bottlenecks[i]._get_medians()
+            y_hat, y_likelihoods, center, _ = self._entropy_model(i, y, y_hats[-1] if y_hats else None, alone=False)
             likelihoods[self.all_layers[i]] = {"y": y_likelihoods}
             if quantization == "ste":  # the coder rounds around the medians or the predicted means
                 y_hat = quantize_ste(y - center) + center
@@ -287,12 +292,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         y_hat = None
         for i, y in enumerate(self._latents(x)):
             layer = self.all_layers[i]
-            if self._is_conditional(i):
-                scales, center = self._prior(i, y_hat)
-                likelihoods = self.gaussian_conditional(y, scales, means=center)[1]
-            else:
-                scales, center = None, self.entropy_bottlenecks[i]._get_medians()
-                likelihoods = self.entropy_bottlenecks[i](y)[1]
+            _, likelihoods, center, scales = self._entropy_model(i, y, y_hat)
             y_hat = quantize_ste(y - center) + center
             out["latents"][layer] = Latents(y_hat, scales)
             out["likelihoods"][layer] = {"y": likelihoods}
