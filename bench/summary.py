@@ -175,6 +175,36 @@ def render_variable_rate_levers() -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_variable_rate_cost() -> str:
+    """One variable-rate model against per-λ sweeps of several budgets (bench/variable_rate/cost.py)."""
+    summary = _json("variable-rate-cost.json")
+    model = summary["variable_rate"]
+    lines = [f"Validation split of the photos ({model['images']} images, {model['image_size']}), bpp from the bytes, "
+             f"seed {summary['seed']}:", "",
+             "| model | training CPU-s, all λ | training steps, all λ | bpp / PSNR (dB) at each point | the variable-rate "
+             "model against it: BD-PSNR over the bpp range both share | BD-rate (PSNR), PSNR overlap |",
+             "|---|---|---|---|---|---|"]
+
+    def curve(row: dict) -> str:
+        return ", ".join(f"{bpp:.3f} / {psnr:.2f}" for bpp, psnr in zip(row["bpp"], row["psnr"]))
+
+    lines.append(f"| {model['codec']} (one model) | {model['train_cpu_s']} | {model['steps']} | {curve(model)} | | |")
+    for sweep in summary["sweeps"]:
+        shared = sweep["shared_bpp"]
+        gap = "n/a (no bpp range shared)" if sweep["bd_psnr_db"] is None else \
+            f"{sweep['bd_psnr_db']:+.2f} dB over {shared[0]:.3f}–{shared[1]:.3f} bpp"
+        lines.append(f"| {summary['single_rate_codec']}, {summary['lmbdas']} × {sweep['budget_s']:g} CPU-s | "
+                     f"{sweep['train_cpu_s']} | {sweep['steps']} | {curve(sweep)} | {gap} | "
+                     f"{pct(sweep['bd_rate_psnr'])}, {_overlap(sweep['overlap_psnr_db'])} |")
+    if summary["cost_ratio"] is None:
+        lines += ["", "No two measured budgets bracket the sweep that draws level with the variable-rate model."]
+    else:
+        lines += ["", f"The per-λ sweep draws level (BD-PSNR 0) at about {summary['crossing_budget_s']} CPU-s per λ "
+                  f"(interpolated in log budget): {summary['lmbdas']} × {summary['crossing_budget_s']} CPU-s, "
+                  f"**{summary['cost_ratio']:.1f}×** the variable-rate model's {model['train_cpu_s']} CPU-s."]
+    return "\n".join(lines) + "\n"
+
+
 def render_pipeline_speed() -> str:
     summary = _json("pipeline-speed.json")
     lines = ["| measurement | value |", "|---|---|",
@@ -320,6 +350,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "machine-headline": lambda: classification_headline(_json("machine.json")["machine"]["classification"]),
     "variable-rate": render_variable_rate,
     "variable-rate-levers": render_variable_rate_levers,
+    "variable-rate-cost": render_variable_rate_cost,
     "scale": render_scale,
     "capacity": render_capacity,
     "storage": render_storage,

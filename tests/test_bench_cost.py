@@ -1,0 +1,65 @@
+"""The variable-rate training-cost study (bench/variable_rate/cost.py): where a per-λ sweep draws level with one
+variable-rate model, and how bench/summary.py states it."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cost = load("bench_cost", ROOT / "bench" / "variable_rate" / "cost.py")
+summary = load("bench_summary_cost", ROOT / "bench" / "summary.py")
+
+
+def sweep(budget: float, gap: float | None) -> dict:
+    return {"budget_s": budget, "bd_psnr_db": gap}
+
+
+def test_the_crossing_is_interpolated_in_log_budget_between_the_budgets_around_it():
+    # the variable-rate model is 0.2 dB above the 300 s sweep and 0.6 dB below the 600 s one: a quarter of the way
+    # from 300 to 600 in log budget
+    sweeps = [sweep(600, -0.6), sweep(150, 1.0), sweep(300, 0.2)]
+    assert cost.crossing(sweeps) == pytest.approx(300 * 2 ** 0.25)
+    assert cost.crossing([sweep(150, 1.0), sweep(300, 0.0)]) == pytest.approx(300)
+
+
+def test_no_crossing_when_no_two_budgets_bracket_it_or_a_gap_is_unknown():
+    assert cost.crossing([sweep(150, 1.0), sweep(300, 0.4)]) is None  # the model beats every sweep measured
+    assert cost.crossing([sweep(150, -0.3), sweep(300, -0.5)]) is None
+    assert cost.crossing([sweep(150, 1.0), sweep(300, None), sweep(600, 0.5)]) is None
+
+
+def test_the_shared_bpp_range_and_missing_values():
+    assert cost.shared_range(np.array([0.1, 0.3, 0.5]), np.array([0.2, 0.6])) == [0.2, 0.5]
+    assert cost.shared_range(np.array([0.1, 0.2]), np.array([0.3, 0.6])) is None
+    assert cost.finite(math.nan, 2) is None and cost.finite(1.234, 1) == 1.2
+
+
+def test_the_summary_states_the_ratio_with_every_gap_beside_its_range(monkeypatch):
+    model = {"codec": "vbr/N8", "steps": 100, "train_cpu_s": 600, "images": 7, "image_size": "512×512",
+             "bpp": [0.1, 0.2], "psnr": [20.0, 22.0]}
+    sweeps = [{"budget_s": 150, "steps": 40, "train_cpu_s": 600, "bpp": [0.1, 0.2], "psnr": [19.0, 21.0],
+               "bd_psnr_db": 1.0, "shared_bpp": [0.1, 0.2], "bd_rate_psnr": -30.0, "overlap_psnr_db": 1.0},
+              {"budget_s": 300, "steps": 80, "train_cpu_s": 1200, "bpp": [0.3, 0.4], "psnr": [23.0, 24.0],
+               "bd_psnr_db": None, "shared_bpp": None, "bd_rate_psnr": None, "overlap_psnr_db": None}]
+    data = {"seed": 0, "variable_rate": model, "single_rate_codec": "hp/N8", "lmbdas": 2, "sweeps": sweeps,
+            "crossing_budget_s": 200, "cost_ratio": 0.67}
+    monkeypatch.setattr(summary, "_json", lambda name: data)
+    lines = summary.render_variable_rate_cost().splitlines()
+    assert lines[4] == "| vbr/N8 (one model) | 600 | 100 | 0.100 / 20.00, 0.200 / 22.00 | | |"
+    assert lines[5] == ("| hp/N8, 2 × 150 CPU-s | 600 | 40 | 0.100 / 19.00, 0.200 / 21.00 | +1.00 dB over "
+                        "0.100–0.200 bpp | -30.0 %, 1.00 dB |")
+    assert lines[6].endswith("| n/a (no bpp range shared) | n/a, none |")
+    assert lines[-1] == ("The per-λ sweep draws level (BD-PSNR 0) at about 200 CPU-s per λ (interpolated in log "
+                         "budget): 2 × 200 CPU-s, **0.7×** the variable-rate model's 600 CPU-s.")
