@@ -3,6 +3,9 @@
 # Results go to bench/results/pipeline_speed/ (git-ignored); per-job times come from Snakemake's benchmark: files.
 # Writes bench/results-summary/pipeline-speed.json (times) and demo.json (the demo's test-split
 # rate-distortion report), then the README numbers generated from them (bench/summary.py).
+# PREVIOUS=<another run's pipeline-speed.json> PREVIOUS_LABEL="<what it ran>": a run made side by side just before
+# (e.g. the previous params.yaml, from a git worktree), kept in the summary beside this one with the ratio of their
+# wall times, which a shared machine's speed on the day does not change as it changes absolute times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,7 +24,7 @@ grep -q "Nothing to be done" "$out/noop_run.log" || { echo "the rerun was not a 
 echo "full run: $((full_ms / 1000)).$((full_ms % 1000 / 100)) s"
 echo "no-op rerun: $((noop_ms / 1000)).$((noop_ms % 1000 / 100)) s"
 .venv/bin/python - "$out" "$full_ms" "$noop_ms" <<'PY'
-import json, sys
+import json, os, sys
 from pathlib import Path
 import pandas as pd
 out, full_ms, noop_ms = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -39,6 +42,10 @@ summary = {"full_run_s": round(full_ms / 1000, 1), "noop_run_s": round(noop_ms /
            "cpu_s": round(float(jobs["cpu_s"].sum()), 1),
            "rules": [{"rule": rule, "jobs": int(r["count"]), "sum_s": r["sum"], "max_s": r["max"], "cpu_s": r["cpu"]}
                      for rule, r in table.iterrows()]}
+if os.environ.get("PREVIOUS"):
+    previous = json.loads(Path(os.environ["PREVIOUS"]).read_text())
+    summary["previous"] = {"label": os.environ.get("PREVIOUS_LABEL", os.environ["PREVIOUS"]),
+                           **{key: previous[key] for key in ("full_run_s", "noop_run_s", "jobs", "cpu_s")}}
 Path("bench/results-summary/pipeline-speed.json").write_text(json.dumps(summary, indent=1) + "\n")
 PY
 .venv/bin/python bench/collect.py --results "$out" --dataset test --out bench/results-summary/demo.json

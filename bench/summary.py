@@ -176,32 +176,34 @@ def render_variable_rate_levers() -> str:
 
 
 def render_variable_rate_cost() -> str:
-    """One variable-rate model against per-λ sweeps of several budgets (bench/variable_rate/cost.py)."""
-    summary = _json("variable-rate-cost.json")
-    model = summary["variable_rate"]
-    lines = [f"Validation split of the photos ({model['images']} images, {model['image_size']}), bpp from the bytes, "
-             f"seed {summary['seed']}:", "",
-             "| model | training CPU-s, all λ | training steps, all λ | bpp / PSNR (dB) at each point | the variable-rate "
-             "model against it: BD-PSNR over the bpp range both share | BD-rate (PSNR), PSNR overlap |",
-             "|---|---|---|---|---|---|"]
+    """One variable-rate model against per-λ sweeps of several budgets, per seed (bench/variable_rate/cost.py)."""
+    runs = _json("variable-rate-cost.json")["runs"]
+    first = runs[0]["variable_rate"]
+    lines = [f"Validation split of the photos ({first['images']} images, {first['image_size']}), bpp from the bytes:",
+             "", "| seed | model | training CPU-s, all λ | training steps, all λ | bpp / PSNR (dB) at each point | the "
+             "variable-rate model against it: BD-PSNR over the bpp range both share | BD-rate (PSNR), PSNR overlap |",
+             "|---|---|---|---|---|---|---|"]
 
     def curve(row: dict) -> str:
         return ", ".join(f"{bpp:.3f} / {psnr:.2f}" for bpp, psnr in zip(row["bpp"], row["psnr"]))
 
-    lines.append(f"| {model['codec']} (one model) | {model['train_cpu_s']} | {model['steps']} | {curve(model)} | | |")
-    for sweep in summary["sweeps"]:
-        shared = sweep["shared_bpp"]
-        gap = "n/a (no bpp range shared)" if sweep["bd_psnr_db"] is None else \
-            f"{sweep['bd_psnr_db']:+.2f} dB over {shared[0]:.3f}–{shared[1]:.3f} bpp"
-        lines.append(f"| {summary['single_rate_codec']}, {summary['lmbdas']} × {sweep['budget_s']:g} CPU-s | "
-                     f"{sweep['train_cpu_s']} | {sweep['steps']} | {curve(sweep)} | {gap} | "
-                     f"{pct(sweep['bd_rate_psnr'])}, {_overlap(sweep['overlap_psnr_db'])} |")
-    if summary["cost_ratio"] is None:
-        lines += ["", "No two measured budgets bracket the sweep that draws level with the variable-rate model."]
-    else:
-        lines += ["", f"The per-λ sweep draws level (BD-PSNR 0) at about {summary['crossing_budget_s']} CPU-s per λ "
-                  f"(interpolated in log budget): {summary['lmbdas']} × {summary['crossing_budget_s']} CPU-s, "
-                  f"**{summary['cost_ratio']:.1f}×** the variable-rate model's {model['train_cpu_s']} CPU-s."]
+    ratios = []
+    for run in runs:
+        model, seed = run["variable_rate"], run["seed"]
+        lines.append(f"| {seed} | {model['codec']} (one model) | {model['train_cpu_s']} | {model['steps']} | "
+                     f"{curve(model)} | | |")
+        for sweep in run["sweeps"]:
+            shared = sweep["shared_bpp"]
+            gap = "n/a (no bpp range shared)" if sweep["bd_psnr_db"] is None else \
+                f"{sweep['bd_psnr_db']:+.2f} dB over {shared[0]:.3f}–{shared[1]:.3f} bpp"
+            lines.append(f"| {seed} | {run['single_rate_codec']}, {run['lmbdas']} × {sweep['budget_s']:g} CPU-s | "
+                         f"{sweep['train_cpu_s']} | {sweep['steps']} | {curve(sweep)} | {gap} | "
+                         f"{pct(sweep['bd_rate_psnr'])}, {_overlap(sweep['overlap_psnr_db'])} |")
+        ratios.append(f"seed {seed}: no two measured budgets bracket it" if run["cost_ratio"] is None else
+                      f"seed {seed}: {run['lmbdas']} × {run['crossing_budget_s']} CPU-s, "
+                      f"**{run['cost_ratio']:.1f}×** the variable-rate model's {model['train_cpu_s']} CPU-s")
+    lines += ["", "The per-λ sweep that draws level with the variable-rate model (BD-PSNR 0, interpolated in log "
+              "budget): " + "; ".join(ratios) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +216,11 @@ def render_pipeline_speed() -> str:
              "", "| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |", "|---|---|---|---|---|"]
     lines += [f"| {row['rule']} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | {row['cpu_s']:.1f} |"
               for row in summary["rules"]]
+    if "previous" in summary:  # a run made side by side just before: the ratio holds where absolute times do not
+        before = summary["previous"]
+        lines[6:6] = ["", f"Side by side on the same machine, just before this run: {before['label']}, full run "
+                      f"{before['full_run_s']:.1f} s, {before['jobs']} jobs, {before['cpu_s']:.0f} CPU-s of jobs; this "
+                      f"run took **{summary['full_run_s'] / before['full_run_s']:.2f}×** its wall time."]
     return "\n".join(lines) + "\n"
 
 

@@ -46,20 +46,23 @@ def test_the_shared_bpp_range_and_missing_values():
     assert cost.finite(math.nan, 2) is None and cost.finite(1.234, 1) == 1.2
 
 
-def test_the_summary_states_the_ratio_with_every_gap_beside_its_range(monkeypatch):
+def test_the_summary_states_each_seeds_ratio_with_every_gap_beside_its_range(monkeypatch):
     model = {"codec": "vbr/N8", "steps": 100, "train_cpu_s": 600, "images": 7, "image_size": "512×512",
              "bpp": [0.1, 0.2], "psnr": [20.0, 22.0]}
     sweeps = [{"budget_s": 150, "steps": 40, "train_cpu_s": 600, "bpp": [0.1, 0.2], "psnr": [19.0, 21.0],
                "bd_psnr_db": 1.0, "shared_bpp": [0.1, 0.2], "bd_rate_psnr": -30.0, "overlap_psnr_db": 1.0},
               {"budget_s": 300, "steps": 80, "train_cpu_s": 1200, "bpp": [0.3, 0.4], "psnr": [23.0, 24.0],
                "bd_psnr_db": None, "shared_bpp": None, "bd_rate_psnr": None, "overlap_psnr_db": None}]
-    data = {"seed": 0, "variable_rate": model, "single_rate_codec": "hp/N8", "lmbdas": 2, "sweeps": sweeps,
-            "crossing_budget_s": 200, "cost_ratio": 0.67}
+    run = {"seed": 0, "variable_rate": model, "single_rate_codec": "hp/N8", "lmbdas": 2, "sweeps": sweeps,
+           "crossing_budget_s": 200, "cost_ratio": 0.67}
+    data = {"runs": [run, {**run, "seed": 1, "sweeps": sweeps[:1], "crossing_budget_s": None, "cost_ratio": None}]}
     monkeypatch.setattr(summary, "_json", lambda name: data)
     lines = summary.render_variable_rate_cost().splitlines()
-    assert lines[4] == "| vbr/N8 (one model) | 600 | 100 | 0.100 / 20.00, 0.200 / 22.00 | | |"
-    assert lines[5] == ("| hp/N8, 2 × 150 CPU-s | 600 | 40 | 0.100 / 19.00, 0.200 / 21.00 | +1.00 dB over "
+    assert lines[4] == "| 0 | vbr/N8 (one model) | 600 | 100 | 0.100 / 20.00, 0.200 / 22.00 | | |"
+    assert lines[5] == ("| 0 | hp/N8, 2 × 150 CPU-s | 600 | 40 | 0.100 / 19.00, 0.200 / 21.00 | +1.00 dB over "
                         "0.100–0.200 bpp | -30.0 %, 1.00 dB |")
     assert lines[6].endswith("| n/a (no bpp range shared) | n/a, none |")
-    assert lines[-1] == ("The per-λ sweep draws level (BD-PSNR 0) at about 200 CPU-s per λ (interpolated in log "
-                         "budget): 2 × 200 CPU-s, **0.7×** the variable-rate model's 600 CPU-s.")
+    assert lines[7].startswith("| 1 | vbr/N8 (one model) |") and len(lines) == 11
+    assert lines[-1] == ("The per-λ sweep that draws level with the variable-rate model (BD-PSNR 0, interpolated in "
+                         "log budget): seed 0: 2 × 200 CPU-s, **0.7×** the variable-rate model's 600 CPU-s; seed 1: "
+                         "no two measured budgets bracket it.")

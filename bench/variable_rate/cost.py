@@ -5,13 +5,14 @@
 Runs ``bench/variable_rate/params.yaml`` with CompressAI's variable-rate hyperprior alone
 (``bmshj2018-hyperprior-vbr``, N 48, M 64, the benchmark's 600 CPU-s for its four λ) and, for every per-λ budget B
 of ``--budgets``, the per-λ sweep of the same architecture (``bmshj2018-hyperprior``, N 48, M 64, one codec per λ,
-B CPU-s each, the same recipe); each budget in its own results folder (``bench/results/variable_rate_cost/b<B>``),
-two jobs side by side. Every operating point is coded to real bitstreams on the validation split, photos the
-training never sees. For each sweep: the variable-rate model's BD-PSNR against it (dB at equal bpp, over the bpp
-range both share, written beside it) and BD-rate on PSNR (over the PSNR range both share). The sweep that draws level with the
-variable-rate model costs B* per λ, found where BD-PSNR crosses 0 between two measured budgets (linear in
-log B); the ratio is 4·B* / 600. Writes ``bench/results-summary/variable-rate-cost.json``, then the README
-numbers (bench/summary.py).
+B CPU-s each, the same recipe); each budget in its own results folder
+(``bench/results/variable_rate_cost/seed<S>/b<B>``), two jobs side by side. Every operating point is coded to real
+bitstreams on the validation split, photos the training never sees. For each sweep: the variable-rate model's
+BD-PSNR against it (dB at equal bpp, over the bpp range both share, written beside it) and BD-rate on PSNR (over
+the PSNR range both share). The sweep that draws level with the variable-rate model costs B* per λ, found where
+BD-PSNR crosses 0 between two measured budgets (linear in log B); the ratio is 4·B* / 600. Writes the seed's run
+to ``bench/results-summary/variable-rate-cost.json`` (the other seeds' runs stay), then the README numbers
+(bench/summary.py).
 """
 
 from __future__ import annotations
@@ -107,17 +108,10 @@ def crossing(sweeps: list[dict]) -> float | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", type=float, nargs="+", default=[600, 300, 150],
-                        help="CPU seconds per λ of the per-λ sweeps (the first run also trains the variable-rate model)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every training")
-    args, extra = parser.parse_known_args(argv)
-    base = f"bench/results/variable_rate_cost/seed{args.seed}"
-    folders = {budget: f"{base}/b{budget:g}" for budget in args.budgets}
-    for i, (budget, results) in enumerate(folders.items()):
-        run(results, config(results, args.seed, budget, variable=i == 0), extra)
-    first = ROOT / folders[args.budgets[0]]
+def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
+    """One seed's table: the variable-rate model's curve (trained in the first budget's folder), every sweep's
+    curve with the model's BD-PSNR and BD-rate against it, the budget where they draw level and the ratio."""
+    first = ROOT / folders[first_budget]
     n_points = len(yaml.safe_load(PARAMS.read_text())["codec"]["sweep"]["lmbdas"])
     codec = f"{VARIABLE['arch']}/{label(VARIABLE)}"
     variable = curve([first / "eval" / "variable_rate" / codec / f"point{k}" / "val" for k in range(n_points)],
@@ -135,12 +129,27 @@ def main(argv: list[str] | None = None) -> int:
                        "bd_rate_psnr": finite(bd_rate(*anchor, *test), 1),
                        "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)})
     budget = crossing(sweeps)
-    summary = {"seed": args.seed, "variable_rate": {"codec": codec, **variable},
-               "single_rate_codec": f"{SINGLE['arch']}/{label(SINGLE)}", "lmbdas": n_points, "sweeps": sweeps,
-               "crossing_budget_s": None if budget is None else round(budget),
-               "cost_ratio": None if budget is None else round(n_points * budget / variable["train_cpu_s"], 2)}
-    OUT.write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary, indent=1))
+    return {"seed": seed, "variable_rate": {"codec": codec, **variable},
+            "single_rate_codec": f"{SINGLE['arch']}/{label(SINGLE)}", "lmbdas": n_points, "sweeps": sweeps,
+            "crossing_budget_s": None if budget is None else round(budget),
+            "cost_ratio": None if budget is None else round(n_points * budget / variable["train_cpu_s"], 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[600, 300, 150],
+                        help="CPU seconds per λ of the per-λ sweeps (the first also trains the variable-rate model)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every training")
+    args, extra = parser.parse_known_args(argv)
+    base = f"bench/results/variable_rate_cost/seed{args.seed}"
+    folders = {budget: f"{base}/b{budget:g}" for budget in args.budgets}
+    for i, (budget, results) in enumerate(folders.items()):
+        run(results, config(results, args.seed, budget, variable=i == 0), extra)
+    measured = measure(folders, args.budgets[0], args.seed)
+    runs = json.loads(OUT.read_text())["runs"] if OUT.is_file() else []
+    kept = [other for other in runs if other["seed"] != args.seed]
+    OUT.write_text(json.dumps({"runs": sorted([*kept, measured], key=lambda one: one["seed"])}, indent=1) + "\n")
+    print(json.dumps(measured, indent=1))
     return subprocess.run([sys.executable, str(ROOT / "bench" / "summary.py")], check=False).returncode
 
 
