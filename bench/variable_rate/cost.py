@@ -29,10 +29,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from taskcodec.codecs.registry import hyper_label
 from taskcodec.evaluation import read_table
 from taskcodec.metrics import bd_quality, bd_rate
-from taskcodec.params import number_id
+from taskcodec.params import codec_dirname, number_id
 from taskcodec.report.tables import overlap, rd_points
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,17 +58,12 @@ def config(results: str, seed: int, budget: float, variable: bool) -> dict:
     return params
 
 
-def label(entry: dict) -> str:
-    """A sweep entry's folder name under its architecture, as the workflow writes it."""
-    return hyper_label({key: value for key, value in entry.items() if key != "arch"})
-
-
 def run(results: str, params: dict, extra: list[str]) -> None:
     lmbdas = params["codec"]["sweep"]["lmbdas"]
-    single = f"{SINGLE['arch']}/{label(SINGLE)}"
+    single = f"{SINGLE['arch']}/{codec_dirname(SINGLE)}"
     targets = [f"{results}/eval/learned/{single}/lmbda{number_id(lmbda)}/val" for lmbda in lmbdas]
     if params["variable_rate"]["enabled"]:
-        targets += [f"{results}/eval/variable_rate/{VARIABLE['arch']}/{label(VARIABLE)}/point{k}/val"
+        targets += [f"{results}/eval/variable_rate/{VARIABLE['arch']}/{codec_dirname(VARIABLE)}/point{k}/val"
                     for k in range(len(lmbdas))]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
         yaml.safe_dump(params, file, sort_keys=False)
@@ -113,13 +107,13 @@ def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
     curve with the model's BD-PSNR and BD-rate against it, the budget where they draw level and the ratio."""
     first = ROOT / folders[first_budget]
     n_points = len(yaml.safe_load(PARAMS.read_text())["codec"]["sweep"]["lmbdas"])
-    codec = f"{VARIABLE['arch']}/{label(VARIABLE)}"
+    codec = f"{VARIABLE['arch']}/{codec_dirname(VARIABLE)}"
     variable = curve([first / "eval" / "variable_rate" / codec / f"point{k}" / "val" for k in range(n_points)],
                      [first / "variable_rate" / codec / "metrics.json"])
     sweeps = []
     for budget, results in sorted(folders.items()):
-        codecs = sorted((ROOT / results / "codecs" / SINGLE["arch"] / label(SINGLE)).glob("lmbda*"))
-        sweep = curve([ROOT / results / "eval" / "learned" / SINGLE["arch"] / label(SINGLE) / c.name / "val"
+        codecs = sorted((ROOT / results / "codecs" / SINGLE["arch"] / codec_dirname(SINGLE)).glob("lmbda*"))
+        sweep = curve([ROOT / results / "eval" / "learned" / SINGLE["arch"] / codec_dirname(SINGLE) / c.name / "val"
                        for c in codecs], [c / "metrics.json" for c in codecs])
         anchor, test = (np.array(sweep["bpp"]), np.array(sweep["psnr"])), (np.array(variable["bpp"]),
                                                                             np.array(variable["psnr"]))
@@ -130,7 +124,7 @@ def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
                        "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)})
     budget = crossing(sweeps)
     return {"seed": seed, "variable_rate": {"codec": codec, **variable},
-            "single_rate_codec": f"{SINGLE['arch']}/{label(SINGLE)}", "lmbdas": n_points, "sweeps": sweeps,
+            "single_rate_codec": f"{SINGLE['arch']}/{codec_dirname(SINGLE)}", "lmbdas": n_points, "sweeps": sweeps,
             "crossing_budget_s": None if budget is None else round(budget),
             "cost_ratio": None if budget is None else round(n_points * budget / variable["train_cpu_s"], 2)}
 
