@@ -212,15 +212,15 @@ def render_pipeline_speed() -> str:
     lines = ["| measurement | value |", "|---|---|",
              f"| full run, wall time | **{summary['full_run_s']:.1f} s ({summary['full_run_s'] / 60:.1f} min)** |",
              f"| no-op rerun, wall time | {summary['noop_run_s']:.1f} s |", f"| jobs | {summary['jobs']} |",
-             f"| CPU time of all jobs (the wall time of 2 perfectly packed cores is half) | {summary['cpu_s']:.0f} s |",
-             "", "| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |", "|---|---|---|---|---|"]
-    lines += [f"| {row['rule']} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | {row['cpu_s']:.1f} |"
-              for row in summary["rules"]]
+             f"| CPU time of all jobs (the wall time of 2 perfectly packed cores is half) | {summary['cpu_s']:.0f} s |"]
     if "previous" in summary:  # a run made side by side just before: the ratio holds where absolute times do not
         before = summary["previous"]
-        lines[6:6] = ["", f"Side by side on the same machine, just before this run: {before['label']}, full run "
-                      f"{before['full_run_s']:.1f} s, {before['jobs']} jobs, {before['cpu_s']:.0f} CPU-s of jobs; this "
-                      f"run took **{summary['full_run_s'] / before['full_run_s']:.2f}×** its wall time."]
+        lines += ["", f"Side by side on the same machine, just before this run: {before['label']}, full run "
+                  f"{before['full_run_s']:.1f} s, {before['jobs']} jobs, {before['cpu_s']:.0f} CPU-s of jobs; this "
+                  f"run took **{summary['full_run_s'] / before['full_run_s']:.2f}×** its wall time."]
+    lines += ["", "| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |", "|---|---|---|---|---|"]
+    lines += [f"| {row['rule']} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | {row['cpu_s']:.1f} |"
+              for row in summary["rules"]]
     return "\n".join(lines) + "\n"
 
 

@@ -1,25 +1,15 @@
 """The variable-rate training-cost study (bench/variable_rate/cost.py): where a per-λ sweep draws level with one
 variable-rate model, and how bench/summary.py states it."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_scripts import load_bench
 
-
-def load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cost = load("bench_cost", ROOT / "bench" / "variable_rate" / "cost.py")
-summary = load("bench_summary_cost", ROOT / "bench" / "summary.py")
+cost = load_bench("variable_rate/cost.py")
+summary = load_bench("summary.py")
 
 
 def sweep(budget: float, gap: float | None) -> dict:

@@ -1,12 +1,8 @@
 """The benchmark numbers in README.md and bench/README.md are generated from the committed summaries."""
 
-import importlib.util
-from pathlib import Path
+from bench_scripts import ROOT, load_bench
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("bench_summary", ROOT / "bench" / "summary.py")
-summary = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(summary)
+summary = load_bench("summary.py")
 
 
 def test_the_readmes_quote_the_committed_summaries():
