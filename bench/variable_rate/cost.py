@@ -39,6 +39,8 @@ PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"
 OUT = ROOT / "bench" / "results-summary" / "variable-rate-cost.json"
 VARIABLE = {"arch": "bmshj2018-hyperprior-vbr", "N": 48, "M": 64}
 SINGLE = {"arch": "bmshj2018-hyperprior", "N": 48, "M": 64}
+#: the two models' codec ids, as the workflow names their folders (<arch>/<hyperparameters>)
+VARIABLE_ID, SINGLE_ID = (f"{entry['arch']}/{codec_dirname(entry)}" for entry in (VARIABLE, SINGLE))
 
 
 def config(results: str, seed: int, budget: float, variable: bool) -> dict:
@@ -60,11 +62,9 @@ def config(results: str, seed: int, budget: float, variable: bool) -> dict:
 
 def run(results: str, params: dict, extra: list[str]) -> None:
     lmbdas = params["codec"]["sweep"]["lmbdas"]
-    single = f"{SINGLE['arch']}/{codec_dirname(SINGLE)}"
-    targets = [f"{results}/eval/learned/{single}/lmbda{number_id(lmbda)}/val" for lmbda in lmbdas]
+    targets = [f"{results}/eval/learned/{SINGLE_ID}/lmbda{number_id(lmbda)}/val" for lmbda in lmbdas]
     if params["variable_rate"]["enabled"]:
-        targets += [f"{results}/eval/variable_rate/{VARIABLE['arch']}/{codec_dirname(VARIABLE)}/point{k}/val"
-                    for k in range(len(lmbdas))]
+        targets += [f"{results}/eval/variable_rate/{VARIABLE_ID}/point{k}/val" for k in range(len(lmbdas))]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
         yaml.safe_dump(params, file, sort_keys=False)
         file.flush()
@@ -107,14 +107,13 @@ def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
     curve with the model's BD-PSNR and BD-rate against it, the budget where they draw level and the ratio."""
     first = ROOT / folders[first_budget]
     n_points = len(yaml.safe_load(PARAMS.read_text())["codec"]["sweep"]["lmbdas"])
-    codec = f"{VARIABLE['arch']}/{codec_dirname(VARIABLE)}"
-    variable = curve([first / "eval" / "variable_rate" / codec / f"point{k}" / "val" for k in range(n_points)],
-                     [first / "variable_rate" / codec / "metrics.json"])
+    variable = curve([first / "eval" / "variable_rate" / VARIABLE_ID / f"point{k}" / "val" for k in range(n_points)],
+                     [first / "variable_rate" / VARIABLE_ID / "metrics.json"])
     sweeps = []
     for budget, results in sorted(folders.items()):
-        codecs = sorted((ROOT / results / "codecs" / SINGLE["arch"] / codec_dirname(SINGLE)).glob("lmbda*"))
-        sweep = curve([ROOT / results / "eval" / "learned" / SINGLE["arch"] / codec_dirname(SINGLE) / c.name / "val"
-                       for c in codecs], [c / "metrics.json" for c in codecs])
+        codecs = sorted((ROOT / results / "codecs" / SINGLE_ID).glob("lmbda*"))
+        sweep = curve([ROOT / results / "eval" / "learned" / SINGLE_ID / c.name / "val" for c in codecs],
+                      [c / "metrics.json" for c in codecs])
         anchor, test = (np.array(sweep["bpp"]), np.array(sweep["psnr"])), (np.array(variable["bpp"]),
                                                                             np.array(variable["psnr"]))
         sweeps.append({"budget_s": budget, **sweep,
@@ -123,8 +122,8 @@ def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
                        "bd_rate_psnr": finite(bd_rate(*anchor, *test), 1),
                        "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)})
     budget = crossing(sweeps)
-    return {"seed": seed, "variable_rate": {"codec": codec, **variable},
-            "single_rate_codec": f"{SINGLE['arch']}/{codec_dirname(SINGLE)}", "lmbdas": n_points, "sweeps": sweeps,
+    return {"seed": seed, "variable_rate": {"codec": VARIABLE_ID, **variable},
+            "single_rate_codec": SINGLE_ID, "lmbdas": n_points, "sweeps": sweeps,
             "crossing_budget_s": None if budget is None else round(budget),
             "cost_ratio": None if budget is None else round(n_points * budget / variable["train_cpu_s"], 2)}
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from taskcodec.codecs.registry import hyper_label
 from taskcodec.evaluation import read_table
 from taskcodec.metrics import bd_rate
+from taskcodec.params import codec_dirname
 from taskcodec.report.tables import overlap, rd_points
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ def run(results: str, seed: int, extra: list[str]) -> list[str]:
     params["variable_rate"]["train"]["seed"] = seed
     params["tracking"]["experiment"] += "-levers"
     params["variable_rate"]["sweep"]["models"] = VARIANTS
-    codecs = [f"{v['arch']}/{hyper_label({k: x for k, x in v.items() if k != 'arch'})}" for v in VARIANTS]
+    codecs = [f"{v['arch']}/{codec_dirname(v)}" for v in VARIANTS]
     targets = [f"{results}/eval/variable_rate/{codec}/point{k}/val"
                for codec in codecs for k in range(len(params["variable_rate"]["sweep"]["lmbdas"]))]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:
