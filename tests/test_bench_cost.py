@@ -36,6 +36,14 @@ def test_the_shared_bpp_range_and_missing_values():
     assert cost.finite(math.nan, 2) is None and cost.finite(1.234, 1) == 1.2
 
 
+def test_a_bd_value_is_none_when_a_curve_has_two_points_at_one_psnr_or_no_range_is_shared():
+    anchor, test = (np.array([0.3, 0.4, 0.5]), np.array([21.49, 21.49, 22.7])), (np.array([0.45, 0.6]),
+                                                                                np.array([21.0, 22.0]))
+    assert cost.bd(cost.bd_rate, anchor, test, 1) is None  # the sweep's rate is no function of its PSNR
+    assert cost.bd(cost.bd_quality, anchor, test, 2) == pytest.approx(cost.bd_quality(*anchor, *test), abs=0.005)
+    assert cost.bd(cost.bd_quality, anchor, (np.array([0.7, 0.9]), np.array([23.0, 24.0])), 2) is None
+
+
 def test_the_summary_states_each_seeds_ratio_with_every_gap_beside_its_range(monkeypatch):
     model = {"codec": "vbr/N8", "steps": 100, "train_cpu_s": 600, "images": 7, "image_size": "512×512",
              "bpp": [0.1, 0.2], "psnr": [20.0, 22.0]}

@@ -72,18 +72,31 @@ def run(results: str, params: dict, extra: list[str]) -> None:
                         "--configfile", file.name, *extra], cwd=ROOT, check=True)
 
 
-def curve(folders: list[Path], metrics: list[Path]) -> dict:
-    """A model's points on the validation split (bpp from the bytes) with its training steps and CPU seconds."""
+def curve(folders: list[Path], metrics: list[Path]) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """A model's points on the validation split (bpp from the bytes) with its training steps and CPU seconds,
+    rounded for the summary, and its (bpp, PSNR) as measured, which the BD values are computed from."""
     points = rd_points(pd.concat([read_table(folder / "per_image.csv") for folder in folders])).sort_values("bpp")
     trained = [json.loads(path.read_text()) for path in metrics]
-    return {"steps": sum(m["steps"] for m in trained), "train_cpu_s": round(sum(m["train_seconds"] for m in trained)),
-            "images": int(points["images"].iloc[0]), "image_size": points["image_size"].iloc[0],
-            "bpp": points["bpp"].round(4).tolist(), "psnr": points["psnr"].round(2).tolist()}
+    return ({"steps": sum(m["steps"] for m in trained), "train_cpu_s": round(sum(m["train_seconds"] for m in trained)),
+             "images": int(points["images"].iloc[0]), "image_size": points["image_size"].iloc[0],
+             "bpp": points["bpp"].round(4).tolist(), "psnr": points["psnr"].round(2).tolist()},
+            (points["bpp"].to_numpy(), points["psnr"].to_numpy()))
 
 
 def finite(value: float, digits: int) -> float | None:
     """``value`` rounded, None when it cannot be computed (NaN: no range the two curves share)."""
     return None if math.isnan(value) else round(value, digits)
+
+
+def bd(function, anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+       digits: int) -> float | None:
+    """A Bjøntegaard value (``bd_rate``, ``bd_quality``) of ``test`` against ``anchor``, rounded; None when it cannot be
+    computed: no range the curves share, or a curve with two points at one quality (an under-trained sweep whose
+    λ points land on the same PSNR has no rate as a function of PSNR)."""
+    try:
+        return finite(function(*anchor, *test), digits)
+    except ValueError:
+        return None
 
 
 def shared_range(anchor: np.ndarray, test: np.ndarray) -> list[float] | None:
@@ -107,19 +120,15 @@ def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
     curve with the model's BD-PSNR and BD-rate against it, the budget where they draw level and the ratio."""
     first = ROOT / folders[first_budget]
     n_points = len(yaml.safe_load(PARAMS.read_text())["codec"]["sweep"]["lmbdas"])
-    variable = curve([first / "eval" / "variable_rate" / VARIABLE_ID / f"point{k}" / "val" for k in range(n_points)],
-                     [first / "variable_rate" / VARIABLE_ID / "metrics.json"])
+    variable, test = curve([first / "eval" / "variable_rate" / VARIABLE_ID / f"point{k}" / "val"
+                            for k in range(n_points)], [first / "variable_rate" / VARIABLE_ID / "metrics.json"])
     sweeps = []
     for budget, results in sorted(folders.items()):
         codecs = sorted((ROOT / results / "codecs" / SINGLE_ID).glob("lmbda*"))
-        sweep = curve([ROOT / results / "eval" / "learned" / SINGLE_ID / c.name / "val" for c in codecs],
-                      [c / "metrics.json" for c in codecs])
-        anchor, test = (np.array(sweep["bpp"]), np.array(sweep["psnr"])), (np.array(variable["bpp"]),
-                                                                            np.array(variable["psnr"]))
-        sweeps.append({"budget_s": budget, **sweep,
-                       "bd_psnr_db": finite(bd_quality(*anchor, *test), 2),
-                       "shared_bpp": shared_range(anchor[0], test[0]),
-                       "bd_rate_psnr": finite(bd_rate(*anchor, *test), 1),
+        sweep, anchor = curve([ROOT / results / "eval" / "learned" / SINGLE_ID / c.name / "val" for c in codecs],
+                              [c / "metrics.json" for c in codecs])
+        sweeps.append({"budget_s": budget, **sweep, "bd_psnr_db": bd(bd_quality, anchor, test, 2),
+                       "shared_bpp": shared_range(anchor[0], test[0]), "bd_rate_psnr": bd(bd_rate, anchor, test, 1),
                        "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)})
     budget = crossing(sweeps)
     return {"seed": seed, "variable_rate": {"codec": VARIABLE_ID, **variable},
