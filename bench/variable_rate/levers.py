@@ -3,9 +3,10 @@
 ``.venv/bin/python bench/variable_rate/levers.py [--seed S] [--results DIR] [snakemake arguments]``
 
 Runs ``bench/variable_rate/params.yaml`` with the seed's design alone (attention after the features, SimCLR
-features) in each entropy model of :data:`VARIANTS`: the paper's factorized prior per level, and
-``conditional: 1`` (levels 2… coded from the coarser level's latent). Each trains with the benchmark's budget
-(600 CPU-s; the two side by side) and codes every operating point to real bitstreams on the validation split,
+features) in each variant of :data:`VARIANTS`: the paper's factorized prior per level at strides 128…16,
+``conditional: 1`` (levels 2… coded from the coarser level's latent), and ``finest_stride: 8`` (the levels one
+octave finer, strides 64…8, so that no point is a thumbnail). Each trains with the benchmark's budget
+(600 CPU-s; two side by side) and codes every operating point to real bitstreams on the validation split,
 photos the training never sees. Writes one row per variant and point to
 ``bench/results-summary/variable-rate-levers.csv`` (training steps and CPU seconds; bpp from the bytes, PSNR and
 MS-SSIM as the report averages them; each variant's BD-rate on PSNR against the first, with the PSNR overlap it
@@ -35,7 +36,8 @@ PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"
 OUT = ROOT / "bench" / "results-summary" / "variable-rate-levers.csv"
 #: the sweep entries compared; the first is the anchor of the BD-rates
 VARIANTS = [{"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1},
-            {"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1, "conditional": 1}]
+            {"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1, "conditional": 1},
+            {"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1, "finest_stride": 8}]
 
 
 def run(results: str, seed: int, extra: list[str]) -> list[str]:

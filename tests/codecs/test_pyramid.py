@@ -39,19 +39,22 @@ def images(n=2, height=64, width=64, seed=1):
 
 
 def test_the_frozen_network_is_not_a_hyperparameter_and_simclr_needs_it():
-    assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr", "conditional"])
+    assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr", "conditional",
+                                                                 "finest_stride"])
     with pytest.raises(UserError, match="simclr: 1 reads the self-supervised features"):
         build_codec("pyramid", HYPER)
     with pytest.raises(UserError, match="attention is 4"):
         make_codec(attention=4)
     with pytest.raises(UserError, match="conditional 0 or 1, not 3, 1 and 2"):
         make_codec(conditional=2)
+    with pytest.raises(UserError, match="finest_stride is 4; use 16 or 8"):
+        make_codec(finest_stride=4)
     assert build_codec("pyramid", {**HYPER, "simclr": 0}).operating_points == 3  # the baseline needs none
 
 
-@pytest.mark.parametrize("conditional", [0, 1])
-def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass_rounds(conditional):
-    codec = make_codec(conditional=conditional).eval()
+@pytest.mark.parametrize("conditional, finest_stride", [(0, 16), (1, 16), (0, 8)])
+def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass_rounds(conditional, finest_stride):
+    codec = make_codec(conditional=conditional, finest_stride=finest_stride).eval()
     if conditional:  # means far from 0 and scales of every size, as after training
         for context in codec.context:
             torch.nn.init.normal_(context[-1].weight, std=0.5)
@@ -69,6 +72,9 @@ def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass
         assert (decoded.x_hat - forward).abs().max() < 1e-4
         for layer, latents in decoded.latents.items():  # the coder's ŷ is the one the analysis rounds to
             assert (latents.y_hat - analyzed[layer].y_hat).abs().max() < 1e-4
+        level = point + 1  # the finest decoded level: stride finest_stride · 2^(3 − level) on the padded image
+        stride = finest_stride * 2 ** (3 - level)
+        assert decoded.latents[f"level{level}"].y_hat.shape[-1] == pad(x, codec.pad_multiple).shape[-1] // stride
         sizes.append(sum(len(s) for b in bitstreams for layer in b.values() for s in layer.strings))
     assert sizes[0] < sizes[1] < sizes[2]  # each point adds a level's bits
     with pytest.raises(ValueError, match="3 operating points"):

@@ -14,9 +14,10 @@ Visual Attention" (2022), built from CompressAI's layers (GDN, ``EntropyBottlene
   attention sits on its stride-4 features, the mirror of the encoder's, rather
   than right before its last layer at stride 2, where attention over every pair
   of positions of a Kodak image does not fit a CPU budget.
-- **Feature pyramid encoder**: strided 5×5 convolutions with GDN from stride 4
-  down to stride 8 and one more per coarser level; level ``i`` (1 = coarsest,
-  stride 16·2^(levels−i)) is a strided 5×5 convolution to ``M`` channels, without
+- **Feature pyramid encoder**: 5×5 convolutions with GDN from stride 4 down to
+  half the finest level's stride (``finest_stride`` 16: to stride 8; 8: a
+  stride-1 step) and one stride-2 step more per coarser level; level ``i`` (1 =
+  coarsest, stride finest_stride·2^(levels−i)) is a strided 5×5 convolution to ``M`` channels, without
   GDN, of the pyramid at half its stride (bmshj2018-factorized's last analysis
   layer; a GDN step and then a 3×3 projection trained 1.5 dB worse at one level),
   quantised and entropy-coded to its own bitstream layer ``level<i>`` with a fully
@@ -68,8 +69,6 @@ from taskcodec.codecs.contract import Decoded, LayeredCodec, Latents
 from taskcodec.codecs.registry import register_codec
 from taskcodec.errors import UserError
 
-#: stride of the finest level's latent; level i of L has stride FINEST_STRIDE · 2^(L − i)
-FINEST_STRIDE = 16
 #: stride of the input features φ
 FEATURE_STRIDE = 4
 #: ``attention`` hyperparameter → (in the encoder, in the decoder)
@@ -106,8 +105,8 @@ class SelfAttention(nn.Module):
         return x + self.gamma * attended.transpose(1, 2).reshape(batch, channels, height, width)
 
 
-def _down(channels_in: int, channels_out: int) -> nn.Sequential:
-    return nn.Sequential(conv(channels_in, channels_out, kernel_size=5, stride=2), GDN(channels_out))
+def _down(channels_in: int, channels_out: int, stride: int = 2) -> nn.Sequential:
+    return nn.Sequential(conv(channels_in, channels_out, kernel_size=5, stride=stride), GDN(channels_out))
 
 
 @register_codec("pyramid")
@@ -116,20 +115,23 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     channels of each level's latent; ``levels``: pyramid levels = operating points; ``attention``: placement
     code of :data:`PLACEMENTS`; ``simclr``: 1 to read the frozen self-supervised features, 0 for the learned
     stem; ``conditional``: 1 to code levels 2…L conditioned on the next coarser level (module docstring), 0 for
-    the paper's factorized prior per level; ``ssl_model``: that frozen network (``channels``, ``stride`` 4,
+    the paper's factorized prior per level; ``finest_stride``: the finest level's stride, 16 or 8 (level i of L
+    has stride finest_stride · 2^(L − i)); ``ssl_model``: that frozen network (``channels``, ``stride`` 4,
     ``forward`` → features), given by the stage that builds the codec, also the perceptual term's feature space."""
 
     needs_ssl_model = True
     variable_rate = True
 
     def __init__(self, N: int, M: int, levels: int = 3, attention: int = 1, simclr: int = 1, conditional: int = 0,
-                 ssl_model: nn.Module | None = None):
+                 finest_stride: int = 16, ssl_model: nn.Module | None = None):
         super().__init__()
         if attention not in PLACEMENTS:
             raise UserError(f"pyramid: attention is {attention}; use 0 (none), 1 (encoder), 2 (decoder) or 3 (both)")
         if levels < 1 or simclr not in (0, 1) or conditional not in (0, 1):
             raise UserError(f"pyramid: levels must be ≥ 1 and simclr and conditional 0 or 1, not {levels}, "
                             f"{simclr} and {conditional}")
+        if finest_stride not in (8, 16):
+            raise UserError(f"pyramid: finest_stride is {finest_stride}; use 16 or 8")
         if simclr and ssl_model is None:
             raise UserError("the pyramid codec with simclr: 1 reads the self-supervised features: enable "
                             "variable_rate so that train_simclr runs first, or set simclr: 0")
@@ -138,7 +140,8 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         self.point_weights = tuple(2.0 * k + 1 for k in range(levels))
         self.all_layers = tuple(f"level{i}" for i in range(1, levels + 1))
         self.select_point(levels - 1)
-        self.pad_multiple = FINEST_STRIDE * 2 ** (levels - 1)
+        self.finest_stride = finest_stride
+        self.pad_multiple = finest_stride * 2 ** (levels - 1)
         # Frozen by construction rather than by requires_grad (CompressAI's net_aux_optimizer wants every
         # parameter trainable): it runs in eval mode, without gradient or with detached weights
         # (:meth:`ssl_features`), so its weights never get a gradient; a submodule, so the checkpoint carries them.
@@ -147,8 +150,10 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         stem_channels = ssl_model.channels if simclr else N
         self.stem = None if simclr else nn.Sequential(_down(3, N), _down(N, N))
         self.encoder_attention = SelfAttention(stem_channels) if encoder_attention else nn.Identity()
-        # stride 4 → 8, then one stride-2 step per coarser level; each level a strided 5×5 convolution of its input
-        self.pyramid = nn.ModuleList([_down(stem_channels, N)] + [_down(N, N) for _ in range(levels - 1)])
+        # stride 4 → finest_stride / 2, then one stride-2 step per coarser level; each level a strided 5×5
+        # convolution of its input
+        first = finest_stride // (2 * FEATURE_STRIDE)
+        self.pyramid = nn.ModuleList([_down(stem_channels, N, first)] + [_down(N, N) for _ in range(levels - 1)])
         self.project = nn.ModuleList([conv(N, M, kernel_size=5, stride=2) for _ in range(levels)])  # finest first
         # level order: every level's, or level 1's alone when the finer ones are conditional
         self.entropy_bottlenecks = nn.ModuleList([EntropyBottleneck(M) for _ in range(1 if conditional else levels)])
@@ -159,7 +164,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         self.gaussian_conditional = GaussianConditional(None) if conditional else None
         self.inject = nn.ModuleList([conv(M, N, kernel_size=3, stride=1) for _ in range(levels - 1)])  # θ_2…θ_L
         # trunk: from level 1's stride down to 1, one 2× step each; its stride-4 features may be attended
-        steps = (levels - 1) + 4
+        steps = (levels - 1) + finest_stride.bit_length() - 1
         self.trunk = nn.ModuleList([nn.Sequential(deconv(M if i == 0 else N, N if i < steps - 1 else 3,
                                                          kernel_size=5, stride=2),
                                                   GDN(N, inverse=True) if i < steps - 1 else nn.Identity())
@@ -215,7 +220,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         scales = []
         for down in self.pyramid:
             h = down(h)
-            scales.append(h)  # the finest level's input (stride 8) first
+            scales.append(h)  # the finest level's input (stride finest_stride / 2) first
         latents = [project(scale) for project, scale in zip(self.project, scales)][::-1]
         return latents[: self.point + 1]
 
@@ -324,7 +329,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
                 latents[layer] = Latents(self.gaussian_conditional.decompress(strings[layer][0], indexes,
                                                                               means=means), scales)
             else:
-                stride = FINEST_STRIDE * 2 ** (self.levels - 1 - i)
+                stride = self.finest_stride * 2 ** (self.levels - 1 - i)
                 shape = (padded_size[0] // stride, padded_size[1] // stride)
                 latents[layer] = Latents(self.entropy_bottlenecks[i].decompress(strings[layer][0], shape), None)
             y_hat = latents[layer].y_hat
