@@ -7,7 +7,8 @@ import pytest
 import pytorch_msssim
 import torch
 
-from taskcodec.metrics import bd_quality, bd_rate, ms_ssim, ms_ssim_scales, ms_ssim_uint8, psnr, psnr_batch, region_psnr
+from taskcodec.metrics import (bd_or_reason, bd_quality, bd_rate, ms_ssim, ms_ssim_scales, ms_ssim_uint8, psnr,
+                               psnr_batch, region_psnr)
 
 METHODS = ["pchip", "cubic"]
 
@@ -150,6 +151,14 @@ def test_bd_quality_of_one_db_offset(method):
 def test_non_overlapping_curves_give_nan(method):
     assert math.isnan(bd_rate(RATES, PSNRS, RATES, PSNRS + 20, method=method))
     assert math.isnan(bd_quality(RATES, PSNRS, RATES * 100, PSNRS, method=method))
+
+
+def test_bd_or_reason_gives_the_value_or_says_why_there_is_none():
+    assert bd_or_reason(bd_rate, RATES, PSNRS, RATES * 0.5, PSNRS) == (pytest.approx(-50.0), "")
+    value, reason = bd_or_reason(bd_rate, RATES, PSNRS, RATES, PSNRS + 20)  # no shared range: NaN, nothing to fix
+    assert math.isnan(value) and reason == ""
+    value, reason = bd_or_reason(bd_rate, RATES, PSNRS, [0.2, 0.3, 0.4], [30.0, 30.0, 31.0])  # two λ on one PSNR
+    assert math.isnan(value) and reason.startswith("quality values must be distinct")
 
 
 def test_too_few_points_raise():

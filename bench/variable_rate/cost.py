@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 
 from taskcodec.evaluation import read_table
-from taskcodec.metrics import bd_quality, bd_rate
+from taskcodec.metrics import bd_or_reason, bd_quality, bd_rate
 from taskcodec.params import codec_dirname, number_id
 from taskcodec.report.tables import overlap, rd_points
 
@@ -90,13 +90,9 @@ def finite(value: float, digits: int) -> float | None:
 
 def bd(function, anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
        digits: int) -> float | None:
-    """A Bjøntegaard value (``bd_rate``, ``bd_quality``) of ``test`` against ``anchor``, rounded; None when it cannot be
-    computed: no range the curves share, or a curve with two points at one quality (an under-trained sweep whose
-    λ points land on the same PSNR has no rate as a function of PSNR)."""
-    try:
-        return finite(function(*anchor, *test), digits)
-    except ValueError:
-        return None
+    """A Bjøntegaard value (``bd_rate``, ``bd_quality``) of ``test`` against ``anchor``, rounded; None when it
+    cannot be computed (:func:`~taskcodec.metrics.bd_or_reason`)."""
+    return finite(bd_or_reason(function, *anchor, *test)[0], digits)
 
 
 def shared_range(anchor: np.ndarray, test: np.ndarray) -> list[float] | None:

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from taskcodec.evaluation import read_table
-from taskcodec.metrics import bd_rate
+from taskcodec.metrics import bd_or_reason, bd_rate
 from taskcodec.params import codec_dirname
 from taskcodec.report.tables import overlap, rd_points
 
@@ -69,7 +69,8 @@ def collect(results: Path, codecs: list[str], seed: int) -> pd.DataFrame:
         frames.append(points.assign(seed=seed, variant=codec, steps=metrics["steps"],
                                     train_cpu_s=round(metrics["train_seconds"])))
     anchor = frames[0]
-    rows = pd.concat([frame.assign(bd_rate_psnr=bd_rate(anchor["bpp"], anchor["psnr"], frame["bpp"], frame["psnr"]),
+    rows = pd.concat([frame.assign(bd_rate_psnr=bd_or_reason(bd_rate, anchor["bpp"], anchor["psnr"], frame["bpp"],
+                                                             frame["psnr"])[0],
                                    overlap_psnr_db=overlap(anchor["psnr"].to_numpy(), frame["psnr"].to_numpy()))
                       for frame in frames], ignore_index=True)
     columns = ["seed", "variant", "steps", "train_cpu_s", "point", "images", "image_size", "bpp", "psnr", "ms_ssim",

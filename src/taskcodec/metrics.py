@@ -230,3 +230,14 @@ def bd_quality(rate_anchor, quality_anchor, rate_test, quality_test, method: str
     return _bd_difference(
         _log_rates(rate_anchor), quality_anchor, _log_rates(rate_test), quality_test, "rate", method
     )
+
+
+def bd_or_reason(function, rate_anchor, quality_anchor, rate_test, quality_test,
+                 method: str = "pchip") -> tuple[float, str]:
+    """``function`` (:func:`bd_rate` or :func:`bd_quality`) of test against anchor, and ``""``; or NaN and why
+    it cannot exist when a curve cannot be fitted (e.g. an under-trained sweep with two λ on one PSNR has no
+    rate as a function of PSNR). NaN with ``""``: the curves share no range."""
+    try:
+        return function(rate_anchor, quality_anchor, rate_test, quality_test, method=method), ""
+    except ValueError as err:
+        return math.nan, str(err)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from taskcodec.errors import UserError
-from taskcodec.metrics import bd_quality, bd_rate
+from taskcodec.metrics import bd_or_reason, bd_quality, bd_rate
 
 #: the ``kind`` values of learned codec points (the others: classical, reference)
 LEARNED_KINDS = ("pretrained", "finetuned", "scalable", "variable-rate")
@@ -82,12 +82,9 @@ def bd_rate_table(points: pd.DataFrame, method: str) -> pd.DataFrame:
         for anchor_name, anchor in anchors.groupby("codec"):
             row = {"codec": test_name, "anchor": anchor_name, "note": ""}
             for column, function, metric, transform in measures:
-                try:
-                    row[column] = function(anchor["bpp"].to_numpy(), transform(anchor[metric]),
-                                           test["bpp"].to_numpy(), transform(test[metric]), method=method)
-                except ValueError as err:
-                    row[column] = math.nan
-                    row["note"] = str(err)
+                row[column], reason = bd_or_reason(function, anchor["bpp"].to_numpy(), transform(anchor[metric]),
+                                                   test["bpp"].to_numpy(), transform(test[metric]), method=method)
+                row["note"] = reason or row["note"]
             row["overlap_psnr_db"] = overlap(anchor["psnr"].to_numpy(), test["psnr"].to_numpy())
             row["overlap_ms_ssim_db"] = overlap(ms_ssim_db(anchor["ms_ssim"]), ms_ssim_db(test["ms_ssim"]))
             if not row["note"] and math.isnan(row["bd_rate_psnr"]):
