@@ -224,10 +224,10 @@ def render_pipeline_speed() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_variable_rate() -> str:
+def render_variable_rate(name: str = "variable-rate.json") -> str:
     """Seed 001's benchmark: every variable-rate model's curve, its training cost, its BD-rates against the
     single-rate codecs (same total budget in this run; a committed bench/kodak run) and the classical codecs."""
-    summary = _json("variable-rate.json")
+    summary = _json(name)
     block = summary["variable_rate"]
     name, cpu = (block["committed_single_rate"][key] for key in ("summary", "train_seconds"))
     lines = ["| model | training steps | training CPU-s | single-rate CPU-s for as many λ: this run "
@@ -356,6 +356,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "machine": lambda: classification(_json("machine.json")["machine"]["classification"]),
     "machine-headline": lambda: classification_headline(_json("machine.json")["machine"]["classification"]),
     "variable-rate": render_variable_rate,
+    "variable-rate-budget4x": lambda: render_variable_rate("variable-rate-budget4x.json"),
     "variable-rate-levers": render_variable_rate_levers,
     "variable-rate-cost": render_variable_rate_cost,
     "scale": render_scale,

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from snakemake.utils import update_config
 
 from taskcodec.codecs.registry import CODECS
 from taskcodec.errors import UserError
@@ -27,7 +28,8 @@ def params():
     return load_yaml(ROOT / "params.yaml")
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "bench/machine/params.yaml", "bench/kodak/params.yaml"])
+@pytest.mark.parametrize("path", ["params.yaml", "bench/machine/params.yaml", "bench/kodak/params.yaml",
+                                  "bench/variable_rate/params.yaml"])
 def test_shipped_params_are_valid(path):
     params = load_yaml(ROOT / path)
     validate_params(params, SCHEMA, source=path)
@@ -44,6 +46,17 @@ def test_the_kodak_overlay_changes_only_its_keys_of_the_study():
     params["results_dir"] = overlay["results_dir"]
     params["codec"]["train"].update(overlay["codec"]["train"])
     validate_params(params, SCHEMA, source="bench/kodak/independent.yaml")
+
+
+def test_the_variable_rate_overlay_gives_every_model_four_times_the_budget_in_all():
+    """bench/variable_rate/run.sh passes budget4x.yaml after the benchmark's params; Snakemake merges it."""
+    params = load_yaml(ROOT / "bench/variable_rate/params.yaml")
+    update_config(params, load_yaml(ROOT / "bench/variable_rate/budget4x.yaml"))
+    validate_params(params, SCHEMA, source="bench/variable_rate/budget4x.yaml")
+    assert params["results_dir"] != "bench/results/variable_rate"
+    per_lmbda, lmbdas = params["codec"]["train"]["time_budget_s"], len(params["codec"]["sweep"]["lmbdas"])
+    assert params["variable_rate"]["train"]["time_budget_s"] == lmbdas * per_lmbda == 4 * 600
+    assert params["evaluate"]["classical"]["hevc"]  # merged key by key: the benchmark's other codecs stay
 
 
 def test_mistyped_key_names_the_key_and_the_closest_valid_one(params):
