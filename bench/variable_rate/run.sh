@@ -20,9 +20,9 @@ if [ $# -gt 0 ] && [[ $1 == *.yaml ]]; then
 fi
 bash scripts/setup.sh
 results=$(.venv/bin/python -c 'import sys, yaml
-results = (yaml.safe_load(open(sys.argv[-1])) or {}).get("results_dir")
-sys.exit("error: " + sys.argv[-1] + " names no results_dir; add one so it does not write into the benchmark'"'"'s results"
-         ) if len(sys.argv) > 2 and not results else print(results)' "${files[@]}")
+print((yaml.safe_load(open(sys.argv[1])) or {}).get("results_dir") or "")' "${files[-1]}")
+[ -n "$results" ] || { echo "error: ${files[-1]} names no results_dir; add one so it does not write into the" \
+    "benchmark's results" >&2; exit 2; }
 .venv/bin/snakemake --profile workflow/profiles/local --configfile "${files[@]}" "$@"
 .venv/bin/python bench/collect.py --results "$results" --dataset kodak \
     --references ../shared/reference/compressai-kodak --single-rate bench/results-summary/kodak.json \
