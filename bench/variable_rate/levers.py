@@ -1,11 +1,12 @@
-"""The pyramid codec's entropy model (seed 001), chosen on the photos' validation split, never on Kodak.
+"""The pyramid codec's entropy model and training (seed 001), chosen on the photos' validation split, never on Kodak.
 
 ``.venv/bin/python bench/variable_rate/levers.py [--seed S] [--results DIR] [snakemake arguments]``
 
 Runs ``bench/variable_rate/params.yaml`` with the seed's design alone (attention after the features, SimCLR
 features) in each variant of :data:`VARIANTS`: the paper's factorized prior per level at strides 128…16,
-``conditional: 1`` (levels 2… coded from the coarser level's latent), and ``finest_stride: 8`` (the levels one
-octave finer, strides 64…8, so that no point is a thumbnail). Each trains with the benchmark's budget
+``conditional: 1`` (levels 2… coded from the coarser level's latent), ``finest_stride: 8`` (the levels one
+octave finer, strides 64…8, so that no point is a thumbnail), and ``joint: 1`` (every point trained at each step,
+the paper's equation 2 summed rather than one point drawn). Each trains with the benchmark's budget
 (600 CPU-s; two side by side) and codes every operating point to real bitstreams on the validation split,
 photos the training never sees. Writes one row per variant and point to
 ``bench/results-summary/variable-rate-levers.csv`` (training steps and CPU seconds; bpp from the bytes, PSNR and
@@ -37,7 +38,8 @@ OUT = ROOT / "bench" / "results-summary" / "variable-rate-levers.csv"
 #: the sweep entries compared; the first is the anchor of the BD-rates
 VARIANTS = [{"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1},
             {"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1, "conditional": 1},
-            {"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1, "finest_stride": 8}]
+            {"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1, "finest_stride": 8},
+            {"arch": "pyramid", "N": 48, "M": 64, "attention": 1, "simclr": 1, "joint": 1}]
 
 
 def run(results: str, seed: int, extra: list[str]) -> list[str]:

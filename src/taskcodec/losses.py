@@ -183,18 +183,32 @@ class VariableRateLoss(nn.Module):
     :class:`RateDistortionLoss` at λ_k. ``P`` is 255²·MSE between the frozen
     network's features of x and x̂ (``features``, ``features_hat`` in the output)
     on the scale of D, so β weighs it against the pixel MSE; β = 0 drops it.
+    An output that holds every point's (``points``, a codec trained on all its
+    points at each step) gets that expectation itself: each term the mean of
+    the points' terms weighted by ``point_weights`` (None: all alike).
     """
 
-    def __init__(self, lmbdas: list[float], distortion: str = "mse", perceptual_weight: float = 0.0):
+    def __init__(self, lmbdas: list[float], distortion: str = "mse", perceptual_weight: float = 0.0,
+                 point_weights: tuple[float, ...] | None = None):
         super().__init__()
         if list(lmbdas) != sorted(lmbdas):
             raise UserError(f"the λ of a variable-rate codec's points must ascend, not {list(lmbdas)}")
         self.points = nn.ModuleList([RateDistortionLoss(lmbda, distortion) for lmbda in lmbdas])
         self.lmbdas, self.perceptual_weight = list(lmbdas), perceptual_weight
+        self.point_weights = point_weights or (1.0,) * len(lmbdas)
 
     def forward(self, output: dict, target: torch.Tensor,
                 weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        point = output["point"] if len(self.points) > 1 else 0
+        if "points" in output:
+            at_points = [self.at_point(k, out, target, weights) for k, out in enumerate(output["points"])]
+            total = sum(self.point_weights)
+            return {key: sum(w * losses[key] for w, losses in zip(self.point_weights, at_points)) / total
+                    for key in at_points[0]}
+        return self.at_point(output["point"] if len(self.points) > 1 else 0, output, target, weights)
+
+    def at_point(self, point: int, output: dict, target: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of operating point ``point`` from that point's ``output``."""
         losses = self.points[point](output, target, weights)
         if self.perceptual_weight == 0:
             return losses

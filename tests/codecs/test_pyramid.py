@@ -40,12 +40,12 @@ def images(n=2, height=64, width=64, seed=1):
 
 def test_the_frozen_network_is_not_a_hyperparameter_and_simclr_needs_it():
     assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr", "conditional",
-                                                                 "finest_stride"])
+                                                                 "finest_stride", "joint"])
     with pytest.raises(UserError, match="simclr: 1 reads the self-supervised features"):
         build_codec("pyramid", HYPER)
     with pytest.raises(UserError, match="attention is 4"):
         make_codec(attention=4)
-    with pytest.raises(UserError, match="conditional 0 or 1, not 3, 1 and 2"):
+    with pytest.raises(UserError, match="conditional and joint 0 or 1, not 3, 1, 2 and 0"):
         make_codec(conditional=2)
     with pytest.raises(UserError, match="finest_stride is 4; use 16 or 8"):
         make_codec(finest_stride=4)
@@ -162,6 +162,31 @@ def test_the_loss_weights_each_point_with_its_lambda_and_the_perceptual_term():
         codec_loss(codec, [0.001, 0.01], None, "mse")
     with pytest.raises(UserError, match="must ascend"):
         VariableRateLoss([0.1, 0.01, 0.001])
+
+
+def test_a_joint_step_trains_every_point_from_one_encoder_pass_weighted_as_the_draw():
+    codec = make_codec(joint=1)
+    criterion, _ = codec_loss(codec, [0.001, 0.01, 0.1], None, "mse")
+    x = images()
+    codec.select_point(0)  # the drawn point does not matter: every point trains
+    out = codec(x, quantization="ste")
+    assert [set(point["likelihoods"]) for point in out["points"]] == [{"level1"}, {"level1", "level2"},
+                                                                      {"level1", "level2", "level3"}]
+    drawn = make_codec(joint=0)  # the same weights, trained one drawn point at a time
+    for k, point in enumerate(out["points"]):  # each point decodes as that point alone does
+        drawn.select_point(k)
+        assert torch.allclose(point["x_hat"], drawn(x, quantization="ste")["x_hat"], atol=1e-6)
+    expected = 0.0
+    for k, (lmbda, point) in enumerate(zip([0.001, 0.01, 0.1], out["points"])):
+        bpp = sum(lk.log2().sum() for layer in point["likelihoods"].values() for lk in layer.values()) / (-2 * 64 * 64)
+        expected += (2 * k + 1) / 9 * (bpp + lmbda * 255**2 * (point["x_hat"] - x).square().mean())
+    losses = criterion(out, x)
+    assert torch.isclose(losses["loss"], expected)
+    losses["loss"].backward()
+    assert all(p.grad is not None for name, p in codec.named_parameters()
+               if not name.startswith("ssl_model") and not name.endswith("quantiles"))
+    codec.eval()
+    assert "points" not in codec(x)  # validation and coding: the selected point alone
 
 
 def test_the_frozen_network_runs_only_for_what_the_loss_and_the_encoder_read():

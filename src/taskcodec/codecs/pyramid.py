@@ -46,9 +46,12 @@ the finer points, which carry the most information, more often), and applies
 ``R_{≤k} + λ_k·D + β·λ_k·P`` with the run's ascending λ list: an unbiased
 estimate of the paper's equation 2, ``Σ_i α_i·D_i + β_i·P_i + γ_i·H_i``, with
 α_i ∝ (2i−1)·λ_i and β_i ∝ β·(2i−1)·λ_i growing and γ_i ∝ Σ_{j≥i} (2j−1)
-falling with the level, the ordering the paper prescribes. Both the
-modulation and the weighted draw were chosen on the photos' validation split
-(bench/README.md, "One model, many rates").
+falling with the level, the ordering the paper prescribes. ``joint=1`` computes
+that sum itself instead: one encoder pass, every point decoded (``points`` in
+the training output), each point's loss weighted as the draw would weigh it;
+a step then costs about 2.7 drawn ones at 4 levels. Both the modulation and
+the weighted draw were chosen on the photos' validation split (bench/README.md,
+"One model, many rates").
 ``P`` is the MSE between the frozen self-supervised network's features of x and
 x̂ (the paper uses VGG-19's, which cannot be downloaded here).
 """
@@ -116,27 +119,28 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     code of :data:`PLACEMENTS`; ``simclr``: 1 to read the frozen self-supervised features, 0 for the learned
     stem; ``conditional``: 1 to code levels 2…L conditioned on the next coarser level (module docstring), 0 for
     the paper's factorized prior per level; ``finest_stride``: the finest level's stride, 16 or 8 (level i of L
-    has stride finest_stride · 2^(L − i)); ``ssl_model``: that frozen network (``channels``, ``stride`` 4,
-    ``forward`` → features), given by the stage that builds the codec, also the perceptual term's feature space."""
+    has stride finest_stride · 2^(L − i)); ``joint``: 1 to train every point at each step (module docstring), 0
+    for one drawn point; ``ssl_model``: that frozen network (``channels``, ``stride`` 4, ``forward`` → features),
+    given by the stage that builds the codec, also the perceptual term's feature space."""
 
     needs_ssl_model = True
     variable_rate = True
 
     def __init__(self, N: int, M: int, levels: int = 3, attention: int = 1, simclr: int = 1, conditional: int = 0,
-                 finest_stride: int = 16, ssl_model: nn.Module | None = None):
+                 finest_stride: int = 16, joint: int = 0, ssl_model: nn.Module | None = None):
         super().__init__()
         if attention not in PLACEMENTS:
             raise UserError(f"pyramid: attention is {attention}; use 0 (none), 1 (encoder), 2 (decoder) or 3 (both)")
-        if levels < 1 or simclr not in (0, 1) or conditional not in (0, 1):
-            raise UserError(f"pyramid: levels must be ≥ 1 and simclr and conditional 0 or 1, not {levels}, "
-                            f"{simclr} and {conditional}")
+        if levels < 1 or simclr not in (0, 1) or conditional not in (0, 1) or joint not in (0, 1):
+            raise UserError(f"pyramid: levels must be ≥ 1 and simclr, conditional and joint 0 or 1, not {levels}, "
+                            f"{simclr}, {conditional} and {joint}")
         if finest_stride not in (8, 16):
             raise UserError(f"pyramid: finest_stride is {finest_stride}; use 16 or 8")
         if simclr and ssl_model is None:
             raise UserError("the pyramid codec with simclr: 1 reads the self-supervised features: enable "
                             "variable_rate so that train_simclr runs first, or set simclr: 0")
         self.levels, self.simclr, self.operating_points = levels, bool(simclr), levels
-        self.conditional = bool(conditional)
+        self.conditional, self.joint = bool(conditional), bool(joint)
         self.point_weights = tuple(2.0 * k + 1 for k in range(levels))
         self.all_layers = tuple(f"level{i}" for i in range(1, levels + 1))
         self.select_point(levels - 1)
@@ -212,9 +216,10 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         with torch.no_grad():
             return self.ssl_model(x)
 
-    def _latents(self, x: torch.Tensor, features: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The unquantised latents of the active levels, coarsest (level 1) first; ``features``: the
-        self-supervised features of ``x`` when the caller has them already."""
+    def _latents(self, x: torch.Tensor, features: torch.Tensor | None = None,
+                 count: int | None = None) -> list[torch.Tensor]:
+        """The unquantised latents of the first ``count`` levels (None: the selected point's), coarsest (level 1)
+        first; ``features``: the self-supervised features of ``x`` when the caller has them already."""
         phi = features if self.simclr and features is not None else self.input_features(x)
         h = self.encoder_attention(phi)
         scales = []
@@ -222,7 +227,7 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
             h = down(h)
             scales.append(h)  # the finest level's input (stride finest_stride / 2) first
         latents = [project(scale) for project, scale in zip(self.project, scales)][::-1]
-        return latents[: self.point + 1]
+        return latents[: self.point + 1 if count is None else count]
 
     def synthesize(self, latents: dict[str, Latents]) -> torch.Tensor:
         """The hierarchical decoder: ŷ_1 through the shared trunk, each further level added at its resolution."""
@@ -275,18 +280,29 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     # ------------------------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor, quantization: str = "noise") -> dict:
         """Training pass at the selected point: ``x_hat``, the likelihoods of its levels, and when the loss has
-        a perceptual term (:attr:`perceptual`) the self-supervised network's features of x and x̂."""
+        a perceptual term (:attr:`perceptual`) the self-supervised network's features of x and x̂. A ``joint``
+        codec in training mode passes every point from one encoder pass: ``points``, that output for each point,
+        the finest's also at the top."""
         features = None
         if self.ssl_model is not None and (self.perceptual or self.simclr):  # once: encoder input, perceptual target
             with torch.no_grad():
                 features = self.ssl_model(x)
+        joint = self.joint and self.training
         y_hats, likelihoods = [], {}
-        for i, y in enumerate(self._latents(x, features)):
+        for i, y in enumerate(self._latents(x, features, self.levels if joint else None)):
             y_hat, y_likelihoods, center, _ = self._entropy_model(i, y, y_hats[-1] if y_hats else None, alone=False)
             likelihoods[self.all_layers[i]] = {"y": y_likelihoods}
             if quantization == "ste":  # the coder rounds around the medians or the predicted means
                 y_hat = quantize_ste(y - center) + center
             y_hats.append(y_hat)
+        if not joint:
+            return self._output(y_hats, likelihoods, features)
+        points = [self._output(y_hats[: k + 1], {layer: likelihoods[layer] for layer in self.all_layers[: k + 1]},
+                               features) for k in range(self.levels)]
+        return {**points[-1], "points": points}
+
+    def _output(self, y_hats: list[torch.Tensor], likelihoods: dict, features: torch.Tensor | None) -> dict:
+        """The training output of the point that decodes ``y_hats`` (see :meth:`forward`)."""
         out = {"x_hat": self._synthesize(y_hats), "likelihoods": likelihoods}
         if self.perceptual and features is not None:
             out["features"], out["features_hat"] = features, self.ssl_features(out["x_hat"])

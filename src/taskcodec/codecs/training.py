@@ -105,7 +105,7 @@ def codec_loss(model: CompressionModel, lmbda: float | list[float], task_lmbda: 
             raise UserError(f"{type(model).__name__} has {model.operating_points} operating points but "
                             f"{len(lmbdas)} λ were given; give one λ per point")
         model.perceptual = perceptual_weight > 0  # the features of x̂ only when the loss reads them
-        return VariableRateLoss(lmbdas, distortion, perceptual_weight), ()
+        return VariableRateLoss(lmbdas, distortion, perceptual_weight, model.point_weights), ()
     if not getattr(model, "needs_task_model", False):
         return RateDistortionLoss(lmbda, distortion), ()
     if task_lmbda is None:
