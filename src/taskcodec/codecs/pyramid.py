@@ -49,7 +49,7 @@ estimate of the paper's equation 2, ``Σ_i α_i·D_i + β_i·P_i + γ_i·H_i``, 
 falling with the level, the ordering the paper prescribes. ``joint=1`` computes
 that sum itself instead: one encoder pass, every point decoded (``points`` in
 the training output), each point's loss weighted as the draw would weigh it;
-a step then costs about 2.7 drawn ones at 4 levels. Both the modulation and
+a step then costs about 2.5 drawn ones at 4 levels. Both the modulation and
 the weighted draw were chosen on the photos' validation split (bench/README.md,
 "One model, many rates").
 ``P`` is the MSE between the frozen self-supervised network's features of x and
