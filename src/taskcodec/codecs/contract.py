@@ -36,7 +36,9 @@ What the stages call, and nothing else:
   on, ``forward``, ``encode`` and ``decode`` work at operating point ``k``
   (0 = the lowest rate), which the training loss weights with its own λ;
   ``set_lambdas(lmbdas)`` tells it the run's λ, one per point; ``point_weights``
-  (``None``: all alike) how often training draws each point.
+  (``None``: all alike) how often training draws each point. A training
+  ``forward`` may instead return every point's output under ``points`` (the
+  pyramid's ``joint``), which the loss weighs with the same ``point_weights``.
 
 A new architecture is one module with one class decorated by
 :func:`taskcodec.codecs.registry.register_codec`; see README "Extending taskcodec".
