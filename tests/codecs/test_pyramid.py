@@ -10,6 +10,7 @@ from taskcodec.codecs.coding import decode_images, encode_images, pad
 from taskcodec.codecs.pyramid import SelfAttention
 from taskcodec.codecs.registry import build_codec, codec_hyperparameters
 from taskcodec.codecs.training import codec_loss
+from taskcodec.data.sources import WindowSampler
 from taskcodec.errors import UserError
 from taskcodec.losses import VariableRateLoss
 
@@ -40,19 +41,22 @@ def images(n=2, height=64, width=64, seed=1):
 
 def test_the_frozen_network_is_not_a_hyperparameter_and_simclr_needs_it():
     assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr", "conditional",
-                                                                 "finest_stride", "joint"])
+                                                                 "finest_stride", "joint", "top_only"])
     with pytest.raises(UserError, match="simclr: 1 reads the self-supervised features"):
         build_codec("pyramid", HYPER)
     with pytest.raises(UserError, match="attention is 4"):
         make_codec(attention=4)
-    with pytest.raises(UserError, match="conditional and joint 0 or 1, not 3, 1, 2 and 0"):
+    with pytest.raises(UserError, match="joint and top_only 0 or 1, not 3, 1, 2, 0 and 0"):
         make_codec(conditional=2)
-    with pytest.raises(UserError, match="finest_stride is 4; use 16 or 8"):
-        make_codec(finest_stride=4)
+    for stride in (4, 24):
+        with pytest.raises(UserError, match=f"finest_stride is {stride}; use a power of two ≥ 8"):
+            make_codec(finest_stride=stride)
+    with pytest.raises(UserError, match="joint 1 trains every point and top_only 1 the top point alone"):
+        make_codec(joint=1, top_only=1)
     assert build_codec("pyramid", {**HYPER, "simclr": 0}).operating_points == 3  # the baseline needs none
 
 
-@pytest.mark.parametrize("conditional, finest_stride", [(0, 16), (1, 16), (0, 8)])
+@pytest.mark.parametrize("conditional, finest_stride", [(0, 16), (1, 16), (0, 8), (0, 32)])
 def test_each_point_codes_a_prefix_of_the_levels_and_decodes_as_the_forward_pass_rounds(conditional, finest_stride):
     codec = make_codec(conditional=conditional, finest_stride=finest_stride).eval()
     if conditional:  # means far from 0 and scales of every size, as after training
@@ -135,6 +139,26 @@ def test_point_1_uses_level_2s_modulation_and_not_level_3s():
     used = {name for name in _trained(codec) if name.startswith("modulate")}
     assert used == {"modulate.0"}
     assert codec.point_weights == (1.0, 3.0, 5.0)  # the finer points drawn more often
+
+
+def test_a_top_only_pyramid_is_the_member_of_a_larger_pyramids_family_for_its_top_point():
+    big = make_codec(levels=3)  # levels at strides 64, 32, 16
+    member = make_codec(levels=2, finest_stride=32, top_only=1)  # its points 0 and 1 alone: strides 64 and 32
+    x = images(1, 128, 128)
+    with torch.no_grad():
+        assert [y.shape for y in member._latents(x, count=2)] == [y.shape for y in big._latents(x, count=2)]
+    assert len(member.trunk) == len(big.trunk) and member.pad_multiple == big.pad_multiple == 64
+    # the same encoder depth and decoder: the member lacks only the finest level's own parameters
+    def count(*modules):
+        return sum(p.numel() for module in modules for p in module.parameters())
+    finest = count(big.project[0], big.entropy_bottlenecks[-1], big.inject[1]) + big.modulate[1].numel()
+    assert count(big) - count(member) == finest
+    # trained at its top point alone: the trainer's draw never picks another
+    sampler = WindowSampler(4, 2, 32, 32, 16, 2, torch.Generator().manual_seed(0), member.point_weights)
+    assert member.point_weights == (0.0, 1.0)
+    assert {window[0].point for window, _ in zip(sampler, range(50))} == {1}
+    drawn = WindowSampler(4, 2, 32, 32, 16, 3, torch.Generator().manual_seed(0), big.point_weights)
+    assert {window[0].point for window, _ in zip(drawn, range(50))} == {0, 1, 2}
 
 
 def _trained(codec):

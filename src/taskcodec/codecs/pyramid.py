@@ -15,8 +15,9 @@ Visual Attention" (2022), built from CompressAI's layers (GDN, ``EntropyBottlene
   than right before its last layer at stride 2, where attention over every pair
   of positions of a Kodak image does not fit a CPU budget.
 - **Feature pyramid encoder**: 5×5 convolutions with GDN from stride 4 down to
-  half the finest level's stride (``finest_stride`` 16: to stride 8; 8: a
-  stride-1 step) and one stride-2 step more per coarser level; level ``i`` (1 =
+  half the finest level's stride (``finest_stride`` 16: one stride-2 step to
+  stride 8; 8: a stride-1 step; 32, 64, …: one stride-2 step more per octave)
+  and one stride-2 step more per coarser level; level ``i`` (1 =
   coarsest, stride finest_stride·2^(levels−i)) is a strided 5×5 convolution to ``M`` channels, without
   GDN, of the pyramid at half its stride (bmshj2018-factorized's last analysis
   layer; a GDN step and then a 3×3 projection trained 1.5 dB worse at one level),
@@ -49,7 +50,11 @@ estimate of the paper's equation 2, ``Σ_i α_i·D_i + β_i·P_i + γ_i·H_i``, 
 falling with the level, the ordering the paper prescribes. ``joint=1`` computes
 that sum itself instead: one encoder pass, every point decoded (``points`` in
 the training output), each point's loss weighted as the draw would weigh it;
-a step then costs about 2.5 drawn ones at 4 levels. Both the modulation and
+a step then costs about 2.5 drawn ones at 4 levels. ``top_only=1`` trains the
+top point alone: with ``finest_stride`` 16·2^(L'−L) and the first L of an
+L'-level pyramid's λ, it is the per-λ member of that pyramid's family for its
+point L (the same levels, strides and decoder), what a variable-rate pyramid's
+training cost is measured against. Both the modulation and
 the weighted draw were chosen on the photos' validation split (bench/README.md,
 "One model, many rates").
 ``P`` is the MSE between the frozen self-supervised network's features of x and
@@ -112,36 +117,48 @@ def _down(channels_in: int, channels_out: int, stride: int = 2) -> nn.Sequential
     return nn.Sequential(conv(channels_in, channels_out, kernel_size=5, stride=stride), GDN(channels_out))
 
 
+def _to_finest(channels_in: int, channels_out: int, finest_stride: int) -> nn.Sequential:
+    """From the features' stride 4 to half the finest level's stride: one stride-1 step (finest 8) or one
+    stride-2 step per octave (5×5 convolutions with GDN)."""
+    if finest_stride == 8:
+        return _down(channels_in, channels_out, 1)
+    octaves = finest_stride.bit_length() - 4  # 16 → 1, 32 → 2, …
+    return nn.Sequential(*[layer for i in range(octaves)
+                           for layer in _down(channels_in if i == 0 else channels_out, channels_out)])
+
+
 @register_codec("pyramid")
 class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     """Seed 001's variable-rate codec (see the module docstring). ``N``: channels of the transforms; ``M``:
     channels of each level's latent; ``levels``: pyramid levels = operating points; ``attention``: placement
     code of :data:`PLACEMENTS`; ``simclr``: 1 to read the frozen self-supervised features, 0 for the learned
     stem; ``conditional``: 1 to code levels 2…L conditioned on the next coarser level (module docstring), 0 for
-    the paper's factorized prior per level; ``finest_stride``: the finest level's stride, 16 or 8 (level i of L
-    has stride finest_stride · 2^(L − i)); ``joint``: 1 to train every point at each step (module docstring), 0
-    for one drawn point; ``ssl_model``: that frozen network (``channels``, ``stride`` 4, ``forward`` → features),
+    the paper's factorized prior per level; ``finest_stride``: the finest level's stride, a power of two ≥ 8
+    (level i of L has stride finest_stride · 2^(L − i)); ``joint``: 1 to train every point at each step (module
+    docstring), 0 for one drawn point; ``top_only``: 1 to train the top point alone (module docstring); ``ssl_model``: that frozen network (``channels``, ``stride`` 4, ``forward`` → features),
     given by the stage that builds the codec, also the perceptual term's feature space."""
 
     needs_ssl_model = True
     variable_rate = True
 
     def __init__(self, N: int, M: int, levels: int = 3, attention: int = 1, simclr: int = 1, conditional: int = 0,
-                 finest_stride: int = 16, joint: int = 0, ssl_model: nn.Module | None = None):
+                 finest_stride: int = 16, joint: int = 0, top_only: int = 0, ssl_model: nn.Module | None = None):
         super().__init__()
         if attention not in PLACEMENTS:
             raise UserError(f"pyramid: attention is {attention}; use 0 (none), 1 (encoder), 2 (decoder) or 3 (both)")
-        if levels < 1 or simclr not in (0, 1) or conditional not in (0, 1) or joint not in (0, 1):
-            raise UserError(f"pyramid: levels must be ≥ 1 and simclr, conditional and joint 0 or 1, not {levels}, "
-                            f"{simclr}, {conditional} and {joint}")
-        if finest_stride not in (8, 16):
-            raise UserError(f"pyramid: finest_stride is {finest_stride}; use 16 or 8")
+        if levels < 1 or any(flag not in (0, 1) for flag in (simclr, conditional, joint, top_only)):
+            raise UserError(f"pyramid: levels must be ≥ 1 and simclr, conditional, joint and top_only 0 or 1, not "
+                            f"{levels}, {simclr}, {conditional}, {joint} and {top_only}")
+        if not (isinstance(finest_stride, int) and finest_stride >= 8 and finest_stride & (finest_stride - 1) == 0):
+            raise UserError(f"pyramid: finest_stride is {finest_stride}; use a power of two ≥ 8 (16 by default)")
+        if joint and top_only:
+            raise UserError("pyramid: joint 1 trains every point and top_only 1 the top point alone; set one to 0")
         if simclr and ssl_model is None:
             raise UserError("the pyramid codec with simclr: 1 reads the self-supervised features: enable "
                             "variable_rate so that train_simclr runs first, or set simclr: 0")
         self.levels, self.simclr, self.operating_points = levels, bool(simclr), levels
         self.conditional, self.joint = bool(conditional), bool(joint)
-        self.point_weights = tuple(2.0 * k + 1 for k in range(levels))
+        self.point_weights = tuple(float(k == levels - 1) if top_only else 2.0 * k + 1 for k in range(levels))
         self.all_layers = tuple(f"level{i}" for i in range(1, levels + 1))
         self.select_point(levels - 1)
         self.finest_stride = finest_stride
@@ -156,8 +173,8 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
         self.encoder_attention = SelfAttention(stem_channels) if encoder_attention else nn.Identity()
         # stride 4 → finest_stride / 2, then one stride-2 step per coarser level; each level a strided 5×5
         # convolution of its input
-        first = finest_stride // (2 * FEATURE_STRIDE)
-        self.pyramid = nn.ModuleList([_down(stem_channels, N, first)] + [_down(N, N) for _ in range(levels - 1)])
+        self.pyramid = nn.ModuleList([_to_finest(stem_channels, N, finest_stride)]
+                                     + [_down(N, N) for _ in range(levels - 1)])
         self.project = nn.ModuleList([conv(N, M, kernel_size=5, stride=2) for _ in range(levels)])  # finest first
         # level order: every level's, or level 1's alone when the finer ones are conditional
         self.entropy_bottlenecks = nn.ModuleList([EntropyBottleneck(M) for _ in range(1 if conditional else levels)])
