@@ -175,9 +175,10 @@ def render_variable_rate_levers() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_variable_rate_cost() -> str:
-    """One variable-rate model against per-λ sweeps of several budgets, per seed (bench/variable_rate/cost.py)."""
-    runs = _json("variable-rate-cost.json")["runs"]
+def render_variable_rate_cost(name: str = "variable-rate-cost.json") -> str:
+    """One variable-rate model against per-λ sweeps of several budgets, per seed (bench/variable_rate/cost.py,
+    family.py)."""
+    runs = _json(name)["runs"]
     first = runs[0]["variable_rate"]
     lines = [f"Validation split of the photos ({first['images']} images, {first['image_size']}), bpp from the bytes:",
              "", "| seed | model | training CPU-s, all λ | training steps, all λ | bpp / PSNR (dB) at each point | the "
@@ -359,6 +360,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "variable-rate-budget4x": lambda: render_variable_rate("variable-rate-budget4x.json"),
     "variable-rate-levers": render_variable_rate_levers,
     "variable-rate-cost": render_variable_rate_cost,
+    "variable-rate-family": lambda: render_variable_rate_cost("variable-rate-family.json"),
     "scale": render_scale,
     "capacity": render_capacity,
     "storage": render_storage,

@@ -6,14 +6,14 @@ cost.py measures CompressAI's variable-rate hyperprior against per-λ hyperprior
 (attention after the SimCLR features, ``bench/variable_rate/params.yaml``: 600 CPU-s for its four λ) against the
 per-λ models of its own design. The member for point k is a pyramid of the same levels 1…k+1 at the same strides
 (``finest_stride`` 16·2^(L−1−k)), so the same encoder depth and decoder, trained at λ_k alone (``top_only: 1``),
-B CPU-s for every per-λ budget B of ``--budgets``. The SimCLR network is trained once, in its own folder, and every
-run reads it (``simclr.weights``, ``steps: 0``), so that the model and every member see the same features. The
-variable-rate pyramid and each budget's family train in their own folders
-(``bench/results/variable_rate_family/seed<S>/{ssl,variable,b<B>}``), two folders side by side, one job each.
-Every operating point is coded to real bitstreams on the validation split, photos the training never sees; the
-BD values, the budget where the family draws level with the model and the ratio are computed as cost.py's. Writes
-the seed's run to ``bench/results-summary/variable-rate-family.json`` (the other seeds' runs stay), then the README
-numbers (bench/summary.py).
+B CPU-s for every per-λ budget B of ``--budgets``. The SimCLR network is trained once, in its own folder, and
+every run reads it (``simclr.weights``, ``steps: 0``), so that the model and every member see the same features.
+The variable-rate pyramid and every member train in folders of their own (``ssl``, ``variable``, ``b<B>/point<k>``
+under ``bench/results/variable_rate_family/seed<S>/``; a results folder takes one run at a time), two side by
+side, one core each, the longest first. Every operating point is coded to real bitstreams on the validation split,
+photos the training never sees; the BD values, the budget where the family draws level with the model and the
+ratio are computed as cost.py's. Writes the seed's run to ``bench/results-summary/variable-rate-family.json`` (the
+other seeds' runs stay), then the README numbers (bench/summary.py).
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from pathlib import Path
 
 import torch
 import yaml
-from cost import bd, crossing, curve, finite, shared_range
 
-from taskcodec import artifacts
-from taskcodec.metrics import bd_quality, bd_rate
-from taskcodec.params import codec_dirname
-from taskcodec.report.tables import overlap
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cost.py, also when loaded by path
+from cost import bd, crossing, curve, finite, shared_range  # noqa: E402
+
+from taskcodec import artifacts  # noqa: E402
+from taskcodec.metrics import bd_quality, bd_rate  # noqa: E402
+from taskcodec.params import codec_dirname  # noqa: E402
+from taskcodec.report.tables import overlap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"
@@ -60,8 +62,8 @@ def config(results: str, seed: int, model: dict, lmbdas: list[float], budget: fl
     params["tracking"]["experiment"] += "-family"
     params["variable_rate"]["sweep"].update(models=[model], lmbdas=lmbdas)
     params["variable_rate"]["train"]["seed"] = seed
-    if budget is not None:
-        params["variable_rate"]["train"]["time_budget_s"] = budget
+    if budget is not None:  # 300, not 300.0: a changed value retrains
+        params["variable_rate"]["train"]["time_budget_s"] = int(budget) if budget == int(budget) else budget
     if ssl is not None:
         params["simclr"].update(weights=ssl, steps=0)
     return params
@@ -75,14 +77,12 @@ def snakemake(params: dict, targets: list[str], extra: list[str], cores: int = 1
                         "--cores", str(cores), "--configfile", file.name, *extra], cwd=ROOT, check=True)
 
 
+def member_folder(base: str, budget: float, k: int) -> str:
+    return f"{base}/b{budget:g}/point{k}"
+
+
 def points(results: str, entry: dict, ks: range) -> list[str]:
     return [f"{results}/eval/variable_rate/{codec_id(entry)}/point{k}/val" for k in ks]
-
-
-def run_folder(jobs: list[tuple[dict, list[str]]], extra: list[str]) -> None:
-    """One folder's runs, one after another (they share its prepared data)."""
-    for params, targets in jobs:
-        snakemake(params, targets, extra)
 
 
 def same_features(ssl: Path, folders: list[Path]) -> None:
@@ -102,10 +102,10 @@ def measure(base: str, budgets: list[float], seed: int) -> dict:
                         [ROOT / variable / "variable_rate" / codec_id(DESIGN) / "metrics.json"])
     sweeps = []
     for budget in sorted(budgets):
-        folder = f"{base}/b{budget:g}"
-        family, anchor = curve([ROOT / points(folder, member(k), range(k, k + 1))[0] for k in range(len(LMBDAS))],
-                               [ROOT / folder / "variable_rate" / codec_id(member(k)) / "metrics.json"
-                                for k in range(len(LMBDAS))])
+        folders = [member_folder(base, budget, k) for k in range(len(LMBDAS))]
+        family, anchor = curve([ROOT / points(f, member(k), range(k, k + 1))[0] for k, f in enumerate(folders)],
+                               [ROOT / f / "variable_rate" / codec_id(member(k)) / "metrics.json"
+                                for k, f in enumerate(folders)])
         sweeps.append({"budget_s": budget, **family, "bd_psnr_db": bd(bd_quality, anchor, test, 2),
                        "shared_bpp": shared_range(anchor[0], test[0]), "bd_rate_psnr": bd(bd_rate, anchor, test, 1),
                        "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)})
@@ -125,17 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     base = f"bench/results/variable_rate_family/seed{args.seed}"
     ssl = f"{base}/ssl/simclr/model.pt"
     snakemake(config(f"{base}/ssl", args.seed, DESIGN, LMBDAS, None, None), [ssl], extra, cores=2)
-    folders = {f"{base}/variable": [(config(f"{base}/variable", args.seed, DESIGN, LMBDAS, None, ssl),
-                                     points(f"{base}/variable", DESIGN, range(len(LMBDAS))))]}
+    runs = [(f"{base}/variable", config(f"{base}/variable", args.seed, DESIGN, LMBDAS, None, ssl),
+             points(f"{base}/variable", DESIGN, range(len(LMBDAS))))]
     for budget in args.budgets:
-        folder = f"{base}/b{budget:g}"
-        folders[folder] = [(config(folder, args.seed, member(k), LMBDAS[: k + 1], budget, ssl),
-                            points(folder, member(k), range(k, k + 1))) for k in range(len(LMBDAS))]
-    with ThreadPoolExecutor(2) as pool:  # the longest folders first
-        order = sorted(folders, key=lambda f: -sum(p["variable_rate"]["train"]["time_budget_s"] for p, _ in folders[f]))
-        for done in [pool.submit(run_folder, folders[folder], extra) for folder in order]:
+        for k in range(len(LMBDAS)):
+            folder = member_folder(base, budget, k)
+            runs.append((folder, config(folder, args.seed, member(k), LMBDAS[: k + 1], budget, ssl),
+                         points(folder, member(k), range(k, k + 1))))
+    with ThreadPoolExecutor(2) as pool:  # the longest first
+        runs.sort(key=lambda run: -run[1]["variable_rate"]["train"]["time_budget_s"])
+        for done in [pool.submit(snakemake, params, targets, extra) for _, params, targets in runs]:
             done.result()
-    same_features(ROOT / ssl, [ROOT / folder for folder in folders])
+    same_features(ROOT / ssl, [ROOT / folder for folder, _, _ in runs])
     measured = measure(base, args.budgets, args.seed)
     runs = json.loads(OUT.read_text())["runs"] if OUT.is_file() else []
     kept = [other for other in runs if other["seed"] != args.seed]

@@ -120,9 +120,9 @@ def _down(channels_in: int, channels_out: int, stride: int = 2) -> nn.Sequential
 def _to_finest(channels_in: int, channels_out: int, finest_stride: int) -> nn.Sequential:
     """From the features' stride 4 to half the finest level's stride: one stride-1 step (finest 8) or one
     stride-2 step per octave (5×5 convolutions with GDN)."""
-    if finest_stride == 8:
+    if finest_stride == 2 * FEATURE_STRIDE:
         return _down(channels_in, channels_out, 1)
-    octaves = finest_stride.bit_length() - 4  # 16 → 1, 32 → 2, …
+    octaves = finest_stride.bit_length() - (2 * FEATURE_STRIDE).bit_length()  # 16 → 1, 32 → 2, …
     return nn.Sequential(*[layer for i in range(octaves)
                            for layer in _down(channels_in if i == 0 else channels_out, channels_out)])
 
@@ -135,8 +135,9 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     stem; ``conditional``: 1 to code levels 2…L conditioned on the next coarser level (module docstring), 0 for
     the paper's factorized prior per level; ``finest_stride``: the finest level's stride, a power of two ≥ 8
     (level i of L has stride finest_stride · 2^(L − i)); ``joint``: 1 to train every point at each step (module
-    docstring), 0 for one drawn point; ``top_only``: 1 to train the top point alone (module docstring); ``ssl_model``: that frozen network (``channels``, ``stride`` 4, ``forward`` → features),
-    given by the stage that builds the codec, also the perceptual term's feature space."""
+    docstring), 0 for one drawn point; ``top_only``: 1 to train the top point alone (module docstring);
+    ``ssl_model``: that frozen network (``channels``, ``stride`` 4, ``forward`` → features), given by the stage
+    that builds the codec, also the perceptual term's feature space."""
 
     needs_ssl_model = True
     variable_rate = True
