@@ -203,7 +203,7 @@ def render_variable_rate_cost(name: str = "variable-rate-cost.json") -> str:
         ratios.append(f"seed {seed}: no two measured budgets bracket it" if run["cost_ratio"] is None else
                       f"seed {seed}: {run['lmbdas']} × {run['crossing_budget_s']} CPU-s, "
                       f"**{run['cost_ratio']:.1f}×** the variable-rate model's {model['train_cpu_s']} CPU-s")
-    lines += ["", "The per-λ sweep that draws level with the variable-rate model (BD-PSNR 0, interpolated in log "
+    lines += ["", "The per-λ models that draw level with the variable-rate model (BD-PSNR 0, interpolated in log "
               "budget): " + "; ".join(ratios) + "."]
     return "\n".join(lines) + "\n"
 

@@ -61,6 +61,6 @@ def test_the_summary_states_each_seeds_ratio_with_every_gap_beside_its_range(mon
                         "0.100–0.200 bpp | -30.0 %, 1.00 dB |")
     assert lines[6].endswith("| n/a (no bpp range shared) | n/a, none |")
     assert lines[7].startswith("| 1 | vbr/N8 (one model) |") and len(lines) == 11
-    assert lines[-1] == ("The per-λ sweep that draws level with the variable-rate model (BD-PSNR 0, interpolated in "
+    assert lines[-1] == ("The per-λ models that draw level with the variable-rate model (BD-PSNR 0, interpolated in "
                          "log budget): seed 0: 2 × 200 CPU-s, **0.7×** the variable-rate model's 600 CPU-s; seed 1: "
                          "no two measured budgets bracket it.")

@@ -3,13 +3,28 @@ restricted to one point, trained at that point alone, and every run reads one Si
 
 import pytest
 import torch
+from torch import nn
 
 from bench_scripts import ROOT, load_bench
 from taskcodec import artifacts
+from taskcodec.codecs.registry import build_codec
 from taskcodec.params import validate_params
 
 family = load_bench("variable_rate/family.py")
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+
+
+class Features(nn.Module):
+    """A stand-in for the SimCLR network: stride 4, 8 channels."""
+
+    channels, stride = 8, 4
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Conv2d(3, 8, 4, 4)
+
+    def forward(self, x):
+        return self.net(x)
 
 
 @pytest.mark.parametrize("k", range(len(family.LMBDAS)))
@@ -21,13 +36,23 @@ def test_point_ks_member_has_the_models_first_k_plus_1_levels_at_their_strides_a
     (entry,) = sweep["models"]
     assert sweep["lmbdas"] == family.LMBDAS[: k + 1]  # k + 1 levels, the top one at λ_k
     assert {key: entry[key] for key in family.DESIGN} == family.DESIGN and entry["top_only"] == 1
-    # level i of the member has the stride of the model's level i (16 · 2^(levels − i), the model's finest 16)
-    for i in range(1, k + 2):
-        assert entry["finest_stride"] * 2 ** (k + 1 - i) == 16 * 2 ** (levels - i)
+    # built with as many levels as λ, as the workflow builds them: the member's levels are the model's first
+    # k + 1, at their strides, decoded by a trunk as long
+    model, built = codec(family.DESIGN, levels), codec(entry, k + 1)
+    x = torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        assert [y.shape for y in built._latents(x, count=k + 1)] == [y.shape for y in model._latents(x, count=k + 1)]
+    assert len(built.trunk) == len(model.trunk) and built.pad_multiple == model.pad_multiple
+    assert built.point_weights == (0.0,) * k + (1.0,)
     assert (train["time_budget_s"], train["seed"], params["results_dir"]) == (150, 3, "bench/results/x")
     assert params["simclr"]["weights"] == "ssl/model.pt" and params["simclr"]["steps"] == 0  # read as it is
-    model = family.config("bench/results/y", 3, family.DESIGN, family.LMBDAS, None, None)
-    assert model["variable_rate"]["train"]["time_budget_s"] == 600 and model["simclr"]["weights"] is None
+    variable = family.config("bench/results/y", 3, family.DESIGN, family.LMBDAS, None, None)
+    assert variable["variable_rate"]["train"]["time_budget_s"] == 600 and variable["simclr"]["weights"] is None
+
+
+def codec(entry: dict, levels: int):
+    hyper = {key: value for key, value in entry.items() if key != "arch"}
+    return build_codec(entry["arch"], {**hyper, "levels": levels}, ssl_model=Features())
 
 
 def test_a_run_whose_simclr_network_differs_from_the_trained_one_stops_the_study(tmp_path):

@@ -39,8 +39,14 @@ PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"
 OUT = ROOT / "bench" / "results-summary" / "variable-rate-cost.json"
 VARIABLE = {"arch": "bmshj2018-hyperprior-vbr", "N": 48, "M": 64}
 SINGLE = {"arch": "bmshj2018-hyperprior", "N": 48, "M": 64}
-#: the two models' codec ids, as the workflow names their folders (<arch>/<hyperparameters>)
-VARIABLE_ID, SINGLE_ID = (f"{entry['arch']}/{codec_dirname(entry)}" for entry in (VARIABLE, SINGLE))
+
+
+def codec_id(entry: dict) -> str:
+    """A sweep entry's codec id, as the workflow names its folders (<arch>/<hyperparameters>)."""
+    return f"{entry['arch']}/{codec_dirname(entry)}"
+
+
+VARIABLE_ID, SINGLE_ID = codec_id(VARIABLE), codec_id(SINGLE)
 
 
 def config(results: str, seed: int, budget: float, variable: bool) -> dict:
@@ -111,6 +117,22 @@ def crossing(sweeps: list[dict]) -> float | None:
     return None
 
 
+def sweep_row(budget: float, sweep: dict, anchor: tuple[np.ndarray, np.ndarray],
+              test: tuple[np.ndarray, np.ndarray]) -> dict:
+    """A sweep's row: its curve (:func:`curve`) with the variable-rate model's (``test``) BD-PSNR and BD-rate
+    against it (``anchor``), the bpp range and the PSNR overlap they average over."""
+    return {"budget_s": budget, **sweep, "bd_psnr_db": bd(bd_quality, anchor, test, 2),
+            "shared_bpp": shared_range(anchor[0], test[0]), "bd_rate_psnr": bd(bd_rate, anchor, test, 1),
+            "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)}
+
+
+def store(out: Path, measured: dict) -> None:
+    """Write one seed's run to ``out``; the other seeds' runs stay."""
+    runs = json.loads(out.read_text())["runs"] if out.is_file() else []
+    kept = [other for other in runs if other["seed"] != measured["seed"]]
+    out.write_text(json.dumps({"runs": sorted([*kept, measured], key=lambda one: one["seed"])}, indent=1) + "\n")
+
+
 def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
     """One seed's table: the variable-rate model's curve (trained in the first budget's folder), every sweep's
     curve with the model's BD-PSNR and BD-rate against it, the budget where they draw level and the ratio."""
@@ -123,9 +145,7 @@ def measure(folders: dict[float, str], first_budget: float, seed: int) -> dict:
         codecs = sorted((ROOT / results / "codecs" / SINGLE_ID).glob("lmbda*"))
         sweep, anchor = curve([ROOT / results / "eval" / "learned" / SINGLE_ID / c.name / "val" for c in codecs],
                               [c / "metrics.json" for c in codecs])
-        sweeps.append({"budget_s": budget, **sweep, "bd_psnr_db": bd(bd_quality, anchor, test, 2),
-                       "shared_bpp": shared_range(anchor[0], test[0]), "bd_rate_psnr": bd(bd_rate, anchor, test, 1),
-                       "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)})
+        sweeps.append(sweep_row(budget, sweep, anchor, test))
     budget = crossing(sweeps)
     return {"seed": seed, "variable_rate": {"codec": VARIABLE_ID, **variable},
             "single_rate_codec": SINGLE_ID, "lmbdas": n_points, "sweeps": sweeps,
@@ -144,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (budget, results) in enumerate(folders.items()):
         run(results, config(results, args.seed, budget, variable=i == 0), extra)
     measured = measure(folders, args.budgets[0], args.seed)
-    runs = json.loads(OUT.read_text())["runs"] if OUT.is_file() else []
-    kept = [other for other in runs if other["seed"] != args.seed]
-    OUT.write_text(json.dumps({"runs": sorted([*kept, measured], key=lambda one: one["seed"])}, indent=1) + "\n")
+    store(OUT, measured)
     print(json.dumps(measured, indent=1))
     return subprocess.run([sys.executable, str(ROOT / "bench" / "summary.py")], check=False).returncode
 

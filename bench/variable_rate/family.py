@@ -1,6 +1,6 @@
 """What one pyramid saves against its own per-λ family (seed 001, issue 15), measured on the photos' validation split.
 
-``.venv/bin/python bench/variable_rate/family.py [--budgets 300 150 75] [--seed S] [snakemake arguments]``
+``.venv/bin/python bench/variable_rate/family.py [--budgets 600 300 150 75] [--seed S] [snakemake arguments]``
 
 cost.py measures CompressAI's variable-rate hyperprior against per-λ hyperpriors; this measures the seed's pyramid
 (attention after the SimCLR features, ``bench/variable_rate/params.yaml``: 600 CPU-s for its four λ) against the
@@ -30,12 +30,9 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # cost.py, also when loaded by path
-from cost import bd, crossing, curve, finite, shared_range  # noqa: E402
+from cost import codec_id, crossing, curve, store, sweep_row  # noqa: E402
 
 from taskcodec import artifacts  # noqa: E402
-from taskcodec.metrics import bd_quality, bd_rate  # noqa: E402
-from taskcodec.params import codec_dirname  # noqa: E402
-from taskcodec.report.tables import overlap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"
@@ -46,12 +43,9 @@ LMBDAS = yaml.safe_load(PARAMS.read_text())["variable_rate"]["sweep"]["lmbdas"]
 
 
 def member(k: int) -> dict:
-    """The sweep entry of point k's per-λ member: levels 1…k+1 of the model, trained at their top point alone."""
-    return {**DESIGN, "finest_stride": 16 * 2 ** (len(LMBDAS) - 1 - k), "top_only": 1}
-
-
-def codec_id(entry: dict) -> str:
-    return f"{entry['arch']}/{codec_dirname(entry)}"
+    """The sweep entry of point k's per-λ member: levels 1…k+1 of the model, at their strides (its finest level at
+    the stride of the model's level k+1), trained at their top point alone."""
+    return {**DESIGN, "finest_stride": DESIGN.get("finest_stride", 16) * 2 ** (len(LMBDAS) - 1 - k), "top_only": 1}
 
 
 def config(results: str, seed: int, model: dict, lmbdas: list[float], budget: float | None, ssl: str | None) -> dict:
@@ -87,11 +81,14 @@ def points(results: str, entry: dict, ks: range) -> list[str]:
 
 def same_features(ssl: Path, folders: list[Path]) -> None:
     """Every run's SimCLR trunk is the one trained in ``ssl`` (a changed network would make the comparison unfair)."""
-    trained = artifacts.load_checkpoint(ssl, map_location="cpu")["state_dict"]
+    trained = {key: value for key, value in artifacts.load_checkpoint(ssl, map_location="cpu")["state_dict"].items()
+               if key.startswith("trunk.")}
+    if not trained:
+        raise SystemExit(f"{ssl} holds no SimCLR trunk; delete its folder and rerun")
     for folder in folders:
         read = artifacts.load_checkpoint(folder / "simclr" / "model.pt", map_location="cpu")["state_dict"]
-        if any(not torch.equal(value, read[key]) for key, value in trained.items() if key.startswith("trunk.")):
-            raise SystemExit(f"{folder}/simclr/model.pt does not hold the network of {ssl}")
+        if any(key not in read or not torch.equal(value, read[key]) for key, value in trained.items()):
+            raise SystemExit(f"{folder}/simclr/model.pt does not hold the network of {ssl}; delete {folder} and rerun")
 
 
 def measure(base: str, budgets: list[float], seed: int) -> dict:
@@ -106,9 +103,7 @@ def measure(base: str, budgets: list[float], seed: int) -> dict:
         family, anchor = curve([ROOT / points(f, member(k), range(k, k + 1))[0] for k, f in enumerate(folders)],
                                [ROOT / f / "variable_rate" / codec_id(member(k)) / "metrics.json"
                                 for k, f in enumerate(folders)])
-        sweeps.append({"budget_s": budget, **family, "bd_psnr_db": bd(bd_quality, anchor, test, 2),
-                       "shared_bpp": shared_range(anchor[0], test[0]), "bd_rate_psnr": bd(bd_rate, anchor, test, 1),
-                       "overlap_psnr_db": finite(overlap(anchor[1], test[1]), 2)})
+        sweeps.append(sweep_row(budget, family, anchor, test))
     budget = crossing(sweeps)
     return {"seed": seed, "variable_rate": {"codec": codec_id(DESIGN), **model},
             "single_rate_codec": f"{codec_id(DESIGN)}'s per-λ family (point k: levels 1…k+1, top_only 1)",
@@ -118,29 +113,27 @@ def measure(base: str, budgets: list[float], seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", type=float, nargs="+", default=[300, 150, 75],
+    parser.add_argument("--budgets", type=float, nargs="+", default=[600, 300, 150, 75],
                         help="CPU seconds per λ of the families' members")
-    parser.add_argument("--seed", type=int, default=0, help="variable_rate.train.seed of every training")
+    parser.add_argument("--seed", type=int, default=0, help="variable_rate.train.seed of every codec training")
     args, extra = parser.parse_known_args(argv)
     base = f"bench/results/variable_rate_family/seed{args.seed}"
     ssl = f"{base}/ssl/simclr/model.pt"
     snakemake(config(f"{base}/ssl", args.seed, DESIGN, LMBDAS, None, None), [ssl], extra, cores=2)
-    runs = [(f"{base}/variable", config(f"{base}/variable", args.seed, DESIGN, LMBDAS, None, ssl),
+    jobs = [(f"{base}/variable", config(f"{base}/variable", args.seed, DESIGN, LMBDAS, None, ssl),
              points(f"{base}/variable", DESIGN, range(len(LMBDAS))))]
     for budget in args.budgets:
         for k in range(len(LMBDAS)):
             folder = member_folder(base, budget, k)
-            runs.append((folder, config(folder, args.seed, member(k), LMBDAS[: k + 1], budget, ssl),
+            jobs.append((folder, config(folder, args.seed, member(k), LMBDAS[: k + 1], budget, ssl),
                          points(folder, member(k), range(k, k + 1))))
     with ThreadPoolExecutor(2) as pool:  # the longest first
-        runs.sort(key=lambda run: -run[1]["variable_rate"]["train"]["time_budget_s"])
-        for done in [pool.submit(snakemake, params, targets, extra) for _, params, targets in runs]:
+        jobs.sort(key=lambda job: -job[1]["variable_rate"]["train"]["time_budget_s"])
+        for done in [pool.submit(snakemake, params, targets, extra) for _, params, targets in jobs]:
             done.result()
-    same_features(ROOT / ssl, [ROOT / folder for folder, _, _ in runs])
+    same_features(ROOT / ssl, [ROOT / folder for folder, _, _ in jobs])
     measured = measure(base, args.budgets, args.seed)
-    runs = json.loads(OUT.read_text())["runs"] if OUT.is_file() else []
-    kept = [other for other in runs if other["seed"] != args.seed]
-    OUT.write_text(json.dumps({"runs": sorted([*kept, measured], key=lambda one: one["seed"])}, indent=1) + "\n")
+    store(OUT, measured)
     print(json.dumps(measured, indent=1))
     return subprocess.run([sys.executable, str(ROOT / "bench" / "summary.py")], check=False).returncode
 

@@ -39,7 +39,7 @@ def images(n=2, height=64, width=64, seed=1):
     return torch.rand(n, 3, height, width, generator=torch.Generator().manual_seed(seed))
 
 
-def test_the_frozen_network_is_not_a_hyperparameter_and_simclr_needs_it():
+def test_the_frozen_network_is_not_a_hyperparameter_and_bad_hyperparameters_get_one_sentence():
     assert codec_hyperparameters("pyramid") == (["N", "M"], ["levels", "attention", "simclr", "conditional",
                                                                  "finest_stride", "joint", "top_only"])
     with pytest.raises(UserError, match="simclr: 1 reads the self-supervised features"):
@@ -153,7 +153,7 @@ def test_a_top_only_pyramid_is_the_member_of_a_larger_pyramids_family_for_its_to
         return sum(p.numel() for module in modules for p in module.parameters())
     finest = count(big.project[0], big.entropy_bottlenecks[-1], big.inject[1]) + big.modulate[1].numel()
     assert count(big) - count(member) == finest
-    # trained at its top point alone: the trainer's draw never picks another
+    # trained at its top point alone: the sampler the trainer gives the codec's point weights never draws another
     sampler = WindowSampler(4, 2, 32, 32, 16, 2, torch.Generator().manual_seed(0), member.point_weights)
     assert member.point_weights == (0.0, 1.0)
     assert {window[0].point for window, _ in zip(sampler, range(50))} == {1}

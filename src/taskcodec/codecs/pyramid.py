@@ -51,10 +51,10 @@ falling with the level, the ordering the paper prescribes. ``joint=1`` computes
 that sum itself instead: one encoder pass, every point decoded (``points`` in
 the training output), each point's loss weighted as the draw would weigh it;
 a step then costs about 2.5 drawn ones at 4 levels. ``top_only=1`` trains the
-top point alone: with ``finest_stride`` 16·2^(L'−L) and the first L of an
-L'-level pyramid's λ, it is the per-λ member of that pyramid's family for its
-point L (the same levels, strides and decoder), what a variable-rate pyramid's
-training cost is measured against. Both the modulation and
+top point alone: given the first k+1 of an L-level pyramid's λ and
+``finest_stride`` f·2^(L−1−k) (f: that pyramid's), it is the per-λ model of
+that pyramid's point k (the same levels, strides and decoder), what a
+variable-rate pyramid's training cost is measured against. Both the modulation and
 the weighted draw were chosen on the photos' validation split (bench/README.md,
 "One model, many rates").
 ``P`` is the MSE between the frozen self-supervised network's features of x and
