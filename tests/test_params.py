@@ -5,7 +5,7 @@ from snakemake.utils import update_config
 
 from taskcodec.codecs.registry import CODECS
 from taskcodec.errors import UserError
-from taskcodec.params import codec_dirname, load_yaml, number_id, validate_params
+from taskcodec.params import codec_dirname, codec_id, load_yaml, number_id, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -240,6 +240,17 @@ def test_codec_paths_keep_the_entry_order_and_full_precision():
     assert number_id(0.00123456789) == "0.00123456789" and float(number_id(0.00123456789)) == 0.00123456789
     assert number_id(0.0035) == "0.0035" and number_id(1) == "1.0" and number_id(1e-7) == "1e-07"
     assert number_id(0.1 + 0.2) != number_id(0.3)  # format(x, "g") would give both paths "0.3"
+
+
+def test_a_sweep_entry_has_the_codec_id_its_checkpoint_reports(tmp_path):
+    """Tables and evaluation folders name a codec by its checkpoint's codec_id; benches find them by the entry's."""
+    from taskcodec.codecs.checkpoint import load_codec, save_codec
+    from taskcodec.codecs.registry import build_codec
+
+    entry = {"arch": "bmshj2018-hyperprior", "M": 12, "N": 8}  # the entry's order, not sorted
+    save_codec(tmp_path / "model.pt", build_codec(entry["arch"], {"M": 12, "N": 8}), entry["arch"],
+               {"M": 12, "N": 8}, 0.01, {}, {})
+    assert codec_id(entry) == load_codec(tmp_path / "model.pt")[1]["codec_id"] == "bmshj2018-hyperprior/M12-N8"
 
 
 # ------------------------------------------------------------------ fine-tuning sweep, task registry

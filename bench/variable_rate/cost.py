@@ -31,7 +31,7 @@ import yaml
 
 from taskcodec.evaluation import read_table
 from taskcodec.metrics import bd_or_reason, bd_quality, bd_rate
-from taskcodec.params import codec_dirname, number_id
+from taskcodec.params import codec_id, number_id
 from taskcodec.report.tables import overlap, rd_points
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +39,6 @@ PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"
 OUT = ROOT / "bench" / "results-summary" / "variable-rate-cost.json"
 VARIABLE = {"arch": "bmshj2018-hyperprior-vbr", "N": 48, "M": 64}
 SINGLE = {"arch": "bmshj2018-hyperprior", "N": 48, "M": 64}
-
-
-def codec_id(entry: dict) -> str:
-    """A sweep entry's codec id, as the workflow names its folders (<arch>/<hyperparameters>)."""
-    return f"{entry['arch']}/{codec_dirname(entry)}"
 
 
 VARIABLE_ID, SINGLE_ID = codec_id(VARIABLE), codec_id(SINGLE)

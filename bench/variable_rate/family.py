@@ -30,9 +30,10 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # cost.py, also when loaded by path
-from cost import codec_id, crossing, curve, store, sweep_row  # noqa: E402
+from cost import crossing, curve, store, sweep_row  # noqa: E402
 
 from taskcodec import artifacts  # noqa: E402
+from taskcodec.params import codec_id  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"

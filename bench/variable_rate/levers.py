@@ -29,7 +29,7 @@ import yaml
 
 from taskcodec.evaluation import read_table
 from taskcodec.metrics import bd_or_reason, bd_rate
-from taskcodec.params import codec_dirname
+from taskcodec.params import codec_id
 from taskcodec.report.tables import overlap, rd_points
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def run(results: str, seed: int, extra: list[str]) -> list[str]:
     params["variable_rate"]["train"]["seed"] = seed
     params["tracking"]["experiment"] += "-levers"
     params["variable_rate"]["sweep"]["models"] = VARIANTS
-    codecs = [f"{v['arch']}/{codec_dirname(v)}" for v in VARIANTS]
+    codecs = [codec_id(v) for v in VARIANTS]
     targets = [f"{results}/eval/variable_rate/{codec}/point{k}/val"
                for codec in codecs for k in range(len(params["variable_rate"]["sweep"]["lmbdas"]))]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:

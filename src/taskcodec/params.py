@@ -60,6 +60,12 @@ def codec_dirname(entry: dict[str, Any]) -> str:
     return "-".join(f"{key}{value}" for key, value in hyperparameters(entry).items())
 
 
+def codec_id(entry: dict[str, Any]) -> str:
+    """A sweep entry's name in tables and evaluation folders: ``bmshj2018-hyperprior/N32-M48`` (``<arch>/``
+    then :func:`codec_dirname`, as a checkpoint names its codec)."""
+    return f"{entry['arch']}/{codec_dirname(entry)}"
+
+
 # ---------------------------------------------------------------------------------------------- messages
 
 
@@ -150,7 +156,7 @@ def _check_codec_sweep(sweep: dict[str, Any], source: str, name: str) -> None:
                             f"hyperparameters: {accepted}): they name the codec's folder")
         ident = f"{arch}/{'-'.join(f'{k}{v}' for k, v in sorted(hyperparameters(entry).items()))}"
         if ident in seen:
-            raise UserError(f"{source}: {key} repeats {name}.models.{seen[ident]} ({arch}/{codec_dirname(entry)}); "
+            raise UserError(f"{source}: {key} repeats {name}.models.{seen[ident]} ({codec_id(entry)}); "
                             f"remove one of them")
         seen[ident] = index
 
