@@ -1,17 +1,20 @@
 """Which levers make codec pretraining converge fast: each variant trains codecs for the same budget on a
 study's training split and is scored on its validation split (never Kodak, never a test split).
 
-``python bench/levers.py [--study kodak|demo] [--budget 300] [--jobs 2] [--only NAME ...]``
+``python bench/levers.py [--study kodak|demo] [--budget 300] [--jobs 2] [--only NAME ...] [--lmbdas λ ...]``
 
 Studies: ``kodak`` trains one codec per variant at λ 0.0067 for ``--budget`` CPU seconds on the photos
-(``bench/kodak/params.yaml``); ``demo`` trains the default demo's three λ for its step count
-(``params.yaml``). Every variant is the study's ``codec.train`` with a few keys changed (``STUDIES``); it
-runs the train_codec stage as a user would (one thread; a budget counts process CPU seconds; a variant's own
-``time_budget_s`` wins). A variant of ``NEIGHBOURS`` starts from the codec of a larger λ (``init:
-neighbour``), trained first with the same recipe and budget, as the workflow's chained sweep does. Scored on
-the validation images: the rate–distortion loss R + λ·255²·MSE it was trained for (lower is better; bpp
-estimated from the likelihoods), PSNR and bpp, and throughput (training images/s). The table goes to
-``bench/results-summary/<study>-levers.csv``; bench/summary.py puts it in bench/README.md.
+(``bench/kodak/params.yaml``); ``demo`` trains the demo's λ for its step count (``params.yaml``). ``--lmbdas``
+runs the chosen variants at other λ. Every variant is the study's ``codec.train`` with a few keys changed
+(``STUDIES``), and ``bmshj2018-hyperprior`` unless its hyperparameters name another ``arch``; it runs the
+train_codec stage as a user would (one thread; a budget counts process CPU seconds; a variant's own
+``time_budget_s`` wins). A variable-rate architecture (CompressAI's ``-vbr`` models) trains one model for all
+the run's λ, one row per operating point. A variant of ``NEIGHBOURS`` starts from the codec of a larger λ
+(``init: neighbour``), trained first with the same recipe and budget, as the workflow's chained sweep does.
+Scored on the validation images: the rate–distortion loss R + λ·255²·MSE it was trained for (lower is better;
+bpp estimated from the likelihoods; a variable-rate model reports one loss for all its points, left empty), PSNR
+and bpp, and throughput (training images/s). The table goes to ``bench/results-summary/<study>-levers.csv``;
+bench/summary.py puts it in bench/README.md.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from taskcodec.codecs.registry import is_variable_rate
+
 ROOT = Path(__file__).resolve().parents[1]
+ARCH = "bmshj2018-hyperprior"  # a variant's architecture unless its hyperparameters name another
 
 #: name → (codec hyperparameters, changes to codec.train), in the order they were tried; each row says what
 #: it changes from the row it builds on
@@ -55,11 +61,13 @@ KODAK: dict[str, tuple[dict, dict]] = {
                                                                                "quantization": "ste"}),
 }
 #: variant → the larger λ whose codec it starts from (``init: neighbour``): trained first, same recipe and budget
-NEIGHBOURS = {"N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": 0.013}
+NEIGHBOURS = {"N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": 0.013,
+              "+ from the λ 0.18 codec (1600 + 1600 steps)": 0.18}
 
 
 DEMO_OLD = {"steps": 1200, "lr": 2e-3, "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.75, 0.9], "lr_gamma": 0.3,
             "ema_decay": None, "quantization": "noise"}
+DEMO_NOW = {**DEMO_OLD, "quantization": "ste", "steps": 1600}
 DEMO: dict[str, tuple[dict, dict]] = {
     "demo before: step drops, noise": ({"N": 32, "M": 48}, DEMO_OLD),
     "+ warm-up 2 %, cosine": ({"N": 32, "M": 48}, {**DEMO_OLD, "lr_warmup": 0.02, "lr_decay": "cosine"}),
@@ -68,6 +76,15 @@ DEMO: dict[str, tuple[dict, dict]] = {
     # 4×4×48 latents for 64×64 images: at most 1 value per 16 (pixel, colour) values, a ceiling on PSNR
     # for the demo's textured backgrounds; M costs little (only g_a's last and g_s's first layer see it)
     "+ M96": ({"N": 32, "M": 96}, {**DEMO_OLD, "quantization": "ste"}),
+    # the default since then (params.yaml): + M96 with 1600 steps; the rows below each change one thing from it
+    "the default: M96, 1600 steps": ({"N": 32, "M": 96}, DEMO_NOW),
+    "+ mean-scale hyperprior (mbt2018-mean)": ({"arch": "mbt2018-mean", "N": 32, "M": 96}, DEMO_NOW),
+    "+ N64": ({"N": 64, "M": 96}, DEMO_NOW),
+    "+ 4× the steps (6400)": ({"N": 32, "M": 96}, {**DEMO_NOW, "steps": 6400}),
+    "+ from the λ 0.18 codec (1600 + 1600 steps)": ({"N": 32, "M": 96}, DEMO_NOW),
+    # CompressAI's variable-rate hyperprior: one model for the default's three λ in their three step counts
+    "variable-rate (-vbr), the three λ in one model, 4800 steps": (
+        {"arch": "bmshj2018-hyperprior-vbr", "N": 32, "M": 96}, {**DEMO_NOW, "steps": 4800}),
 }
 
 #: study → (params file, variants, λ values, results folder); a study without a budget trains its step count
@@ -98,37 +115,56 @@ def train_params(base: dict, changes: dict, budget: float | None) -> dict:
     return params
 
 
-def train(folder: Path, hyper: dict, params: dict, lmbda: float, manifest: Path, out: Path,
+def folder_name(lmbdas: list[float]) -> str:
+    """A trained codec's folder: ``lmbda<λ>``, or ``lmbdas<λ,λ,...>`` for a variable-rate model of several λ."""
+    return f"lmbda{lmbdas[0]}" if len(lmbdas) == 1 else "lmbdas" + ",".join(map(str, lmbdas))
+
+
+def train(folder: Path, hyper: dict, params: dict, lmbdas: list[float], manifest: Path, out: Path,
           larger: float | None = None) -> None:
-    """One codec trained by the train_codec stage into ``folder`` (skipped when it is already there); with a
-    ``larger`` λ (``init: neighbour``), after the codec of that λ (``neighbour-lmbda<λ>`` beside it, the same
-    recipe from scratch), which it starts from, as the workflow chains a sweep."""
+    """One codec trained by the train_codec stage into ``folder`` (skipped when it is already there), at its λ (a
+    variable-rate model at all of ``lmbdas``); with a ``larger`` λ (``init: neighbour``), after the codec of that λ
+    (``neighbour-lmbda<λ>`` beside it, the same recipe from scratch), which it starts from, as the workflow chains
+    a sweep."""
     model = folder / "model.pt"
     if model.is_file():
         return
     start = []
     if larger is not None:
         neighbour = folder.parent / f"neighbour-lmbda{larger}"
-        train(neighbour, hyper, params, larger, manifest, out)
+        train(neighbour, hyper, params, [larger], manifest, out)
         params, start = {**params, "init": "neighbour"}, ["--init-from", str(neighbour / "model.pt")]
+    arch = hyper.get("arch", ARCH)
+    rates = ["--lmbdas", ",".join(map(str, lmbdas))] if is_variable_rate(arch) else ["--lmbda", str(lmbdas[0])]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.log", "w") as log:
         subprocess.run([sys.executable, "-m", "taskcodec.stages.train_codec", "--params", json.dumps(params),
-                        "--threads", "1", "--device", "cpu", "--arch", "bmshj2018-hyperprior",
-                        "--hyper", json.dumps(hyper), "--lmbda", str(lmbda), "--manifest", str(manifest),
-                        *start, "--out", str(model)], check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                       env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db"})
+                        "--threads", "1", "--device", "cpu", "--arch", arch,
+                        "--hyper", json.dumps({k: v for k, v in hyper.items() if k != "arch"}), *rates,
+                        "--manifest", str(manifest), *start, "--out", str(model)], check=True, cwd=ROOT, stdout=log,
+                       stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db"})
 
 
-def row(name: str, hyper: dict, params: dict, folder: Path) -> dict:
-    """A trained variant's table row, from its metrics.json."""
+def rows_of(name: str, hyper: dict, params: dict, folder: Path) -> list[dict]:
+    """A trained variant's table rows, from its metrics.json: one per operating point (one for a single λ)."""
     metrics = json.loads((folder / "metrics.json").read_text())
-    val = metrics["val"]
-    return {"variant": name, "N": hyper["N"], "M": hyper["M"], "patch": params["patch_size"],
-            "batch": params["batch_size"], "lmbda": metrics["lmbda"], "budget_cpu_s": params["time_budget_s"],
-            "steps": metrics["steps"], "train_cpu_s": round(metrics["train_seconds"], 1),
-            "images_per_s": round(metrics["steps"] * params["batch_size"] / metrics["train_seconds"], 2),
-            "val_loss": round(val["loss"], 4), "val_bpp": round(val["bpp"], 4), "val_psnr": round(val["psnr"], 2)}
+    val, lmbdas = metrics["val"], metrics["lmbda"] if isinstance(metrics["lmbda"], list) else [metrics["lmbda"]]
+    common = {"variant": name, "N": hyper["N"], "M": hyper["M"], "patch": params["patch_size"],
+              "batch": params["batch_size"], "budget_cpu_s": params["time_budget_s"], "steps": metrics["steps"],
+              "train_cpu_s": round(metrics["train_seconds"], 1),
+              "images_per_s": round(metrics["steps"] * params["batch_size"] / metrics["train_seconds"], 2)}
+    if len(lmbdas) == 1:
+        return [{**common, "lmbda": lmbdas[0], "val_loss": round(val["loss"], 4), "val_bpp": round(val["bpp"], 4),
+                 "val_psnr": round(val["psnr"], 2)}]
+    return [{**common, "lmbda": lmbda, "val_loss": None, "val_bpp": round(val[f"bpp_p{k}"], 4),
+             "val_psnr": round(val[f"psnr_p{k}"], 2)} for k, lmbda in enumerate(lmbdas)]
+
+
+def jobs(variants: dict[str, tuple[dict, dict]], names: list[str], lmbdas: list[float]) -> list[tuple[str, list]]:
+    """(variant, λ of one training) for each codec to train: every λ for one, all at once for a variable-rate model."""
+    return [(name, group) for name in names
+            for group in ([lmbdas] if is_variable_rate(variants[name][0].get("arch", ARCH)) else
+                          [[lmbda] for lmbda in lmbdas])]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, help="CPU seconds of training per codec (kodak: 300)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all; [] none: the table only)")
+    parser.add_argument("--lmbdas", type=float, nargs="+", help="the λ to run them at (default: the study's)")
     args = parser.parse_args(argv)
     params_file, variants, lmbdas, out = STUDIES[args.study]
     budget = args.budget if args.budget is not None else (300.0 if args.study == "kodak" else None)
@@ -144,17 +181,21 @@ def main(argv: list[str] | None = None) -> None:
     out = ROOT / out
     manifest = prepare(params, out)
     base = params["codec"]["train"]
-    jobs = [(name, lmbda) for name in (list(variants) if args.only is None else args.only) for lmbda in lmbdas]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda job: train(out / slug(job[0]) / f"lmbda{job[1]}", variants[job[0]][0],
+    todo = jobs(variants, list(variants) if args.only is None else args.only, args.lmbdas or lmbdas)
+    with ThreadPoolExecutor(args.jobs) as pool:  # the codecs others start from first, each once
+        list(pool.map(lambda job: train(out / slug(job[0]) / f"neighbour-lmbda{job[1]}", variants[job[0]][0],
+                                        train_params(base, variants[job[0]][1], budget), [job[1]], manifest, out),
+                      {(name, NEIGHBOURS[name]) for name, _ in todo if name in NEIGHBOURS}))
+        list(pool.map(lambda job: train(out / slug(job[0]) / folder_name(job[1]), variants[job[0]][0],
                                         train_params(base, variants[job[0]][1], budget), job[1], manifest, out,
-                                        NEIGHBOURS.get(job[0])), jobs))
+                                        NEIGHBOURS.get(job[0])), todo))
     # the study's table: every variant and λ trained so far (a variant may have been tried at more λ than others);
     # the committed rows of the variants whose results are gone stay as they were measured
     summary = ROOT / f"bench/results-summary/{args.study}-levers.csv"
-    rows = {(name, float(folder.name[5:])): row(name, hyper, train_params(base, changes, budget), folder)
+    rows = {(name, measured["lmbda"]): measured
             for name, (hyper, changes) in variants.items() for folder in (out / slug(name)).glob("lmbda*/")
-            if (folder / "metrics.json").is_file()}
+            if (folder / "metrics.json").is_file()
+            for measured in rows_of(name, hyper, train_params(base, changes, budget), folder)}
     committed = pd.read_csv(summary).to_dict("records") if summary.is_file() else []
     rows = {**{(old["variant"], old["lmbda"]): old for old in committed if old["variant"] in variants}, **rows}
     order = list(variants)
