@@ -4,8 +4,8 @@ study's training split and is scored on its validation split (never Kodak, never
 ``python bench/levers.py [--study kodak|demo] [--budget 300] [--jobs 2] [--only NAME ...] [--lmbdas λ ...]``
 
 Studies: ``kodak`` trains one codec per variant at λ 0.0067 for ``--budget`` CPU seconds on the photos
-(``bench/kodak/params.yaml``); ``demo`` trains the demo's λ for its step count (``params.yaml``). ``--lmbdas``
-runs the chosen variants at other λ. Every variant is the study's ``codec.train`` with a few keys changed
+(``bench/kodak/params.yaml``); ``demo`` trains the demo's λ (its ``codec.sweep.lmbdas``) for its step count
+(``params.yaml``). ``--lmbdas`` runs the chosen variants at other λ. Every variant is the study's ``codec.train`` with a few keys changed
 (``STUDIES``), and ``bmshj2018-hyperprior`` unless its hyperparameters name another ``arch``; it runs the
 train_codec stage as a user would (one thread; a budget counts process CPU seconds; a variant's own
 ``time_budget_s`` wins). A variable-rate architecture (CompressAI's ``-vbr`` models) trains one model for all
@@ -87,10 +87,11 @@ DEMO: dict[str, tuple[dict, dict]] = {
         {"arch": "bmshj2018-hyperprior-vbr", "N": 32, "M": 96}, {**DEMO_NOW, "steps": 4800}),
 }
 
-#: study → (params file, variants, λ values, results folder); a study without a budget trains its step count
+#: study → (params file, variants, λ values or None for the params' codec.sweep.lmbdas, results folder); a study
+#: without a budget trains its step count
 STUDIES = {
     "kodak": ("bench/kodak/params.yaml", KODAK, [0.0067], "bench/results/kodak-levers"),
-    "demo": ("params.yaml", DEMO, [0.0009, 0.0035, 0.025, 0.18], "bench/results/demo-levers"),
+    "demo": ("params.yaml", DEMO, None, "bench/results/demo-levers"),
 }
 
 
@@ -161,10 +162,32 @@ def rows_of(name: str, hyper: dict, params: dict, folder: Path) -> list[dict]:
 
 
 def jobs(variants: dict[str, tuple[dict, dict]], names: list[str], lmbdas: list[float]) -> list[tuple[str, list]]:
-    """(variant, λ of one training) for each codec to train: every λ for one, all at once for a variable-rate model."""
+    """(variant, λ of one training) for each codec to train: every λ for one, all at once (ascending) for a
+    variable-rate model; a variant that starts from a larger λ's codec (``NEIGHBOURS``) only below that λ."""
+    lmbdas = sorted(set(lmbdas))
     return [(name, group) for name in names
             for group in ([lmbdas] if is_variable_rate(variants[name][0].get("arch", ARCH)) else
-                          [[lmbda] for lmbda in lmbdas])]
+                          [[lmbda] for lmbda in lmbdas if lmbda < NEIGHBOURS.get(name, float("inf"))])]
+
+
+def table(variants: dict[str, tuple[dict, dict]], out: Path, base: dict, budget: float | None,
+          committed: list[dict]) -> pd.DataFrame:
+    """The study's table: every variant and λ trained under ``out`` so far (a variant may have been tried at more λ
+    than others), and the ``committed`` rows of the variants whose results are gone, as they were measured. A
+    variant measured twice at one λ (two variable-rate models of different λ sets) is refused: remove one folder."""
+    rows, where = {}, {}
+    for name, (hyper, changes) in variants.items():
+        for folder in sorted((out / slug(name)).glob("lmbda*/")):
+            if (folder / "metrics.json").is_file():
+                for measured in rows_of(name, hyper, train_params(base, changes, budget), folder):
+                    key = (name, measured["lmbda"])
+                    if key in where:
+                        raise SystemExit(f"bench/levers.py: '{name}' at λ {key[1]} was trained in {where[key]} and "
+                                         f"in {folder}; remove one of them")
+                    rows[key], where[key] = measured, folder
+    rows = {**{(old["variant"], old["lmbda"]): old for old in committed if old["variant"] in variants}, **rows}
+    order = list(variants)
+    return pd.DataFrame(sorted(rows.values(), key=lambda r: (order.index(r["variant"]), r["lmbda"])))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     out = ROOT / out
     manifest = prepare(params, out)
     base = params["codec"]["train"]
-    todo = jobs(variants, list(variants) if args.only is None else args.only, args.lmbdas or lmbdas)
+    todo = jobs(variants, list(variants) if args.only is None else args.only,
+                args.lmbdas or lmbdas or params["codec"]["sweep"]["lmbdas"])
     with ThreadPoolExecutor(args.jobs) as pool:  # the codecs others start from first, each once
         list(pool.map(lambda job: train(out / slug(job[0]) / f"neighbour-lmbda{job[1]}", variants[job[0]][0],
                                         train_params(base, variants[job[0]][1], budget), [job[1]], manifest, out),
@@ -189,20 +213,13 @@ def main(argv: list[str] | None = None) -> None:
         list(pool.map(lambda job: train(out / slug(job[0]) / folder_name(job[1]), variants[job[0]][0],
                                         train_params(base, variants[job[0]][1], budget), job[1], manifest, out,
                                         NEIGHBOURS.get(job[0])), todo))
-    # the study's table: every variant and λ trained so far (a variant may have been tried at more λ than others);
-    # the committed rows of the variants whose results are gone stay as they were measured
     summary = ROOT / f"bench/results-summary/{args.study}-levers.csv"
-    rows = {(name, measured["lmbda"]): measured
-            for name, (hyper, changes) in variants.items() for folder in (out / slug(name)).glob("lmbda*/")
-            if (folder / "metrics.json").is_file()
-            for measured in rows_of(name, hyper, train_params(base, changes, budget), folder)}
     committed = pd.read_csv(summary).to_dict("records") if summary.is_file() else []
-    rows = {**{(old["variant"], old["lmbda"]): old for old in committed if old["variant"] in variants}, **rows}
-    order = list(variants)
-    table = pd.DataFrame(sorted(rows.values(), key=lambda r: (order.index(r["variant"]), r["lmbda"])))
-    print(table.to_string(index=False))
+    result = table(variants, out, base, budget, committed)
+    print(result.to_string(index=False))
     summary.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(summary, index=False)
+    result.to_csv(summary, index=False)
+
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 variable-rate codecs, from codecs trained by the train_codec stage as the study trains them."""
 
 import copy
+import json
 
 import pytest
 import yaml
@@ -14,10 +15,36 @@ VARIANTS = {"single": ({"N": 8, "M": 8}, {}),
             "variable": ({"arch": "bmshj2018-hyperprior-vbr", "N": 8, "M": 8}, {})}
 
 
-def test_a_variable_rate_variant_trains_one_model_for_all_the_lambdas():
-    assert levers.jobs(VARIANTS, ["single", "variable"], [0.001, 0.01]) == [
-        ("single", [0.001]), ("single", [0.01]), ("variable", [0.001, 0.01])]
+def test_a_variable_rate_variant_trains_one_model_for_all_the_lambdas(monkeypatch):
+    assert levers.jobs(VARIANTS, ["single", "variable"], [0.01, 0.001]) == [
+        ("single", [0.001]), ("single", [0.01]), ("variable", [0.001, 0.01])]  # ascending, as --lmbdas must be
     assert levers.folder_name([0.01]) == "lmbda0.01" and levers.folder_name([0.001, 0.01]) == "lmbdas0.001,0.01"
+    monkeypatch.setitem(levers.NEIGHBOURS, "single", 0.01)  # starts from the λ 0.01 codec: only below it
+    assert levers.jobs(VARIANTS, ["single"], [0.001, 0.01, 0.1]) == [("single", [0.001])]
+
+
+def measured(folder, lmbda, val):
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"lmbda": lmbda, "steps": 10, "train_seconds": 2.0, "val": val}))
+
+
+def test_the_table_keeps_gone_variants_committed_rows_and_refuses_a_lambda_measured_twice(tmp_path):
+    base = {"patch_size": 64, "batch_size": 2, "time_budget_s": None}
+    measured(tmp_path / "single" / "lmbda0.01", 0.01, {"loss": 1.5, "bpp": 0.3, "psnr": 25.0})
+    measured(tmp_path / "variable" / "lmbdas0.001,0.01", [0.001, 0.01],
+             {"loss": 9.0, "bpp_p0": 0.1, "psnr_p0": 20.0, "bpp_p1": 0.2, "psnr_p1": 22.0})
+    committed = [{"variant": "single", "lmbda": 0.001, "val_loss": 1.0}, {"variant": "single", "lmbda": 0.01,
+                                                                          "val_loss": 9.9},
+                 {"variant": "dropped", "lmbda": 0.01, "val_loss": 1.0}]
+    rows = levers.table(VARIANTS, tmp_path, base, None, committed).to_dict("records")
+    assert [(r["variant"], r["lmbda"]) for r in rows] == [("single", 0.001), ("single", 0.01), ("variable", 0.001),
+                                                          ("variable", 0.01)]
+    assert rows[1]["val_loss"] == 1.5 and rows[0]["val_loss"] == 1.0  # measured wins; gone results stay
+    assert (rows[2]["val_bpp"], rows[3]["val_psnr"]) == (0.1, 22.0) and rows[2]["images_per_s"] == 10.0
+    measured(tmp_path / "variable" / "lmbdas0.01,0.1", [0.01, 0.1],
+             {"loss": 9.0, "bpp_p0": 0.2, "psnr_p0": 21.0, "bpp_p1": 0.4, "psnr_p1": 23.0})
+    with pytest.raises(SystemExit, match="'variable' at λ 0.01 was trained in .* remove one"):
+        levers.table(VARIANTS, tmp_path, base, None, committed)
 
 
 @pytest.mark.parametrize("name", ["single", "variable"])
