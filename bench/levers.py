@@ -121,19 +121,22 @@ def folder_name(lmbdas: list[float]) -> str:
     return f"lmbda{lmbdas[0]}" if len(lmbdas) == 1 else "lmbdas" + ",".join(map(str, lmbdas))
 
 
+def neighbour_folder(name: str) -> str | None:
+    """The folder, beside the variant's own, of the codec variant ``name`` starts from (``NEIGHBOURS``): the same
+    recipe from scratch at the larger λ; None for a variant trained from scratch."""
+    return f"neighbour-lmbda{NEIGHBOURS[name]}" if name in NEIGHBOURS else None
+
+
 def train(folder: Path, hyper: dict, params: dict, lmbdas: list[float], manifest: Path, out: Path,
-          larger: float | None = None) -> None:
+          neighbour: Path | None = None) -> None:
     """One codec trained by the train_codec stage into ``folder`` (skipped when it is already there), at its λ (a
-    variable-rate model at all of ``lmbdas``); with a ``larger`` λ (``init: neighbour``), after the codec of that λ
-    (``neighbour-lmbda<λ>`` beside it, the same recipe from scratch), which it starts from, as the workflow chains
-    a sweep."""
+    variable-rate model at all of ``lmbdas``); from the trained codec in ``neighbour`` (``init: neighbour``), as the
+    workflow chains a sweep."""
     model = folder / "model.pt"
     if model.is_file():
         return
     start = []
-    if larger is not None:
-        neighbour = folder.parent / f"neighbour-lmbda{larger}"
-        train(neighbour, hyper, params, [larger], manifest, out)
+    if neighbour is not None:
         params, start = {**params, "init": "neighbour"}, ["--init-from", str(neighbour / "model.pt")]
     arch = hyper.get("arch", ARCH)
     rates = ["--lmbdas", ",".join(map(str, lmbdas))] if is_variable_rate(arch) else ["--lmbda", str(lmbdas[0])]
@@ -206,13 +209,16 @@ def main(argv: list[str] | None = None) -> None:
     base = params["codec"]["train"]
     todo = jobs(variants, list(variants) if args.only is None else args.only,
                 args.lmbdas or lmbdas or params["codec"]["sweep"]["lmbdas"])
+
+    def run(name: str, folder: str, lmbdas: list[float], neighbour: str | None = None) -> None:
+        hyper, changes = variants[name]
+        train(out / slug(name) / folder, hyper, train_params(base, changes, budget), lmbdas, manifest, out,
+              None if neighbour is None else out / slug(name) / neighbour)
+
     with ThreadPoolExecutor(args.jobs) as pool:  # the codecs others start from first, each once
-        list(pool.map(lambda job: train(out / slug(job[0]) / f"neighbour-lmbda{job[1]}", variants[job[0]][0],
-                                        train_params(base, variants[job[0]][1], budget), [job[1]], manifest, out),
-                      {(name, NEIGHBOURS[name]) for name, _ in todo if name in NEIGHBOURS}))
-        list(pool.map(lambda job: train(out / slug(job[0]) / folder_name(job[1]), variants[job[0]][0],
-                                        train_params(base, variants[job[0]][1], budget), job[1], manifest, out,
-                                        NEIGHBOURS.get(job[0])), todo))
+        list(pool.map(lambda name: run(name, neighbour_folder(name), [NEIGHBOURS[name]]),
+                      {name for name, _ in todo if name in NEIGHBOURS}))
+        list(pool.map(lambda job: run(job[0], folder_name(job[1]), job[1], neighbour_folder(job[0])), todo))
     summary = ROOT / f"bench/results-summary/{args.study}-levers.csv"
     committed = pd.read_csv(summary).to_dict("records") if summary.is_file() else []
     result = table(variants, out, base, budget, committed)

@@ -39,9 +39,7 @@ PARAMS = ROOT / "bench" / "variable_rate" / "params.yaml"
 OUT = ROOT / "bench" / "results-summary" / "variable-rate-cost.json"
 VARIABLE = {"arch": "bmshj2018-hyperprior-vbr", "N": 48, "M": 64}
 SINGLE = {"arch": "bmshj2018-hyperprior", "N": 48, "M": 64}
-
-
-VARIABLE_ID, SINGLE_ID = codec_id(VARIABLE), codec_id(SINGLE)
+VARIABLE_ID, SINGLE_ID = codec_id(VARIABLE), codec_id(SINGLE)  # as the workflow names their folders
 
 
 def config(results: str, seed: int, budget: float, variable: bool) -> dict:
