@@ -43,7 +43,7 @@ def _rounded(frame: pd.DataFrame, digits: int = 4) -> list[dict]:
 def training(codecs: Path) -> pd.DataFrame:
     """Steps and seconds of training of every pretrained codec, its final validation loss R + λ·255²·D on the
     study's validation split (its metrics.json) and where its training started (``codec.train.init`` in its
-    checkpoint: null, a checkpoint, or ``neighbour`` in a chained sweep), by codec id and λ."""
+    checkpoint: null, a checkpoint, or ``neighbour`` / ``smaller_neighbour`` in a chained sweep), by codec id and λ."""
     rows = []
     for path in sorted(codecs.glob("*/*/lmbda*/metrics.json")):
         metrics = json.loads(path.read_text())

@@ -10,7 +10,9 @@ Studies: ``kodak`` trains one codec per variant at λ 0.0067 for ``--budget`` CP
 train_codec stage as a user would (one thread; a budget counts process CPU seconds; a variant's own
 ``time_budget_s`` wins). A variable-rate architecture (CompressAI's ``-vbr`` models) trains one model for all
 the run's λ, one row per operating point. A variant of ``NEIGHBOURS`` starts from the codec of a larger λ
-(``init: neighbour``), trained first with the same recipe and budget, as the workflow's chained sweep does.
+(``init: neighbour``), trained first with the same recipe and budget; a variant whose ``init`` chains the λ
+(``neighbour``, ``smaller_neighbour``) trains its λ one after another, each from its own codec of the
+neighbouring λ, as the workflow's chained sweep does.
 Scored on the validation images: the rate–distortion loss R + λ·255²·MSE it was trained for (lower is better;
 bpp estimated from the likelihoods; a variable-rate model reports one loss for all its points, left empty), PSNR
 and bpp, and throughput (training images/s). The table goes to ``bench/results-summary/<study>-levers.csv``;
@@ -31,6 +33,7 @@ import pandas as pd
 import yaml
 
 from taskcodec.codecs.registry import is_variable_rate
+from taskcodec.params import CHAINS, chained_from
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "bmshj2018-hyperprior"  # a variant's architecture unless its hyperparameters name another
@@ -82,6 +85,10 @@ DEMO: dict[str, tuple[dict, dict]] = {
     "+ N64": ({"N": 64, "M": 96}, DEMO_NOW),
     "+ 4× the steps (6400)": ({"N": 32, "M": 96}, {**DEMO_NOW, "steps": 6400}),
     "+ from the λ 0.18 codec (1600 + 1600 steps)": ({"N": 32, "M": 96}, DEMO_NOW),
+    # the workflow's chained sweeps: every λ from its own neighbour's codec, from the largest down or smallest up
+    "+ chained from the largest λ down (init: neighbour)": ({"N": 32, "M": 96}, {**DEMO_NOW, "init": "neighbour"}),
+    "+ chained from the smallest λ up (init: smaller_neighbour)": ({"N": 32, "M": 96},
+                                                                   {**DEMO_NOW, "init": "smaller_neighbour"}),
     # CompressAI's variable-rate hyperprior: one model for the default's three λ in their three step counts
     "variable-rate (-vbr), the three λ in one model, 4800 steps": (
         {"arch": "bmshj2018-hyperprior-vbr", "N": 32, "M": 96}, {**DEMO_NOW, "steps": 4800}),
@@ -131,13 +138,14 @@ def train(folder: Path, hyper: dict, params: dict, lmbdas: list[float], manifest
           neighbour: Path | None = None) -> None:
     """One codec trained by the train_codec stage into ``folder`` (skipped when it is already there), at its λ (a
     variable-rate model at all of ``lmbdas``); from the trained codec in ``neighbour`` (``init: neighbour``), as the
-    workflow chains a sweep."""
+    workflow chains a sweep (a chained variant's own ``init``)."""
     model = folder / "model.pt"
     if model.is_file():
         return
     start = []
     if neighbour is not None:
-        params, start = {**params, "init": "neighbour"}, ["--init-from", str(neighbour / "model.pt")]
+        init = params["init"] if params["init"] in CHAINS else "neighbour"
+        params, start = {**params, "init": init}, ["--init-from", str(neighbour / "model.pt")]
     arch = hyper.get("arch", ARCH)
     rates = ["--lmbdas", ",".join(map(str, lmbdas))] if is_variable_rate(arch) else ["--lmbda", str(lmbdas[0])]
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,12 +173,26 @@ def rows_of(name: str, hyper: dict, params: dict, folder: Path) -> list[dict]:
 
 
 def jobs(variants: dict[str, tuple[dict, dict]], names: list[str], lmbdas: list[float]) -> list[tuple[str, list]]:
-    """(variant, λ of one training) for each codec to train: every λ for one, all at once (ascending) for a
-    variable-rate model; a variant that starts from a larger λ's codec (``NEIGHBOURS``) only below that λ."""
+    """(variant, λ of one job) for each job: every λ for one, all at once (ascending) for a variable-rate model or
+    a chained variant (one training after another); a variant that starts from a larger λ's codec
+    (``NEIGHBOURS``) only below that λ."""
     lmbdas = sorted(set(lmbdas))
     return [(name, group) for name in names
-            for group in ([lmbdas] if is_variable_rate(variants[name][0].get("arch", ARCH)) else
+            for group in ([lmbdas] if is_variable_rate(variants[name][0].get("arch", ARCH))
+                          or variants[name][1].get("init") in CHAINS else
                           [[lmbda] for lmbda in lmbdas if lmbda < NEIGHBOURS.get(name, float("inf"))])]
+
+
+def trainings(variants: dict[str, tuple[dict, dict]], name: str,
+              lmbdas: list[float]) -> list[tuple[str, list[float], str | None]]:
+    """The trainings of one job of ``jobs``, in order: (folder, its λ, the folder of the codec it starts from or
+    None); a chained variant's λ one after another, from the chain's first."""
+    init = variants[name][1].get("init")
+    if init not in CHAINS:
+        return [(folder_name(lmbdas), lmbdas, neighbour_folder(name))]
+    starts = {lmbda: chained_from(init, lmbda, lmbdas) for lmbda in sorted(lmbdas, reverse=CHAINS[init] == "larger")}
+    return [(folder_name([lmbda]), [lmbda], None if start is None else folder_name([start]))
+            for lmbda, start in starts.items()]
 
 
 def table(variants: dict[str, tuple[dict, dict]], out: Path, base: dict, budget: float | None,
@@ -215,10 +237,14 @@ def main(argv: list[str] | None = None) -> None:
         train(out / slug(name) / folder, hyper, train_params(base, changes, budget), lmbdas, manifest, out,
               None if neighbour is None else out / slug(name) / neighbour)
 
+    def job(name: str, lmbdas: list[float]) -> None:
+        for folder, group, start in trainings(variants, name, lmbdas):
+            run(name, folder, group, start)
+
     with ThreadPoolExecutor(args.jobs) as pool:  # the codecs others start from first, each once
         list(pool.map(lambda name: run(name, neighbour_folder(name), [NEIGHBOURS[name]]),
                       {name for name, _ in todo if name in NEIGHBOURS}))
-        list(pool.map(lambda job: run(job[0], folder_name(job[1]), job[1], neighbour_folder(job[0])), todo))
+        list(pool.map(lambda todo_job: job(*todo_job), todo))
     summary = ROOT / f"bench/results-summary/{args.study}-levers.csv"
     committed = pd.read_csv(summary).to_dict("records") if summary.is_file() else []
     result = table(variants, out, base, budget, committed)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from taskcodec.params import CHAINS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/summary_tasks.py, also when loaded by path
 from summary_tasks import (classification, classification_headline, demo_machine, detection,  # noqa: E402
                            detection_levers, fixed3, pct, vqa)
@@ -97,8 +99,7 @@ def render_kodak_headline() -> str:
     summary = _json("kodak.json")
     cpu = max(row["train_seconds"] for row in summary["learned"])
     return (f"Kodak (24 images), {len(summary['learned'])} λ, {sweep(summary['learned'])} sweep, at most {cpu:.0f} "
-            "CPU-s of training per λ: "
-            f"{headline(summary, ['jpeg', 'webp', 'avif'])}.\n")
+            f"CPU-s of training per λ: {headline(summary, ['jpeg', 'webp', 'avif'])}.\n")
 
 
 #: the Kodak study's committed runs of the same recipe (bench/README.md, "Kodak"), oldest first; kodak.json is the
@@ -107,10 +108,10 @@ KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak.json")
 
 
 def sweep(learned: list[dict]) -> str:
-    """How a summary's λ sweep was trained, from its codecs' ``init`` (summaries collected before the field
-    existed come from independent sweeps, the only kind then)."""
-    if any(row.get("init") == "neighbour" for row in learned):
-        return "chained (each λ from the next larger λ's codec)"
+    """How a summary's λ sweep was trained, from its codecs' ``init`` (older summaries: independent sweeps)."""
+    chained = [row["init"] for row in learned if row.get("init") in CHAINS]
+    if chained:
+        return f"chained (each λ from the next {CHAINS[chained[0]]} λ's codec)"
     return "independent" if all(row.get("init") is None for row in learned) else "from given checkpoints"
 
 
@@ -176,8 +177,7 @@ def render_variable_rate_levers() -> str:
 
 
 def render_variable_rate_cost(name: str = "variable-rate-cost.json") -> str:
-    """One variable-rate model against per-λ sweeps of several budgets, per seed (bench/variable_rate/cost.py,
-    family.py)."""
+    """One variable-rate model against per-λ sweeps of several budgets, per seed (variable_rate/{cost,family}.py)."""
     runs = _json(name)["runs"]
     first = runs[0]["variable_rate"]
     lines = [f"Validation split of the photos ({first['images']} images, {first['image_size']}), bpp from the bytes:",

@@ -5,14 +5,17 @@ import copy
 import json
 
 import pytest
+import torch
 import yaml
 
 from bench_scripts import ROOT, load_bench
+from taskcodec.codecs.checkpoint import load_codec
 
 levers = load_bench("levers.py")
 
 VARIANTS = {"single": ({"N": 8, "M": 8}, {}),
-            "variable": ({"arch": "bmshj2018-hyperprior-vbr", "N": 8, "M": 8}, {})}
+            "variable": ({"arch": "bmshj2018-hyperprior-vbr", "N": 8, "M": 8}, {}),
+            "chained": ({"N": 8, "M": 8}, {"init": "smaller_neighbour"})}
 
 
 def test_a_variable_rate_variant_trains_one_model_for_all_the_lambdas(monkeypatch):
@@ -21,6 +24,15 @@ def test_a_variable_rate_variant_trains_one_model_for_all_the_lambdas(monkeypatc
     assert levers.folder_name([0.01]) == "lmbda0.01" and levers.folder_name([0.001, 0.01]) == "lmbdas0.001,0.01"
     monkeypatch.setitem(levers.NEIGHBOURS, "single", 0.01)  # starts from the λ 0.01 codec: only below it
     assert levers.jobs(VARIANTS, ["single"], [0.001, 0.01, 0.1]) == [("single", [0.001])]
+    assert levers.trainings(VARIANTS, "single", [0.001]) == [("lmbda0.001", [0.001], "neighbour-lmbda0.01")]
+
+
+@pytest.mark.parametrize("init, order", [("smaller_neighbour", [0.001, 0.01, 0.1]), ("neighbour", [0.1, 0.01, 0.001])])
+def test_a_chained_variant_trains_its_lambdas_one_after_another_each_from_the_one_before(init, order):
+    variants = {"chained": ({"N": 8, "M": 8}, {"init": init})}
+    assert levers.jobs(variants, ["chained"], [0.01, 0.1, 0.001]) == [("chained", [0.001, 0.01, 0.1])]
+    assert levers.trainings(variants, "chained", [0.001, 0.01, 0.1]) == [
+        (f"lmbda{lmbda}", [lmbda], None if k == 0 else f"lmbda{order[k - 1]}") for k, lmbda in enumerate(order)]
 
 
 def measured(folder, lmbda, val):
@@ -47,22 +59,27 @@ def test_the_table_keeps_gone_variants_committed_rows_and_refuses_a_lambda_measu
         levers.table(VARIANTS, tmp_path, base, None, committed)
 
 
-@pytest.mark.parametrize("name", ["single", "variable"])
+@pytest.mark.parametrize("name", ["single", "variable", "chained"])
 def test_a_trained_variant_gives_one_row_per_operating_point(tmp_path, name):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["prepare"] = {**params["prepare"], "image_size": 64, "split": {"train": 0.5, "val": 0.25, "test": 0.25},
                          "builtin": {**params["prepare"]["builtin"], "num_images": 8, "canvas_size": 64}}
     manifest = levers.prepare(params, tmp_path)
     train = levers.train_params({**copy.deepcopy(params["codec"]["train"]), "steps": 2, "batch_size": 2,
-                                 "patch_size": 64}, {}, None)
-    hyper, lmbdas = VARIANTS[name][0], [0.001, 0.01]
+                                 "patch_size": 64, "init": None}, {}, None)
+    (hyper, changes), lmbdas = VARIANTS[name], [0.001, 0.01]
+    train = {**train, **changes, **({"lr": 1e-12} if name == "chained" else {})}  # chained: each keeps its start
     (_, group), *rest = levers.jobs(VARIANTS, [name], lmbdas)
-    folder = tmp_path / levers.folder_name(group)
-    levers.train(folder, hyper, train, group, manifest, tmp_path)
-    rows = levers.rows_of(name, hyper, train, folder)
+    rows = []
+    for folder, trained, start in levers.trainings(VARIANTS, name, group):
+        levers.train(tmp_path / folder, hyper, train, trained, manifest, tmp_path, start and tmp_path / start)
+        rows += levers.rows_of(name, hyper, train, tmp_path / folder)
     assert [row["lmbda"] for row in rows] == group and all(row["steps"] == 2 for row in rows)
     assert all(row["val_bpp"] > 0 and row["val_psnr"] > 0 for row in rows)
     if name == "variable":  # one model, one loss for all its points: no per-point loss is claimed
         assert not rest and all(row["val_loss"] is None for row in rows)
     else:
-        assert len(rest) == 1 and rows[0]["val_loss"] > 0
+        assert len(rest) == (name == "single") and all(row["val_loss"] > 0 for row in rows)
+    if name == "chained":  # the larger λ started from the smaller's trained codec
+        (first, _), (then, _) = (load_codec(tmp_path / f"lmbda{lmbda}" / "model.pt") for lmbda in lmbdas)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(first.g_a.parameters(), then.g_a.parameters()))

@@ -32,7 +32,9 @@ def test_bd_rates_stand_beside_their_overlap():
 
 
 def test_a_kodak_run_says_how_its_sweep_was_trained():
-    assert summary.sweep([{"init": "neighbour"}, {"init": "neighbour"}]).startswith("chained")
+    assert summary.sweep([{"init": "neighbour"}] * 2) == "chained (each λ from the next larger λ's codec)"
+    assert summary.sweep([{"init": None}, {"init": "smaller_neighbour"}]) == ("chained (each λ from the next smaller "
+                                                                              "λ's codec)")
     assert summary.sweep([{"init": None}, {"init": None}]) == "independent"
     assert summary.sweep([{"steps": 1}]) == "independent"  # collected before the field: independent sweeps only
     assert summary.sweep([{"init": "zoo:bmshj2018-hyperprior:3"}]) == "from given checkpoints"

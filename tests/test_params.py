@@ -5,7 +5,7 @@ from snakemake.utils import update_config
 
 from taskcodec.codecs.registry import CODECS
 from taskcodec.errors import UserError
-from taskcodec.params import codec_dirname, codec_id, load_yaml, number_id, validate_params
+from taskcodec.params import chained_from, codec_dirname, codec_id, load_yaml, number_id, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -143,6 +143,8 @@ def test_imagefolder_needs_a_root(params):
         (lambda p: p["codec"]["train"].update(init="zoo:x"), "is not of the form zoo:<arch>:<quality 1-8>"),
         (lambda p: p["scalable"]["train"].update(init="neighbour"), "scalable.train.init 'neighbour' chains the λ of "
                                                                     "codec.sweep only"),
+        (lambda p: p["variable_rate"]["train"].update(init="smaller_neighbour"), "variable_rate.train.init "
+                                                                                 "'smaller_neighbour' chains the λ"),
         (lambda p: p["evaluate"]["report"].update(grid_image=4), "grid_image 4 needs a saved reconstruction"),
         (lambda p: p["evaluate"]["report"].update(references={"kodak": "x"}), "references.kodak names no evaluated"),
         (lambda p: p["evaluate"]["classical"]["hevc"].update(qualities=[60]), "hevc.qualities.0 = 60 is invalid"),
@@ -254,6 +256,14 @@ def test_a_sweep_entry_has_the_codec_id_its_checkpoint_reports(tmp_path):
 
 
 # ------------------------------------------------------------------ fine-tuning sweep, task registry
+
+
+def test_a_chained_sweep_starts_each_lambda_from_its_neighbour():
+    lmbdas = [0.18, 0.0009, 0.0035]  # in any order
+    assert [chained_from("neighbour", lmbda, lmbdas) for lmbda in (0.0009, 0.0035, 0.18)] == [0.0035, 0.18, None]
+    assert [chained_from("smaller_neighbour", lmbda, lmbdas) for lmbda in (0.0009, 0.0035, 0.18)] == [
+        None, 0.0009, 0.0035]
+    assert chained_from(None, 0.0035, lmbdas) is None and chained_from("zoo:mbt2018:3", 0.0035, lmbdas) is None
 
 
 def test_finetuned_lambdas_must_be_pretrained_ones(params):

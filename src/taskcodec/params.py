@@ -186,14 +186,27 @@ def _check_prepare(prepare: dict[str, Any], source: str, name: str) -> None:
         raise UserError(f"{source}: {name}.dataset is imagefolder but {name}.root is null; set it to your image folder")
 
 
-#: ``<section>.train.init`` of a codec sweep that starts each λ from the trained codec of the next larger λ
-NEIGHBOUR = "neighbour"
+#: ``codec.train.init`` values that train the sweep's λ as a chain → the neighbouring λ each starts from (the
+#: trained codec of the same model there): ``neighbour`` the next larger λ (from the largest down, as CompressAI's
+#: zoo was trained), ``smaller_neighbour`` the next smaller λ (from the smallest up: the largest λ, the curve's
+#: top, is the most trained)
+CHAINS = {"neighbour": "larger", "smaller_neighbour": "smaller"}
+
+
+def chained_from(init: str | None, lmbda: float, lmbdas: list[float]) -> float | None:
+    """The λ of ``lmbdas`` whose trained codec the codec of ``lmbda`` starts from under ``init`` (:data:`CHAINS`);
+    None for the chain's first λ, which starts from scratch, and for an ``init`` that is no chain."""
+    if CHAINS.get(init) == "larger":
+        return min((other for other in lmbdas if other > lmbda), default=None)
+    if CHAINS.get(init) == "smaller":
+        return max((other for other in lmbdas if other < lmbda), default=None)
+    return None
 
 
 def _check_codec_train(train: dict[str, Any], source: str, name: str) -> None:
     init = train["init"]
-    if init == NEIGHBOUR and name != "codec.train":
-        raise UserError(f"{source}: {name}.init '{NEIGHBOUR}' chains the λ of codec.sweep only; give {name}.init a "
+    if init in CHAINS and name != "codec.train":
+        raise UserError(f"{source}: {name}.init '{init}' chains the λ of codec.sweep only; give {name}.init a "
                         "checkpoint path, a zoo name or null")
     if init is not None and init.startswith("zoo:") and not re.fullmatch(r"zoo:[A-Za-z0-9_-]+:[1-8]", init):
         raise UserError(f"{source}: {name}.init '{init}' is not of the form zoo:<arch>:<quality 1-8>")

@@ -158,7 +158,7 @@ def test_init_from_the_neighbour_starts_from_its_weights(workspace, tmp_path):
     started, _ = load_codec(out)
     neighbour, _ = load_codec(models[0.02])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(started.g_a.parameters(), neighbour.g_a.parameters()))
-    with pytest.raises(UserError, match="--init-from .* is for init: neighbour, but the params' init is None"):
+    with pytest.raises(UserError, match="--init-from .* is for init: neighbour or smaller_neighbour, but the params' init is None"):
         train_codec.main(["--params", json.dumps(TRAIN), *args, "--out", str(tmp_path / "m.pt")])
 
 

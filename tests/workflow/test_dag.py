@@ -2,6 +2,8 @@
 
 import copy
 
+import pytest
+
 
 def test_nothing_to_do_after_a_complete_run(pipeline_run):
     project, _ = pipeline_run
@@ -105,9 +107,10 @@ def test_training_parameter_retrains_everything_downstream(pipeline_run):
         project.write_params()
 
 
-def test_neighbour_init_chains_the_lambdas_from_the_largest(pipeline_run):
+@pytest.mark.parametrize("init, first, then", [("neighbour", "0.03", "0.003"), ("smaller_neighbour", "0.003", "0.03")])
+def test_a_chained_init_starts_each_lambda_from_its_neighbour(pipeline_run, init, first, then):
     project, _ = pipeline_run
-    project.params["codec"]["train"]["init"] = "neighbour"
+    project.params["codec"]["train"]["init"] = init
     project.write_params()
     try:
         output = project.dry_run("--printshellcmds")
@@ -115,8 +118,8 @@ def test_neighbour_init_chains_the_lambdas_from_the_largest(pipeline_run):
                             if "taskcodec.stages.train_codec " in line and f"--lmbda {lmbda} " in line]
                     for lmbda in ("0.003", "0.03")}
         assert len(commands["0.03"]) == len(commands["0.003"]) == 1
-        assert "--init-from" not in commands["0.03"][0]  # the largest λ from scratch, the next from it
-        assert "--init-from results/codecs/bmshj2018-hyperprior/N8-M12/lmbda0.03/model.pt " in commands["0.003"][0]
+        assert "--init-from" not in commands[first][0]  # the chain's first λ from scratch, the next from it
+        assert f"--init-from results/codecs/bmshj2018-hyperprior/N8-M12/lmbda{first}/model.pt " in commands[then][0]
         # a new init retrains every codec and everything downstream, as any training parameter does
         assert project.planned_jobs() == {"train_codec": 2, "cache_latents": 8, "evaluate_codec": 4, "finetune_codec": 1,
                                           "cache_finetuned": 1, "evaluate_finetuned": 1, "train_latent_classifier": 2,

@@ -12,7 +12,7 @@ from snakemake.settings.types import DeploymentMethod
 from taskcodec import dvc_record, run_lock
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
-from taskcodec.params import NEIGHBOUR, codec_dirname, hyperparameters, number_id, validate_params
+from taskcodec.params import chained_from, codec_dirname, hyperparameters, number_id, validate_params
 from taskcodec.tracking import end_pipeline_run, start_pipeline_run
 
 # Validated once, by the process that plans the jobs; a cluster job re-reads the Snakefile but must not pay the
@@ -138,14 +138,13 @@ def codec_points():
 
 
 def neighbour_init(wildcards):
-    """With ``codec.train.init: neighbour``, the trained codec of the next larger λ of the same model, which this
-    λ starts from ({"init": path}; the largest λ starts from scratch: {}), so that λ trains first."""
-    if config["codec"]["train"]["init"] != NEIGHBOUR:
+    """With a chained ``codec.train.init`` (``neighbour``: from the next larger λ; ``smaller_neighbour``: from the
+    next smaller), the trained codec of the neighbouring λ of the same model, which this λ starts from
+    ({"init": path}; the chain's first λ starts from scratch: {}), so that λ trains first."""
+    start = chained_from(config["codec"]["train"]["init"], float(wildcards.lmbda), config["codec"]["sweep"]["lmbdas"])
+    if start is None:
         return {}
-    larger = sorted(lmbda for lmbda in config["codec"]["sweep"]["lmbdas"] if lmbda > float(wildcards.lmbda))
-    if not larger:
-        return {}
-    return {"init": results("codecs", wildcards.arch, wildcards.hyper, f"lmbda{number_id(larger[0])}", "model.pt")}
+    return {"init": results("codecs", wildcards.arch, wildcards.hyper, f"lmbda{number_id(start)}", "model.pt")}
 
 
 def hyper_json(section):

@@ -20,8 +20,8 @@ would take more than its share of a quarter of it (the splits share it by their 
 in batches by loader processes instead of being held in memory (:mod:`taskcodec.data.sources`; the log says
 which), with the same batches and numbers.
 
-``--init-from`` (with ``init: neighbour``; the workflow passes the trained codec of the sweep's next larger λ) starts
-from that checkpoint instead of the params' ``init``; its digest joins the resume fingerprint.
+``--init-from`` (with ``init: neighbour`` or ``smaller_neighbour``; the workflow passes the trained codec of the
+sweep's next larger or next smaller λ) starts from that checkpoint instead of the params' ``init``; its digest joins the resume fingerprint.
 
 Writes ``model.pt`` (weights after ``update()``, with the resolved params),
 ``train_log.csv`` and ``metrics.json`` beside it. A ``resume.pt`` next to
@@ -48,7 +48,7 @@ from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import own_sizes, split_images
 from taskcodec.data.sources import stored_size
 from taskcodec.errors import UserError
-from taskcodec.params import NEIGHBOUR
+from taskcodec.params import CHAINS
 from taskcodec.saliency import saliency_inputs
 from taskcodec.tasks.checkpoint import load_task_model
 from taskcodec.stages.cli import (final_validation, finish_training, hyper_object, image_sources, memory_argument,
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
                         help="β of a variable-rate codec's perceptual term (needs --ssl-model)")
     parser.add_argument("--init-from", type=Path, help="a checkpoint of the same codec to start from, in place of "
-                        "the params' init (codec.train.init: neighbour: the sweep's next larger λ, from Snakemake)")
+                        "the params' init (codec.train.init: neighbour or smaller_neighbour: the sweep's next "
+                        "larger or smaller λ, from Snakemake)")
     parser.add_argument("--out", type=Path, required=True, help="model.pt to write")
     return parser
 
@@ -121,12 +122,14 @@ def initial_checkpoint(args: argparse.Namespace, init: str | None) -> str | None
     """The weights this job starts from: ``--init-from`` (the neighbour's checkpoint) or the params' ``init``.
 
     ``init: neighbour`` starts each λ of the sweep from the trained codec of the next larger λ, as CompressAI's
-    zoo models were trained; the workflow passes that checkpoint, and the largest λ starts from scratch."""
+    zoo models were trained, ``smaller_neighbour`` from that of the next smaller λ; the workflow passes that
+    checkpoint, and the chain's first λ starts from scratch."""
     if args.init_from is not None:
-        if init != NEIGHBOUR:
-            raise UserError(f"--init-from {args.init_from} is for init: {NEIGHBOUR}, but the params' init is {init}")
+        if init not in CHAINS:
+            raise UserError(f"--init-from {args.init_from} is for init: {' or '.join(CHAINS)}, but the params' init "
+                            f"is {init}")
         return str(args.init_from)
-    return None if init == NEIGHBOUR else init
+    return None if init in CHAINS else init
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
