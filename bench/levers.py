@@ -62,6 +62,11 @@ KODAK: dict[str, tuple[dict, dict]] = {
                                                "time_budget_s": 600}),
     "N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": ({"N": 48, "M": 64}, {**OLD, "patch_size": 128,
                                                                                "quantization": "ste"}),
+    # the workflow's two chains over the study's four λ (--lmbdas), every λ from its neighbour's codec
+    "N48-M64 chained from the largest λ down (init: neighbour)": (
+        {"N": 48, "M": 64}, {**OLD, "patch_size": 128, "quantization": "ste", "init": "neighbour"}),
+    "N48-M64 chained from the smallest λ up (init: smaller_neighbour)": (
+        {"N": 48, "M": 64}, {**OLD, "patch_size": 128, "quantization": "ste", "init": "smaller_neighbour"}),
 }
 #: variant → the larger λ whose codec it starts from (``init: neighbour``): trained first, same recipe and budget
 NEIGHBOURS = {"N48-M64 from the λ 0.013 codec (300 + 300 CPU-s)": 0.013,
@@ -79,8 +84,8 @@ DEMO: dict[str, tuple[dict, dict]] = {
     # 4×4×48 latents for 64×64 images: at most 1 value per 16 (pixel, colour) values, a ceiling on PSNR
     # for the demo's textured backgrounds; M costs little (only g_a's last and g_s's first layer see it)
     "+ M96": ({"N": 32, "M": 96}, {**DEMO_OLD, "quantization": "ste"}),
-    # the default since then (params.yaml): + M96 with 1600 steps; the rows below each change one thing from it
-    "the default: M96, 1600 steps": ({"N": 32, "M": 96}, DEMO_NOW),
+    # then the default: + M96 with 1600 steps, each λ from scratch; the rows below each change one thing from it
+    "from scratch: M96, 1600 steps (the default before the chain)": ({"N": 32, "M": 96}, DEMO_NOW),
     "+ mean-scale hyperprior (mbt2018-mean)": ({"arch": "mbt2018-mean", "N": 32, "M": 96}, DEMO_NOW),
     "+ N64": ({"N": 64, "M": 96}, DEMO_NOW),
     "+ 4× the steps (6400)": ({"N": 32, "M": 96}, {**DEMO_NOW, "steps": 6400}),
@@ -89,7 +94,7 @@ DEMO: dict[str, tuple[dict, dict]] = {
     "+ chained from the largest λ down (init: neighbour)": ({"N": 32, "M": 96}, {**DEMO_NOW, "init": "neighbour"}),
     "+ chained from the smallest λ up (init: smaller_neighbour)": ({"N": 32, "M": 96},
                                                                    {**DEMO_NOW, "init": "smaller_neighbour"}),
-    # CompressAI's variable-rate hyperprior: one model for the default's three λ in their three step counts
+    # CompressAI's variable-rate hyperprior: one model for the three λ in their three step counts
     "variable-rate (-vbr), the three λ in one model, 4800 steps": (
         {"arch": "bmshj2018-hyperprior-vbr", "N": 32, "M": 96}, {**DEMO_NOW, "steps": 4800}),
 }
@@ -117,7 +122,8 @@ def prepare(params: dict, out: Path) -> Path:
 
 
 def train_params(base: dict, changes: dict, budget: float | None) -> dict:
-    params = {**base, **changes, "val_every": 1_000_000, "checkpoint_every": 500}
+    """A variant's codec.train: from scratch unless it chains its λ itself (``changes``' ``init``)."""
+    params = {**base, "init": None, **changes, "val_every": 1_000_000, "checkpoint_every": 500}
     if budget is not None:  # a variant's own time_budget_s (a longer run) wins over the study's
         params.update(time_budget_s=changes.get("time_budget_s", budget), steps=1_000_000)
     return params

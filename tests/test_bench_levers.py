@@ -10,6 +10,7 @@ import yaml
 
 from bench_scripts import ROOT, load_bench
 from taskcodec.codecs.checkpoint import load_codec
+from taskcodec.codecs.registry import build_codec
 
 levers = load_bench("levers.py")
 
@@ -31,6 +32,8 @@ def test_a_variable_rate_variant_trains_one_model_for_all_the_lambdas(monkeypatc
 def test_a_chained_variant_trains_its_lambdas_one_after_another_each_from_the_one_before(init, order):
     variants = {"chained": ({"N": 8, "M": 8}, {"init": init})}
     assert levers.jobs(variants, ["chained"], [0.01, 0.1, 0.001]) == [("chained", [0.001, 0.01, 0.1])]
+    assert levers.train_params({"init": "neighbour"}, {}, None)["init"] is None  # others: from scratch
+    assert levers.train_params({"init": None}, {"init": init}, None)["init"] == init
     assert levers.trainings(variants, "chained", [0.001, 0.01, 0.1]) == [
         (f"lmbda{lmbda}", [lmbda], None if k == 0 else f"lmbda{order[k - 1]}") for k, lmbda in enumerate(order)]
 
@@ -65,14 +68,15 @@ def test_a_trained_variant_gives_one_row_per_operating_point(tmp_path, name):
     params["prepare"] = {**params["prepare"], "image_size": 64, "split": {"train": 0.5, "val": 0.25, "test": 0.25},
                          "builtin": {**params["prepare"]["builtin"], "num_images": 8, "canvas_size": 64}}
     manifest = levers.prepare(params, tmp_path)
-    train = levers.train_params({**copy.deepcopy(params["codec"]["train"]), "steps": 2, "batch_size": 2,
-                                 "patch_size": 64, "init": None}, {}, None)
     (hyper, changes), lmbdas = VARIANTS[name], [0.001, 0.01]
-    train = {**train, **changes, **({"lr": 1e-12} if name == "chained" else {})}  # chained: each keeps its start
+    train = levers.train_params({**copy.deepcopy(params["codec"]["train"]), "steps": 2, "batch_size": 2,
+                                 "patch_size": 64}, changes, None)
     (_, group), *rest = levers.jobs(VARIANTS, [name], lmbdas)
     rows = []
     for folder, trained, start in levers.trainings(VARIANTS, name, group):
-        levers.train(tmp_path / folder, hyper, train, trained, manifest, tmp_path, start and tmp_path / start)
+        still = {"lr": 1e-12} if start else {}  # a chained λ keeps the weights it starts from: they show which
+        levers.train(tmp_path / folder, hyper, {**train, **still}, trained, manifest, tmp_path,
+                     start and tmp_path / start)
         rows += levers.rows_of(name, hyper, train, tmp_path / folder)
     assert [row["lmbda"] for row in rows] == group and all(row["steps"] == 2 for row in rows)
     assert all(row["val_bpp"] > 0 and row["val_psnr"] > 0 for row in rows)
@@ -80,6 +84,12 @@ def test_a_trained_variant_gives_one_row_per_operating_point(tmp_path, name):
         assert not rest and all(row["val_loss"] is None for row in rows)
     else:
         assert len(rest) == (name == "single") and all(row["val_loss"] > 0 for row in rows)
-    if name == "chained":  # the larger λ started from the smaller's trained codec
+    if name == "chained":  # the larger λ started from the smaller's trained codec, not from the seed's weights
         (first, _), (then, _) = (load_codec(tmp_path / f"lmbda{lmbda}" / "model.pt") for lmbda in lmbdas)
-        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(first.g_a.parameters(), then.g_a.parameters()))
+        torch.manual_seed(train["seed"])
+        fresh = build_codec(levers.ARCH, hyper)
+
+        def same(one, other):
+            return all(torch.allclose(a, b, atol=1e-6) for a, b in zip(one.g_a.parameters(), other.g_a.parameters()))
+
+        assert same(first, then) and not same(first, fresh)

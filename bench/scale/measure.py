@@ -85,7 +85,7 @@ def measure(out: Path, manifest: Path, count: int, threads: int) -> list[dict]:
     """Codec training (in memory where it fits, and streamed), caching and evaluating the test split."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     train = {**params["codec"]["train"], "steps": STEPS, "batch_size": BATCH, "patch_size": PATCH,
-             "val_every": 10**6, "checkpoint_every": 10**6}
+             "val_every": 10**6, "checkpoint_every": 10**6, "init": None}  # one λ: from scratch, no chain
     model = params["codec"]["sweep"]["models"][0]
     hyper = {key: value for key, value in model.items() if key != "arch"}
     splits = pd.read_csv(manifest)["split"].value_counts()

@@ -95,7 +95,7 @@ def codec_costs(out: Path, manifest: Path, lmbda: float, steps: int, threads: in
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     model = params["codec"]["sweep"]["models"][0]
     train = {**params["codec"]["train"], "steps": steps, "batch_size": BATCH, "patch_size": SIZE,
-             "val_every": 10**6, "checkpoint_every": 10**6}
+             "val_every": 10**6, "checkpoint_every": 10**6, "init": None}  # each λ from scratch, no chain
     run = ["--threads", str(threads), "--device", "cpu"]
     folder = out / f"lmbda{lmbda}"
     shutil.rmtree(folder, ignore_errors=True)

@@ -1,6 +1,7 @@
 # Stage 3: train one codec per (architecture with its hyperparameters, lambda) of the sweep on
-# rate + lambda * distortion. With codec.train.init: neighbour, each lambda starts from the trained codec of the
-# next larger lambda of the same model (common.smk: neighbour_init), so the sweep trains as a chain.
+# rate + lambda * distortion. With codec.train.init: neighbour (smaller_neighbour), each lambda starts from the
+# trained codec of the next larger (smaller) lambda of the same model (common.smk: neighbour_init), so the sweep
+# trains as a chain.
 # resources.train_codec.tasks > 1 runs the stage under torchrun, that many processes (job_resources' launcher).
 
 
