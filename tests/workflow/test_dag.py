@@ -141,6 +141,22 @@ def test_the_self_supervised_network_retrains_the_variable_rate_codec_and_nothin
         project.write_params()
 
 
+def test_a_variable_rate_model_that_reads_no_self_supervised_network_does_not_train_one(pipeline_run):
+    project, _ = pipeline_run
+    sweep = project.params["variable_rate"]["sweep"]
+    pyramid, weight = sweep["models"], sweep["perceptual_weight"]
+    sweep.update(models=[{"arch": "bmshj2018-hyperprior-vbr", "N": 8, "M": 8}], perceptual_weight=0.0)
+    project.params["simclr"]["steps"] = 5  # a changed network, which only a model that reads it would retrain
+    project.write_params()
+    try:
+        assert project.planned_jobs() == {"train_variable_rate": 1, "cache_variable_rate": 4,
+                                          "evaluate_variable_rate": 4, "report": 2, "summarize": 1}
+    finally:
+        sweep.update(models=pyramid, perceptual_weight=weight)
+        project.params["simclr"]["steps"] = 4
+        project.write_params()
+
+
 def test_mistyped_params_key_fails_before_any_job_with_one_sentence(pipeline_run):
     project, _ = pipeline_run
     project.params["codec"]["train"]["stpes"] = project.params["codec"]["train"].pop("steps")

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
 from taskcodec import dvc_record, run_lock
+from taskcodec.codecs.registry import needs_ssl_model
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
 from taskcodec.params import chained_from, codec_dirname, hyperparameters, number_id, validate_params
@@ -145,6 +146,12 @@ def neighbour_init(wildcards):
     if start is None:
         return {}
     return {"init": results("codecs", wildcards.arch, wildcards.hyper, f"lmbda{number_id(start)}", "model.pt")}
+
+
+def ssl_input(wildcards):
+    """The self-supervised network (train_simclr's) that a variable-rate model built on it reads ({"ssl_model":
+    path}: seed 001's pyramid); none for the others (CompressAI's -vbr models), so it trains only when read."""
+    return {"ssl_model": SSL_MODEL} if needs_ssl_model(wildcards.arch) else {}
 
 
 def hyper_json(section):
@@ -288,7 +295,8 @@ def versioned_outputs():
         outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
         outputs += per_scalable(results("scalable", SCALABLE, "model.pt"))
     variable_rate = per_variable_rate(results("variable_rate", VARIABLE, "model.pt"))
-    return outputs + ([SSL_MODEL] if variable_rate else []) + variable_rate
+    reads_ssl = any(needs_ssl_model(point["arch"]) for point in variable_rate_points())
+    return outputs + ([SSL_MODEL] if reads_ssl else []) + variable_rate
 
 
 def report_outputs():

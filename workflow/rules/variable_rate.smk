@@ -1,13 +1,14 @@
 # Stage 3c: one model, many rates (seed 001): one codec per entry of variable_rate.sweep.models, trained for all
 # the lambdas of variable_rate.sweep.lmbdas at once (one operating point each: the feature pyramid's levels, or
-# CompressAI's variable-rate gains), on the self-supervised features of train_simclr. Each operating point is
-# cached and evaluated like a codec of its own; together they are the model's curve.
+# CompressAI's variable-rate gains); the pyramid on the self-supervised features of train_simclr, which runs only
+# when a model reads it (common.smk: ssl_input). Each operating point is cached and evaluated like a codec of its
+# own; together they are the model's curve.
 
 
 rule train_variable_rate:
     input:
+        unpack(ssl_input),
         prepared=results("prepared"),
-        ssl_model=SSL_MODEL,
     output:
         model=results("variable_rate", VARIABLE, "model.pt"),
         metrics=results("variable_rate", VARIABLE, "metrics.json"),
@@ -17,6 +18,7 @@ rule train_variable_rate:
         hyper=hyper_json("variable_rate"),
         lmbdas=",".join(number_id(lmbda) for lmbda in config["variable_rate"]["sweep"]["lmbdas"]),
         perceptual=config["variable_rate"]["sweep"]["perceptual_weight"],
+        ssl=lambda wc, input: f"--ssl-model {shlex.quote(input.ssl_model)}" if input.get("ssl_model") else "",
     threads: job_threads("train_codec")
     resources:
         **job_resources("train_codec"),
@@ -29,7 +31,7 @@ rule train_variable_rate:
     shell:
         "{resources.launcher} taskcodec.stages.train_codec --params {params.section:q} --threads {threads}"
         " --device {resources.device:q} --rule train_variable_rate --arch {wildcards.arch} --hyper {params.hyper:q}"
-        " --lmbdas {params.lmbdas} --perceptual-weight {params.perceptual} --ssl-model {input.ssl_model:q}"
+        " --lmbdas {params.lmbdas} --perceptual-weight {params.perceptual} {params.ssl}"
         " --mem-mb {resources.mem_mb}"
         " --manifest {input.prepared:q}/manifest.csv --out {output.model:q} > {log:q} 2>&1"
 
