@@ -4,8 +4,8 @@
 #           -> train_codec (one job per architecture and hyperparameters x lambda) -> cache_latents (per split)
 #           -> train_scalable (seed 002: per hyperparameters x lambda x lambda_task, around the model of scalable.task)
 #              -> cache_scalable / evaluate_scalable (the image from both layers, the task from the base layer)
-#           -> train_variable_rate (seed 001: per model, one for all lambdas, on train_simclr's self-supervised
-#              features) -> cache_variable_rate / evaluate_variable_rate (per operating point)
+#           -> train_variable_rate (seed 001: per model, one for all lambdas; the pyramid on train_simclr's
+#              self-supervised features) -> cache_variable_rate / evaluate_variable_rate (per operating point)
 #           -> finetune_codec (per task x codec x tau, through the models of finetune.tasks) -> cache/evaluate_finetuned
 #           -> train_latent_classifier / train_joint_classifier (per codec, on y_hat and sigma_hat)
 #           -> evaluate_codec / evaluate_classical (per dataset; every task's accuracy and feature distortion on
@@ -61,7 +61,7 @@ rule all:
 # DVC-versioned artifacts only: `snakemake --touch versioned` marks them up to date after a DVC restore.
 rule versioned:
     input:
-        versioned_outputs(),
+        lambda wildcards: versioned_outputs(),
 
 
 onstart:

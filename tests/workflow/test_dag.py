@@ -151,6 +151,8 @@ def test_a_variable_rate_model_that_reads_no_self_supervised_network_does_not_tr
     try:
         assert project.planned_jobs() == {"train_variable_rate": 1, "cache_variable_rate": 4,
                                           "evaluate_variable_rate": 4, "report": 2, "summarize": 1}
+        versioned = project.planned_jobs("versioned")  # what DVC versions: no network either
+        assert versioned["train_variable_rate"] == 1 and "train_simclr" not in versioned
     finally:
         sweep.update(models=pyramid, perceptual_weight=weight)
         project.params["simclr"]["steps"] = 4

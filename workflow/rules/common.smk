@@ -10,7 +10,6 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
 from taskcodec import dvc_record, run_lock
-from taskcodec.codecs.registry import needs_ssl_model
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
 from taskcodec.params import chained_from, codec_dirname, hyperparameters, number_id, validate_params
@@ -150,7 +149,10 @@ def neighbour_init(wildcards):
 
 def ssl_input(wildcards):
     """The self-supervised network (train_simclr's) that a variable-rate model built on it reads ({"ssl_model":
-    path}: seed 001's pyramid); none for the others (CompressAI's -vbr models), so it trains only when read."""
+    path}: seed 001's pyramid, whatever its ``simclr``); none for the others (CompressAI's -vbr models), so it trains
+    only for a pyramid. Called for train_variable_rate's jobs only: the registry imports CompressAI (~7 s)."""
+    from taskcodec.codecs.registry import needs_ssl_model
+
     return {"ssl_model": SSL_MODEL} if needs_ssl_model(wildcards.arch) else {}
 
 
@@ -288,7 +290,10 @@ def cache_outputs():
 
 def versioned_outputs():
     """Checkpoints and data that DVC versions (dvc.yaml outs) and whose inputs it versions too; the target
-    of ``snakemake --touch versioned`` after a DVC restore (scripts/dvc_restore.sh)."""
+    of ``snakemake --touch versioned`` after a DVC restore (scripts/dvc_restore.sh); an input function of that
+    rule, so that only a run that asks for it imports the codec registry (CompressAI, ~7 s)."""
+    from taskcodec.codecs.registry import needs_ssl_model
+
     outputs = [results("saliency")] + per_codec(results("codecs", CODEC, "model.pt"))
     if MACHINE:
         outputs += [task_model(task) for task in TASKS]
