@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Time the default pipeline from scratch, then a no-op rerun (targets: <= 10 min and <= 5 s on 2 cores).
+# Time the default pipeline from scratch, then a no-op rerun (targets: <= 15 min and <= 5 s on 2 cores).
 # Results go to bench/results/pipeline_speed/ (git-ignored); per-job times come from Snakemake's benchmark: files.
 # Writes bench/results-summary/pipeline-speed.json (times) and demo.json (the demo's test-split
 # rate-distortion report), then the README numbers generated from them (bench/summary.py).
 # PREVIOUS=<another run's pipeline-speed.json> PREVIOUS_LABEL="<what it ran>": a run made side by side just before
-# (e.g. the previous params.yaml, from a git worktree), kept in the summary beside this one with the ratio of their
-# wall times, which a shared machine's speed on the day does not change as it changes absolute times.
+# (e.g. the previous params.yaml, from a git worktree), kept in the summary beside this one (its totals and per-rule
+# CPU time) with the ratio of their wall times, which a shared machine's speed on the day does not change as it
+# changes absolute times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -45,7 +46,7 @@ summary = {"full_run_s": round(full_ms / 1000, 1), "noop_run_s": round(noop_ms /
 if os.environ.get("PREVIOUS"):
     previous = json.loads(Path(os.environ["PREVIOUS"]).read_text())
     summary["previous"] = {"label": os.environ.get("PREVIOUS_LABEL", os.environ["PREVIOUS"]),
-                           **{key: previous[key] for key in ("full_run_s", "noop_run_s", "jobs", "cpu_s")}}
+                           **{key: previous[key] for key in ("full_run_s", "noop_run_s", "jobs", "cpu_s", "rules")}}
 Path("bench/results-summary/pipeline-speed.json").write_text(json.dumps(summary, indent=1) + "\n")
 PY
 .venv/bin/python bench/collect.py --results "$out" --dataset test --out bench/results-summary/demo.json

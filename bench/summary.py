@@ -88,8 +88,9 @@ def psnr_spans(summary: dict) -> str:
 
 
 def headline(summary: dict, anchors: list[str]) -> str:
+    """The BD-rates of the learned curves whose PSNR range meets an anchor's (the table beside it has the others)."""
     size = summary["learned"][0]["image_size"]
-    rows = _bd_rows(summary, anchors)
+    rows = [row for row in _bd_rows(summary, anchors) if _overlap(row["overlap_psnr_db"]) != "none"]
     named = len({row["codec"] for row in rows}) > 1  # several learned codecs: say whose BD-rate each is
     parts = [f"{row['codec'] + ': ' if named else ''}{pct(row['bd_rate_psnr'])} against {row['anchor']} "
              f"(PSNR overlap {_overlap(row['overlap_psnr_db'])})" for row in rows]
@@ -159,6 +160,24 @@ def render_levers(study: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_demo_lambdas() -> str:
+    """The demo's candidate λ ranges on its validation split, against WebP (bench/demo_lambdas.py)."""
+    rows = _csv("demo-lambdas.csv")
+    first, anchor = rows[0], rows[0]["anchor"]
+    qualities = ", ".join(f"q{quality} {point}" for quality, point in
+                          zip(first["anchor_qualities"].split(), first["anchor_points"].split()))
+    lines = [f"Validation split ({first['images']} images, {first['image_size']}), bpp from bytes; {anchor} on the "
+             f"same images (bpp / PSNR dB): {qualities}.", "",
+             f"| λ | bpp / PSNR (dB) of each λ | PSNR span | BD-rate (PSNR) vs {anchor} | PSNR overlap "
+             "| BD-rate (MS-SSIM) | MS-SSIM overlap | note |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['lmbdas']} | {row['points']} | {float(row['psnr_span_db']):.2f} dB | "
+                     f"{pct(float(row['bd_rate_psnr']))} | {_overlap(float(row['overlap_psnr_db']))} | "
+                     f"{pct(float(row['bd_rate_ms_ssim']))} | {_overlap(float(row['overlap_ms_ssim_db']))} | "
+                     f"{row['note']} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_variable_rate_levers() -> str:
     """The pyramid's entropy models on the photos' validation split (bench/variable_rate/levers.py)."""
     rows = _csv("variable-rate-levers.csv")
@@ -216,14 +235,20 @@ def render_pipeline_speed() -> str:
     lines = ["| measurement | value |", "|---|---|",
              f"| full run, wall time | **{summary['full_run_s']:.1f} s ({summary['full_run_s'] / 60:.1f} min)** |",
              f"| no-op rerun, wall time | {summary['noop_run_s']:.1f} s |", f"| jobs | {summary['jobs']} |",
-             f"| CPU time of all jobs (the wall time of 2 perfectly packed cores is half) | {summary['cpu_s']:.0f} s |"]
+             f"| CPU time of all jobs, as sampled (a lower bound: see the CPU column below) | {summary['cpu_s']:.0f} s |"]
     if "previous" in summary:  # a run made side by side just before: the ratio holds where absolute times do not
         before = summary["previous"]
         lines += ["", f"Side by side on the same machine, just before this run: {before['label']}, full run "
                   f"{before['full_run_s']:.1f} s, {before['jobs']} jobs, {before['cpu_s']:.0f} CPU-s of jobs; this "
                   f"run took **{summary['full_run_s'] / before['full_run_s']:.2f}×** its wall time."]
-    lines += ["", "| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |", "|---|---|---|---|---|"]
+    before = {row["rule"]: row for row in summary.get("previous", {}).get("rules", [])}  # kept since 2026-12-06
+    extra = " sum of job wall times, previous run (s) |" if before else ""
+    lines += ["", "CPU time is Snakemake's last sample of a job (every 0.5 s in its first 15 s, then every 30 s), so "
+              "it leaves out up to 30 s of each longer job: compare the wall times.",
+              "", f"| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |{extra}",
+              "|---|---|---|---|---|" + ("---|" if before else "")]
     lines += [f"| {row['rule']} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | {row['cpu_s']:.1f} |"
+              + (f" {before[row['rule']]['sum_s']:.1f} |" if row["rule"] in before else " |" if before else "")
               for row in summary["rules"]]
     return "\n".join(lines) + "\n"
 
@@ -258,6 +283,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "kodak-runs": render_kodak_runs,
     "kodak-levers": lambda: render_levers("kodak"),
     "demo-levers": lambda: render_levers("demo"),
+    "demo-lambdas": render_demo_lambdas,
     "demo": render_demo,
     "demo-machine": lambda: demo_machine(_json("demo.json")),
     "detection": lambda: detection(_json("detection.json")["machine"]["detection"]),

@@ -1,5 +1,7 @@
 """The benchmark numbers in README.md and bench/README.md are generated from the committed summaries."""
 
+import json
+
 from bench_scripts import ROOT, load_bench
 
 summary = load_bench("summary.py")
@@ -38,3 +40,18 @@ def test_a_kodak_run_says_how_its_sweep_was_trained():
     assert summary.sweep([{"init": None}, {"init": None}]) == "independent"
     assert summary.sweep([{"steps": 1}]) == "independent"  # collected before the field: independent sweeps only
     assert summary.sweep([{"init": "zoo:bmshj2018-hyperprior:3"}]) == "from given checkpoints"
+
+
+def test_a_side_by_side_run_shows_the_previous_runs_job_times_per_rule(tmp_path, monkeypatch):
+    rules = [{"rule": "train_codec", "jobs": 3, "sum_s": 400.0, "max_s": 140.0, "cpu_s": 360.0},
+             {"rule": "evaluate_classical", "jobs": 4, "sum_s": 200.0, "max_s": 50.0, "cpu_s": 100.0}]
+    run = {"full_run_s": 900.0, "noop_run_s": 7.0, "jobs": 7, "cpu_s": 460.0, "rules": rules}
+    previous = {**run, "full_run_s": 1000.0, "label": "before", "rules": [{**rules[1], "sum_s": 240.0}]}
+    (tmp_path / "pipeline-speed.json").write_text(json.dumps({**run, "previous": previous}))
+    monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
+    lines = summary.render_pipeline_speed().splitlines()
+    assert "this run took **0.90×** its wall time" in lines[7]
+    assert lines[-4].endswith("| CPU time (s) | sum of job wall times, previous run (s) |")
+    assert "last sample" in lines[-6]
+    assert lines[-2:] == ["| train_codec | 3 | 400.0 | 140.0 | 360.0 | |",
+                          "| evaluate_classical | 4 | 200.0 | 50.0 | 100.0 | 240.0 |"]

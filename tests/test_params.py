@@ -271,7 +271,7 @@ def test_finetuned_lambdas_must_be_pretrained_ones(params):
     with pytest.raises(UserError) as err:
         validate_params(params, SCHEMA)
     assert str(err.value) == ("params.yaml: finetune.sweep.lmbdas has 0.004, which is not in codec.sweep.lmbdas "
-                              "(0.0009, 0.0035, 0.18); fine-tuning starts from a pretrained codec of the sweep, so use "
+                              "(0.0009, 0.0035, 0.025); fine-tuning starts from a pretrained codec of the sweep, so use "
                               "one of those or add 0.004 there")
 
 

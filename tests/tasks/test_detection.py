@@ -1,4 +1,5 @@
-"""The detection task: mAP on a hand-checked case, the detector's split, box augmentation, learning, errors."""
+"""The detection task: mAP on a hand-checked case and as pycocotools computes it, the detector's split, box
+augmentation, learning, errors."""
 
 import json
 
@@ -48,6 +49,36 @@ def test_map_of_a_hand_checked_case():
         pytest.approx(0.8)
     assert task.summarize(outputs, targets)["map_50"] == pytest.approx(51 / 101)
     assert task.scores(outputs, targets)["map_50"].tolist() == [1.0, 0.0]
+
+
+def test_map_backend_gives_pycocotools_values(monkeypatch):
+    """The faster backend's mAP, over a set and per image, equals the official pycocotools evaluation's on
+    random detections (jittered objects, misses, false boxes of three classes), NaN where either is undefined."""
+    import taskcodec.tasks.detection as detection
+
+    assert detection._map()._coco_backend.backend == "faster_coco_eval"
+    generator = torch.Generator().manual_seed(0)
+    task, predictions, targets = build_task("detection", ["a", "b", "c"]), [], []
+    for _ in range(40):
+        corners = torch.rand(3, 2, generator=generator) * 40
+        boxes = torch.cat([corners, corners + 4 + torch.rand(3, 2, generator=generator) * 20], dim=1)
+        labels = torch.randint(0, 3, (3,), generator=generator)
+        kept = int(torch.randint(0, 4, (1,), generator=generator))  # 0-3 objects; none: AP undefined
+        targets.append(_target(boxes[:kept].tolist(), labels[:kept].tolist()))
+        found = boxes + torch.randn(3, 4, generator=generator) * 3  # jittered: some match at 0.5, fewer at 0.95
+        scores = torch.rand(3, generator=generator) * 0.9 + 0.05
+        predictions.append([(int(label), float(score), box.tolist()) for label, score, box in zip(
+            torch.randint(0, 3, (3,), generator=generator).where(torch.rand(3, generator=generator) < 0.3, labels),
+            scores, found) if box[2] > box[0] and box[3] > box[1]])
+    outputs = _outputs(predictions, num_classes=3)
+    measured = task.summarize(outputs, targets), task.scores(outputs, targets)
+    monkeypatch.setattr(detection, "MAP_BACKEND", "pycocotools")
+    assert detection._map()._coco_backend.backend == "pycocotools"
+    official = task.summarize(outputs, targets), task.scores(outputs, targets)
+    assert measured[0] == pytest.approx(official[0]) and 0 < official[0]["map"] < official[0]["map_50"] < 1
+    for name in task.metric_names:
+        assert torch.allclose(measured[1][name], official[1][name], equal_nan=True)
+        assert official[1][name].isnan().any() and (official[1][name] > 0).any()
 
 
 def test_front_and_back_split_the_detector():

@@ -17,8 +17,9 @@ outputs the task decodes, trains and scores:
   (``torchvision.ops.batched_nms``), at most :data:`MAX_DETECTIONS` kept.
 - metrics: ``map_50`` (mAP at IoU 0.5, the primary metric) and ``map`` (mAP averaged over IoU
   0.5:0.05:0.95), COCO's definitions as torchmetrics' ``MeanAveragePrecision`` computes them
-  (pycocotools backend): over a whole set by :meth:`DetectionTask.summarize`, per image (the
-  AP of that image alone; NaN for an image without objects or detections) by
+  (:data:`MAP_BACKEND`: faster-coco-eval, pycocotools' evaluation in C++ with the same values, for the
+  thousands of per-image APs of an evaluation job): over a whole set by :meth:`DetectionTask.summarize`, per
+  image (the AP of that image alone; NaN for an image without objects or detections) by
   :meth:`DetectionTask.scores` for per_image.csv.
 """
 
@@ -40,6 +41,8 @@ CANDIDATES = 100
 NMS_IOU = 0.6
 MAX_DETECTIONS = 50
 CENTER_RADIUS = 1.5  # strides around a box's centre where locations may be positive
+#: torchmetrics' COCO backend for mAP (tests/tasks/test_detection.py checks it against pycocotools)
+MAP_BACKEND = "faster_coco_eval"
 
 
 def _channels(outputs: torch.Tensor, name: str, num_classes: int) -> torch.Tensor:
@@ -52,7 +55,8 @@ def _channels(outputs: torch.Tensor, name: str, num_classes: int) -> torch.Tenso
 def _map(iou_thresholds: list[float] | None = None):
     from torchmetrics.detection import MeanAveragePrecision
 
-    return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=iou_thresholds)
+    return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=iou_thresholds,
+                                backend=MAP_BACKEND)
 
 
 def _finite(value: torch.Tensor) -> float:

@@ -1,0 +1,106 @@
+"""Which λ range the demo sweeps: candidate sweeps of the demo's codec, each trained as the workflow trains it
+(``params.yaml``'s recipe and chain) and measured on the validation split with real bitstreams against WebP.
+
+``.venv/bin/python bench/demo_lambdas.py [--sweeps 0.0009,0.0035,0.18 0.0009,0.0035,0.05 ...]``
+
+Every sweep runs the workflow (``snakemake --configfile params.yaml <overlay>``, the overlay changing
+``codec.sweep.lmbdas`` and ``results_dir``) into one results folder, ``bench/results/demo-lambdas``, so the codecs
+sweeps share are trained once: the sweeps must chain each shared λ from the same codec (checked before anything
+runs). Only the validation evaluations are asked for: every λ of the sweep (``evaluate_codec``) and WebP
+(``evaluate_classical``), each on the validation split (never the test split, which reports the chosen sweep
+once). Per sweep the table has its points (bpp from bytes and PSNR), the PSNR its curve spans and its BD-rates
+against WebP with the overlap each averages over (the report's ``bd_rate_table``), and WebP's points on the same
+images, in ``bench/results-summary/demo-lambdas.csv`` (sweeps from the largest top λ down); bench/summary.py puts
+it in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from taskcodec.evaluation import read_table
+from taskcodec.params import chained_from, codec_dirname, number_id
+from taskcodec.report.tables import bd_rate_table, rd_points
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path("bench/results/demo-lambdas")
+SUMMARY = ROOT / "bench/results-summary/demo-lambdas.csv"
+ANCHOR = "webp"
+#: the demo's λ below its top, and the tops tried above them (the demo's sweep before this study first)
+SWEEPS = [[0.0009, 0.0035, top] for top in (0.18, 0.05, 0.09, 0.025, 0.013, 0.0067)]
+
+
+def parse_sweep(text: str) -> list[float]:
+    return sorted(float(value) for value in text.split(","))
+
+
+def starts(sweeps: list[list[float]], init: str | None) -> dict[float, float | None]:
+    """The codec each λ starts from (``codec.train.init``), the same in every sweep; else a SystemExit naming it."""
+    chosen: dict[float, float | None] = {}
+    for sweep in sweeps:
+        for lmbda in sweep:
+            start = chained_from(init, lmbda, sweep)
+            if chosen.setdefault(lmbda, start) != start:
+                raise SystemExit(f"bench/demo_lambdas.py: λ {lmbda} starts from the codec of λ {chosen[lmbda]} in "
+                                 f"one sweep and of λ {start} in another; they would share one folder: run them "
+                                 "apart")
+    return chosen
+
+
+def codec_folders(params: dict, sweep: list[float]) -> list[Path]:
+    """The validation evaluations of the sweep's codecs (its one model), relative to the results folder."""
+    (model,) = params["codec"]["sweep"]["models"]
+    codec = Path(model["arch"], codec_dirname(model))
+    return [Path("eval", "learned", codec, f"lmbda{number_id(lmbda)}", "val") for lmbda in sweep]
+
+
+def run(sweep: list[float], params: dict, out: Path, index: int) -> None:
+    overlay = out / f"sweep{index}.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    overlay.write_text(yaml.safe_dump({"results_dir": str(out), "codec": {"sweep": {"lmbdas": sweep}}}))
+    targets = [str(out / folder) for folder in codec_folders(params, sweep)]
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, str(out / "eval" / "classical" / ANCHOR / "val"),
+                    "--profile", "workflow/profiles/local", "--configfile", "params.yaml", str(overlay)],
+                   check=True, cwd=ROOT)
+
+
+def row(sweep: list[float], params: dict, out: Path) -> dict:
+    """One sweep's points, PSNR span and BD-rates against the anchor on the validation split."""
+    folders = [out / folder for folder in codec_folders(params, sweep)] + [out / "eval" / "classical" / ANCHOR / "val"]
+    points = rd_points(pd.concat([read_table(folder / "per_image.csv") for folder in folders], ignore_index=True))
+    learned = points[points["kind"] != "classical"].sort_values("point")
+    anchor = points[points["kind"] == "classical"].sort_values("point")
+    (bd,) = bd_rate_table(points, params["evaluate"]["report"]["bd_rate_method"]).to_dict("records")
+    return {"lmbdas": " ".join(map(str, sweep)), "images": int(learned["images"].iloc[0]),
+            "image_size": learned["image_size"].iloc[0], "points": _points(learned),
+            "psnr_span_db": round(float(learned["psnr"].max() - learned["psnr"].min()), 2), "anchor": ANCHOR,
+            **{key: round(float(bd[key]), 2) for key in ("bd_rate_psnr", "overlap_psnr_db", "bd_rate_ms_ssim",
+                                                        "overlap_ms_ssim_db")}, "note": bd["note"],
+            "anchor_points": _points(anchor), "anchor_qualities": " ".join(f"{q:g}" for q in anchor["point"])}
+
+
+def _points(points: pd.DataFrame) -> str:
+    return " ".join(f"{bpp:.3f}/{psnr:.2f}" for bpp, psnr in zip(points["bpp"], points["psnr"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweeps", nargs="+", type=parse_sweep, default=SWEEPS, help="λ sets, comma-separated")
+    args = parser.parse_args(argv)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    starts(args.sweeps, params["codec"]["train"]["init"])
+    for index, sweep in enumerate(args.sweeps):
+        run(sweep, params, ROOT / OUT, index)
+    table = pd.DataFrame([row(sweep, params, ROOT / OUT) for sweep in sorted(args.sweeps, key=max, reverse=True)])
+    table.to_csv(SUMMARY, index=False)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
