@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path("bench/results/demo-lambdas")
 SUMMARY = ROOT / "bench/results-summary/demo-lambdas.csv"
 ANCHOR = "webp"
+#: the anchor's validation evaluation, relative to the results folder
+ANCHOR_FOLDER = Path("eval", "classical", ANCHOR, "val")
 #: the demo's λ below its top, and the tops tried above them (the demo's sweep before this study first)
 SWEEPS = [[0.0009, 0.0035, top] for top in (0.18, 0.05, 0.09, 0.025, 0.013, 0.0067)]
 
@@ -65,14 +67,14 @@ def run(sweep: list[float], params: dict, out: Path, index: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     overlay.write_text(yaml.safe_dump({"results_dir": str(out), "codec": {"sweep": {"lmbdas": sweep}}}))
     targets = [str(out / folder) for folder in codec_folders(params, sweep)]
-    subprocess.run([sys.executable, "-m", "snakemake", *targets, str(out / "eval" / "classical" / ANCHOR / "val"),
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, str(out / ANCHOR_FOLDER),
                     "--profile", "workflow/profiles/local", "--configfile", "params.yaml", str(overlay)],
                    check=True, cwd=ROOT)
 
 
 def row(sweep: list[float], params: dict, out: Path) -> dict:
     """One sweep's points, PSNR span and BD-rates against the anchor on the validation split."""
-    folders = [out / folder for folder in codec_folders(params, sweep)] + [out / "eval" / "classical" / ANCHOR / "val"]
+    folders = [out / folder for folder in [*codec_folders(params, sweep), ANCHOR_FOLDER]]
     points = rd_points(pd.concat([read_table(folder / "per_image.csv") for folder in folders], ignore_index=True))
     learned = points[points["kind"] != "classical"].sort_values("point")
     anchor = points[points["kind"] == "classical"].sort_values("point")

@@ -5,7 +5,7 @@
 # rate-distortion report), then the README numbers generated from them (bench/summary.py).
 # PREVIOUS=<another run's pipeline-speed.json> PREVIOUS_LABEL="<what it ran>": a run made side by side just before
 # (e.g. the previous params.yaml, from a git worktree), kept in the summary beside this one (its totals and per-rule
-# CPU time) with the ratio of their wall times, which a shared machine's speed on the day does not change as it
+# times) with the ratio of their wall times, which a shared machine's speed on the day does not change as it
 # changes absolute times.
 set -euo pipefail
 cd "$(dirname "$0")/.."

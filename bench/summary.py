@@ -38,8 +38,13 @@ def _bd_rows(summary: dict, anchors: list[str] | None = None) -> list[dict]:
     return sorted(rows, key=lambda row: (row["codec"], row["anchor"]))
 
 
+def _overlaps(value: float | None) -> bool:
+    """Whether two curves share a quality range of this width (None or ≤ 0: they do not)."""
+    return value is not None and value > 0
+
+
 def _overlap(value: float | None) -> str:
-    if value is None or value <= 0:
+    if not _overlaps(value):
         return "none"
     return f"{value:.2f} dB" + (" (under 1 dB)" if value < 1 else "")
 
@@ -90,7 +95,7 @@ def psnr_spans(summary: dict) -> str:
 def headline(summary: dict, anchors: list[str]) -> str:
     """The BD-rates of the learned curves whose PSNR range meets an anchor's (the table beside it has the others)."""
     size = summary["learned"][0]["image_size"]
-    rows = [row for row in _bd_rows(summary, anchors) if _overlap(row["overlap_psnr_db"]) != "none"]
+    rows = [row for row in _bd_rows(summary, anchors) if _overlaps(row["overlap_psnr_db"])]
     named = len({row["codec"] for row in rows}) > 1  # several learned codecs: say whose BD-rate each is
     parts = [f"{row['codec'] + ': ' if named else ''}{pct(row['bd_rate_psnr'])} against {row['anchor']} "
              f"(PSNR overlap {_overlap(row['overlap_psnr_db'])})" for row in rows]
@@ -241,15 +246,19 @@ def render_pipeline_speed() -> str:
         lines += ["", f"Side by side on the same machine, just before this run: {before['label']}, full run "
                   f"{before['full_run_s']:.1f} s, {before['jobs']} jobs, {before['cpu_s']:.0f} CPU-s of jobs; this "
                   f"run took **{summary['full_run_s'] / before['full_run_s']:.2f}×** its wall time."]
-    before = {row["rule"]: row for row in summary.get("previous", {}).get("rules", [])}  # kept since 2026-12-06
-    extra = " sum of job wall times, previous run (s) |" if before else ""
+    previous_rules = {row["rule"]: row for row in summary.get("previous", {}).get("rules", [])}  # older: none kept
+    header = "| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |"
+    if previous_rules:
+        header += " sum of job wall times, previous run (s) |"
     lines += ["", "CPU time is Snakemake's last sample of a job (every 0.5 s in its first 15 s, then every 30 s), so "
               "it leaves out up to 30 s of each longer job: compare the wall times.",
-              "", f"| rule | jobs | sum of job wall times (s) | slowest job (s) | CPU time (s) |{extra}",
-              "|---|---|---|---|---|" + ("---|" if before else "")]
-    lines += [f"| {row['rule']} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | {row['cpu_s']:.1f} |"
-              + (f" {before[row['rule']]['sum_s']:.1f} |" if row["rule"] in before else " |" if before else "")
-              for row in summary["rules"]]
+              "", header, "|---" * header.count(" |") + "|"]
+    for row in summary["rules"]:
+        line = f"| {row['rule']} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | {row['cpu_s']:.1f} |"
+        if previous_rules:
+            before = previous_rules.get(row["rule"])
+            line += f" {before['sum_s']:.1f} |" if before else " |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
