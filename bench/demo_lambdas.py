@@ -1,18 +1,18 @@
-"""Which λ range the demo sweeps: candidate sweeps of the demo's codec, each trained as the workflow trains it
-(``params.yaml``'s recipe and chain) and measured on the validation split with real bitstreams against WebP.
+"""Which λ range the demo sweeps, and with how many steps: candidate sweeps of the demo's codec, each trained as the
+workflow trains it (``params.yaml``'s recipe and chain) and measured on the validation split with real bitstreams
+against WebP.
 
-``.venv/bin/python bench/demo_lambdas.py [--sweeps 0.0009,0.0035,0.18 0.0009,0.0035,0.05 ...]``
+``.venv/bin/python bench/demo_lambdas.py [--sweeps 0.0009,0.0035,0.18 0.0009,0.0035,0.05 ...] [--steps 1600 1200]``
 
 Every sweep runs the workflow (``snakemake --configfile params.yaml <overlay>``, the overlay changing
-``codec.sweep.lmbdas`` and ``results_dir``) into one results folder, ``bench/results/demo-lambdas``, so the codecs
-sweeps share are trained once: the sweeps must chain each shared λ from the same codec (checked before anything
-runs). Only the validation evaluations are asked for: every λ of the sweep (``evaluate_codec``) and WebP
-(``evaluate_classical``), each on the validation split (never the test split, which reports the chosen sweep
-once). Per sweep the table has its points (bpp from bytes and PSNR), the PSNR its curve spans and its BD-rates
-against WebP with the overlap each averages over (the report's ``bd_rate_table``), and WebP's points on the same
-images, in ``bench/results-summary/demo-lambdas.csv`` (sweeps from the largest top λ down); bench/summary.py puts
-it in bench/README.md.
-"""
+``codec.sweep.lmbdas``, ``codec.train.steps`` and ``results_dir``) into one results folder per step count,
+``bench/results/demo-lambdas/steps<N>``, so the codecs sweeps share are trained once: the sweeps must chain each
+shared λ from the same codec (checked before anything runs). Only the validation evaluations are asked for: every λ
+of the sweep (``evaluate_codec``) and WebP (``evaluate_classical``), each on the validation split (never the test
+split, which reports the chosen sweep once). Per sweep the table has its points (bpp from bytes and PSNR), the PSNR
+its curve spans and its BD-rates against WebP with the overlap each averages over (the report's ``bd_rate_table``),
+and WebP's points on the same images, in ``bench/results-summary/demo-lambdas.csv`` (by step count, then from the
+largest top λ down; the rows of other sweeps and step counts stay); bench/summary.py puts it in bench/README.md."""
 
 from __future__ import annotations
 
@@ -62,24 +62,25 @@ def codec_folders(params: dict, sweep: list[float]) -> list[Path]:
     return [Path("eval", "learned", codec, f"lmbda{number_id(lmbda)}", "val") for lmbda in sweep]
 
 
-def run(sweep: list[float], params: dict, out: Path, index: int) -> None:
+def run(sweep: list[float], steps: int, params: dict, out: Path, index: int) -> None:
     overlay = out / f"sweep{index}.yaml"
     out.mkdir(parents=True, exist_ok=True)
-    overlay.write_text(yaml.safe_dump({"results_dir": str(out), "codec": {"sweep": {"lmbdas": sweep}}}))
+    overlay.write_text(yaml.safe_dump({"results_dir": str(out),
+                                       "codec": {"sweep": {"lmbdas": sweep}, "train": {"steps": steps}}}))
     targets = [str(out / folder) for folder in codec_folders(params, sweep)]
     subprocess.run([sys.executable, "-m", "snakemake", *targets, str(out / ANCHOR_FOLDER),
                     "--profile", "workflow/profiles/local", "--configfile", "params.yaml", str(overlay)],
                    check=True, cwd=ROOT)
 
 
-def row(sweep: list[float], params: dict, out: Path) -> dict:
+def row(sweep: list[float], steps: int, params: dict, out: Path) -> dict:
     """One sweep's points, PSNR span and BD-rates against the anchor on the validation split."""
     folders = [out / folder for folder in [*codec_folders(params, sweep), ANCHOR_FOLDER]]
     points = rd_points(pd.concat([read_table(folder / "per_image.csv") for folder in folders], ignore_index=True))
     learned = points[points["kind"] != "classical"].sort_values("point")
     anchor = points[points["kind"] == "classical"].sort_values("point")
     (bd,) = bd_rate_table(points, params["evaluate"]["report"]["bd_rate_method"]).to_dict("records")
-    return {"lmbdas": " ".join(map(str, sweep)), "images": int(learned["images"].iloc[0]),
+    return {"lmbdas": " ".join(map(str, sweep)), "steps": steps, "images": int(learned["images"].iloc[0]),
             "image_size": learned["image_size"].iloc[0], "points": _points(learned),
             "psnr_span_db": round(float(learned["psnr"].max() - learned["psnr"].min()), 2), "anchor": ANCHOR,
             **{key: round(float(bd[key]), 2) for key in ("bd_rate_psnr", "overlap_psnr_db", "bd_rate_ms_ssim",
@@ -94,14 +95,31 @@ def _points(points: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", nargs="+", type=parse_sweep, default=SWEEPS, help="λ sets, comma-separated")
+    parser.add_argument("--steps", nargs="+", type=int, help="training steps per λ (default: params.yaml's)")
     args = parser.parse_args(argv)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     starts(args.sweeps, params["codec"]["train"]["init"])
-    for index, sweep in enumerate(args.sweeps):
-        run(sweep, params, ROOT / OUT, index)
-    table = pd.DataFrame([row(sweep, params, ROOT / OUT) for sweep in sorted(args.sweeps, key=max, reverse=True)])
+    counts = dict.fromkeys(args.steps or [params["codec"]["train"]["steps"]])
+    sweeps = sorted(args.sweeps, key=max, reverse=True)
+    for steps in counts:
+        for index, sweep in enumerate(sweeps):
+            run(sweep, steps, params, ROOT / OUT / f"steps{steps}", index)
+    table = merged(pd.DataFrame([row(sweep, steps, params, ROOT / OUT / f"steps{steps}")
+                                 for steps in counts for sweep in sweeps]))
     table.to_csv(SUMMARY, index=False)
     print(table.to_string(index=False))
+
+
+def merged(table: pd.DataFrame) -> pd.DataFrame:
+    """``table``'s rows with the committed summary's rows of other sweeps and step counts, one row per sweep and step
+    count (the latest): by step count (most first), then by top λ (largest first), then by the λ below it."""
+    if SUMMARY.is_file():
+        table = pd.concat([pd.read_csv(SUMMARY, dtype={"lmbdas": str, "note": str}, keep_default_na=False), table],
+                          ignore_index=True)
+    table = table.drop_duplicates(["lmbdas", "steps"], keep="last")
+    order = table["lmbdas"].map(lambda lmbdas: tuple(sorted(map(float, lmbdas.split()), reverse=True)))
+    return (table.assign(order=order).sort_values(["steps", "order"], ascending=False, kind="stable")
+            .drop(columns="order").reset_index(drop=True))
 
 
 if __name__ == "__main__":

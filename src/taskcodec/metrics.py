@@ -136,7 +136,9 @@ def ms_ssim_uint8(reference: np.ndarray, test: np.ndarray) -> float:
         )
 
     def to_tensor(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1).unsqueeze(0)
+        # channels first in memory too: pytorch_msssim's grouped Gaussian convolutions run about 3x slower on the
+        # channels-last view that permute() alone gives (the same values, to rounding)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float64)).unsqueeze(0)
 
     with torch.no_grad():
         return float(ms_ssim(to_tensor(reference), to_tensor(test), data_range=255.0))

@@ -8,7 +8,7 @@ from torch import nn
 from taskcodec.codecs.checkpoint import load_codec, save_codec
 from taskcodec.codecs.coding import decode_images, encode_images, pad
 from taskcodec.codecs.pyramid import SelfAttention
-from taskcodec.codecs.registry import build_codec, codec_hyperparameters
+from taskcodec.codecs.registry import build_codec, codec_hyperparameters, reads_ssl_model
 from taskcodec.codecs.training import codec_loss
 from taskcodec.data.sources import WindowSampler
 from taskcodec.errors import UserError
@@ -223,6 +223,20 @@ def test_the_frozen_network_runs_only_for_what_the_loss_and_the_encoder_read():
         out = codec(images())
         assert len(calls) == expected, (simclr, weight)  # on x for the encoder or the target, on x̂ for P
         assert ("features_hat" in out) == (weight > 0)
+        # and the workflow trains the network exactly for such a model (its sweep entry and β)
+        assert reads_ssl_model("pyramid", {**HYPER, "simclr": simclr}, weight) == (expected > 0)
+    assert reads_ssl_model("pyramid", {"N": 16, "M": 8}, 0.0)  # simclr 1 by default
+    assert not reads_ssl_model("bmshj2018-hyperprior-vbr", {"N": 8, "M": 8}, 0.5)  # not built on one
+
+
+def test_a_plugin_codec_built_on_the_network_reads_it_unless_it_says_otherwise(monkeypatch):
+    from taskcodec.codecs import registry
+
+    class BuiltOn:  # declares needs_ssl_model and no reads_ssl_model
+        needs_ssl_model = True
+
+    monkeypatch.setattr(registry, "codec_class", lambda arch: BuiltOn)
+    assert registry.reads_ssl_model("plugin", {"N": 8}, 0.0)
 
 
 def test_a_checkpoint_keeps_the_frozen_network_and_the_bitstreams(tmp_path):

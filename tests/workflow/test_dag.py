@@ -141,11 +141,14 @@ def test_the_self_supervised_network_retrains_the_variable_rate_codec_and_nothin
         project.write_params()
 
 
-def test_a_variable_rate_model_that_reads_no_self_supervised_network_does_not_train_one(pipeline_run):
+@pytest.mark.parametrize("model", [{"arch": "bmshj2018-hyperprior-vbr", "N": 8, "M": 8},
+                                   {"arch": "pyramid", "N": 8, "M": 8, "attention": 0, "simclr": 0}],
+                         ids=["compressai-vbr", "pyramid-baseline"])
+def test_a_variable_rate_model_that_reads_no_self_supervised_network_does_not_train_one(pipeline_run, model):
     project, _ = pipeline_run
     sweep = project.params["variable_rate"]["sweep"]
     pyramid, weight = sweep["models"], sweep["perceptual_weight"]
-    sweep.update(models=[{"arch": "bmshj2018-hyperprior-vbr", "N": 8, "M": 8}], perceptual_weight=0.0)
+    sweep.update(models=[model], perceptual_weight=0.0)
     project.params["simclr"]["steps"] = 5  # a changed network, which only a model that reads it would retrain
     project.write_params()
     try:

@@ -147,26 +147,36 @@ def neighbour_init(wildcards):
     return {"init": results("codecs", wildcards.arch, wildcards.hyper, f"lmbda{number_id(start)}", "model.pt")}
 
 
-def ssl_input(wildcards):
-    """The self-supervised network (train_simclr's) that a variable-rate model built on it reads ({"ssl_model":
-    path}: seed 001's pyramid, whatever its ``simclr``); none for the others (CompressAI's -vbr models), so it trains
-    only for a pyramid. Called for train_variable_rate's jobs only: the registry imports CompressAI (~7 s)."""
-    from taskcodec.codecs.registry import needs_ssl_model
+def variable_rate_reads_ssl(arch, hyper):
+    """Whether the variable-rate model ``arch``/``hyper`` (a codec path's folders) reads the self-supervised network
+    (the registry's ``reads_ssl_model``: seed 001's pyramid with ``simclr: 1`` or a perceptual term, β > 0; not one
+    with neither, the paper's baseline, nor CompressAI's -vbr models). Only input functions call it: the registry
+    imports CompressAI (~7 s)."""
+    from taskcodec.codecs.registry import reads_ssl_model
 
-    return {"ssl_model": SSL_MODEL} if needs_ssl_model(wildcards.arch) else {}
+    return reads_ssl_model(arch, sweep_hyper("variable_rate", arch, hyper),
+                           config["variable_rate"]["sweep"]["perceptual_weight"])
+
+
+def ssl_input(wildcards):
+    """The self-supervised network (train_simclr's) for a variable-rate model that reads it ({"ssl_model": path}),
+    so that it trains only then; train_variable_rate's input."""
+    return {"ssl_model": SSL_MODEL} if variable_rate_reads_ssl(wildcards.arch, wildcards.hyper) else {}
+
+
+def sweep_hyper(section, arch, hyper):
+    """The hyperparameters of the entry of ``<section>.sweep.models`` (codec, scalable, variable_rate) that a codec
+    path's folders ``arch``/``hyper`` name, in the entry's order."""
+    for model in config[section]["sweep"]["models"]:
+        if model["arch"] == arch and codec_dirname(model) == hyper:
+            return hyperparameters(model)
+    raise WorkflowError(f"{arch}/{hyper} is not among {section}.sweep.models of params.yaml")
 
 
 def hyper_json(section):
-    """The ``--hyper`` JSON of the entry of ``<section>.sweep.models`` (codec, scalable, variable_rate) that a
-    codec path names: its hyperparameters, in the entry's order; a function of the wildcards, for ``params:``."""
-
-    def of_path(wildcards):
-        for model in config[section]["sweep"]["models"]:
-            if model["arch"] == wildcards.arch and codec_dirname(model) == wildcards.hyper:
-                return json.dumps(hyperparameters(model))
-        raise WorkflowError(f"{wildcards.arch}/{wildcards.hyper} is not among {section}.sweep.models of params.yaml")
-
-    return of_path
+    """The ``--hyper`` JSON of the sweep entry a codec path names (:func:`sweep_hyper`); a function of the
+    wildcards, for ``params:``."""
+    return lambda wildcards: json.dumps(sweep_hyper(section, wildcards.arch, wildcards.hyper))
 
 
 def per_codec(template, **fields):
@@ -292,15 +302,13 @@ def versioned_outputs():
     """Checkpoints and data that DVC versions (dvc.yaml outs) and whose inputs it versions too; the target
     of ``snakemake --touch versioned`` after a DVC restore (scripts/dvc_restore.sh); an input function of that
     rule, so that only a run that asks for it imports the codec registry (CompressAI, ~7 s)."""
-    from taskcodec.codecs.registry import needs_ssl_model
-
     outputs = [results("saliency")] + per_codec(results("codecs", CODEC, "model.pt"))
     if MACHINE:
         outputs += [task_model(task) for task in TASKS]
         outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
         outputs += per_scalable(results("scalable", SCALABLE, "model.pt"))
     variable_rate = per_variable_rate(results("variable_rate", VARIABLE, "model.pt"))
-    reads_ssl = any(needs_ssl_model(point["arch"]) for point in variable_rate_points())
+    reads_ssl = any(variable_rate_reads_ssl(point["arch"], point["hyper"]) for point in variable_rate_points())
     return outputs + ([SSL_MODEL] if reads_ssl else []) + variable_rate
 
 

@@ -142,6 +142,12 @@ class FeaturePyramidCodec(CompressionModel, LayeredCodec):
     needs_ssl_model = True
     variable_rate = True
 
+    @staticmethod
+    def reads_ssl_model(hyper: dict, perceptual_weight: float) -> bool:
+        """Whether the pyramid of ``hyper`` (every hyperparameter, defaults included) reads the frozen network:
+        its features as the encoder's input (``simclr`` 1) or as a perceptual term's space (β > 0)."""
+        return bool(hyper["simclr"]) or perceptual_weight > 0
+
     def __init__(self, N: int, M: int, levels: int = 3, attention: int = 1, simclr: int = 1, conditional: int = 0,
                  finest_stride: int = 16, joint: int = 0, top_only: int = 0, ssl_model: nn.Module | None = None):
         super().__init__()

@@ -79,10 +79,14 @@ def codec_class(arch: str) -> type:
 
 def codec_hyperparameters(arch: str) -> tuple[list[str], list[str]]:
     """(required, optional) constructor parameters of ``arch``: the keys a sweep entry may give."""
-    parameters = [p for p in inspect.signature(codec_class(arch)).parameters.values()
-                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in FROZEN_MODELS]
+    parameters = _constructor_parameters(arch)
     return ([p.name for p in parameters if p.default is p.empty],
             [p.name for p in parameters if p.default is not p.empty])
+
+
+def _constructor_parameters(arch: str) -> list[inspect.Parameter]:
+    return [p for p in inspect.signature(codec_class(arch)).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in FROZEN_MODELS]
 
 
 def hyper_label(hyper: dict[str, int]) -> str:
@@ -98,6 +102,19 @@ def needs_task_model(arch: str) -> bool:
 def needs_ssl_model(arch: str) -> bool:
     """Whether ``arch`` is built on the frozen self-supervised network (seed 001's pyramid codec)."""
     return getattr(codec_class(arch), "needs_ssl_model", False)
+
+
+def reads_ssl_model(arch: str, hyper: dict, perceptual_weight: float) -> bool:
+    """Whether the model of a sweep entry (``arch``, ``hyper``, β = ``perceptual_weight``) reads the frozen
+    self-supervised network, so that the network trains only then: a codec built on it reads it unless its class's
+    ``reads_ssl_model`` of every hyperparameter (defaults filled in) and β says otherwise (the pyramid's baseline)."""
+    if not needs_ssl_model(arch):
+        return False
+    decide = getattr(codec_class(arch), "reads_ssl_model", None)
+    if decide is None:
+        return True
+    defaults = {p.name: p.default for p in _constructor_parameters(arch) if p.default is not p.empty}
+    return decide({**defaults, **hyper}, perceptual_weight)
 
 
 def is_variable_rate(arch: str) -> bool:

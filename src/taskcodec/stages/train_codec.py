@@ -12,8 +12,9 @@ R + λ_task·D(features) + λ·D(image); its checkpoint carries the task model.
 
 A variable-rate codec (seed 001's ``pyramid``, CompressAI's ``*-vbr``: ``variable_rate`` architectures)
 takes ``--lmbdas`` instead of ``--lmbda``, one λ per operating point, ascending, and gets ``levels`` from
-their count; with ``--ssl-model`` (train_simclr's model.pt) the pyramid reads the self-supervised features,
-and ``--perceptual-weight`` β weighs the distortion of those features (R + λ_k·D + β·λ_k·P).
+their count; with ``--ssl-model`` (train_simclr's model.pt) the pyramid reads the self-supervised features
+(with ``simclr`` 1; with 0 and β = 0 it reads no network and the option is ignored), and ``--perceptual-weight``
+β weighs the distortion of those features (R + λ_k·D + β·λ_k·P).
 
 With ``--mem-mb`` (the job's memory; Snakemake passes the rule's ``mem_mb``) a split whose decoded images
 would take more than its share of a quarter of it (the splits share it by their sizes) is read from its files
@@ -43,7 +44,7 @@ import torch
 
 from taskcodec import artifacts, distributed
 from taskcodec.codecs.checkpoint import initial_weights, save_codec
-from taskcodec.codecs.registry import build_codec, is_variable_rate, needs_ssl_model, needs_task_model
+from taskcodec.codecs.registry import build_codec, is_variable_rate, needs_task_model, reads_ssl_model
 from taskcodec.codecs.training import train_codec
 from taskcodec.data.manifest import own_sizes, split_images
 from taskcodec.data.sources import stored_size
@@ -98,8 +99,8 @@ def frozen_task_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None,
 
 
 def frozen_ssl_model(args: argparse.Namespace) -> tuple[torch.nn.Module | None, dict | None]:
-    """The self-supervised network an architecture built on one reads (``--ssl-model``), and its params."""
-    if not needs_ssl_model(args.arch) or args.ssl_model is None:
+    """The self-supervised network (``--ssl-model``) and its params, for a model that reads one."""
+    if args.ssl_model is None or not reads_ssl_model(args.arch, args.hyper, args.perceptual_weight):
         return None, None
     from taskcodec.selfsupervised import FeatureExtractor, load_simclr
 
