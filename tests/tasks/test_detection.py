@@ -57,6 +57,7 @@ def test_map_backend_gives_pycocotools_values(monkeypatch):
     import taskcodec.tasks.detection as detection
 
     assert detection._map()._coco_backend.backend == "faster_coco_eval"
+    assert detection._image_map(detection.MAP_BACKEND)._coco_backend.backend == "faster_coco_eval"
     generator = torch.Generator().manual_seed(0)
     task, predictions, targets = build_task("detection", ["a", "b", "c"]), [], []
     for _ in range(40):
@@ -74,6 +75,7 @@ def test_map_backend_gives_pycocotools_values(monkeypatch):
     measured = task.summarize(outputs, targets), task.scores(outputs, targets)
     monkeypatch.setattr(detection, "MAP_BACKEND", "pycocotools")
     assert detection._map()._coco_backend.backend == "pycocotools"
+    assert detection._image_map(detection.MAP_BACKEND)._coco_backend.backend == "pycocotools"  # per image too
     official = task.summarize(outputs, targets), task.scores(outputs, targets)
     assert measured[0] == pytest.approx(official[0]) and 0 < official[0]["map"] < official[0]["map_50"] < 1
     for name in task.metric_names:

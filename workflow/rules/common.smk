@@ -308,7 +308,8 @@ def versioned_outputs():
         outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
         outputs += per_scalable(results("scalable", SCALABLE, "model.pt"))
     variable_rate = per_variable_rate(results("variable_rate", VARIABLE, "model.pt"))
-    reads_ssl = any(variable_rate_reads_ssl(point["arch"], point["hyper"]) for point in variable_rate_points())
+    models = {(point["arch"], point["hyper"]) for point in variable_rate_points()}  # each once, not per point
+    reads_ssl = any(variable_rate_reads_ssl(arch, hyper) for arch, hyper in models)
     return outputs + ([SSL_MODEL] if reads_ssl else []) + variable_rate
 
 

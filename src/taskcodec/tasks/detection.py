@@ -53,18 +53,20 @@ def _channels(outputs: torch.Tensor, name: str, num_classes: int) -> torch.Tenso
     return group.flatten(2).transpose(1, 2)
 
 
-def _map(iou_thresholds: list[float] | None = None):
+def _map(iou_thresholds: list[float] | None = None, backend: str | None = None):
+    """torchmetrics' mAP in COCO's definitions, with ``backend`` (default :data:`MAP_BACKEND`)."""
     from torchmetrics.detection import MeanAveragePrecision
 
     return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=iou_thresholds,
-                                backend=MAP_BACKEND)
+                                backend=backend or MAP_BACKEND)
 
 
 @functools.cache
-def _image_map():
-    """The metric of :meth:`DetectionTask.scores`, built once and reset for each image (an evaluation scores
-    thousands of images one by one; building a metric takes three times as long as one image's AP)."""
-    return _map()
+def _image_map(backend: str):
+    """The metric of :meth:`DetectionTask.scores` with ``backend``, built once and reset for each image (an
+    evaluation scores thousands of images one by one; building a metric takes three times as long as one image's
+    AP)."""
+    return _map(backend=backend)
 
 
 def _finite(value: torch.Tensor) -> float:
@@ -187,7 +189,7 @@ class DetectionTask(Task):
 
     def scores(self, outputs, targets):
         values = {name: [] for name in self.metric_names}
-        metric = _image_map()
+        metric = _image_map(MAP_BACKEND)
         for found, target in zip(self.detections(outputs.detach().float()), targets):
             metric.reset()
             metric.update([found], [{key: value.to(found["boxes"].device) for key, value in target.items()}])
