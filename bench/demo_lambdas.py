@@ -1,22 +1,25 @@
-"""Which λ range the demo sweeps, and with how many steps: candidate sweeps of the demo's codec, each trained as the
-workflow trains it (``params.yaml``'s recipe and chain) and measured on the validation split with real bitstreams
-against WebP.
+"""Which λ range the demo sweeps, with how many steps of how many patches: candidate sweeps of the demo's codec,
+each trained as the workflow trains it (``params.yaml``'s recipe and chain) and measured on the validation split with
+real bitstreams against WebP.
 
-``.venv/bin/python bench/demo_lambdas.py [--sweeps 0.0009,0.0035,0.18 0.0009,0.0035,0.05 ...] [--steps 1600 1200]``
+``.venv/bin/python bench/demo_lambdas.py [--sweeps 0.0009,0.0035,0.18 ...] [--steps 1600 1200] [--batch-sizes 16 8]``
 
 Every sweep runs the workflow (``snakemake --configfile params.yaml <overlay>``, the overlay changing
-``codec.sweep.lmbdas``, ``codec.train.steps`` and ``results_dir``) into one results folder per step count,
-``bench/results/demo-lambdas/steps<N>``, so the codecs sweeps share are trained once: the sweeps must chain each
-shared λ from the same codec (checked before anything runs). Only the validation evaluations are asked for: every λ
-of the sweep (``evaluate_codec``) and WebP (``evaluate_classical``), each on the validation split (never the test
-split, which reports the chosen sweep once). Per sweep the table has its points (bpp from bytes and PSNR), the PSNR
-its curve spans and its BD-rates against WebP with the overlap each averages over (the report's ``bd_rate_table``),
-and WebP's points on the same images, in ``bench/results-summary/demo-lambdas.csv`` (by step count, then from the
-largest top λ down; the rows of other sweeps and step counts stay); bench/summary.py puts it in bench/README.md."""
+``codec.sweep.lmbdas``, ``codec.train.steps``, ``codec.train.batch_size`` and ``results_dir``) into one results
+folder per step count and batch size, ``bench/results/demo-lambdas/steps<N>-batch<B>``, so the codecs sweeps share
+are trained once: the sweeps must chain each shared λ from the same codec (checked before anything runs). Only the
+validation evaluations are asked for: every λ of the sweep (``evaluate_codec``) and WebP (``evaluate_classical``),
+each on the validation split (never the test split, which reports the chosen sweep once). Per sweep the table has
+its points (bpp from bytes and PSNR), the PSNR its curve spans, its BD-rates against WebP with the overlap each
+averages over (the report's ``bd_rate_table``), the training seconds of its codecs together (CPU time on CPU: compare
+them only between rows trained side by side) and WebP's points on the same images, in
+``bench/results-summary/demo-lambdas.csv`` (by step count, then batch size, then from the largest top λ down; the
+rows of other sweeps, step counts and batch sizes stay); bench/summary.py puts it in bench/README.md."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -55,32 +58,41 @@ def starts(sweeps: list[list[float]], init: str | None) -> dict[float, float | N
     return chosen
 
 
-def codec_folders(params: dict, sweep: list[float]) -> list[Path]:
-    """The validation evaluations of the sweep's codecs (its one model), relative to the results folder."""
+def codec_folders(params: dict, sweep: list[float], kind: str = "eval") -> list[Path]:
+    """The sweep's codecs (its one model), relative to the results folder: their validation evaluations, or with
+    ``kind="codecs"`` their trained models."""
     (model,) = params["codec"]["sweep"]["models"]
     codec = Path(model["arch"], codec_dirname(model))
-    return [Path("eval", "learned", codec, f"lmbda{number_id(lmbda)}", "val") for lmbda in sweep]
+    return [Path(*(["eval", "learned"] if kind == "eval" else [kind]), codec, f"lmbda{number_id(lmbda)}",
+                 *(["val"] if kind == "eval" else [])) for lmbda in sweep]
 
 
-def run(sweep: list[float], steps: int, params: dict, out: Path, index: int) -> None:
+def results_folder(steps: int, batch_size: int) -> Path:
+    return ROOT / OUT / f"steps{steps}-batch{batch_size}"
+
+
+def run(sweep: list[float], steps: int, batch_size: int, params: dict, out: Path, index: int) -> None:
     overlay = out / f"sweep{index}.yaml"
     out.mkdir(parents=True, exist_ok=True)
-    overlay.write_text(yaml.safe_dump({"results_dir": str(out),
-                                       "codec": {"sweep": {"lmbdas": sweep}, "train": {"steps": steps}}}))
+    overlay.write_text(yaml.safe_dump({"results_dir": str(out), "codec": {
+        "sweep": {"lmbdas": sweep}, "train": {"steps": steps, "batch_size": batch_size}}}))
     targets = [str(out / folder) for folder in codec_folders(params, sweep)]
     subprocess.run([sys.executable, "-m", "snakemake", *targets, str(out / ANCHOR_FOLDER),
                     "--profile", "workflow/profiles/local", "--configfile", "params.yaml", str(overlay)],
                    check=True, cwd=ROOT)
 
 
-def row(sweep: list[float], steps: int, params: dict, out: Path) -> dict:
-    """One sweep's points, PSNR span and BD-rates against the anchor on the validation split."""
+def row(sweep: list[float], steps: int, batch_size: int, params: dict, out: Path) -> dict:
+    """One sweep's points, PSNR span, BD-rates against the anchor on the validation split and training seconds."""
     folders = [out / folder for folder in [*codec_folders(params, sweep), ANCHOR_FOLDER]]
     points = rd_points(pd.concat([read_table(folder / "per_image.csv") for folder in folders], ignore_index=True))
     learned = points[points["kind"] != "classical"].sort_values("point")
     anchor = points[points["kind"] == "classical"].sort_values("point")
     (bd,) = bd_rate_table(points, params["evaluate"]["report"]["bd_rate_method"]).to_dict("records")
-    return {"lmbdas": " ".join(map(str, sweep)), "steps": steps, "images": int(learned["images"].iloc[0]),
+    seconds = sum(json.loads((out / folder / "metrics.json").read_text())["train_seconds"]
+                  for folder in codec_folders(params, sweep, "codecs"))
+    return {"lmbdas": " ".join(map(str, sweep)), "steps": steps, "batch_size": batch_size,
+            "train_seconds": round(seconds, 1), "images": int(learned["images"].iloc[0]),
             "image_size": learned["image_size"].iloc[0], "points": _points(learned),
             "psnr_span_db": round(float(learned["psnr"].max() - learned["psnr"].min()), 2), "anchor": ANCHOR,
             **{key: round(float(bd[key]), 2) for key in ("bd_rate_psnr", "overlap_psnr_db", "bd_rate_ms_ssim",
@@ -96,29 +108,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", nargs="+", type=parse_sweep, default=SWEEPS, help="λ sets, comma-separated")
     parser.add_argument("--steps", nargs="+", type=int, help="training steps per λ (default: params.yaml's)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, help="patches per step (default: params.yaml's)")
     args = parser.parse_args(argv)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     starts(args.sweeps, params["codec"]["train"]["init"])
-    counts = dict.fromkeys(args.steps or [params["codec"]["train"]["steps"]])
+    train = params["codec"]["train"]
+    runs = [(steps, batch) for steps in dict.fromkeys(args.steps or [train["steps"]])
+            for batch in dict.fromkeys(args.batch_sizes or [train["batch_size"]])]
     sweeps = sorted(args.sweeps, key=max, reverse=True)
-    for steps in counts:
+    for steps, batch in runs:
         for index, sweep in enumerate(sweeps):
-            run(sweep, steps, params, ROOT / OUT / f"steps{steps}", index)
-    table = merged(pd.DataFrame([row(sweep, steps, params, ROOT / OUT / f"steps{steps}")
-                                 for steps in counts for sweep in sweeps]))
+            run(sweep, steps, batch, params, results_folder(steps, batch), index)
+    table = merged(pd.DataFrame([row(sweep, steps, batch, params, results_folder(steps, batch))
+                                 for steps, batch in runs for sweep in sweeps]))
     table.to_csv(SUMMARY, index=False)
     print(table.to_string(index=False))
 
 
 def merged(table: pd.DataFrame) -> pd.DataFrame:
-    """``table``'s rows with the committed summary's rows of other sweeps and step counts, one row per sweep and step
-    count (the latest): by step count (most first), then by top λ (largest first), then by the λ below it."""
+    """``table``'s rows with the committed summary's rows of other sweeps, step counts and batch sizes, one row per
+    sweep, step count and batch size (the latest): by step count (most first), then by batch size (largest first),
+    then by top λ (largest first), then by the λ below it."""
     if SUMMARY.is_file():
         table = pd.concat([pd.read_csv(SUMMARY, dtype={"lmbdas": str, "note": str}, keep_default_na=False), table],
                           ignore_index=True)
-    table = table.drop_duplicates(["lmbdas", "steps"], keep="last")
+    table = table.drop_duplicates(["lmbdas", "steps", "batch_size"], keep="last")
     order = table["lmbdas"].map(lambda lmbdas: tuple(sorted(map(float, lmbdas.split()), reverse=True)))
-    return (table.assign(order=order).sort_values(["steps", "order"], ascending=False, kind="stable")
+    return (table.assign(order=order).sort_values(["steps", "batch_size", "order"], ascending=False, kind="stable")
             .drop(columns="order").reset_index(drop=True))
 
 

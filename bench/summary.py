@@ -173,10 +173,12 @@ def render_demo_lambdas() -> str:
                           zip(first["anchor_qualities"].split(), first["anchor_points"].split()))
     lines = [f"Validation split ({first['images']} images, {first['image_size']}), bpp from bytes; {anchor} on the "
              f"same images (bpp / PSNR dB): {qualities}.", "",
-             f"| λ | steps per λ | bpp / PSNR (dB) of each λ | PSNR span | BD-rate (PSNR) vs {anchor} | PSNR overlap "
-             "| BD-rate (MS-SSIM) | MS-SSIM overlap | note |", "|---|---|---|---|---|---|---|---|---|"]
+             f"| λ | steps per λ | patches per step | training CPU-s (3 λ) | bpp / PSNR (dB) of each λ | PSNR span "
+             f"| BD-rate (PSNR) vs {anchor} | PSNR overlap | BD-rate (MS-SSIM) | MS-SSIM overlap | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['lmbdas']} | {row['steps']} | {row['points']} | {float(row['psnr_span_db']):.2f} dB | "
+        lines.append(f"| {row['lmbdas']} | {row['steps']} | {row['batch_size']} | {row['train_seconds'] or 'n/a'} | "
+                     f"{row['points']} | {float(row['psnr_span_db']):.2f} dB | "
                      f"{pct(float(row['bd_rate_psnr']))} | {_overlap(float(row['overlap_psnr_db']))} | "
                      f"{pct(float(row['bd_rate_ms_ssim']))} | {_overlap(float(row['overlap_ms_ssim_db']))} | "
                      f"{row['note']} |")

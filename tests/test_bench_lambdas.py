@@ -1,7 +1,8 @@
-"""The demo's λ-range and step-count study (bench/demo_lambdas.py): sweeps that could not share their codecs are
-refused before anything trains, a sweep's row is the report's BD-rate against WebP on the tables the evaluations
-wrote, and a run replaces only its own rows of the committed table."""
+"""The demo's λ-range, step-count and batch-size study (bench/demo_lambdas.py): sweeps that could not share their
+codecs are refused before anything trains, a sweep's row is the report's BD-rate against WebP on the tables the
+evaluations wrote and its codecs' training seconds, and a run replaces only its own rows of the committed table."""
 
+import json
 import math
 
 import pandas as pd
@@ -47,13 +48,19 @@ def test_a_sweeps_row_is_the_reports_bd_rate_against_webp_on_the_validation_spli
         "eval/learned/bmshj2018-hyperprior/N8-M16/lmbda0.001/val"
     webp = _per_image(tmp_path / "eval/classical/webp/val", "classical", "webp",
                       [(0, 0.3, 21.5, 0.78), (25, 0.6, 23.5, 0.88), (50, 0.9, 25.5, 0.93), (90, 1.6, 28.0, 0.97)])
-    row = lambdas.row(sweep, 800, PARAMS, tmp_path)
+    for folder, seconds in zip(lambdas.codec_folders(PARAMS, sweep, "codecs"), (10.0, 20.5, 30.25)):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "metrics.json").write_text(json.dumps({"train_seconds": seconds, "steps": 800}))
+    assert lambdas.codec_folders(PARAMS, sweep, "codecs")[0].as_posix() == \
+        "codecs/bmshj2018-hyperprior/N8-M16/lmbda0.001"
+    row = lambdas.row(sweep, 800, 8, PARAMS, tmp_path)
     (expected,) = bd_rate_table(rd_points(pd.concat([*learned, webp])), "pchip").to_dict("records")
     assert row["bd_rate_psnr"] == round(expected["bd_rate_psnr"], 2) < 0  # above WebP's curve: fewer bits
     assert row["overlap_psnr_db"] == round(expected["overlap_psnr_db"], 2) == 27.75 - 21.75
     assert row["psnr_span_db"] == 6.5 and row["points"] == "0.210/21.25 0.510/24.25 1.210/27.75"
-    assert (row["lmbdas"], row["steps"], row["images"], row["image_size"], row["anchor"]) == \
-        ("0.001 0.01 0.1", 800, 2, "64×64", "webp")
+    assert (row["lmbdas"], row["steps"], row["batch_size"], row["images"], row["image_size"], row["anchor"]) == \
+        ("0.001 0.01 0.1", 800, 8, 2, "64×64", "webp")
+    assert row["train_seconds"] == 60.8  # the sweep's three codecs
     assert row["anchor_points"] == "0.310/21.75 0.610/23.75 0.910/25.75 1.610/28.25"
     assert row["anchor_qualities"] == "0 25 50 90"
 
@@ -61,7 +68,7 @@ def test_a_sweeps_row_is_the_reports_bd_rate_against_webp_on_the_validation_spli
 def test_a_sweep_runs_the_workflow_for_its_validation_evaluations_only(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(lambdas.subprocess, "run", lambda command, **kwargs: calls.append((command, kwargs)))
-    lambdas.run([0.001, 0.01], 1200, PARAMS, tmp_path, 3)
+    lambdas.run([0.001, 0.01], 1200, 8, PARAMS, tmp_path, 3)
     ((command, kwargs),) = calls
     overlay = tmp_path / "sweep3.yaml"
     assert command[1:3] == ["-m", "snakemake"] and kwargs == {"check": True, "cwd": lambdas.ROOT}
@@ -71,23 +78,26 @@ def test_a_sweep_runs_the_workflow_for_its_validation_evaluations_only(tmp_path,
     assert command[6:] == ["--profile", "workflow/profiles/local", "--configfile", "params.yaml", str(overlay)]
     assert yaml.safe_load(overlay.read_text()) == {"results_dir": str(tmp_path),
                                                    "codec": {"sweep": {"lmbdas": [0.001, 0.01]},
-                                                             "train": {"steps": 1200}}}
+                                                             "train": {"steps": 1200, "batch_size": 8}}}
+    assert lambdas.results_folder(1200, 8) == lambdas.ROOT / "bench/results/demo-lambdas/steps1200-batch8"
 
 
 def test_a_run_replaces_its_own_rows_of_the_committed_table_and_keeps_the_others(tmp_path, monkeypatch):
     summary = tmp_path / "demo-lambdas.csv"
     monkeypatch.setattr(lambdas, "SUMMARY", summary)
-    committed = pd.DataFrame({"lmbdas": ["0.001 0.01 0.1", "0.001 0.01 0.05", "0.001 0.01 0.05"],
-                              "steps": [1600, 1600, 800], "bd_rate_psnr": [3.0, -1.0, 9.0], "note": ["", "", ""]})
+    committed = pd.DataFrame({"lmbdas": ["0.001 0.01 0.1", "0.001 0.01 0.05", "0.001 0.01 0.05", "0.001 0.01 0.05"],
+                              "steps": [1600, 1600, 800, 800], "batch_size": [16, 16, 16, 8],
+                              "bd_rate_psnr": [3.0, -1.0, 9.0, 12.0], "note": ["", "", "", ""]})
     committed.to_csv(summary, index=False)
     new = pd.DataFrame({"lmbdas": ["0.001 0.01 0.05", "0.001 0.01 0.2", "0.001 0.009 0.2", "0.001 0.01 0.2"],
-                        "steps": [800, 800, 800, 800], "bd_rate_psnr": [8.5, 6.0, 5.0, 7.0],
-                        "note": ["", "", "", "under 1 dB"]})
+                        "steps": [800, 800, 800, 800], "batch_size": [16, 16, 16, 16],
+                        "bd_rate_psnr": [8.5, 6.0, 5.0, 7.0], "note": ["", "", "", "under 1 dB"]})
     table = lambdas.merged(new)
-    assert table[["lmbdas", "steps", "bd_rate_psnr"]].values.tolist() == [
-        ["0.001 0.01 0.1", 1600, 3.0], ["0.001 0.01 0.05", 1600, -1.0],  # most steps first, then the largest top λ
-        ["0.001 0.01 0.2", 800, 7.0], ["0.001 0.009 0.2", 800, 5.0],  # then the λ below it; one row each, the latest
-        ["0.001 0.01 0.05", 800, 8.5]]  # the rerun row replaced, not doubled
-    assert table["note"].tolist() == ["", "", "under 1 dB", "", ""]
+    assert table[["lmbdas", "steps", "batch_size", "bd_rate_psnr"]].values.tolist() == [
+        ["0.001 0.01 0.1", 1600, 16, 3.0], ["0.001 0.01 0.05", 1600, 16, -1.0],  # most steps first, then the largest
+        ["0.001 0.01 0.2", 800, 16, 7.0], ["0.001 0.009 0.2", 800, 16, 5.0],  # top λ, then the λ below it; one row
+        ["0.001 0.01 0.05", 800, 16, 8.5],  # each, the latest: the rerun row replaced, not doubled
+        ["0.001 0.01 0.05", 800, 8, 12.0]]  # the same sweep and steps with another batch size kept, after it
+    assert table["note"].tolist() == ["", "", "under 1 dB", "", "", ""]
     summary.unlink()
     assert lambdas.merged(new)["lmbdas"].tolist() == ["0.001 0.01 0.2", "0.001 0.009 0.2", "0.001 0.01 0.05"]
