@@ -61,6 +61,8 @@ def starts(sweeps: list[list[float]], init: str | None) -> dict[float, float | N
 def codec_folders(params: dict, sweep: list[float], kind: str = "eval") -> list[Path]:
     """The sweep's codecs (its one model), relative to the results folder: their validation evaluations, or with
     ``kind="codecs"`` their trained models."""
+    if kind not in ("eval", "codecs"):
+        raise ValueError(f"kind is eval or codecs, not {kind!r}")
     (model,) = params["codec"]["sweep"]["models"]
     codec = Path(model["arch"], codec_dirname(model))
     return [Path(*(["eval", "learned"] if kind == "eval" else [kind]), codec, f"lmbda{number_id(lmbda)}",

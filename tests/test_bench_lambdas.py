@@ -53,6 +53,8 @@ def test_a_sweeps_row_is_the_reports_bd_rate_against_webp_on_the_validation_spli
         (tmp_path / folder / "metrics.json").write_text(json.dumps({"train_seconds": seconds, "steps": 800}))
     assert lambdas.codec_folders(PARAMS, sweep, "codecs")[0].as_posix() == \
         "codecs/bmshj2018-hyperprior/N8-M16/lmbda0.001"
+    with pytest.raises(ValueError, match="kind is eval or codecs, not 'logs'"):
+        lambdas.codec_folders(PARAMS, sweep, "logs")
     row = lambdas.row(sweep, 800, 8, PARAMS, tmp_path)
     (expected,) = bd_rate_table(rd_points(pd.concat([*learned, webp])), "pchip").to_dict("records")
     assert row["bd_rate_psnr"] == round(expected["bd_rate_psnr"], 2) < 0  # above WebP's curve: fewer bits
