@@ -58,15 +58,21 @@ def starts(sweeps: list[list[float]], init: str | None) -> dict[float, float | N
     return chosen
 
 
-def codec_folders(params: dict, sweep: list[float], kind: str = "eval") -> list[Path]:
-    """The sweep's codecs (its one model), relative to the results folder: their validation evaluations, or with
-    ``kind="codecs"`` their trained models."""
-    if kind not in ("eval", "codecs"):
-        raise ValueError(f"kind is eval or codecs, not {kind!r}")
+def _codec(params: dict) -> Path:
+    """The sweep's one model, as a stage's folders name it (architecture, then hyperparameters)."""
     (model,) = params["codec"]["sweep"]["models"]
-    codec = Path(model["arch"], codec_dirname(model))
-    return [Path(*(["eval", "learned"] if kind == "eval" else [kind]), codec, f"lmbda{number_id(lmbda)}",
-                 *(["val"] if kind == "eval" else [])) for lmbda in sweep]
+    return Path(model["arch"], codec_dirname(model))
+
+
+def codec_folders(params: dict, sweep: list[float]) -> list[Path]:
+    """The validation evaluations of the sweep's codecs, relative to the results folder."""
+    return [Path("eval", "learned", _codec(params), f"lmbda{number_id(lmbda)}", "val") for lmbda in sweep]
+
+
+def training_seconds(params: dict, sweep: list[float], out: Path) -> float:
+    """The training seconds of the sweep's codecs together (each codec's ``metrics.json`` in ``out``)."""
+    return sum(json.loads((out / "codecs" / _codec(params) / f"lmbda{number_id(lmbda)}" / "metrics.json")
+                          .read_text())["train_seconds"] for lmbda in sweep)
 
 
 def results_folder(steps: int, batch_size: int) -> Path:
@@ -91,10 +97,8 @@ def row(sweep: list[float], steps: int, batch_size: int, params: dict, out: Path
     learned = points[points["kind"] != "classical"].sort_values("point")
     anchor = points[points["kind"] == "classical"].sort_values("point")
     (bd,) = bd_rate_table(points, params["evaluate"]["report"]["bd_rate_method"]).to_dict("records")
-    seconds = sum(json.loads((out / folder / "metrics.json").read_text())["train_seconds"]
-                  for folder in codec_folders(params, sweep, "codecs"))
     return {"lmbdas": " ".join(map(str, sweep)), "steps": steps, "batch_size": batch_size,
-            "train_seconds": round(seconds, 1), "images": int(learned["images"].iloc[0]),
+            "train_seconds": round(training_seconds(params, sweep, out), 1), "images": int(learned["images"].iloc[0]),
             "image_size": learned["image_size"].iloc[0], "points": _points(learned),
             "psnr_span_db": round(float(learned["psnr"].max() - learned["psnr"].min()), 2), "anchor": ANCHOR,
             **{key: round(float(bd[key]), 2) for key in ("bd_rate_psnr", "overlap_psnr_db", "bd_rate_ms_ssim",

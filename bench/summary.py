@@ -173,8 +173,8 @@ def render_demo_lambdas() -> str:
                           zip(first["anchor_qualities"].split(), first["anchor_points"].split()))
     lines = [f"Validation split ({first['images']} images, {first['image_size']}), bpp from bytes; {anchor} on the "
              f"same images (bpp / PSNR dB): {qualities}.", "",
-             f"| λ | steps per λ | patches per step | training CPU-s (its λ together) | bpp / PSNR (dB) of each λ | PSNR span "
-             f"| BD-rate (PSNR) vs {anchor} | PSNR overlap | BD-rate (MS-SSIM) | MS-SSIM overlap | note |",
+             "| λ | steps per λ | patches per step | training CPU-s (its λ together) | bpp / PSNR (dB) of each λ "
+             f"| PSNR span | BD-rate (PSNR) vs {anchor} | PSNR overlap | BD-rate (MS-SSIM) | MS-SSIM overlap | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['lmbdas']} | {row['steps']} | {row['batch_size']} | {row['train_seconds'] or 'n/a'} | "

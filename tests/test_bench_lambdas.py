@@ -48,13 +48,10 @@ def test_a_sweeps_row_is_the_reports_bd_rate_against_webp_on_the_validation_spli
         "eval/learned/bmshj2018-hyperprior/N8-M16/lmbda0.001/val"
     webp = _per_image(tmp_path / "eval/classical/webp/val", "classical", "webp",
                       [(0, 0.3, 21.5, 0.78), (25, 0.6, 23.5, 0.88), (50, 0.9, 25.5, 0.93), (90, 1.6, 28.0, 0.97)])
-    for folder, seconds in zip(lambdas.codec_folders(PARAMS, sweep, "codecs"), (10.0, 20.5, 30.25)):
-        (tmp_path / folder).mkdir(parents=True)
-        (tmp_path / folder / "metrics.json").write_text(json.dumps({"train_seconds": seconds, "steps": 800}))
-    assert lambdas.codec_folders(PARAMS, sweep, "codecs")[0].as_posix() == \
-        "codecs/bmshj2018-hyperprior/N8-M16/lmbda0.001"
-    with pytest.raises(ValueError, match="kind is eval or codecs, not 'logs'"):
-        lambdas.codec_folders(PARAMS, sweep, "logs")
+    for lmbda, seconds in zip(["0.001", "0.01", "0.1"], (10.0, 20.5, 30.25)):  # where train_codec writes them
+        folder = tmp_path / "codecs/bmshj2018-hyperprior/N8-M16" / f"lmbda{lmbda}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"train_seconds": seconds, "steps": 800}))
     row = lambdas.row(sweep, 800, 8, PARAMS, tmp_path)
     (expected,) = bd_rate_table(rd_points(pd.concat([*learned, webp])), "pchip").to_dict("records")
     assert row["bd_rate_psnr"] == round(expected["bd_rate_psnr"], 2) < 0  # above WebP's curve: fewer bits
