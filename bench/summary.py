@@ -20,8 +20,8 @@ from taskcodec.params import CHAINS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/summary_*.py, also when loaded by path
 from summary_scale import capacity, scale, storage  # noqa: E402
-from summary_tasks import (classification, classification_headline, demo_machine, detection,  # noqa: E402
-                           detection_levers, fixed3, pct, vqa)
+from summary_tasks import (classification, classification_headline, demo_machine, demo_patches,  # noqa: E402
+                           detection, detection_levers, fixed3, pct, vqa)
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARIES = ROOT / "bench/results-summary"
@@ -295,6 +295,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "kodak-levers": lambda: render_levers("kodak"),
     "demo-levers": lambda: render_levers("demo"),
     "demo-lambdas": render_demo_lambdas,
+    "demo-patches": lambda: demo_patches(_csv("demo-patches.csv")),
     "demo": render_demo,
     "demo-machine": lambda: demo_machine(_json("demo.json")),
     "detection": lambda: detection(_json("detection.json")["machine"]["detection"]),

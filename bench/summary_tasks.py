@@ -187,3 +187,30 @@ def vqa(machine: dict) -> str:
     lines += [f"| {name} | " + " | ".join(f"{100 * values[group]:.1f} %" if group in values else "n/a"
                                            for group in groups) + " |" for name, values in table.items()]
     return "\n".join(lines) + "\n"
+
+
+def demo_patches(rows: list[dict]) -> str:
+    """The demo's later codecs at 16 and at 8 patches per step on its validation split (demo-patches.csv): every
+    point, then each variant's training CPU-s per kind of codec (each model once)."""
+    first = rows[0]
+    lines = [f"Validation split ({first['images']} images, {first['image_size']}), bpp from bytes; a scalable "
+             "codec's task receives its base layer alone.", "",
+             "| variant | codec | λ (scalable: λ_task) | steps | patches per step | training CPU-s | image bpp | "
+             "image PSNR (dB) | task | bpp the task receives | task metric |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        measured = (f"{float(row['task_bpp']):.3f} | {row['metric']} {100 * float(row['task_value']):.1f} %"
+                    if row["task"] else " | ")
+        lines.append(f"| {row['variant']} | {row['kind']}: {row['codec']} | {float(row['point']):g} | {row['steps']} | "
+                     f"{row['batch_size']} | {row['train_seconds']} | {float(row['bpp']):.3f} | "
+                     f"{float(row['psnr']):.2f} | {row['task'] or 'image'} | {measured} |")
+    kinds = list(dict.fromkeys(row["kind"] for row in rows))
+    seconds: dict[str, dict[str, dict[str, float]]] = {}
+    for row in rows:
+        seconds.setdefault(row["variant"], {}).setdefault(row["kind"], {})[row["model"]] = float(row["train_seconds"])
+    lines += ["", "| variant | " + " | ".join(f"{kind}: training CPU-s" for kind in kinds) + " | all |",
+              "|---|" + "---|" * (len(kinds) + 1)]
+    for variant, by_kind in seconds.items():
+        totals = [sum(by_kind.get(kind, {}).values()) for kind in kinds]
+        lines.append(f"| {variant} | " + " | ".join(f"{total:.1f}" for total in totals) + f" | {sum(totals):.1f} |")
+    return "\n".join(lines) + "\n"
