@@ -10,11 +10,11 @@ per step and 1.25x the steps (bench/demo_lambdas.py); this study asks whether th
 alike. Every variant runs the workflow (``snakemake --configfile params.yaml <overlay>``, the overlay setting
 ``steps`` and ``batch_size`` of ``scalable.train``, ``variable_rate.train`` and ``finetune.train``, and
 ``results_dir``) into its own results folder, ``bench/results/demo-patches/<variant>``, asking only for the
-validation evaluations of those codecs. Per codec point the table has its training steps, patches per step and
-training seconds (CPU time on CPU: compare them only between variants run one after another on an otherwise idle
-machine), the image's bpp (from the bytes), size and PSNR and, for a codec made for a task, the bits that task
-receives and its primary metric, in ``bench/results-summary/demo-patches.csv`` (by variant, then codec; the rows of
-other variants stay); bench/summary.py puts it in bench/README.md."""
+validation evaluations of those codecs. Per codec point the table has its training steps and seconds (CPU time on
+CPU: compare them only between variants run one after another on an otherwise idle machine) and patches per step,
+as its model recorded them, the image's bpp (from the bytes), size and PSNR and, for a codec made for a task, the
+bits that task receives and its primary metric, in ``bench/results-summary/demo-patches.csv`` (by variant, kind,
+codec and point; the rows of other variants stay); bench/summary.py puts it in bench/README.md."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from taskcodec.artifacts import load_checkpoint
 from taskcodec.evaluation import read_table
-from taskcodec.params import codec_dirname, number_id
+from taskcodec.sweeps import (SCALABLE, TUNED, VARIABLE, VARIABLE_POINT, finetune_points, scalable_points,
+                              variable_rate_points)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path("bench/results/demo-patches")
@@ -49,44 +51,36 @@ def overlay(variant: str, out: Path) -> dict:
 
 def curves(params: dict) -> list[dict]:
     """Every codec point the study measures: its model's folder, its validation evaluation (relative to the results
-    folder) and the task it is made for (None: the image alone)."""
-    found = []
-    scalable, pyramid, finetune = params["scalable"], params["variable_rate"], params["finetune"]
-    if scalable["enabled"]:
-        for model in scalable["sweep"]["models"]:
-            for lmbda in scalable["sweep"]["lmbdas"]:
-                for task_lmbda in scalable["sweep"]["task_lmbdas"]:
-                    codec = Path(model["arch"], codec_dirname(model), f"lmbda{number_id(lmbda)}",
-                                 f"task{number_id(task_lmbda)}")
-                    found.append({"model": "scalable" / codec, "eval": "eval/scalable" / codec / "val",
-                                  "task": scalable["task"]})
-    if pyramid["enabled"]:
-        for model in pyramid["sweep"]["models"]:
-            codec = Path(model["arch"], codec_dirname(model))
-            found += [{"model": "variable_rate" / codec, "eval": "eval/variable_rate" / codec / f"point{k}" / "val",
-                       "task": None} for k in range(len(pyramid["sweep"]["lmbdas"]))]
-    for task in finetune["tasks"]:
-        for model in params["codec"]["sweep"]["models"]:
-            for lmbda in finetune["sweep"]["lmbdas"]:
-                for tau in finetune["sweep"]["taus"]:
-                    codec = Path(task, model["arch"], codec_dirname(model), f"lmbda{number_id(lmbda)}",
-                                 f"tau{number_id(tau)}")
-                    found.append({"model": "finetuned" / codec, "eval": "eval/finetuned" / codec / "val", "task": task})
-    return found
+    folder) and the task it is made for (None: the image alone), in the workflow's own paths (taskcodec.sweeps)."""
+    scalable = [{"model": Path("scalable", SCALABLE.format(**point)),
+                 "eval": Path("eval", "scalable", SCALABLE.format(**point), "val"), "task": params["scalable"]["task"]}
+                for point in scalable_points(params)]
+    pyramid = [{"model": Path("variable_rate", VARIABLE.format(**point)),
+                "eval": Path("eval", "variable_rate", VARIABLE_POINT.format(**point), "val"), "task": None}
+               for point in variable_rate_points(params)]
+    tuned = [{"model": Path("finetuned", TUNED.format(**point)),
+              "eval": Path("eval", "finetuned", TUNED.format(**point), "val"), "task": point["task"]}
+             for point in finetune_points(params)]
+    return scalable + pyramid + tuned
 
 
 def results_folder(variant: str) -> Path:
     return ROOT / OUT / variant
 
 
-def run(variant: str, params: dict) -> None:
+def command(variant: str, params: dict) -> list[str]:
+    """The workflow's command line for a variant's validation evaluations (its overlay written beside them)."""
     out = results_folder(variant)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay(variant, out)))
     targets = [str(out / curve["eval"]) for curve in curves(params)]
-    subprocess.run([sys.executable, "-m", "snakemake", *targets, "--profile", "workflow/profiles/local",
-                    "--configfile", "params.yaml", str(path)], check=True, cwd=ROOT)
+    return [sys.executable, "-m", "snakemake", *targets, "--profile", "workflow/profiles/local",
+            "--configfile", "params.yaml", str(path)]
+
+
+def run(variant: str, params: dict) -> None:
+    subprocess.run(command(variant, params), check=True, cwd=ROOT)
 
 
 def rows(variant: str, params: dict, out: Path) -> list[dict]:
@@ -98,9 +92,10 @@ def rows(variant: str, params: dict, out: Path) -> list[dict]:
         folder = out / curve["eval"]
         summary = json.loads((folder / "summary.json").read_text())
         metrics = json.loads((out / curve["model"] / "metrics.json").read_text())
+        trained = load_checkpoint(out / curve["model"] / "model.pt", mmap=True)["params"]
         images = read_table(folder / "per_image.csv")
         row = {"variant": variant, "kind": summary["kind"], "codec": summary["codec"], "point": summary["point"],
-               "model": curve["model"].as_posix(), "steps": metrics["steps"], "batch_size": VARIANTS[variant][0],
+               "model": curve["model"].as_posix(), "steps": metrics["steps"], "batch_size": trained["batch_size"],
                "train_seconds": round(metrics["train_seconds"], 1), "images": len(images),
                "image_size": ", ".join(sorted({f"{h}×{w}" for h, w in zip(images["height"], images["width"])})),
                "bpp": round(summary["bpp"], 4), "psnr": round(summary["psnr"], 2), "task": "", "metric": "",
@@ -115,12 +110,13 @@ def rows(variant: str, params: dict, out: Path) -> list[dict]:
 
 
 def merged(table: pd.DataFrame) -> pd.DataFrame:
-    """``table``'s rows with the committed summary's rows of other variants, by variant (as in VARIANTS), then kind,
-    codec and point."""
+    """``table``'s rows with the committed summary's rows of other variants, by variant (as in VARIANTS; others
+    last), then kind, codec and point."""
     if SUMMARY.is_file():
         committed = pd.read_csv(SUMMARY, keep_default_na=False, na_values=[""])
         table = pd.concat([committed[~committed["variant"].isin(table["variant"])], table], ignore_index=True)
-    order = table["variant"].map(list(VARIANTS).index)
+    known = list(VARIANTS)
+    order = table["variant"].map(lambda variant: known.index(variant) if variant in known else len(known))
     return (table.assign(order=order).sort_values(["order", "kind", "codec", "point"], kind="stable")
             .drop(columns="order").reset_index(drop=True))
 

@@ -13,6 +13,8 @@ from taskcodec import dvc_record, run_lock
 from taskcodec.data.imagefolder import folder_images
 from taskcodec.errors import UserError
 from taskcodec.params import chained_from, codec_dirname, hyperparameters, number_id, validate_params
+from taskcodec.sweeps import (CODEC, SCALABLE, TUNED, VARIABLE, VARIABLE_POINT, codec_points, finetune_points,
+                             scalable_points, variable_rate_points)
 from taskcodec.tracking import end_pipeline_run, start_pipeline_run
 
 # Validated once, by the process that plans the jobs; a cluster job re-reads the Snakefile but must not pay the
@@ -44,13 +46,6 @@ if workflow.is_main_process:
 SPLITS = ("train", "val", "test")
 EXTRA_DATASETS = config["evaluate"]["extra_datasets"]
 CLASSICAL_CODECS = list(config["evaluate"]["classical"])
-# A codec of the sweep, as a path: its hyperparameters folder is codec_dirname() of the sweep entry (N32-M48);
-# lambda and tau keep full precision (number_id).
-CODEC = "{arch}/{hyper}/lmbda{lmbda}"
-TUNED = "{task}/{arch}/{hyper}/lmbda{lmbda}/tau{tau}"  # a codec fine-tuned through a task model
-SCALABLE = "{arch}/{hyper}/lmbda{lmbda}/task{task_lmbda}"  # a scalable codec (seed 002) of scalable.sweep
-VARIABLE = "{arch}/{hyper}"  # a variable-rate codec (seed 001) of variable_rate.sweep: one model for all its lambdas
-VARIABLE_POINT = "{arch}/{hyper}/point{point}"  # one of its operating points (0: its lowest rate)
 TASKS = list(config["tasks"])  # the machine branch: one frozen model per task (none: human branch only)
 MACHINE = bool(TASKS)
 
@@ -127,16 +122,6 @@ def job_threads(stage):
     return config["resources"][stage]["threads"]
 
 
-def codec_points():
-    """Every (arch, hyper, lmbda) of the sweep, as wildcard dicts."""
-    sweep = config["codec"]["sweep"]
-    return [
-        {"arch": model["arch"], "hyper": codec_dirname(model), "lmbda": number_id(lmbda)}
-        for model in sweep["models"]
-        for lmbda in sweep["lmbdas"]
-    ]
-
-
 def neighbour_init(wildcards):
     """With a chained ``codec.train.init`` (``neighbour``: from the next larger λ; ``smaller_neighbour``: from the
     next smaller), the trained codec of the neighbouring λ of the same model, which this λ starts from
@@ -181,21 +166,7 @@ def hyper_json(section):
 
 def per_codec(template, **fields):
     """``template`` formatted for every codec of the sweep (with extra ``fields``)."""
-    return [template.format(**point, **fields) for point in codec_points()]
-
-
-def finetune_points(tasks=None):
-    """Every (task, arch, hyper, lmbda, tau) of the fine-tuning sweep: the selected pretrained codecs times the taus,
-    for each task of ``tasks`` (default: finetune.tasks)."""
-    sweep = config["finetune"]["sweep"]
-    selected = [float(lmbda) for lmbda in sweep["lmbdas"]]
-    return [
-        {**point, "task": task, "tau": number_id(tau)}
-        for task in (config["finetune"]["tasks"] if tasks is None else tasks)
-        for point in codec_points()
-        if float(point["lmbda"]) in selected
-        for tau in sweep["taus"]
-    ]
+    return [template.format(**point, **fields) for point in codec_points(config)]
 
 
 def task_measure_inputs(wildcards):
@@ -226,7 +197,7 @@ def task_report_inputs(wildcards):
     latent = task == "classification" and not LATENT_SKIP_REASON
     return {
         "finetuned": [results("eval", "finetuned", TUNED.format(**point), "test")
-                      for point in finetune_points([task] if task in config["finetune"]["tasks"] else [])],
+                      for point in finetune_points(config, [task] if task in config["finetune"]["tasks"] else [])],
         "scalable": per_scalable(results("eval", "scalable", SCALABLE, "test")) if config["scalable"]["task"] == task else [],
         "scalable_logs": (per_scalable(results("scalable", SCALABLE, "train_log.csv"))
                           if config["scalable"]["task"] == task else []),
@@ -305,10 +276,10 @@ def versioned_outputs():
     outputs = [results("saliency")] + per_codec(results("codecs", CODEC, "model.pt"))
     if MACHINE:
         outputs += [task_model(task) for task in TASKS]
-        outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points()]
+        outputs += [results("finetuned", TUNED.format(**point), "model.pt") for point in finetune_points(config)]
         outputs += per_scalable(results("scalable", SCALABLE, "model.pt"))
     variable_rate = per_variable_rate(results("variable_rate", VARIABLE, "model.pt"))
-    models = {(point["arch"], point["hyper"]) for point in variable_rate_points()}  # each once, not per point
+    models = {(point["arch"], point["hyper"]) for point in variable_rate_points(config)}  # each once, not per point
     reads_ssl = any(variable_rate_reads_ssl(arch, hyper) for arch, hyper in models)
     return outputs + ([SSL_MODEL] if reads_ssl else []) + variable_rate
 
@@ -341,33 +312,11 @@ def record_in_dvc():
     dvc_record.record(config, whole_workflow)
 
 
-def scalable_points():
-    """Every (arch, hyper, lmbda, task_lmbda) of scalable.sweep (none unless scalable.enabled), as wildcard dicts."""
-    scalable = config["scalable"]
-    if not scalable["enabled"]:
-        return []
-    sweep = scalable["sweep"]
-    return [{"arch": model["arch"], "hyper": codec_dirname(model), "lmbda": number_id(lmbda),
-             "task_lmbda": number_id(task_lmbda)}
-            for model in sweep["models"] for lmbda in sweep["lmbdas"] for task_lmbda in sweep["task_lmbdas"]]
-
-
 def per_scalable(template, **fields):
     """``template`` formatted for every scalable codec of the sweep (with extra ``fields``)."""
-    return [template.format(**point, **fields) for point in scalable_points()]
-
-
-def variable_rate_points():
-    """Every (arch, hyper, point) of variable_rate.sweep (none unless variable_rate.enabled): one per model and
-    operating point, as wildcard dicts."""
-    variable_rate = config["variable_rate"]
-    if not variable_rate["enabled"]:
-        return []
-    sweep = variable_rate["sweep"]
-    return [{"arch": model["arch"], "hyper": codec_dirname(model), "point": str(point)}
-            for model in sweep["models"] for point in range(len(sweep["lmbdas"]))]
+    return [template.format(**point, **fields) for point in scalable_points(config)]
 
 
 def per_variable_rate(template, **fields):
     """``template`` formatted for every operating point of every variable-rate model (with extra ``fields``)."""
-    return sorted({template.format(**point, **fields) for point in variable_rate_points()})
+    return sorted({template.format(**point, **fields) for point in variable_rate_points(config)})
