@@ -30,6 +30,7 @@ import yaml
 from taskcodec.evaluation import read_table
 from taskcodec.params import chained_from, codec_dirname, number_id
 from taskcodec.report.tables import bd_rate_table, rd_points
+from taskcodec.sweeps import CODEC
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path("bench/results/demo-lambdas")
@@ -58,21 +59,21 @@ def starts(sweeps: list[list[float]], init: str | None) -> dict[float, float | N
     return chosen
 
 
-def _codec(params: dict) -> Path:
-    """The sweep's one model, as a stage's folders name it (architecture, then hyperparameters)."""
+def _codec(params: dict, lmbda: float) -> str:
+    """The sweep's one model at ``lmbda``, as the workflow's folders name it (taskcodec.sweeps.CODEC)."""
     (model,) = params["codec"]["sweep"]["models"]
-    return Path(model["arch"], codec_dirname(model))
+    return CODEC.format(arch=model["arch"], hyper=codec_dirname(model), lmbda=number_id(lmbda))
 
 
 def codec_folders(params: dict, sweep: list[float]) -> list[Path]:
     """The validation evaluations of the sweep's codecs, relative to the results folder."""
-    return [Path("eval", "learned", _codec(params), f"lmbda{number_id(lmbda)}", "val") for lmbda in sweep]
+    return [Path("eval", "learned", _codec(params, lmbda), "val") for lmbda in sweep]
 
 
 def training_seconds(params: dict, sweep: list[float], out: Path) -> float:
     """The training seconds of the sweep's codecs together (each codec's ``metrics.json`` in ``out``)."""
-    return sum(json.loads((out / "codecs" / _codec(params) / f"lmbda{number_id(lmbda)}" / "metrics.json")
-                          .read_text())["train_seconds"] for lmbda in sweep)
+    return sum(json.loads((out / "codecs" / _codec(params, lmbda) / "metrics.json").read_text())["train_seconds"]
+               for lmbda in sweep)
 
 
 def results_folder(steps: int, batch_size: int) -> Path:
