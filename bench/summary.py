@@ -112,6 +112,8 @@ def render_kodak_headline() -> str:
 #: the Kodak study's committed runs of the same recipe (bench/README.md, "Kodak"), oldest first; kodak.json is the
 #: run of the study's params, which the headline quotes
 KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak.json")
+#: the study's chain and the other one side by side on the photos' validation split (bench/kodak/chains.sh)
+KODAK_CHAINS = ("kodak-val.json", "kodak-chain-up-val.json", "kodak-chain-down-val.json")
 
 
 def sweep(learned: list[dict]) -> str:
@@ -122,11 +124,13 @@ def sweep(learned: list[dict]) -> str:
     return "independent" if all(row.get("init") is None for row in learned) else "from given checkpoints"
 
 
-def render_kodak_runs(anchors: tuple[str, ...] = ("avif", "jpeg", "webp")) -> str:
+def render_kodak_runs(names: tuple[str, ...] = KODAK_RUNS,
+                      anchors: tuple[str, ...] = ("avif", "jpeg", "webp")) -> str:
+    """A line per committed summary of ``names``: how its sweep was trained and what it measured."""
     lines = ["| summary | λ sweep | CPU-s of training per λ | steps per λ | steps per CPU-s | validation loss per λ "
              "(ascending λ) | learned PSNR span | BD-rate (PSNR), overlap: " + " | ".join(anchors) + " |",
              "|" + "---|" * (7 + len(anchors))]
-    for name in KODAK_RUNS:
+    for name in names:
         if not (SUMMARIES / name).is_file():
             continue
         summary = _json(name)
@@ -141,6 +145,18 @@ def render_kodak_runs(anchors: tuple[str, ...] = ("avif", "jpeg", "webp")) -> st
         cells += [f"{pct(r['bd_rate_psnr'])}, {_overlap(r['overlap_psnr_db'])}" for r in _bd_rows(summary, [*anchors])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def render_kodak_chains() -> str:
+    """Both chains of the Kodak study's sweep on the photos' validation split (bench/kodak/chains.sh): a line per
+    chain, then every codec's point."""
+    names = tuple(name for name in KODAK_CHAINS if (SUMMARIES / name).is_file())
+    lines = ["| λ sweep | λ | image size | bpp (bytes) | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|---|"]
+    for name in names:
+        learned = sorted(_json(name)["learned"], key=lambda row: row["point"])
+        lines += [f"| {sweep(learned)} | {row['point']:g} | {row['image_size']} | {row['bpp']:.3f} | "
+                  f"{row['psnr']:.2f} | {row['ms_ssim']:.4f} |" for row in learned]
+    return render_kodak_runs(names) + "\n" + "\n".join(lines) + "\n"
 
 
 def render_demo() -> str:
@@ -292,6 +308,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "kodak": render_kodak,
     "kodak-headline": render_kodak_headline,
     "kodak-runs": render_kodak_runs,
+    "kodak-chains": render_kodak_chains,
     "kodak-levers": lambda: render_levers("kodak"),
     "demo-levers": lambda: render_levers("demo"),
     "demo-lambdas": render_demo_lambdas,
