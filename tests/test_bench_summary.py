@@ -61,17 +61,18 @@ def test_the_two_chains_stand_side_by_side_with_their_validation_points(tmp_path
     def chain(init: str, bd_rate: float, psnr: float) -> dict:
         learned = [{"codec": "c", "point": lmbda, "steps": 1000 + 100 * i, "train_seconds": 1800.0,
                     "val_loss": i + 0.5, "init": init, "image_size": "512×512", "bpp": 0.2 * i, "psnr": psnr - i,
-                    "ms_ssim": 0.9} for i, lmbda in enumerate((0.025, 0.0035))]  # not in λ order: the table sorts
+                    "ms_ssim": 0.9} for i, lmbda in enumerate((0.025, 0.0035))]  # not in λ order: sorted
         bd = [{"codec": "c", "anchor": anchor, "bd_rate_psnr": bd_rate, "overlap_psnr_db": 2.0}
               for anchor in ("avif", "jpeg", "webp")]
         return {"learned": learned, "bd_rate": bd, "psnr_span_db": {"c": 1.0}}
 
-    (tmp_path / "kodak-val.json").write_text(json.dumps(chain("neighbour", -10.0, 30.0)))
+    (tmp_path / "kodak-chain-down-val.json").write_text(json.dumps(chain("neighbour", -10.0, 30.0)))
     (tmp_path / "kodak-chain-up-val.json").write_text(json.dumps(chain("smaller_neighbour", 5.0, 31.0)))
     monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
     lines = summary.render_kodak_chains().splitlines()
-    assert lines[2] == ("| `kodak-val.json` | chained (each λ from the next larger λ's codec) | 1800 | 1000–1100 | "
-                        "0.6–0.6 | 1.500 / 0.500 | 1.00 dB | -10.0 %, 2.00 dB | -10.0 %, 2.00 dB | -10.0 %, 2.00 dB |")
+    assert lines[2] == ("| `kodak-chain-down-val.json` | chained (each λ from the next larger λ's codec) | 1800 | "
+                        "1000–1100 | 0.6–0.6 | 1.500 / 0.500 | 1.00 dB | -10.0 %, 2.00 dB | -10.0 %, 2.00 dB | "
+                        "-10.0 %, 2.00 dB |")
     assert lines[3].startswith("| `kodak-chain-up-val.json` | chained (each λ from the next smaller λ's codec) |")
     assert lines[-4:] == [
         "| chained (each λ from the next larger λ's codec) | 0.0035 | 512×512 | 0.200 | 29.00 | 0.9000 |",

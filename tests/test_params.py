@@ -5,7 +5,7 @@ from snakemake.utils import update_config
 
 from taskcodec.codecs.registry import CODECS
 from taskcodec.errors import UserError
-from taskcodec.params import chained_from, codec_dirname, codec_id, load_yaml, number_id, validate_params
+from taskcodec.params import CHAINS, chained_from, codec_dirname, codec_id, load_yaml, number_id, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -39,15 +39,23 @@ def test_shipped_params_are_valid(path):
         assert not {"device", "threads"} & set(section_of(params, dotted)), (path, dotted)
 
 
-@pytest.mark.parametrize("name", ["independent", "chain-up"])
+@pytest.mark.parametrize("name", ["independent", "chain-down", "chain-up"])
 def test_a_kodak_overlay_changes_only_how_the_study_trains_its_sweep(name):
     """bench/kodak/run.sh (and chains.sh) pass an overlay after the study's params; Snakemake merges it key by key."""
     params, overlay = load_yaml(ROOT / "bench/kodak/params.yaml"), load_yaml(ROOT / f"bench/kodak/{name}.yaml")
     assert "prepare" not in overlay and set(overlay) == {"results_dir", "codec"}
     assert overlay["results_dir"] != params["results_dir"] and set(overlay["codec"]["train"]) == {"init"}
-    assert overlay["codec"]["train"]["init"] != params["codec"]["train"]["init"]
     update_config(params, overlay)
     validate_params(params, SCHEMA, source=f"bench/kodak/{name}.yaml")
+
+
+def test_the_two_kodak_chains_train_the_studys_sweep_both_ways_into_their_own_folders():
+    """bench/kodak/chains.sh runs both overlays at once, without Snakemake's lock: their folders must differ."""
+    study = load_yaml(ROOT / "bench/kodak/params.yaml")
+    down, up = (load_yaml(ROOT / f"bench/kodak/chain-{chain}.yaml") for chain in ("down", "up"))
+    assert CHAINS[down["codec"]["train"]["init"]] == "larger" and CHAINS[up["codec"]["train"]["init"]] == "smaller"
+    assert down["codec"]["train"]["init"] == study["codec"]["train"]["init"]  # the study's own chain
+    assert down["results_dir"] != up["results_dir"]
 
 
 def test_the_variable_rate_overlay_gives_every_model_four_times_the_budget_in_all():

@@ -1,28 +1,27 @@
 #!/usr/bin/env bash
-# Which way the Kodak study chains its λ sweep (bench/README.md, "Which way to chain, on the photos"), measured on
-# the photos' validation split, never on Kodak: trains the study's sweep (bench/kodak/params.yaml) and an overlay's
-# (default bench/kodak/chain-up.yaml, the other chain) side by side, one job at a time each (about 2 h on 2 cores),
-# evaluates both and the classical codecs on the validation split, and writes bench/results-summary/kodak-val.json
-# and kodak-<overlay>-val.json.
-#   bash bench/kodak/chains.sh [overlay]
+# Which way the Kodak study chains its λ sweep (bench/README.md, "Which way to chain, on the full budget"), measured
+# on the photos' validation split, never on Kodak: trains the sweep chained from the largest λ down (the study's,
+# bench/kodak/chain-down.yaml) and from the smallest λ up (bench/kodak/chain-up.yaml) side by side, one job at a
+# time each (about 2 h on 2 cores), evaluates both and the classical codecs on the validation split, and writes
+# bench/results-summary/kodak-chain-down-val.json and kodak-chain-up-val.json.
+#   bash bench/kodak/chains.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-overlay=${1:-bench/kodak/chain-up.yaml}
-[ -f "$overlay" ] || { echo "error: overlay $overlay does not exist" >&2; exit 2; }
 bash scripts/setup.sh
-results_of() { .venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$1"; }
-study=$(results_of bench/kodak/params.yaml)
-other=$(results_of "$overlay")
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # a failed chain stops the other
 # --nolock: two Snakemake runs started at once in one folder race on its lock files (FileNotFoundError on
-# .snakemake/locks); the two write disjoint results_dirs, each held by taskcodec's own lock on it (run_lock.py)
-run() { .venv/bin/snakemake --profile workflow/profiles/local --cores 1 --nolock "$@"; }
-run --configfile bench/kodak/params.yaml -- "$study/report/val" & first=$!
-run --configfile bench/kodak/params.yaml "$overlay" -- "$other/report/val" & second=$!
-status=0
-wait $first || status=$?
-wait $second || status=$?
-[ $status -eq 0 ] || { echo "error: a chain's run failed (its log above)" >&2; exit $status; }
-.venv/bin/python bench/collect.py --results "$study" --dataset val --out bench/results-summary/kodak-val.json
-.venv/bin/python bench/collect.py --results "$other" --dataset val \
-    --out "bench/results-summary/kodak-$(basename "$overlay" .yaml)-val.json"
+# .snakemake/locks); the overlays name disjoint results_dirs (a test checks), each held by taskcodec's run lock
+results_of() { .venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$1"; }
+pids=()
+for chain in down up; do
+    results=$(results_of "bench/kodak/chain-$chain.yaml")
+    .venv/bin/snakemake --profile workflow/profiles/local --cores 1 --nolock \
+        --configfile bench/kodak/params.yaml "bench/kodak/chain-$chain.yaml" -- "$results/report/val" &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+for chain in down up; do
+    .venv/bin/python bench/collect.py --results "$(results_of "bench/kodak/chain-$chain.yaml")" --dataset val \
+        --out "bench/results-summary/kodak-chain-$chain-val.json"
+done
 .venv/bin/python bench/summary.py
