@@ -159,6 +159,27 @@ def render_kodak_chains() -> str:
     return render_kodak_runs(names) + "\n" + "\n".join(lines) + "\n"
 
 
+def render_kodak_spike_guard(name: str = "kodak-spike-guard.json") -> str:
+    """The Kodak study's λ 0.013 training without and with the spike guard (bench/kodak/spikes.sh)."""
+    summary = _json(name)
+    lines = [f"{summary['codec']} at λ {summary['lmbda']:g}, from {summary['init']}; validation: "
+             f"{summary['val_images']} images of {summary['image_size']}, bpp from the likelihoods.", "",
+             "| spike_guard | steps | steps per CPU-s | rolled back at steps | highest training loss | "
+             "worst validation loss | final validation loss | bpp | PSNR (dB) |", "|" + "---|" * 9]
+    for arm in summary["arms"]:
+        val, guard = arm["val"], arm["spike_guard"]
+        lines.append(f"| {'off' if guard is None else f'{guard:g}x'} | "
+                     f"{arm['steps']} | {arm['steps'] / arm['train_seconds']:.1f} | "
+                     f"{', '.join(map(str, arm['rollbacks'])) or 'none'} | {arm['max_train_loss']:.3g} | "
+                     f"{arm['worst_val_loss']:.3f} | {val['loss']:.3f} | {val['bpp']:.3f} | {val['psnr']:.2f} |")
+    lines += ["", "The guard at 10x replayed on the training losses of the study's two chains (trained without it):", "",
+              "| training | first roll-back at step | highest loss / median of the previous 100, before it |",
+              "|---|---|---|"]
+    lines += [f"| {row['training']} | {row['first_rollback'] or 'none'} | {row['highest_ratio_before']:.1f} |"
+              for row in summary["replayed"]]
+    return "\n".join(lines) + "\n"
+
+
 def render_demo() -> str:
     summary = _json("demo.json")
     return (f"Default demo (its test split; {sweep(summary['learned'])} λ sweep): {headline(summary, ['jpeg', 'webp'])}."
@@ -322,6 +343,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "variable-rate": render_variable_rate,
     "variable-rate-budget4x": lambda: render_variable_rate("variable-rate-budget4x.json"),
     "variable-rate-levers": render_variable_rate_levers,
+    "kodak-spike-guard": render_kodak_spike_guard,
     "variable-rate-cost": render_variable_rate_cost,
     "variable-rate-family": lambda: render_variable_rate_cost("variable-rate-family.json"),
     "scale": lambda: scale(_json("scale.json")),

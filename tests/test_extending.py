@@ -126,8 +126,8 @@ TASK = {"model": {"width": 8},
                   "crop_padding": 0, "time_budget_s": None, "checkpoint_every": 1, "seed": 0}}
 TRAIN = {"distortion": "mse", "steps": 6, "batch_size": 4, "patch_size": 32, "lr": 1e-3, "aux_lr": 1e-3,
          "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
-         "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 3,
-         "checkpoint_every": 3, "init": None, "seed": 0, "saliency_floor": None}
+         "clip_max_norm": 1.0, "spike_guard": None, "ema_decay": None, "quantization": "noise", "time_budget_s": None,
+         "val_every": 3, "checkpoint_every": 3, "init": None, "seed": 0, "saliency_floor": None}
 
 
 def test_the_stages_run_a_codec_and_a_task_they_do_not_know(plugins, tmp_path):

@@ -13,6 +13,7 @@ import torch
 
 import trainer_child
 from taskcodec import trainer
+from taskcodec.weight_average import WeightAverage
 
 CHILD = Path(__file__).with_name("trainer_child.py")
 
@@ -61,7 +62,7 @@ def test_schedules():
 
 def test_weight_average_is_the_exponential_moving_average_and_swaps_back():
     model = torch.nn.Linear(2, 1)
-    average = trainer.WeightAverage(model, 0.75)
+    average = WeightAverage(model, 0.75)
     expected = None
     for _ in range(4):
         with torch.no_grad():

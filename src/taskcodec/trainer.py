@@ -13,6 +13,7 @@ budget, which weights to keep). :func:`train` owns everything else:
   along): :func:`step_drops` (codecs) or :func:`cosine` (classifiers);
 - validation every ``val_every`` steps and after the last step, keep-best on a
   validation value (ties go to the later, more annealed weights);
+- optionally a roll-back of the weights when the loss spikes (:mod:`taskcodec.spike_guard`);
 - the log: rows in ``train_log.csv`` and in the returned history, which the
   stages log to MLflow (:class:`StepLog`: one row per step and per validation;
   :class:`EpochLog`: one row per validation with the means of the training
@@ -46,11 +47,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from taskcodec import artifacts, distributed
 from taskcodec.resume import load_resume, save_resume
+from taskcodec.spike_guard import SpikeGuard
+from taskcodec.weight_average import WeightAverage
 
 #: exit status of a training stopped by SIGTERM after saving its resume checkpoint (128 + 15)
 TERMINATED = 143
@@ -194,38 +196,6 @@ def warmup(fraction: float, schedule: Callable[[float], float]) -> Callable[[flo
                              else schedule((progress - fraction) / (1.0 - fraction)))
 
 
-class WeightAverage:
-    """An exponential moving average of a model's parameters (``torch.optim.swa_utils``), updated after
-    every step; :meth:`swapped` puts the averaged parameters into the model for a while."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.model = model
-        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
-
-    def update(self) -> None:
-        self.average.update_parameters(self.model)
-
-    def swap(self) -> None:
-        """Exchange the model's and the average's parameters (twice restores both)."""
-        with torch.no_grad():
-            for current, averaged in zip(self.model.parameters(), self.average.module.parameters()):
-                current.data, averaged.data = averaged.data, current.data
-
-    @contextlib.contextmanager
-    def swapped(self) -> Iterator[None]:
-        self.swap()
-        try:
-            yield
-        finally:
-            self.swap()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.average.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.average.load_state_dict(state)
-
-
 @dataclass
 class Plan:
     """How long a training runs and when it validates and checkpoints, in steps."""
@@ -239,6 +209,8 @@ class Plan:
     keep_best: tuple[str, str] | None = None
     #: decay of an exponential moving average of the weights used for validation and kept (None: no average)
     ema_decay: float | None = None
+    #: roll back when a step's loss exceeds this many times the recent median (None: never; :mod:`.spike_guard`)
+    spike_guard: float | None = None
 
 
 class StepLog:
@@ -285,13 +257,14 @@ class EpochLog:
 
 @dataclass
 class Trained:
-    """What :func:`train` did: steps, seconds of training, the log rows and the validation row of the kept
-    weights (keep-best trainings; None keeps the last)."""
+    """What :func:`train` did: steps, seconds of training, the log rows, the validation row of the kept
+    weights (keep-best trainings; None keeps the last) and the steps whose loss spike rolled the weights back."""
 
     step: int
     elapsed_s: float
     history: list[dict[str, Any]]
     best: dict[str, Any] | None
+    rollbacks: list[int] = field(default_factory=list)
 
 
 def budget_clock(device: torch.device) -> Callable[[], float]:
@@ -333,8 +306,13 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
     average = WeightAverage(model, plan.ema_decay) if plan.ema_decay is not None else None
     if average is not None:
         stateful["average"] = average
+    guard = None if plan.spike_guard is None else SpikeGuard(
+        plan.spike_guard, {name: obj for name, obj in stateful.items() if name != "objective"})
+    if guard is not None:
+        stateful["guard"] = guard
     progress = load_resume(resume_path, fingerprint, stateful, generator) or {
-        "step": 0, "elapsed_s": 0.0, "history": [], "pending": {"sums": {}, "seen": 0}, "validated": -1, "best": None}
+        "step": 0, "elapsed_s": 0.0, "history": [], "pending": {"sums": {}, "seen": 0}, "validated": -1, "best": None,
+        "rollbacks": []}
     if progress["step"]:
         distributed.write(f"resuming {resume_path} at step {progress['step']}")
 
@@ -378,6 +356,9 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
             progress["elapsed_s"] += distributed.job_seconds(clock() - started, device)
             terms = distributed.mean_over_processes({"loss": loss.item(), **terms})
             log.train(progress, terms, aux_loss, lr)
+            if guard is not None and (rolled_back := guard.check(progress["step"], terms["loss"])):
+                distributed.write(rolled_back)
+                progress["rollbacks"].append(progress["step"])
             progress_bar.update(1)
             progress_bar.set_postfix({key: f"{value:.3f}" for key, value in terms.items()}, refresh=False)
             if progress["step"] % plan.val_every == 0:
@@ -396,4 +377,4 @@ def train(model: nn.Module, objective: Objective, optimizers: Optimizers, plan: 
     if distributed.is_main():
         write_log(log_path, progress["history"], log.fields)
     return Trained(progress["step"], progress["elapsed_s"], progress["history"],
-                   progress["history"][best["row"]] if best is not None else None)
+                   progress["history"][best["row"]] if best is not None else None, progress["rollbacks"])

@@ -32,6 +32,7 @@ STEPS = 120
 TRAIN = {
     "distortion": "mse", "steps": STEPS, "batch_size": 4, "patch_size": 64, "lr": 2e-3, "aux_lr": 1e-3,
     "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
+    "spike_guard": None,
     "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 60, "checkpoint_every": 30,
     "init": None, "seed": 0, "saliency_floor": None,
 }

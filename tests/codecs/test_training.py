@@ -14,8 +14,8 @@ from taskcodec.errors import UserError
 PARAMS = {
     "distortion": "mse", "steps": 24, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
     "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
-    "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 12,
-    "checkpoint_every": 8, "init": None, "seed": 0, "saliency_floor": None,
+    "clip_max_norm": 1.0, "spike_guard": None, "ema_decay": None, "quantization": "noise", "time_budget_s": None,
+    "val_every": 12, "checkpoint_every": 8, "init": None, "seed": 0, "saliency_floor": None,
 }
 HYPER = {"N": 8, "M": 12}
 

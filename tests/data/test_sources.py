@@ -146,6 +146,7 @@ train, _ = choose_source(paths[:count], 256, 256, budget, 1)
 val, _ = choose_source(paths[-4:], 256, 256, None, 1)
 params = {"distortion": "mse", "steps": 6, "batch_size": 2, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
           "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
+          "spike_guard": None,
           "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 6, "checkpoint_every": 3,
           "init": None, "seed": 0, "saliency_floor": None}
 train_codec(build_codec("bmshj2018-hyperprior", {"N": 8, "M": 8}), 0.01, params, train, val, torch.device("cpu"),

@@ -23,8 +23,8 @@ from stage_settings import REPORT, RUN
 TRAIN = {
     "distortion": "mse", "steps": 30, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
     "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5,
-    "clip_max_norm": 1.0, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 15,
-    "checkpoint_every": 10, "init": None, "seed": 0, "saliency_floor": None,
+    "clip_max_norm": 1.0, "spike_guard": None, "ema_decay": None, "quantization": "noise", "time_budget_s": None,
+    "val_every": 15, "checkpoint_every": 10, "init": None, "seed": 0, "saliency_floor": None,
 }
 CACHE = {"shard_size": 5, "decode_check": -1}
 
@@ -57,7 +57,7 @@ def test_train_codec_outputs(workspace):
     model, meta = load_codec(models[0.002])
     assert meta["params"] == TRAIN and meta["arch"] == "bmshj2018-hyperprior" and meta["lmbda"] == 0.002
     metrics = json.loads((models[0.002].parent / "metrics.json").read_text())
-    assert metrics["steps"] == 30 and metrics["val"]["step"] == 30
+    assert metrics["steps"] == 30 and metrics["val"]["step"] == 30 and metrics["rollbacks"] == []
     assert not (models[0.002].parent / "resume.pt").exists()
     log = pd.read_csv(models[0.002].parent / "train_log.csv")
     assert (log["split"] == "train").sum() == 30

@@ -19,7 +19,7 @@ PREPARE = {"dataset": "builtin", "root": None, "image_size": 64, "split": {"trai
                                   "object_scale": [0.3, 0.7]}, "on_bad_image": "stop"}
 TRAIN = {"distortion": "mse", "steps": 3, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
          "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
-         "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 3,
+         "spike_guard": None, "ema_decay": None, "quantization": "noise", "time_budget_s": None, "val_every": 3,
          "checkpoint_every": 10, "init": None, "seed": 0, "saliency_floor": None}
 FINETUNE = {"steps": 4, "batch_size": 4, "lr": 1e-4, "aux_lr": 1e-3, "clip_max_norm": 1.0, "task_weight": 1.0, "crop_padding": 2,
             "saliency_floor": 0.3, "time_budget_s": None, "val_every": 2, "checkpoint_every": 2, "seed": 0,

@@ -106,6 +106,7 @@ def test_windows_are_drawn_within_each_image_held_or_read_by_a_loader_worker(tmp
 
 CODEC = {"distortion": "mse", "steps": 2, "batch_size": 2, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
          "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.5], "lr_gamma": 0.5, "clip_max_norm": 1.0,
+         "spike_guard": None,
          "ema_decay": None, "quantization": "ste", "time_budget_s": None, "val_every": 2, "checkpoint_every": 2,
          "init": None, "seed": 0, "saliency_floor": None}
 

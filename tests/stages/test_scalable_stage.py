@@ -23,6 +23,7 @@ TASK = {
 TRAIN = {
     "distortion": "mse", "steps": 12, "batch_size": 4, "patch_size": 64, "lr": 1e-3, "aux_lr": 1e-3,
     "lr_warmup": 0.0, "lr_decay": "steps", "lr_drop_at": [0.8], "lr_gamma": 0.5, "clip_max_norm": 1.0,
+    "spike_guard": None,
     "ema_decay": None, "quantization": "ste", "time_budget_s": None, "val_every": 6, "checkpoint_every": 6,
     "init": None, "seed": 0, "saliency_floor": None,
 }

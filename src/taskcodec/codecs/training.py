@@ -247,7 +247,7 @@ DECAYS: dict[str, Callable[[dict[str, Any]], Callable[[float], float]]] = {
 def optimize(model: CompressionModel, objective: CodecObjective, params: dict[str, Any], fingerprint: str,
              generator: torch.Generator, device: torch.device, resume_path: Path, log_path: Path,
              log_fields: list[str], description: str, learning_rate: Callable[[float], float],
-             ema_decay: float | None = None) -> Trained:
+             ema_decay: float | None = None, spike_guard: float | None = None) -> Trained:
     """Minimise ``objective`` for ``params["steps"]`` steps or ``time_budget_s`` seconds with the one loop.
 
     The network and the auxiliary (entropy-bottleneck quantile) parameters have
@@ -255,7 +255,8 @@ def optimize(model: CompressionModel, objective: CodecObjective, params: dict[st
     are clipped to ``clip_max_norm``; the learning rate follows
     ``learning_rate`` (progress → lr); validation every ``val_every`` steps, a resume
     checkpoint every ``checkpoint_every`` steps, a row per step in the log; the
-    last weights (or their moving average with ``ema_decay``) are kept. The
+    last weights (or their moving average with ``ema_decay``) are kept; with ``spike_guard``, a spike of the
+    loss rolls the weights back (:mod:`taskcodec.spike_guard`). The
     model ends in eval mode after ``update(force=True, update_quantiles=True)``.
     With several processes the objective's training forward is the model in
     DDP; the optimizers, the auxiliary loss and the loop work on ``model``.
@@ -266,7 +267,7 @@ def optimize(model: CompressionModel, objective: CodecObjective, params: dict[st
         model, {"net": {"type": "Adam", "lr": params["lr"]}, "aux": {"type": "Adam", "lr": params["aux_lr"]}}
     )
     plan = Plan(params["steps"], learning_rate, params["val_every"], params["checkpoint_every"],
-                params["time_budget_s"], ema_decay=ema_decay)
+                params["time_budget_s"], ema_decay=ema_decay, spike_guard=spike_guard)
     trained = train(model, objective,
                     Optimizers(optimizers["net"], list(model.parameters()), params["clip_max_norm"], optimizers["aux"],
                                model.aux_loss),
@@ -323,4 +324,4 @@ def train_codec(
     fields += (REDUNDANCY_FIELDS if has_redundancy(model) else []) + point_fields(model)
     return optimize(model, objective, params, fingerprint, generator, device, resume_path, log_path, fields,
                     f"train λ={lmbda}", warmup(params["lr_warmup"], DECAYS[params["lr_decay"]](params)),
-                    params["ema_decay"])
+                    params["ema_decay"], params["spike_guard"])

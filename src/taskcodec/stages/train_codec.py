@@ -179,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 return args.out
             metrics = {"arch": args.arch, "hyper": hyper, "lmbda": lmbda, "steps": trained.step,
                        **({"task_lmbda": args.task_lmbda} if task_model is not None else {}),
-                       "train_seconds": trained.elapsed_s, "val": final_validation(trained.history),
+                       "train_seconds": trained.elapsed_s, "rollbacks": trained.rollbacks,
+                       "val": final_validation(trained.history),
                        "device": str(device), "processes": distributed.world_size(), "run_id": tracked.run_id}
             save_codec(args.out, model.cpu(), args.arch, hyper, lmbda, params, metrics, task_info["model"], ssl_info)
             finish_training(tracked, args.out, trained, metrics)
