@@ -43,15 +43,17 @@ def _rounded(frame: pd.DataFrame, digits: int = 4) -> list[dict]:
 def training(codecs: Path) -> pd.DataFrame:
     """Steps and seconds of training of every pretrained codec, its final validation loss R + λ·255²·D on the
     study's validation split (its metrics.json) and where its training started (``codec.train.init`` in its
-    checkpoint: null, a checkpoint, or ``neighbour`` / ``smaller_neighbour`` in a chained sweep), by codec id and λ."""
+    checkpoint: null, a checkpoint, or ``neighbour`` / ``smaller_neighbour`` in a chained sweep) and its
+    ``spike_guard`` (None also for checkpoints older than the key), by codec id and λ."""
     rows = []
     for path in sorted(codecs.glob("*/*/lmbda*/metrics.json")):
         metrics = json.loads(path.read_text())
         params = load_checkpoint(path.with_name("model.pt"), mmap=True)["params"]
         rows.append({"codec": f"{path.parents[2].name}/{path.parents[1].name}", "point": metrics["lmbda"],
                      "steps": metrics["steps"], "train_seconds": round(metrics["train_seconds"], 1),
-                     "val_loss": metrics["val"]["loss"], "init": params["init"]})
-    return pd.DataFrame(rows, columns=["codec", "point", "steps", "train_seconds", "val_loss", "init"])
+                     "val_loss": metrics["val"]["loss"], "init": params["init"],
+                     "spike_guard": params.get("spike_guard")})
+    return pd.DataFrame(rows, columns=["codec", "point", "steps", "train_seconds", "val_loss", "init", "spike_guard"])
 
 
 def published(points: pd.DataFrame, references: Path, method: str = "pchip") -> list[dict]:
@@ -136,7 +138,7 @@ def collect(results: Path, dataset: str, references: Path | None = None, single_
     spans = learned.groupby("codec")["psnr"].agg(lambda psnr: psnr.max() - psnr.min())
     return {
         "dataset": dataset,
-        "learned": _rounded(learned[columns + ["steps", "train_seconds", "val_loss", "init"]]),
+        "learned": _rounded(learned[columns + ["steps", "train_seconds", "val_loss", "init", "spike_guard"]]),
         "classical": _rounded(points[points["kind"] == "classical"][columns]),
         "bd_rate": _rounded(bd),
         "psnr_span_db": {codec: round(float(span), 2) for codec, span in spans.items()},

@@ -117,11 +117,14 @@ KODAK_CHAINS = ("kodak-chain-down-val.json", "kodak-chain-up-val.json")
 
 
 def sweep(learned: list[dict]) -> str:
-    """How a summary's λ sweep was trained, from its codecs' ``init`` (older summaries: independent sweeps)."""
+    """How a summary's λ sweep was trained, from its codecs' ``init`` (older summaries: independent sweeps) and
+    ``spike_guard`` (older summaries: none)."""
     chained = [row["init"] for row in learned if row.get("init") in CHAINS]
+    guards = sorted({row["spike_guard"] for row in learned if row.get("spike_guard") is not None})
+    guarded = f", spike guard {', '.join(f'{guard:g}x' for guard in guards)}" if guards else ""
     if chained:
-        return f"chained (each λ from the next {CHAINS[chained[0]]} λ's codec)"
-    return "independent" if all(row.get("init") is None for row in learned) else "from given checkpoints"
+        return f"chained (each λ from the next {CHAINS[chained[0]]} λ's codec{guarded})"
+    return ("independent" if all(row.get("init") is None for row in learned) else "from given checkpoints") + guarded
 
 
 def render_kodak_runs(names: tuple[str, ...] = KODAK_RUNS,
@@ -172,11 +175,12 @@ def render_kodak_spike_guard(name: str = "kodak-spike-guard.json") -> str:
                      f"{arm['steps']} | {arm['steps'] / arm['train_seconds']:.1f} | "
                      f"{', '.join(map(str, arm['rollbacks'])) or 'none'} | {arm['max_train_loss']:.3g} | "
                      f"{arm['worst_val_loss']:.3f} | {val['loss']:.3f} | {val['bpp']:.3f} | {val['psnr']:.2f} |")
-    lines += ["", "The guard at 10x replayed on the training losses of the study's two chains (trained without it):", "",
-              "| training | first roll-back at step | highest loss / median of the previous 100, before it |",
-              "|---|---|---|"]
-    lines += [f"| {row['training']} | {row['first_rollback'] or 'none'} | {row['highest_ratio_before']:.1f} |"
-              for row in summary["replayed"]]
+    lines += ["", f"The guard at {summary['factor']:g}x replayed on the training losses of runs made without it "
+              "(the study's two chains; a run of the default demo by bench/pipeline_speed.sh):", "",
+              "| run | training | first roll-back at step | highest loss / median of the previous 100, before it |",
+              "|---|---|---|---|"]
+    lines += [f"| {row['run']} | {row['training']} | {row['first_rollback'] or 'none'} | "
+              f"{row['highest_ratio_before']:.1f} |" for row in summary["replayed"]]
     return "\n".join(lines) + "\n"
 
 
@@ -330,6 +334,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "kodak-headline": render_kodak_headline,
     "kodak-runs": render_kodak_runs,
     "kodak-chains": render_kodak_chains,
+    "kodak-spike-guard": render_kodak_spike_guard,
     "kodak-levers": lambda: render_levers("kodak"),
     "demo-levers": lambda: render_levers("demo"),
     "demo-lambdas": render_demo_lambdas,
@@ -343,7 +348,6 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "variable-rate": render_variable_rate,
     "variable-rate-budget4x": lambda: render_variable_rate("variable-rate-budget4x.json"),
     "variable-rate-levers": render_variable_rate_levers,
-    "kodak-spike-guard": render_kodak_spike_guard,
     "variable-rate-cost": render_variable_rate_cost,
     "variable-rate-family": lambda: render_variable_rate_cost("variable-rate-family.json"),
     "scale": lambda: scale(_json("scale.json")),

@@ -40,6 +40,8 @@ def test_a_kodak_run_says_how_its_sweep_was_trained():
     assert summary.sweep([{"init": None}, {"init": None}]) == "independent"
     assert summary.sweep([{"steps": 1}]) == "independent"  # collected before the field: independent sweeps only
     assert summary.sweep([{"init": "zoo:bmshj2018-hyperprior:3"}]) == "from given checkpoints"
+    assert summary.sweep([{"init": "neighbour", "spike_guard": None}, {"init": "neighbour", "spike_guard": 10.0}]) == (
+        "chained (each λ from the next larger λ's codec, spike guard 10x)")
 
 
 def test_a_side_by_side_run_shows_the_previous_runs_job_times_per_rule(tmp_path, monkeypatch):
@@ -85,16 +87,20 @@ def test_the_spike_guard_runs_stand_side_by_side(tmp_path, monkeypatch):
     arm = {"steps": 1000, "train_seconds": 200.0, "max_train_loss": 12345.6, "worst_val_loss": 20.5,
            "val": {"loss": 1.8, "bpp": 0.49, "psnr": 28.81}}
     (tmp_path / "kodak-spike-guard.json").write_text(json.dumps({
-        "codec": "bmshj2018-hyperprior/N48-M64", "lmbda": 0.013, "init": "the chain's lmbda0.025 codec",
+        "codec": "bmshj2018-hyperprior/N48-M64", "lmbda": 0.013, "init": "the chain's lmbda0.025 codec", "factor": 10.0,
         "val_images": 7, "image_size": "512×512",
         "arms": [{**arm, "spike_guard": None, "rollbacks": []},
                  {**arm, "spike_guard": 10.0, "rollbacks": [2379, 4000], "max_train_loss": 46.4}],
-        "replayed": [{"training": "kodak-chain-down/lmbda0.013", "first_rollback": 2375, "highest_ratio_before": 6.5},
-                     {"training": "kodak-chain-up/lmbda0.025", "first_rollback": None, "highest_ratio_before": 2.6}]}))
+        "replayed": [{"run": "kodak-chain-down", "training": "codecs/a/N1/lmbda0.013", "first_rollback": 2375,
+                      "highest_ratio_before": 6.5},
+                     {"run": "pipeline_speed", "training": "codecs/a/N1/lmbda0.025", "first_rollback": None,
+                      "highest_ratio_before": 2.6}]}))
     monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
     lines = summary.render_kodak_spike_guard().splitlines()
     assert lines[0].startswith("bmshj2018-hyperprior/N48-M64 at λ 0.013, from the chain's lmbda0.025 codec; "
                                "validation: 7 images of 512×512")
     assert lines[4:6] == ["| off | 1000 | 5.0 | none | 1.23e+04 | 20.500 | 1.800 | 0.490 | 28.81 |",
                           "| 10x | 1000 | 5.0 | 2379, 4000 | 46.4 | 20.500 | 1.800 | 0.490 | 28.81 |"]
-    assert lines[-2:] == ["| kodak-chain-down/lmbda0.013 | 2375 | 6.5 |", "| kodak-chain-up/lmbda0.025 | none | 2.6 |"]
+    assert lines[7].startswith("The guard at 10x replayed on the training losses of runs made without it")
+    assert lines[-2:] == ["| kodak-chain-down | codecs/a/N1/lmbda0.013 | 2375 | 6.5 |",
+                          "| pipeline_speed | codecs/a/N1/lmbda0.025 | none | 2.6 |"]

@@ -30,7 +30,8 @@ class SpikeGuard:
     ``state_dict``/``load_state_dict``: the model, its optimizers, its weight average) back on a spike.
 
     A snapshot becomes the one rolled back to only after a whole window without a spike, so that a slow drift
-    before the explosion is not kept; a rollback discards the snapshot taken since.
+    before the explosion is not kept; a rollback discards the snapshot taken since. Before any snapshot has
+    outlived a window, a spike rolls back to the first one. A loss that is not a number is never kept.
     """
 
     def __init__(self, factor: float, stateful: dict[str, Any], window: int = WINDOW):
@@ -53,17 +54,18 @@ class SpikeGuard:
     def check(self, step: int, loss: float) -> str | None:
         """After ``step`` steps with this step's ``loss``: roll back on a spike and say so, else None."""
         median = self.median()
-        if median is not None:
-            limit = self.factor * median
-            if not (math.isfinite(loss) and loss <= limit):
-                if self.safe is None:
-                    return None
-                restored, states = self.safe
-                for name, obj in self.stateful.items():
-                    obj.load_state_dict(copy.deepcopy(states[name]))
-                self.candidate = None
-                return (f"step {step}: loss {loss:.4g} > {self.factor:g} x the median of the previous {self.window} "
-                        f"steps ({median:.4g}); rolled back to the weights of step {restored}")
+        if median is not None and not (math.isfinite(loss) and loss <= self.factor * median):
+            target = self.safe or self.candidate
+            if target is None:
+                return None
+            restored, states = target
+            for name, obj in self.stateful.items():
+                obj.load_state_dict(copy.deepcopy(states[name]))  # the snapshot stays apart from the live state
+            self.safe, self.candidate = target, None
+            return (f"step {step}: loss {loss:.4g} > {self.factor:g} x the median of the previous {self.window} "
+                    f"steps ({median:.4g}); rolled back to the weights of step {restored}")
+        if not math.isfinite(loss):  # before a whole window: nothing to compare it with, and nothing to keep
+            return None
         self.losses.append(loss)
         if step % self.window == 0:
             if self.candidate is not None:
