@@ -112,8 +112,9 @@ def render_kodak_headline() -> str:
 #: the Kodak study's committed runs of the same recipe (bench/README.md, "Kodak"), oldest first; kodak.json is the
 #: run of the study's params, which the headline quotes
 KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak.json")
-#: the study's sweep chained both ways, side by side on the photos' validation split (bench/kodak/chains.sh)
-KODAK_CHAINS = ("kodak-chain-down-val.json", "kodak-chain-up-val.json")
+#: the study's sweep chained both ways, side by side on the photos' validation split (bench/kodak/chains.sh), and
+#: chained down with the spike guard (bench/README.md, "A guard against loss spikes")
+KODAK_CHAINS = ("kodak-chain-down-val.json", "kodak-chain-up-val.json", "kodak-chain-guard-val.json")
 
 
 def sweep(learned: list[dict]) -> str:
