@@ -152,8 +152,8 @@ def render_kodak_runs(names: tuple[str, ...] = KODAK_RUNS,
 
 
 def render_kodak_chains() -> str:
-    """Both chains of the Kodak study's sweep on the photos' validation split (bench/kodak/chains.sh): a line per
-    chain, then every codec's point."""
+    """The Kodak study's sweep chained both ways (bench/kodak/chains.sh) and chained down with the spike guard, on
+    the photos' validation split (:data:`KODAK_CHAINS`, those committed): a line per sweep, then every codec's point."""
     names = tuple(name for name in KODAK_CHAINS if (SUMMARIES / name).is_file())
     lines = ["| λ sweep | λ | image size | bpp (bytes) | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|---|"]
     for name in names:
