@@ -19,6 +19,7 @@ from typing import Callable
 from taskcodec.params import CHAINS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/summary_*.py, also when loaded by path
+from summary_kodak import latent_channels, spike_guard  # noqa: E402
 from summary_scale import capacity, scale, storage  # noqa: E402
 from summary_tasks import (classification, classification_headline, demo_machine, demo_patches,  # noqa: E402
                            detection, detection_levers, fixed3, pct, vqa)
@@ -114,7 +115,8 @@ def render_kodak_headline() -> str:
 KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak.json")
 #: the study's sweep chained both ways, side by side on the photos' validation split (bench/kodak/chains.sh), and
 #: chained down with the spike guard (bench/README.md, "A guard against loss spikes")
-KODAK_CHAINS = ("kodak-chain-down-val.json", "kodak-chain-up-val.json", "kodak-chain-guard-val.json")
+KODAK_CHAINS = ("kodak-chain-down-val.json", "kodak-chain-up-val.json", "kodak-chain-guard-val.json",
+                "kodak-m128-val.json")
 
 
 def sweep(learned: list[dict]) -> str:
@@ -131,9 +133,9 @@ def sweep(learned: list[dict]) -> str:
 def render_kodak_runs(names: tuple[str, ...] = KODAK_RUNS,
                       anchors: tuple[str, ...] = ("avif", "jpeg", "webp")) -> str:
     """A line per committed summary of ``names``: how its sweep was trained and what it measured."""
-    lines = ["| summary | λ sweep | CPU-s of training per λ | steps per λ | steps per CPU-s | validation loss per λ "
-             "(ascending λ) | learned PSNR span | BD-rate (PSNR), overlap: " + " | ".join(anchors) + " |",
-             "|" + "---|" * (7 + len(anchors))]
+    lines = ["| summary | codec | λ sweep | CPU-s of training per λ | steps per λ | steps per CPU-s | validation loss "
+             "per λ (ascending λ) | learned PSNR span | BD-rate (PSNR), overlap: " + " | ".join(anchors) + " |",
+             "|" + "---|" * (8 + len(anchors))]
     for name in names:
         if not (SUMMARIES / name).is_file():
             continue
@@ -142,7 +144,8 @@ def render_kodak_runs(names: tuple[str, ...] = KODAK_RUNS,
         steps = [row["steps"] for row in learned]
         rates = [row["steps"] / row["train_seconds"] for row in learned]
         losses = [row.get("val_loss") for row in learned]  # summaries collected before it have none
-        cells = [f"`{name}`", sweep(learned), f"{max(row['train_seconds'] for row in learned):.0f}",
+        cells = [f"`{name}`", ", ".join(sorted({row["codec"] for row in learned})), sweep(learned),
+                 f"{max(row['train_seconds'] for row in learned):.0f}",
                  f"{min(steps)}–{max(steps)}", f"{min(rates):.1f}–{max(rates):.1f}",
                  " / ".join(f"{loss:.3f}" for loss in losses) if None not in losses else "not collected",
                  psnr_spans(summary)]
@@ -155,34 +158,12 @@ def render_kodak_chains() -> str:
     """The Kodak study's sweep chained both ways (bench/kodak/chains.sh) and chained down with the spike guard, on
     the photos' validation split (:data:`KODAK_CHAINS`, those committed): a line per sweep, then every codec's point."""
     names = tuple(name for name in KODAK_CHAINS if (SUMMARIES / name).is_file())
-    lines = ["| λ sweep | λ | image size | bpp (bytes) | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|---|"]
+    lines = ["| codec | λ sweep | λ | image size | bpp (bytes) | PSNR (dB) | MS-SSIM |", "|" + "---|" * 7]
     for name in names:
         learned = sorted(_json(name)["learned"], key=lambda row: row["point"])
-        lines += [f"| {sweep(learned)} | {row['point']:g} | {row['image_size']} | {row['bpp']:.3f} | "
+        lines += [f"| {row['codec']} | {sweep(learned)} | {row['point']:g} | {row['image_size']} | {row['bpp']:.3f} | "
                   f"{row['psnr']:.2f} | {row['ms_ssim']:.4f} |" for row in learned]
     return render_kodak_runs(names) + "\n" + "\n".join(lines) + "\n"
-
-
-def render_kodak_spike_guard(name: str = "kodak-spike-guard.json") -> str:
-    """The Kodak study's λ 0.013 training without and with the spike guard (bench/kodak/spikes.sh)."""
-    summary = _json(name)
-    lines = [f"{summary['codec']} at λ {summary['lmbda']:g}, from {summary['init']}; validation: "
-             f"{summary['val_images']} images of {summary['image_size']}, bpp from the likelihoods.", "",
-             "| spike_guard | steps | steps per CPU-s | rolled back at steps | highest training loss | "
-             "worst validation loss | final validation loss | bpp | PSNR (dB) |", "|" + "---|" * 9]
-    for arm in summary["arms"]:
-        val, guard = arm["val"], arm["spike_guard"]
-        lines.append(f"| {'off' if guard is None else f'{guard:g}x'} | "
-                     f"{arm['steps']} | {arm['steps'] / arm['train_seconds']:.1f} | "
-                     f"{', '.join(map(str, arm['rollbacks'])) or 'none'} | {arm['max_train_loss']:.3g} | "
-                     f"{arm['worst_val_loss']:.3f} | {val['loss']:.3f} | {val['bpp']:.3f} | {val['psnr']:.2f} |")
-    lines += ["", f"The guard at {summary['factor']:g}x replayed on the training losses of runs made without it "
-              "(the study's two chains; a run of the default demo by bench/pipeline_speed.sh):", "",
-              "| run | training | first roll-back at step | highest loss / median of the previous 100, before it |",
-              "|---|---|---|---|"]
-    lines += [f"| {row['run']} | {row['training']} | {row['first_rollback'] or 'none'} | "
-              f"{row['highest_ratio_before']:.1f} |" for row in summary["replayed"]]
-    return "\n".join(lines) + "\n"
 
 
 def render_demo() -> str:
@@ -335,7 +316,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "kodak-headline": render_kodak_headline,
     "kodak-runs": render_kodak_runs,
     "kodak-chains": render_kodak_chains,
-    "kodak-spike-guard": render_kodak_spike_guard,
+    "kodak-spike-guard": lambda: spike_guard(_json("kodak-spike-guard.json")),
+    "kodak-latent-channels": lambda: latent_channels(_json("kodak-latent-channels.json")),
     "kodak-levers": lambda: render_levers("kodak"),
     "demo-levers": lambda: render_levers("demo"),
     "demo-lambdas": render_demo_lambdas,

@@ -72,15 +72,15 @@ def test_the_two_chains_stand_side_by_side_with_their_validation_points(tmp_path
     (tmp_path / "kodak-chain-up-val.json").write_text(json.dumps(chain("smaller_neighbour", 5.0, 31.0)))
     monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
     lines = summary.render_kodak_chains().splitlines()
-    assert lines[2] == ("| `kodak-chain-down-val.json` | chained (each λ from the next larger λ's codec) | 1800 | "
+    assert lines[2] == ("| `kodak-chain-down-val.json` | c | chained (each λ from the next larger λ's codec) | 1800 | "
                         "1000–1100 | 0.6–0.6 | 1.500 / 0.500 | 1.00 dB | -10.0 %, 2.00 dB | -10.0 %, 2.00 dB | "
                         "-10.0 %, 2.00 dB |")
-    assert lines[3].startswith("| `kodak-chain-up-val.json` | chained (each λ from the next smaller λ's codec) |")
+    assert lines[3].startswith("| `kodak-chain-up-val.json` | c | chained (each λ from the next smaller λ's codec) |")
     assert lines[-4:] == [
-        "| chained (each λ from the next larger λ's codec) | 0.0035 | 512×512 | 0.200 | 29.00 | 0.9000 |",
-        "| chained (each λ from the next larger λ's codec) | 0.025 | 512×512 | 0.000 | 30.00 | 0.9000 |",
-        "| chained (each λ from the next smaller λ's codec) | 0.0035 | 512×512 | 0.200 | 30.00 | 0.9000 |",
-        "| chained (each λ from the next smaller λ's codec) | 0.025 | 512×512 | 0.000 | 31.00 | 0.9000 |"]
+        "| c | chained (each λ from the next larger λ's codec) | 0.0035 | 512×512 | 0.200 | 29.00 | 0.9000 |",
+        "| c | chained (each λ from the next larger λ's codec) | 0.025 | 512×512 | 0.000 | 30.00 | 0.9000 |",
+        "| c | chained (each λ from the next smaller λ's codec) | 0.0035 | 512×512 | 0.200 | 30.00 | 0.9000 |",
+        "| c | chained (each λ from the next smaller λ's codec) | 0.025 | 512×512 | 0.000 | 31.00 | 0.9000 |"]
 
 
 def test_the_spike_guard_runs_stand_side_by_side(tmp_path, monkeypatch):
@@ -96,7 +96,7 @@ def test_the_spike_guard_runs_stand_side_by_side(tmp_path, monkeypatch):
                      {"run": "pipeline_speed", "training": "codecs/a/N1/lmbda0.025", "first_rollback": None,
                       "highest_ratio_before": 2.6}]}))
     monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
-    lines = summary.render_kodak_spike_guard().splitlines()
+    lines = summary.RENDERERS["kodak-spike-guard"]().splitlines()
     assert lines[0].startswith("bmshj2018-hyperprior/N48-M64 at λ 0.013, from the chain's lmbda0.025 codec; "
                                "validation: 7 images of 512×512")
     assert lines[4:6] == ["| off | 1000 | 5.0 | none | 1.23e+04 | 20.500 | 1.800 | 0.490 | 28.81 |",
@@ -104,3 +104,16 @@ def test_the_spike_guard_runs_stand_side_by_side(tmp_path, monkeypatch):
     assert lines[7].startswith("The guard at 10x replayed on the training losses of runs made without it")
     assert lines[-2:] == ["| kodak-chain-down | codecs/a/N1/lmbda0.013 | 2375 | 6.5 |",
                           "| pipeline_speed | codecs/a/N1/lmbda0.025 | none | 2.6 |"]
+
+
+def test_the_latent_widths_stand_side_by_side(tmp_path, monkeypatch):
+    arm = {"steps": 1000, "train_seconds": 200.0, "val": {"loss": 3.05, "bpp": 0.626, "psnr": 28.945}}
+    (tmp_path / "kodak-latent-channels.json").write_text(json.dumps({
+        "lmbda": 0.025, "val_images": 7, "image_size": "512×512",
+        "arms": [{**arm, "codec": "c/N48-M64"}, {**arm, "codec": "c/N48-M128", "steps": 900}]}))
+    monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
+    lines = summary.RENDERERS["kodak-latent-channels"]().splitlines()
+    assert lines[0] == ("λ 0.025 from scratch, side by side, one core each; validation: 7 images of 512×512, bpp from "
+                        "the likelihoods.")
+    assert lines[-2:] == ["| c/N48-M64 | 1000 | 200 | 5.0 | 3.050 | 0.626 | 28.95 |",
+                          "| c/N48-M128 | 900 | 200 | 4.5 | 3.050 | 0.626 | 28.95 |"]

@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
-# Which way the Kodak study chains its λ sweep (bench/README.md, "Which way to chain, on the full budget"), measured
-# on the photos' validation split, never on Kodak: trains the sweep chained from the largest λ down (the study's,
-# bench/kodak/chain-down.yaml) and from the smallest λ up (bench/kodak/chain-up.yaml) side by side, one job at a
-# time each (about 2 h on 2 cores), evaluates both and the classical codecs on the validation split, and writes
-# bench/results-summary/kodak-chain-down-val.json and kodak-chain-up-val.json.
-#   bash bench/kodak/chains.sh
+# Ways to train the Kodak study's λ sweep, measured on the photos' validation split, never on Kodak: trains the sweep
+# as each named overlay of bench/kodak/params.yaml says (bench/kodak/<name>.yaml, each with a results_dir of its own)
+# side by side, one job at a time each, evaluates each and the classical codecs on the validation split, and writes
+# bench/results-summary/kodak-<name>-val.json. Without names, the two ways of chaining (bench/README.md, "Which way to
+# chain, on the full budget"): the study's chain from the largest λ down (chain-down) and from the smallest λ up
+# (chain-up), about 2 h on 2 cores.
+#   bash bench/kodak/chains.sh                 # chain-down and chain-up
+#   bash bench/kodak/chains.sh m128            # the chain down with twice the latent channels (about 2 h, one core)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/kodak/common.sh
+if [ $# -gt 0 ]; then names=("$@"); else names=(chain-down chain-up); fi
+for name in "${names[@]}"; do
+    [ -f "bench/kodak/$name.yaml" ] || { echo "error: bench/kodak/$name.yaml does not exist; name an overlay in" \
+                                              "bench/kodak/ (e.g. chain-down)" >&2; exit 2; }
+done
 bash scripts/setup.sh
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # a failed chain stops the other
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # a failed sweep stops the others
 # --nolock: two Snakemake runs started at once in one folder race on its lock files (FileNotFoundError on
 # .snakemake/locks); the overlays name disjoint results_dirs (a test checks), each held by taskcodec's run lock
-results_of() { .venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$1"; }
 pids=()
-for chain in down up; do
-    results=$(results_of "bench/kodak/chain-$chain.yaml")
+for name in "${names[@]}"; do
+    results=$(results_of "bench/kodak/$name.yaml")
     .venv/bin/snakemake --profile workflow/profiles/local --cores 1 --nolock \
-        --configfile bench/kodak/params.yaml "bench/kodak/chain-$chain.yaml" -- "$results/report/val" &
+        --configfile bench/kodak/params.yaml "bench/kodak/$name.yaml" -- "$results/report/val" &
     pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
-for chain in down up; do
-    .venv/bin/python bench/collect.py --results "$(results_of "bench/kodak/chain-$chain.yaml")" --dataset val \
-        --out "bench/results-summary/kodak-chain-$chain-val.json"
+for name in "${names[@]}"; do
+    .venv/bin/python bench/collect.py --results "$(results_of "bench/kodak/$name.yaml")" --dataset val \
+        --out "bench/results-summary/kodak-$name-val.json"
 done
 .venv/bin/python bench/summary.py

@@ -10,6 +10,7 @@
 # Extra args after the params file go to snakemake.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/kodak/common.sh
 params=${1:-bench/kodak/params.yaml}
 shift $(( $# > 0 ? 1 : 0 ))
 [ -f "$params" ] || { echo "error: params file $params does not exist" >&2; exit 2; }
@@ -24,7 +25,7 @@ case $kind in
             "results_dir; add results_dir so the overlay does not write into the study's results" >&2; exit 2 ;;
 esac
 .venv/bin/snakemake --profile workflow/profiles/local --configfile "${files[@]}" "$@"
-results=$(.venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$params")
+results=$(results_of "$params")
 name=$(basename "$params" .yaml)
 [ "$name" = params ] && name=kodak || name=kodak-$name
 .venv/bin/python bench/collect.py --results "$results" --dataset kodak --references ../shared/reference/compressai-kodak \

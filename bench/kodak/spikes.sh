@@ -13,7 +13,7 @@ bash scripts/setup.sh
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # a failed training stops the other
 factor=10
 study=bench/kodak/params.yaml
-results_of() { .venv/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["results_dir"])' "$1"; }
+source bench/kodak/common.sh
 down=$(results_of bench/kodak/chain-down.yaml)
 up=$(results_of bench/kodak/chain-up.yaml)
 start=$down/codecs/bmshj2018-hyperprior/N48-M64/lmbda0.025/model.pt
