@@ -113,10 +113,11 @@ def render_kodak_headline() -> str:
 #: the Kodak study's committed runs of the same recipe (bench/README.md, "Kodak"), oldest first; kodak.json is the
 #: run of the study's params, which the headline quotes
 KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak.json")
-#: the study's sweep chained both ways, side by side on the photos' validation split (bench/kodak/chains.sh), and
-#: chained down with the spike guard (bench/README.md, "A guard against loss spikes")
+#: the study's sweeps on the photos' validation split (bench/kodak/chains.sh): chained both ways, side by side;
+#: chained down with the spike guard (bench/README.md, "A guard against loss spikes"); chained down with M = 64 and
+#: M = 128 latent channels, side by side ("Twice the latent channels")
 KODAK_CHAINS = ("kodak-chain-down-val.json", "kodak-chain-up-val.json", "kodak-chain-guard-val.json",
-                "kodak-m128-val.json")
+                "kodak-m64-val.json", "kodak-m128-val.json")
 
 
 def sweep(learned: list[dict]) -> str:
@@ -155,8 +156,8 @@ def render_kodak_runs(names: tuple[str, ...] = KODAK_RUNS,
 
 
 def render_kodak_chains() -> str:
-    """The Kodak study's sweep chained both ways (bench/kodak/chains.sh) and chained down with the spike guard, on
-    the photos' validation split (:data:`KODAK_CHAINS`, those committed): a line per sweep, then every codec's point."""
+    """The Kodak study's sweeps on the photos' validation split (:data:`KODAK_CHAINS`, those committed): a line per
+    sweep (its codec, how it was chained), then every codec's point."""
     names = tuple(name for name in KODAK_CHAINS if (SUMMARIES / name).is_file())
     lines = ["| codec | λ sweep | λ | image size | bpp (bytes) | PSNR (dB) | MS-SSIM |", "|" + "---|" * 7]
     for name in names:

@@ -32,7 +32,7 @@ def spike_guard(summary: dict) -> str:
 
 def latent_channels(summary: dict) -> str:
     """The study's largest λ trained from scratch with each latent width, side by side (kodak-latent-channels.json,
-    written by bench/kodak/capacity.sh)."""
+    written by bench/kodak/latent_channels.sh)."""
     lines = [f"λ {summary['lmbda']:g} from scratch, side by side, one core each; validation: {summary['val_images']} "
              f"images of {summary['image_size']}, bpp from the likelihoods.", "",
              "| codec | steps | CPU-s of training | steps per CPU-s | validation loss | bpp | PSNR (dB) |",

@@ -110,10 +110,14 @@ def test_the_latent_widths_stand_side_by_side(tmp_path, monkeypatch):
     arm = {"steps": 1000, "train_seconds": 200.0, "val": {"loss": 3.05, "bpp": 0.626, "psnr": 28.945}}
     (tmp_path / "kodak-latent-channels.json").write_text(json.dumps({
         "lmbda": 0.025, "val_images": 7, "image_size": "512×512",
-        "arms": [{**arm, "codec": "c/N48-M64"}, {**arm, "codec": "c/N48-M128", "steps": 900}]}))
+        "arms": [{**arm, "codec": "c/N48-M64"},
+                 {"codec": "c/N48-M128", "steps": 900, "train_seconds": 200.0,
+                  "val": {"loss": 2.46, "bpp": 0.769, "psnr": 30.45}}]}))
     monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
     lines = summary.RENDERERS["kodak-latent-channels"]().splitlines()
     assert lines[0] == ("λ 0.025 from scratch, side by side, one core each; validation: 7 images of 512×512, bpp from "
                         "the likelihoods.")
-    assert lines[-2:] == ["| c/N48-M64 | 1000 | 200 | 5.0 | 3.050 | 0.626 | 28.95 |",
-                          "| c/N48-M128 | 900 | 200 | 4.5 | 3.050 | 0.626 | 28.95 |"]
+    assert lines[2:] == ["| codec | steps | CPU-s of training | steps per CPU-s | validation loss | bpp | PSNR (dB) |",
+                         "|---|---|---|---|---|---|---|",
+                         "| c/N48-M64 | 1000 | 200 | 5.0 | 3.050 | 0.626 | 28.95 |",
+                         "| c/N48-M128 | 900 | 200 | 4.5 | 2.460 | 0.769 | 30.45 |"]

@@ -49,11 +49,12 @@ def test_a_kodak_overlay_changes_only_how_the_study_trains_its_sweep(name):
     validate_params(params, SCHEMA, source=f"bench/kodak/{name}.yaml")
 
 
-def test_the_two_sides_of_capacity_sh_differ_only_in_their_latent_channels():
-    """bench/kodak/capacity.sh trains the study's chain as bench/kodak/m64.yaml and m128.yaml say: the study's
-    sweep with one codec each, the second with twice the first's latent channels, nothing else."""
+def test_the_two_sides_of_latent_channels_sh_differ_only_in_their_latent_channels():
+    """bench/kodak/latent_channels.sh trains the study's chain as bench/kodak/m64.yaml and m128.yaml say: the
+    study's sweep with one codec each, the study's own and one with twice its latent channels, nothing else."""
     (narrow,), (wide,) = (load_yaml(ROOT / f"bench/kodak/{name}.yaml")["codec"]["sweep"]["models"]
                           for name in ("m64", "m128"))
+    assert [narrow] == load_yaml(ROOT / "bench/kodak/params.yaml")["codec"]["sweep"]["models"]
     assert {**narrow, "M": wide["M"]} == wide and wide["M"] == 2 * narrow["M"]
     for name in ("m64", "m128"):
         params, overlay = load_yaml(ROOT / "bench/kodak/params.yaml"), load_yaml(ROOT / f"bench/kodak/{name}.yaml")
@@ -64,14 +65,17 @@ def test_the_two_sides_of_capacity_sh_differ_only_in_their_latent_channels():
 
 
 def test_the_two_kodak_chains_train_the_studys_sweep_both_ways_into_their_own_folders():
-    """bench/kodak/chains.sh runs overlays at once, without Snakemake's lock: every overlay's folder must differ."""
+    """bench/kodak/chains.sh runs overlays at once, without Snakemake's lock: every overlay's folder must differ (and
+    differ from the study's)."""
     study = load_yaml(ROOT / "bench/kodak/params.yaml")
     down, up = (load_yaml(ROOT / f"bench/kodak/chain-{chain}.yaml") for chain in ("down", "up"))
     assert CHAINS[down["codec"]["train"]["init"]] == "larger" and CHAINS[up["codec"]["train"]["init"]] == "smaller"
     assert down["codec"]["train"]["init"] == study["codec"]["train"]["init"]  # the study's own chain
-    overlays = [load_yaml(path) for path in (ROOT / "bench/kodak").glob("*.yaml") if path.name != "params.yaml"]
-    folders = [overlay["results_dir"] for overlay in overlays] + [study["results_dir"]]
-    assert len(overlays) >= 4 and len(set(folders)) == len(folders)
+    overlays = {path.stem: load_yaml(path) for path in (ROOT / "bench/kodak").glob("*.yaml")}
+    overlays = {name: overlay for name, overlay in overlays.items() if "prepare" not in overlay}  # not whole files
+    assert {"chain-down", "chain-up", "independent", "m64", "m128"} <= set(overlays)
+    folders = [overlay["results_dir"] for overlay in overlays.values()] + [study["results_dir"]]
+    assert len(set(folders)) == len(folders)
 
 
 def test_the_variable_rate_overlay_gives_every_model_four_times_the_budget_in_all():

@@ -6,15 +6,17 @@
 # chain, on the full budget"): the study's chain from the largest λ down (chain-down) and from the smallest λ up
 # (chain-up), about 2 h on 2 cores.
 #   bash bench/kodak/chains.sh                 # chain-down and chain-up
-#   bash bench/kodak/chains.sh m128            # the chain down with twice the latent channels (about 2 h, one core)
+#   bash bench/kodak/chains.sh m64 m128        # the chain down with M = 64 and M = 128 latent channels
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/kodak/common.sh
 if [ $# -gt 0 ]; then names=("$@"); else names=(chain-down chain-up); fi
 for name in "${names[@]}"; do
-    [ -f "bench/kodak/$name.yaml" ] || { echo "error: bench/kodak/$name.yaml does not exist; name an overlay in" \
-                                              "bench/kodak/ (e.g. chain-down)" >&2; exit 2; }
+    overlay=bench/kodak/$name.yaml
+    [ -f "$overlay" ] && ! grep -q "^prepare:" "$overlay" || { echo "error: $overlay is not an overlay of" \
+        "bench/kodak/params.yaml; name one by its file name without .yaml (e.g. chain-down)" >&2; exit 2; }
 done
+[ "$(printf '%s\n' "${names[@]}" | sort | uniq -d)" = "" ] || { echo "error: an overlay is named twice" >&2; exit 2; }
 bash scripts/setup.sh
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # a failed sweep stops the others
 # --nolock: two Snakemake runs started at once in one folder race on its lock files (FileNotFoundError on
@@ -26,7 +28,7 @@ for name in "${names[@]}"; do
         --configfile bench/kodak/params.yaml "bench/kodak/$name.yaml" -- "$results/report/val" &
     pids+=($!)
 done
-for pid in "${pids[@]}"; do wait "$pid"; done
+for _ in "${pids[@]}"; do wait -n; done  # the first failure ends the script, and the trap stops the others
 for name in "${names[@]}"; do
     .venv/bin/python bench/collect.py --results "$(results_of "bench/kodak/$name.yaml")" --dataset val \
         --out "bench/results-summary/kodak-$name-val.json"

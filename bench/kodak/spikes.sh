@@ -30,7 +30,7 @@ print(json.dumps({**train, "spike_guard": json.loads(sys.argv[2])}))' "$study" "
         --manifest "$down/prepared/manifest.csv" --init-from "$start" --out "$out/$guard/model.pt" \
         > "$out/$guard/train.log" 2>&1 &
 done
-wait -n && wait -n  # the first failure ends the script, and the trap stops the other training
+wait -n; wait -n  # the first failure ends the script, and the trap stops the other training
 .venv/bin/python - "$out" "$study" "$factor" "$down" "$up" bench/results/pipeline_speed <<'PY'
 import json, sys
 from pathlib import Path
