@@ -19,7 +19,7 @@ redundancy over training (the report's ``bits_for_accuracy``, ``savings`` and ``
 study's question-only baseline (``<results>/blind/metrics.json``, with the vqa task) and the compressed-domain
 speed comparison (``<results>/speed.csv``, with classification), each when present. For a run with variable-rate codecs (seed 001) it keeps their points, each model's training cost,
 and their BD-rates against the single-rate curves of the same run and, with ``--single-rate`` (a committed
-summary of single-rate codecs on the same dataset, e.g. kodak.json), against those. bench/summary.py turns these
+summary of single-rate codecs on the same dataset, e.g. kodak-m64.json), against those. bench/summary.py turns these
 files into the numbers of README.md and bench/README.md.
 """
 

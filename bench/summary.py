@@ -106,13 +106,14 @@ def headline(summary: dict, anchors: list[str]) -> str:
 def render_kodak_headline() -> str:
     summary = _json("kodak.json")
     cpu = max(row["train_seconds"] for row in summary["learned"])
-    return (f"Kodak (24 images), {len(summary['learned'])} λ, {sweep(summary['learned'])} sweep, at most {cpu:.0f} "
-            f"CPU-s of training per λ: {headline(summary, ['jpeg', 'webp', 'avif'])}.\n")
+    codecs = ", ".join(sorted({row["codec"] for row in summary["learned"]}))
+    return (f"Kodak (24 images), {codecs}, {len(summary['learned'])} λ, {sweep(summary['learned'])} sweep, at most "
+            f"{cpu:.0f} CPU-s of training per λ: {headline(summary, ['jpeg', 'webp', 'avif'])}.\n")
 
 
-#: the Kodak study's committed runs of the same recipe (bench/README.md, "Kodak"), oldest first; kodak.json is the
-#: run of the study's params, which the headline quotes
-KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak.json")
+#: the Kodak study's committed runs of the same recipe (bench/README.md, "Kodak"), oldest first; kodak-m64.json is
+#: the study's run with its former codec (M = 64), kodak.json the run of the study's params, which the headline quotes
+KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak-m64.json", "kodak.json")
 #: the study's sweeps on the photos' validation split (bench/kodak/chains.sh): chained both ways, side by side;
 #: chained down with the spike guard (bench/README.md, "A guard against loss spikes"); chained down with M = 64 and
 #: M = 128 latent channels, side by side ("Twice the latent channels")

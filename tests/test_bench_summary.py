@@ -33,6 +33,20 @@ def test_bd_rates_stand_beside_their_overlap():
     assert table[3] == "| a | webp | +3.0 % | 4.25 dB | -1.0 % | 2.00 dB |  |"
 
 
+def test_the_kodak_headline_names_its_codec_and_quotes_only_overlapping_bd_rates(tmp_path, monkeypatch):
+    learned = [{"codec": "c/N48-M128", "lmbda": lmbda, "train_seconds": 1800.0, "init": "neighbour",
+                "image_size": "512×768"} for lmbda in (0.0035, 0.025)]
+    bd = [{"codec": "c/N48-M128", "anchor": anchor, "bd_rate_psnr": rate, "overlap_psnr_db": overlap}
+          for anchor, rate, overlap in (("jpeg", -27.4, 4.03), ("webp", 4.6, 3.29), ("avif", None, -1.0))]
+    (tmp_path / "kodak.json").write_text(json.dumps({"learned": learned, "bd_rate": bd,
+                                                      "psnr_span_db": {"c/N48-M128": 4.03}}))
+    monkeypatch.setattr(summary, "SUMMARIES", tmp_path)
+    assert summary.render_kodak_headline() == (
+        "Kodak (24 images), c/N48-M128, 2 λ, chained (each λ from the next larger λ's codec) sweep, at most 1800 CPU-s "
+        "of training per λ: BD-rate (PSNR) -27.4 % against jpeg (PSNR overlap 4.03 dB); +4.6 % against webp (PSNR "
+        "overlap 3.29 dB); learned curve spans 4.03 dB of PSNR; images 512×768.\n")
+
+
 def test_a_kodak_run_says_how_its_sweep_was_trained():
     assert summary.sweep([{"init": "neighbour"}] * 2) == "chained (each λ from the next larger λ's codec)"
     assert summary.sweep([{"init": None}, {"init": "smaller_neighbour"}]) == ("chained (each λ from the next smaller "

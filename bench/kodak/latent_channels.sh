@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Does the flat top of the Kodak study's curve come from its latent's capacity (bench/README.md, "Twice the latent
-# channels")? Trains the study's largest λ from scratch twice side by side, one core each, for the study's CPU budget:
-# with N = 48, M = 64 latent channels (bench/kodak/m64.yaml) and with twice the latent channels (M = 128,
-# bench/kodak/m128.yaml), the first link of each one's chain. Writes bench/results-summary/kodak-latent-channels.json
-# (both, on the photos' validation split). If M = 128's validation loss is lower by more than the largest difference
-# between two runs of the study's recipe (kodak.json and kodak-chain-down-val.json: 2.3 %, at λ 0.025), both chains
-# then go on down side by side and are evaluated on the validation split (bench/kodak/chains.sh m64 m128:
-# kodak-m64-val.json, kodak-m128-val.json); otherwise they stop there. About 30 min, then 1.5 h, on 2 cores.
+# Did the flat top of the Kodak study's curve with M = 64 come from its latent's capacity (bench/README.md, "Twice the
+# latent channels"; M = 128 won, and is the study's codec now)? Trains the study's largest λ from scratch twice side by
+# side, one core each, for the study's CPU budget: with N = 48, M = 64 latent channels (bench/kodak/m64.yaml) and with
+# twice the latent channels (M = 128, bench/kodak/m128.yaml), the first link of each one's chain. Writes
+# bench/results-summary/kodak-latent-channels.json (both, on the photos' validation split). If M = 128's validation loss
+# is lower by more than the largest difference between two runs of the study's recipe (kodak-m64.json and
+# kodak-chain-down-val.json: 2.3 %, at λ 0.025), both chains then go on down side by side and are evaluated on the
+# validation split (bench/kodak/chains.sh m64 m128: kodak-m64-val.json, kodak-m128-val.json); otherwise they stop there.
+# About 30 min, then 1.5 h, on 2 cores.
 #   bash bench/kodak/latent_channels.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
