@@ -1,8 +1,11 @@
 """The benchmark numbers in README.md and bench/README.md are generated from the committed summaries."""
 
 import json
+import re
 
+import pytest
 from bench_scripts import ROOT, load_bench
+from taskcodec.params import codec_id, load_yaml
 
 summary = load_bench("summary.py")
 
@@ -34,8 +37,8 @@ def test_bd_rates_stand_beside_their_overlap():
 
 
 def test_the_kodak_headline_names_its_codec_and_quotes_only_overlapping_bd_rates(tmp_path, monkeypatch):
-    learned = [{"codec": "c/N48-M128", "lmbda": lmbda, "train_seconds": 1800.0, "init": "neighbour",
-                "image_size": "512×768"} for lmbda in (0.0035, 0.025)]
+    learned = [{"codec": "c/N48-M128", "point": point, "train_seconds": 1800.0, "init": "neighbour",
+                "image_size": "512×768"} for point in ("lmbda0.0035", "lmbda0.025")]
     bd = [{"codec": "c/N48-M128", "anchor": anchor, "bd_rate_psnr": rate, "overlap_psnr_db": overlap}
           for anchor, rate, overlap in (("jpeg", -27.4, 4.03), ("webp", 4.6, 3.29), ("avif", None, -1.0))]
     (tmp_path / "kodak.json").write_text(json.dumps({"learned": learned, "bd_rate": bd,
@@ -135,3 +138,24 @@ def test_the_latent_widths_stand_side_by_side(tmp_path, monkeypatch):
                          "|---|---|---|---|---|---|---|",
                          "| c/N48-M64 | 1000 | 200 | 5.0 | 3.050 | 0.626 | 28.95 |",
                          "| c/N48-M128 | 900 | 200 | 4.5 | 2.460 | 0.769 | 30.45 |"]
+
+
+@pytest.mark.parametrize("params, name", [
+    ("params", "kodak.json"), ("m64", "kodak-m64.json"), ("independent", "kodak-independent.json"),
+    ("chain-down", "kodak-chain-down-val.json"), ("chain-up", "kodak-chain-up-val.json"), ("m64", "kodak-m64-val.json"),
+    ("m128", "kodak-m128-val.json")])
+def test_a_committed_kodak_summary_was_made_with_the_codec_its_params_name(params, name):
+    """Each params file or overlay reproduces its committed summary's codec (the overlays of runs committed before the
+    study moved to M = 128 name their M = 64 codec)."""
+    (entry,) = load_yaml(ROOT / f"bench/kodak/{params}.yaml")["codec"]["sweep"]["models"]
+    learned = json.loads((ROOT / "bench/results-summary" / name).read_text())["learned"]
+    assert {row["codec"] for row in learned} == {codec_id(entry)}
+
+
+def test_the_variable_rate_study_compares_with_a_single_rate_run_of_its_own_width():
+    """bench/variable_rate/run.sh's committed single-rate reference has the codec of the study's single-rate sweep."""
+    script = (ROOT / "bench/variable_rate/run.sh").read_text()
+    (reference,) = re.findall(r"--single-rate (bench/results-summary/\S+\.json)", script)
+    committed = {row["codec"] for row in json.loads((ROOT / reference).read_text())["learned"]}
+    models = load_yaml(ROOT / "bench/variable_rate/params.yaml")["codec"]["sweep"]["models"]
+    assert committed == {codec_id(entry) for entry in models}

@@ -4,7 +4,7 @@
 # side by side, one job at a time each, evaluates each and the classical codecs on the validation split, and writes
 # bench/results-summary/kodak-<name>-val.json. Without names, the two ways of chaining (bench/README.md, "Which way to
 # chain, on the full budget"): the study's chain from the largest λ down (chain-down) and from the smallest λ up
-# (chain-up), about 2 h on 2 cores.
+# (chain-up), both with the study's former codec (M = 64), about 2 h on 2 cores.
 #   bash bench/kodak/chains.sh                 # chain-down and chain-up
 #   bash bench/kodak/chains.sh m64 m128        # the chain down with M = 64 and M = 128 latent channels
 set -euo pipefail

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Does the spike guard (codec.train.spike_guard, taskcodec.spike_guard) help where a training diverged? Trains the
-# Kodak study's λ 0.013 codec from its chain's λ 0.025 codec (bench/kodak/chains.sh trains that chain; its λ 0.013
-# training diverged near step 2400) twice side by side, one core each, for the study's 1800 CPU-s: without the guard
-# and with it at 10x, validated on the photos' validation split. Then replays the guard on the training losses of
-# both chains (and of the default demo's run by bench/pipeline_speed.sh, if there is one), which ran
-# without it. Writes bench/results-summary/kodak-spike-guard.json (bench/README.md, "A guard against loss spikes").
-# About 30 min on 2 cores.
+# Does the spike guard (codec.train.spike_guard, taskcodec.spike_guard) help where a training diverged? Trains the Kodak
+# study's λ 0.013 codec from its chain's λ 0.025 codec, with the codec chain-down.yaml names (M = 64;
+# bench/kodak/chains.sh trains that chain; its λ 0.013 training diverged near step 2400) twice side by side, one core
+# each, for the study's 1800 CPU-s: without the guard and with it at 10x, validated on the photos' validation split.
+# Then replays the guard on the training losses of both chains (and of the default demo's run by
+# bench/pipeline_speed.sh, if there is one), which ran without it. Writes bench/results-summary/kodak-spike-guard.json
+# (bench/README.md, "A guard against loss spikes"). About 30 min on 2 cores.
 #   bash bench/kodak/spikes.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +16,14 @@ study=bench/kodak/params.yaml
 source bench/kodak/common.sh
 down=$(results_of bench/kodak/chain-down.yaml)
 up=$(results_of bench/kodak/chain-up.yaml)
-start=$down/codecs/bmshj2018-hyperprior/N48-M64/lmbda0.025/model.pt
+# the chain's codec (chain-down.yaml names it): its name, its architecture, its hyperparameters as JSON
+codec=$(.venv/bin/python -c 'import json, sys, yaml
+from taskcodec.params import codec_id
+(entry,) = yaml.safe_load(open(sys.argv[1]))["codec"]["sweep"]["models"]
+print(codec_id(entry), entry["arch"], json.dumps({k: v for k, v in entry.items() if k != "arch"}))' \
+    bench/kodak/chain-down.yaml)
+read -r name arch hyper <<< "$codec"
+start=$down/codecs/$name/lmbda0.025/model.pt
 [ -f "$start" ] || { echo "spikes.sh: $start is missing; run bash bench/kodak/chains.sh first"; exit 1; }
 out=bench/results/kodak-spike-guard
 for guard in null $factor; do
@@ -26,18 +33,19 @@ train = yaml.safe_load(open(sys.argv[1]))["codec"]["train"]
 print(json.dumps({**train, "spike_guard": json.loads(sys.argv[2])}))' "$study" "$guard")
     mkdir -p "$out/$guard"
     .venv/bin/python -m taskcodec.stages.train_codec --params "$section" --threads 1 --device cpu \
-        --arch bmshj2018-hyperprior --hyper '{"N": 48, "M": 64}' --lmbda 0.013 --mem-mb 4000 \
+        --arch "$arch" --hyper "$hyper" --lmbda 0.013 --mem-mb 4000 \
         --manifest "$down/prepared/manifest.csv" --init-from "$start" --out "$out/$guard/model.pt" \
         > "$out/$guard/train.log" 2>&1 &
 done
 wait -n; wait -n  # the first failure ends the script, and the trap stops the other training
-.venv/bin/python - "$out" "$study" "$factor" "$down" "$up" bench/results/pipeline_speed <<'PY'
+.venv/bin/python - "$out" "$study" "$factor" "$name" "$down" "$up" bench/results/pipeline_speed <<'PY'
 import json, sys
 from pathlib import Path
 import pandas as pd
 import yaml
 from taskcodec.spike_guard import SpikeGuard
-out, study, factor, runs = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), [Path(p) for p in sys.argv[4:]]
+out, study, factor, codec = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+runs = [Path(p) for p in sys.argv[5:]]
 side = yaml.safe_load(open(study))["prepare"]["image_size"]
 val_images = int((pd.read_csv(runs[0] / "prepared/manifest.csv")["split"] == "val").sum())
 arms = []
@@ -68,7 +76,7 @@ for run in runs:
             highest = max(highest, loss / median) if median else highest
         replayed.append({"run": run.name, "training": str(log_path.parent.relative_to(run)), "first_rollback": first,
                          "highest_ratio_before": round(highest, 2)})
-summary = {"study": study, "codec": "bmshj2018-hyperprior/N48-M64", "lmbda": 0.013, "factor": factor,
+summary = {"study": study, "codec": codec, "lmbda": 0.013, "factor": factor,
            "init": "the chain's lmbda0.025 codec", "split": "val", "val_images": val_images,
            "image_size": f"{side}×{side}", "arms": arms, "replayed": replayed}
 Path("bench/results-summary/kodak-spike-guard.json").write_text(json.dumps(summary, indent=1) + "\n")
