@@ -116,9 +116,9 @@ def render_kodak_headline() -> str:
 KODAK_RUNS = ("kodak-1200s.json", "kodak-independent.json", "kodak-m64.json", "kodak.json")
 #: the study's sweeps on the photos' validation split (bench/kodak/chains.sh): chained both ways, side by side;
 #: chained down with the spike guard (bench/README.md, "A guard against loss spikes"); chained down with M = 64 and
-#: M = 128 latent channels, side by side ("Twice the latent channels")
+#: M = 128 latent channels, side by side, and M = 128's with the guard ("Twice the latent channels")
 KODAK_CHAINS = ("kodak-chain-down-val.json", "kodak-chain-up-val.json", "kodak-chain-guard-val.json",
-                "kodak-m64-val.json", "kodak-m128-val.json")
+                "kodak-m64-val.json", "kodak-m128-val.json", "kodak-m128-guard-val.json")
 
 
 def sweep(learned: list[dict]) -> str:

@@ -5,6 +5,7 @@ import re
 
 import pytest
 from bench_scripts import ROOT, load_bench
+from snakemake.utils import update_config
 from taskcodec.params import codec_id, load_yaml
 
 summary = load_bench("summary.py")
@@ -143,11 +144,13 @@ def test_the_latent_widths_stand_side_by_side(tmp_path, monkeypatch):
 @pytest.mark.parametrize("params, name", [
     ("params", "kodak.json"), ("m64", "kodak-m64.json"), ("independent", "kodak-independent.json"),
     ("chain-down", "kodak-chain-down-val.json"), ("chain-up", "kodak-chain-up-val.json"), ("m64", "kodak-m64-val.json"),
-    ("m128", "kodak-m128-val.json")])
+    ("m128", "kodak-m128-val.json"), ("m128-guard", "kodak-m128-guard-val.json")])
 def test_a_committed_kodak_summary_was_made_with_the_codec_its_params_name(params, name):
-    """Each params file or overlay reproduces its committed summary's codec (the overlays of runs committed before the
-    study moved to M = 128 name their M = 64 codec)."""
-    (entry,) = load_yaml(ROOT / f"bench/kodak/{params}.yaml")["codec"]["sweep"]["models"]
+    """Each params file or overlay (merged onto the study's params, as run.sh and chains.sh do) reproduces its committed
+    summary's codec (the overlays of runs committed before the study moved to M = 128 name their M = 64 codec)."""
+    study = load_yaml(ROOT / "bench/kodak/params.yaml")
+    update_config(study, load_yaml(ROOT / f"bench/kodak/{params}.yaml"))
+    (entry,) = study["codec"]["sweep"]["models"]
     learned = json.loads((ROOT / "bench/results-summary" / name).read_text())["learned"]
     assert {row["codec"] for row in learned} == {codec_id(entry)}
 

@@ -79,6 +79,10 @@ def test_the_two_kodak_chains_train_the_studys_sweep_both_ways_into_their_own_fo
     assert {"chain-down", "chain-up", "independent", "m64", "m128"} <= set(overlays)
     folders = [overlay["results_dir"] for overlay in overlays.values()] + [study["results_dir"]]
     assert len(set(folders)) == len(folders)
+    for name, overlay in overlays.items():  # and each is a valid change of the study's params
+        params = load_yaml(ROOT / "bench/kodak/params.yaml")
+        update_config(params, overlay)
+        validate_params(params, SCHEMA, source=f"bench/kodak/{name}.yaml")
 
 
 def test_the_variable_rate_overlay_gives_every_model_four_times_the_budget_in_all():
