@@ -147,12 +147,17 @@ def test_the_latent_widths_stand_side_by_side(tmp_path, monkeypatch):
     ("m128", "kodak-m128-val.json"), ("m128-guard", "kodak-m128-guard-val.json")])
 def test_a_committed_kodak_summary_was_made_with_the_codec_its_params_name(params, name):
     """Each params file or overlay (merged onto the study's params, as run.sh and chains.sh do) reproduces its committed
-    summary's codec (the overlays of runs committed before the study moved to M = 128 name their M = 64 codec)."""
+    summary's codec and guard (the overlays of runs committed before the study moved to M = 128 name their M = 64
+    codec)."""
     study = load_yaml(ROOT / "bench/kodak/params.yaml")
     update_config(study, load_yaml(ROOT / f"bench/kodak/{params}.yaml"))
     (entry,) = study["codec"]["sweep"]["models"]
     learned = json.loads((ROOT / "bench/results-summary" / name).read_text())["learned"]
     assert {row["codec"] for row in learned} == {codec_id(entry)}
+    # and its guard, below the largest λ (m128-guard's largest λ is the study's unguarded codec: bench/README.md)
+    top = max(float(row["point"]) for row in learned)
+    below = {row.get("spike_guard") for row in learned if float(row["point"]) < top}
+    assert below == {study["codec"]["train"]["spike_guard"]}
 
 
 def test_the_variable_rate_study_compares_with_a_single_rate_run_of_its_own_width():

@@ -76,7 +76,7 @@ def test_the_two_kodak_chains_train_the_studys_sweep_both_ways_into_their_own_fo
     assert down["codec"]["train"]["init"] == study["codec"]["train"]["init"]  # the study's own chain
     overlays = {path.stem: load_yaml(path) for path in (ROOT / "bench/kodak").glob("*.yaml")}
     overlays = {name: overlay for name, overlay in overlays.items() if "prepare" not in overlay}  # not whole files
-    assert {"chain-down", "chain-up", "independent", "m64", "m128"} <= set(overlays)
+    assert {"chain-down", "chain-up", "independent", "m64", "m128", "m128-guard"} <= set(overlays)
     folders = [overlay["results_dir"] for overlay in overlays.values()] + [study["results_dir"]]
     assert len(set(folders)) == len(folders)
     for name, overlay in overlays.items():  # and each is a valid change of the study's params

@@ -7,6 +7,7 @@
 # (chain-up), both with the study's former codec (M = 64), about 2 h on 2 cores.
 #   bash bench/kodak/chains.sh                 # chain-down and chain-up
 #   bash bench/kodak/chains.sh m64 m128        # the chain down with M = 64 and M = 128 latent channels
+#   bash bench/kodak/chains.sh m128-guard      # the study's chain with the guard against loss spikes
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/kodak/common.sh
